@@ -1,0 +1,27 @@
+// dsv4::cuda: the CUDA backend. Host-callable entry points; kernels live in
+// include/dsv4/cuda/kernels/*.cuh so that a user's .cu file can include them.
+#pragma once
+
+#include <cstddef>
+#include <dsv4/core/error.hpp>
+#include <dsv4/core/numeric.hpp>
+#include <string>
+
+namespace dsv4::cuda {
+
+/// A CUDA runtime call failed.
+class CudaError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// Number of CUDA devices usable by this process (0 when there is no GPU or no driver).
+int device_count() noexcept;
+
+/// Name and compute capability of device `index`, e.g. "NVIDIA H100 (sm_90)".
+std::string device_name(int index);
+
+/// Converts n bf16 values to float on the current device (host buffers in, host buffers out).
+void bf16_to_f32(const bf16* host_in, float* host_out, std::size_t n);
+
+}  // namespace dsv4::cuda
