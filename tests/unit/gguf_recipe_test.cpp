@@ -4,6 +4,7 @@
 // table. Data: tests/data/llamacpp/listings (see tests/data/README.md).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <dsv4/formats/gguf_recipe.hpp>
 #include <fstream>
@@ -327,4 +328,52 @@ TEST_CASE("tied embeddings: token_embd takes the output rule when output.weight 
   g::Recipe tied(g::FileType::q4_k_m, m, false);
   CHECK(tied.choose(embd) == FormatId::q6_k);
   CHECK_THROWS_AS(g::Recipe(g::FileType::q8_0, g::ModelFacts{}, false), dsv4::ConfigError);
+}
+
+TEST_CASE("a larger synthetic model: per-layer ffn_down mixes, any input order") {
+  // 16 blocks of ffn_down_exps {512, 1024, 8} and attn_kv {1024, 512}, given in reverse order.
+  constexpr int n = 16;
+  std::vector<std::string> names;
+  for (int i = n - 1; i >= 0; --i) {
+    names.push_back("blk." + std::to_string(i) + ".ffn_down_exps.weight");
+    names.push_back("blk." + std::to_string(i) + ".attn_kv.weight");
+  }
+  const std::int64_t down[] = {512, 1024, 8}, kv[] = {1024, 512};
+  std::vector<g::TensorInfo> infos;
+  for (const auto& nm : names) {
+    const bool is_down = nm.find("ffn_down") != std::string::npos;
+    infos.push_back(
+        {nm, is_down ? std::span<const std::int64_t>(down) : std::span<const std::int64_t>(kv),
+         FormatId::bf16});
+  }
+  const g::ModelFacts m{n, 8, 16, 1, true};
+  const auto layer = [&](std::size_t i) { return n - 1 - static_cast<int>(i / 2); };
+  const auto q4km = g::plan_types(g::FileType::q4_k_m, m, infos, false);
+  const auto q5km = g::plan_types(g::FileType::q5_k_m, m, infos, false);
+  const auto q3km = g::plan_types(g::FileType::q3_k_m, m, infos, false);
+  const auto q2k = g::plan_types(g::FileType::q2_k, m, infos, false);
+  const auto q4ks = g::plan_types(g::FileType::q4_k_s, m, infos, false);
+  std::vector<int> six;
+  for (std::size_t i = 0; i < infos.size(); ++i) {
+    CAPTURE(names[i]);
+    if (i % 2 == 1) {  // attn_kv: base type everywhere
+      CHECK(q4km[i] == FormatId::q4_k);
+      CHECK(q2k[i] == FormatId::q2_k);
+      continue;
+    }
+    if (q4km[i] == FormatId::q6_k) six.push_back(layer(i));
+    CHECK(q5km[i] == (g::use_more_bits(layer(i), n) ? FormatId::q6_k : FormatId::q5_k));
+    CHECK(q3km[i] == (layer(i) < n / 16 ? FormatId::q5_k : FormatId::q4_k));
+    CHECK(q2k[i] == FormatId::q3_k);
+    CHECK(q4ks[i] == (layer(i) < n / 8 ? FormatId::q5_k : FormatId::q4_k));
+  }
+  std::sort(six.begin(), six.end());
+  CHECK(six == std::vector<int>{0, 1, 4, 7, 10, 13, 14, 15});
+  // the same rows, not a multiple of 256: every k-quant falls back
+  const std::int64_t odd[] = {96, 64}, odder[] = {48, 64};
+  g::Recipe r(g::FileType::q4_k_m, m, false);
+  CHECK(r.choose({"blk.4.ffn_down_exps.weight", odd, FormatId::f32}) == FormatId::q8_0);
+  CHECK(r.choose({"blk.3.ffn_down_exps.weight", odd, FormatId::f32}) == FormatId::q5_0);
+  CHECK(r.choose({"blk.2.ffn_up_exps.weight", odder, FormatId::f32}) == FormatId::f16);
+  CHECK_THROWS_AS(r.choose({"blk.16.ffn_down_exps.weight", odd, FormatId::f32}), dsv4::ShapeError);
 }
