@@ -155,3 +155,76 @@ TEST_CASE_TEMPLATE("k-quant dot matches ggml's vec_dot and the exact dot", F, ds
     CHECK(std::fabs(static_cast<double>(ours) - exact[r]) <= budget);
   }
 }
+
+// ---- stress data: 128 super-blocks aimed at the corners of the scale searches, and ggml's
+// portable (generic) dot products, which dsv4 reproduces exactly (tools/gen_kquant_stress.c).
+
+namespace {
+
+constexpr std::size_t kStressRows = 32;
+constexpr std::size_t kStressCols = 1024;
+constexpr std::size_t kStressDists = 16;  // super-block b uses distribution b % 16
+
+template <class F>
+std::string stress_stem() {
+  std::string s(F::name);
+  s[0] = 'q';
+  return "ggml-quants/stress_" + s;
+}
+
+std::uint64_t fnv1a64(const void* data, std::size_t bytes) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (std::size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("k-quant quantize/dequantize match ggml on corner-case super-blocks", F,
+                   dsv4::Q2_K, dsv4::Q3_K, dsv4::Q4_K, dsv4::Q5_K, dsv4::Q6_K, dsv4::Q8_K) {
+  const auto x = read_raw<float>("ggml-quants/stress_input.f32");
+  REQUIRE(x.size() == kStressRows * kStressCols);
+  const auto golden = read_blocks<F>(stress_stem<F>() + ".q");
+  REQUIRE(golden.size() == x.size() / F::block_elems);
+  const auto ours = quantize_all<F>(x);
+  std::size_t bad_blocks = 0;
+  for (std::size_t b = 0; b < golden.size(); ++b) {
+    if (std::memcmp(&ours[b], &golden[b], sizeof(typename F::block_type)) != 0) {
+      ++bad_blocks;
+      INFO("super-block ", b, " (distribution ", b % kStressDists, ") differs");
+      CHECK(false);
+    }
+  }
+  CHECK(bad_blocks == 0);
+
+  std::vector<float> deq(x.size());
+  for (std::size_t b = 0; b < golden.size(); ++b) {
+    F::dequantize(golden[b], deq.data() + b * F::block_elems);
+  }
+  const auto hash = read_raw<std::uint64_t>(stress_stem<F>() + ".deq.fnv");
+  REQUIRE(hash.size() == 1);
+  CHECK(fnv1a64(deq.data(), deq.size() * sizeof(float)) == hash[0]);
+}
+
+TEST_CASE_TEMPLATE("k-quant dot equals ggml's generic vec_dot bit for bit", F, dsv4::Q2_K,
+                   dsv4::Q3_K, dsv4::Q4_K, dsv4::Q5_K, dsv4::Q6_K) {
+  using A = dsv4::Q8_K;
+  const auto act = read_raw<float>("ggml-quants/stress_act.f32");
+  REQUIRE(act.size() == kStressCols);
+  const auto a_golden = read_blocks<A>(stress_stem<F>() + ".act_q");
+  const auto a = quantize_all<A>(act);
+  CHECK(count_differing_bytes<A>(a, a_golden) == 0);
+
+  const auto w = read_blocks<F>(stress_stem<F>() + ".q");
+  const auto golden = read_raw<float>(stress_stem<F>() + ".vecdot.f32");
+  REQUIRE(golden.size() == kStressRows);
+  const std::size_t per_row = kStressCols / F::block_elems;
+  REQUIRE(w.size() == kStressRows * per_row);
+  for (std::size_t r = 0; r < kStressRows; ++r) {
+    CAPTURE(r);
+    const float ours = F::dot(w.data() + r * per_row, a_golden.data(), per_row);
+    INFO("dot ", ours, " ggml generic ", golden[r]);
+    CHECK(bits_of(ours) == bits_of(golden[r]));
+  }
+}
