@@ -1,5 +1,7 @@
 // Tests of the GGUF k-quant formats (include/dsv4/formats/k_quants.hpp) against blocks, floats
-// and dot products made by ggml itself (tests/data/ggml-quants, see its README section).
+// and dot products made by ggml itself (tests/data/ggml-quants, see its README section): the
+// golden set (8 rows of 512, ggml's AVX-512 dots) and the stress set (128 corner-case
+// super-blocks, ggml's generic dots, which dsv4 must reproduce bit for bit).
 //
 // Spec: spec/formats.md §10.3. Reference symbols: quantize_row_q*_K_ref, dequantize_row_q*_K,
 // ggml_vec_dot_q*_K_q8_K (ggml-quants.c, ggml-cpu/quants.c).

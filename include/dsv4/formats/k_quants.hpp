@@ -8,8 +8,9 @@
 //
 // Bit exactness: every floating-point operation that decides a quantized value or a stored
 // scale is evaluated in the same order and precision as ggml's (the build uses
-// -ffp-contract=off, so nothing is fused). Quantizers therefore reproduce ggml's bytes exactly,
-// dequantizers its floats exactly, and `dot` follows the generic (non-SIMD) accumulation order.
+// -ffp-contract=off, and CUDA code --fmad=false, so nothing is fused). Quantizers therefore
+// reproduce ggml's bytes exactly, dequantizers its floats exactly, and `dot` follows the generic
+// (non-SIMD) accumulation order.
 //
 // Super-block layout shared by all formats here: 256 values (QK_K); the sub-block scale index of
 // element e is e/16 (Q2_K, Q3_K, Q6_K) or e/32 (Q4_K, Q5_K).
