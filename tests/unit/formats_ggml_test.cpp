@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -94,18 +95,30 @@ std::string hex(const B& b) {
 /// start: the previous call's, i.e. stack garbage). dsv4 writes codes 0 there (as newer ggml
 /// does); the values are zero either way. For such blocks the check is: same d, dsv4's codes 0,
 /// and ggml's codes equal to those of the block before (confirming the explanation).
+/// A row-major float32 input file of the golden sets.
+struct Inputs {
+  std::string file;
+  std::size_t rows;
+  std::size_t cols;
+};
+const Inputs kGolden{"ggml-quants/input.f32", kRows, kCols};
+const Inputs kStress{"ggml-quants/stress32_input.f32", 8, 1024};
+
 template <class F, class Quant>
-void check_quantizer(const std::string& file, Quant quant, bool stale_zero_codes = false) {
-  const auto input = read_raw<float>("ggml-quants/input.f32");  // [8, 512]
-  REQUIRE(input.size() == kRows * kCols);
-  const std::size_t per_row = kCols / F::block_elems;
-  const auto want = read_blocks<F>(file, kRows * per_row);  // [8, per_row]
+void check_quantizer(const Inputs& in, const std::string& file, Quant quant,
+                     bool stale_zero_codes = false) {
+  const std::size_t rows = in.rows;
+  const std::size_t cols = in.cols;
+  const auto input = read_raw<float>(in.file);  // [rows, cols]
+  REQUIRE(input.size() == rows * cols);
+  const std::size_t per_row = cols / F::block_elems;
+  const auto want = read_blocks<F>(file, rows * per_row);  // [rows, per_row]
   int stale_blocks = 0;
-  for (std::size_t r = 0; r < kRows; ++r) {
-    auto got = quantize_row<F>(input.data() + r * kCols, kCols, quant);
+  for (std::size_t r = 0; r < rows; ++r) {
+    auto got = quantize_row<F>(input.data() + r * cols, cols, quant);
     if constexpr (std::is_same_v<F, d::IQ4_NL>) {
       for (std::size_t b = 0; stale_zero_codes && b < per_row; ++b) {
-        const float* x = input.data() + r * kCols + b * F::block_elems;
+        const float* x = input.data() + r * cols + b * F::block_elems;
         if (d::detail::ggml::abs_max(x, F::block_elems) >= 1e-15f) continue;
         const std::size_t i = r * per_row + b;
         CAPTURE(r);
@@ -128,7 +141,7 @@ void check_quantizer(const std::string& file, Quant quant, bool stale_zero_codes
       CHECK(bad == -1);
     }
   }
-  if (stale_zero_codes) CHECK(stale_blocks > 0);  // row 5 has all-zero blocks
+  if (stale_zero_codes) CHECK(stale_blocks > 0);  // both inputs have all-zero blocks
 }
 
 /// Checks that dequantizing `qfile` gives exactly the floats of `deqfile` (bit patterns).
@@ -164,7 +177,8 @@ TEST_CASE_TEMPLATE("ggml golden: quantize reproduces ggml's reference quantizer 
                    DSV4_GGML_GOLDEN_FORMATS) {
   INFO("format ", F::name);
   check_quantizer<F>(
-      stem<F>() + ".q", [](const float* in, typename F::block_type& b) { F::quantize(in, b); },
+      kGolden, stem<F>() + ".q",
+      [](const float* in, typename F::block_type& b) { F::quantize(in, b); },
       /*stale_zero_codes=*/std::is_same_v<F, d::IQ4_NL>);
 }
 
@@ -176,7 +190,7 @@ TEST_CASE_TEMPLATE("ggml golden: dequantize reproduces ggml's values bit for bit
 
 TEST_CASE("ggml golden: IQ4_NL chunk quantizer (llama-quantize without imatrix)") {
   check_quantizer<d::IQ4_NL>(
-      "ggml-quants/iq4_nl.chunk.q",
+      kGolden, "ggml-quants/iq4_nl.chunk.q",
       [](const float* in, d::IQ4_NL::block_type& b) { d::IQ4_NL::quantize_chunk(in, b); });
   check_dequantizer<d::IQ4_NL>("ggml-quants/iq4_nl.chunk.q", "ggml-quants/iq4_nl.chunk.deq.f32");
   // The two quantizers really differ on this data (else the test above proves nothing new).
@@ -365,4 +379,76 @@ TEST_CASE("registry: block sizes and ids agree with ggml's type table (manifest.
     ++rows;
   }
   CHECK(rows == 17);
+}
+
+// ---- stress data: corner-case blocks and ggml's generic (portable) CPU path -------------------
+// tests/data/ggml-quants/stress32_* (tools/gen_ggml_stress.c): 8 rows × 1024 values whose 32-value
+// blocks cycle through 16 corner-case distributions, quantized by ggml's reference quantizers,
+// and dots from ggml built without SIMD. dsv4's dots follow the generic order, so they must
+// agree bit for bit here.
+namespace {
+
+std::string stress_stem(std::string_view golden_stem) {
+  return "ggml-quants/stress32_" + std::string(golden_stem.substr(golden_stem.find('/') + 1));
+}
+
+std::uint64_t fnv1a64(const void* data, std::size_t bytes) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (std::size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("ggml stress: corner-case blocks quantize and dequantize exactly as ggml's", F,
+                   DSV4_GGML_GOLDEN_FORMATS) {
+  INFO("format ", F::name);
+  const std::string st = stress_stem(stem<F>());
+  check_quantizer<F>(
+      kStress, st + ".q", [](const float* in, typename F::block_type& b) { F::quantize(in, b); },
+      /*stale_zero_codes=*/std::is_same_v<F, d::IQ4_NL>);
+  if constexpr (!std::is_same_v<F, d::Q8_1>) {  // ggml has no Q8_1 dequantizer
+    const std::size_t n_blocks = kStress.rows * kStress.cols / F::block_elems;
+    const auto blocks = read_blocks<F>(st + ".q", n_blocks);
+    const auto deq = dequantize_row<F>(blocks.data(), n_blocks);
+    const auto want = read_raw<std::uint64_t>(st + ".deq.fnv");
+    REQUIRE(want.size() == 1);
+    CHECK(fnv1a64(deq.data(), deq.size() * sizeof(float)) == want[0]);
+  }
+}
+
+TEST_CASE("ggml stress: IQ4_NL chunk quantizer on corner-case blocks") {
+  check_quantizer<d::IQ4_NL>(
+      kStress, "ggml-quants/stress32_iq4_nl.chunk.q",
+      [](const float* in, d::IQ4_NL::block_type& b) { d::IQ4_NL::quantize_chunk(in, b); });
+}
+
+TEST_CASE_TEMPLATE("ggml stress: activation blocks and dots bit for bit with ggml's generic path",
+                   F, DSV4_GGML_DOT_FORMATS) {
+  using A = typename F::activation;
+  INFO("format ", F::name, ", activation ", A::name);
+  const std::string st = stress_stem(stem<F>());
+  const std::size_t cols = kStress.cols;
+  const auto act = read_raw<float>("ggml-quants/stress32_act.f32");  // [cols]
+  REQUIRE(act.size() == cols);
+  const std::size_t na = cols / A::block_elems;
+  const auto a = read_blocks<A>(st + ".act_q", na);  // [na]
+  const auto got_a = quantize_row<A>(
+      act.data(), cols, [](const float* in, typename A::block_type& b) { A::quantize(in, b); });
+  CHECK(first_block_mismatch(got_a.data(), a.data(), na) == -1);
+
+  const std::size_t nw = cols / F::block_elems;
+  const auto w = read_blocks<F>(st + ".q", kStress.rows * nw);    // [rows, nw]
+  const auto want = read_raw<std::uint32_t>(st + ".vecdot.f32");  // [rows] fp32 bit patterns
+  REQUIRE(want.size() == kStress.rows);
+  for (std::size_t r = 0; r < kStress.rows; ++r) {
+    const float got = F::dot(w.data() + r * nw, a.data(), nw);
+    float want_f;
+    std::memcpy(&want_f, &want[r], 4);
+    CAPTURE(r);
+    CAPTURE(got);
+    CAPTURE(want_f);
+    CHECK(std::bit_cast<std::uint32_t>(got) == want[r]);
+  }
 }
