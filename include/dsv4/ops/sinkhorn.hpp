@@ -1,0 +1,72 @@
+// Scalar reference of `hc_split_sinkhorn`: turns the (2+hc)*hc hyper-connection mixes of one token
+// into pre [hc], post [hc] and the doubly-stochastic comb [hc, hc]. Spec: spec/architecture.md §2.5
+// (and §2.4 for where the mixes come from); reference symbol `hc_split_sinkhorn_kernel`
+// (inference/kernel_tilelang.py). All fp32, in the kernel's operation order.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+
+namespace dsv4::ops {
+
+/// fp32 logistic sigmoid 1 / (1 + exp(-x)).
+inline float sigmoid(float x) noexcept { return 1.0f / (1.0f + std::exp(-x)); }
+
+/// One token. mixes: [(2+HC)*HC]; scale: [3]; base: [(2+HC)*HC]; pre, post: [HC];
+/// comb: [HC, HC] row-major (comb[a*HC + b]). iters >= 1 (20 in V4), eps = hc_eps (1e-6).
+///   pre_j  = sigmoid(m_j * scale0 + base_j) + eps
+///   post_j = 2 * sigmoid(m_{HC+j} * scale1 + base_{HC+j})
+///   C      = row-softmax(m_{2HC..} * scale2 + base_{2HC..}) + eps, then column-normalise,
+///            then iters-1 times row-normalise and column-normalise (x / (sum + eps)).
+template <std::size_t HC = 4>
+inline void hc_split_sinkhorn(const float* mixes, const float* scale, const float* base, int iters,
+                              float eps, float* pre, float* post, float* comb) noexcept {
+  for (std::size_t j = 0; j < HC; ++j) pre[j] = sigmoid(mixes[j] * scale[0] + base[j]) + eps;
+  for (std::size_t j = 0; j < HC; ++j) {
+    post[j] = 2.0f * sigmoid(mixes[HC + j] * scale[1] + base[HC + j]);
+  }
+  float c[HC][HC];
+  for (std::size_t a = 0; a < HC; ++a) {
+    for (std::size_t b = 0; b < HC; ++b) {
+      const std::size_t k = 2 * HC + a * HC + b;
+      c[a][b] = mixes[k] * scale[2] + base[k];
+    }
+  }
+  auto normalise_columns = [&c, eps] {
+    for (std::size_t b = 0; b < HC; ++b) {
+      float s = 0.f;
+      for (std::size_t a = 0; a < HC; ++a) s += c[a][b];
+      const float d = s + eps;
+      for (std::size_t a = 0; a < HC; ++a) c[a][b] = c[a][b] / d;
+    }
+  };
+  auto normalise_rows = [&c, eps] {
+    for (std::size_t a = 0; a < HC; ++a) {
+      float s = 0.f;
+      for (std::size_t b = 0; b < HC; ++b) s += c[a][b];
+      const float d = s + eps;
+      for (std::size_t b = 0; b < HC; ++b) c[a][b] = c[a][b] / d;
+    }
+  };
+  // Row softmax + eps.
+  for (std::size_t a = 0; a < HC; ++a) {
+    float mx = c[a][0];
+    for (std::size_t b = 1; b < HC; ++b) mx = std::fmax(mx, c[a][b]);
+    float s = 0.f;
+    for (std::size_t b = 0; b < HC; ++b) {
+      c[a][b] = std::exp(c[a][b] - mx);
+      s += c[a][b];
+    }
+    for (std::size_t b = 0; b < HC; ++b) c[a][b] = c[a][b] / s + eps;
+  }
+  normalise_columns();
+  for (int it = 1; it < iters; ++it) {
+    normalise_rows();
+    normalise_columns();
+  }
+  for (std::size_t a = 0; a < HC; ++a) {
+    for (std::size_t b = 0; b < HC; ++b) comb[a * HC + b] = c[a][b];
+  }
+}
+
+}  // namespace dsv4::ops
