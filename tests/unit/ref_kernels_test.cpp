@@ -221,7 +221,7 @@ TEST_CASE("sparse_attn: bf16 mode (P rounded to bf16) and fp32 mode") {
                                << max_bf16_ulps(o16, want16) << " bf16 ulp; fp32: " << bad32
                                << " differ, max abs " << e32);
   CHECK(bad16 == 0);
-  CHECK(e32 <= 1e-6f);
+  CHECK(e32 <= 2e-7f);  // measured 8.9e-8: fp32 summation order of the reference's torch ops
 
   // bf16 storage gives the same result as bf16-valued floats.
   const auto qb = as<bf16>(q);

@@ -62,14 +62,19 @@ inline void sparse_attention_head(const T* q, const T* kv, const std::int32_t* i
     if (cmax == neg_inf) continue;  // nothing visible yet: the chunk adds exactly nothing
     const float alpha = std::exp(m - cmax);
     float psum = 0.f;
-    for (std::size_t j = 0; j < d; ++j) acc[j] *= alpha;
     for (std::size_t t = 0; t < cn; ++t) {
-      const float p = std::exp(s[t] - cmax);
-      psum += p;
-      if (p == 0.f) continue;  // masked slot (its gathered row is zero anyway)
-      const float pv = Act::round_p ? round_bf16(p) : p;
-      const T* kr = kv + static_cast<std::size_t>(idx[c0 + t]) * d;
-      for (std::size_t j = 0; j < d; ++j) acc[j] += pv * detail::widen(kr[j]);
+      s[t] = std::exp(s[t] - cmax);  // p_t, fp32
+      psum += s[t];
+    }
+    // acc = acc * alpha + P.V of this chunk (the chunk's products summed in slot order first).
+    for (std::size_t j = 0; j < d; ++j) {
+      float pv = 0.f;
+      for (std::size_t t = 0; t < cn; ++t) {
+        if (s[t] == 0.f) continue;  // masked slot (its gathered row is zero anyway)
+        const float p = Act::round_p ? round_bf16(s[t]) : s[t];
+        pv += p * detail::widen(kv[static_cast<std::size_t>(idx[c0 + t]) * d + j]);
+      }
+      acc[j] = acc[j] * alpha + pv;
     }
     l = l * alpha + psum;
     m = cmax;
