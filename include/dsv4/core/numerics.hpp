@@ -1,0 +1,52 @@
+// Numerics policies: how a model rounds its activations on the way.
+//
+// Two independent compile-time choices (spec/architecture.md §12, golden reference README):
+//  * the activation precision: `Fp32Act` keeps every activation in float; `Bf16Act` rounds each
+//    activation to bf16 wherever the official reference holds a bf16 tensor (its own precision);
+//  * the activation simulation: when on, the FP8/FP4 round trips the reference applies to KV-cache
+//    entries, compressor outputs and indexer q/k are applied too; llama.cpp does not apply them.
+// Activations are always stored as float; a policy only decides where values are rounded.
+#pragma once
+
+#include <concepts>
+
+#include "dsv4/core/numeric.hpp"
+
+namespace dsv4 {
+
+/// Activations stay float32 (the golden fp32 run).
+struct Fp32Act {
+  static constexpr const char* name = "fp32";
+  static constexpr float round(float x) noexcept { return x; }
+};
+
+/// Activations rounded to bf16 where the reference keeps bf16 tensors (the golden bf16 run).
+struct Bf16Act {
+  static constexpr const char* name = "bf16";
+  static constexpr float round(float x) noexcept { return bf16(x).to_float(); }
+};
+
+/// A model's numerics: activation precision `Act` and whether the FP8/FP4 activation simulation
+/// of the official reference is on.
+template <class Act, bool SimulateQuant>
+struct Numerics {
+  using act = Act;
+  static constexpr bool simulate_quant = SimulateQuant;
+  static constexpr float round(float x) noexcept { return Act::round(x); }
+};
+
+/// The official reference as released: bf16 activations, FP8/FP4 simulation on.
+using ReferenceNumerics = Numerics<Bf16Act, true>;
+/// The reference's code run in float32 (golden fp32 data).
+using ReferenceFp32Numerics = Numerics<Fp32Act, true>;
+/// Float32 without the activation simulation (what llama.cpp's F32 path computes).
+using PlainFp32Numerics = Numerics<Fp32Act, false>;
+
+template <class N>
+concept NumericsPolicy = requires(float x) {
+  typename N::act;
+  { N::simulate_quant } -> std::convertible_to<bool>;
+  { N::round(x) } -> std::same_as<float>;
+};
+
+}  // namespace dsv4
