@@ -37,8 +37,9 @@ struct ModelConfig {
   std::int64_t max_seq_len = 4096;
 
   // storage
-  WeightDtype dtype = WeightDtype::fp8;         ///< non-expert linear weights
-  WeightDtype expert_dtype = WeightDtype::fp4;  ///< routed experts; bf16 when the config says null
+  WeightDtype dtype = WeightDtype::fp8;  ///< non-expert linear weights
+  WeightDtype expert_dtype =
+      WeightDtype::fp4;  ///< routed experts; `dtype` when the config says null
   std::string scale_fmt = "ue8m0";
   std::string scale_dtype = "fp8";
 
@@ -86,6 +87,8 @@ struct ModelConfig {
   int hc_mult = 4;
   int hc_sinkhorn_iters = 20;
   double hc_eps = 1e-6;
+
+  bool operator==(const ModelConfig&) const = default;
 
   // ---- derived quantities (spec §1.2) ----
   int n_blocks() const { return n_layers + n_mtp_layers; }

@@ -2,8 +2,11 @@
 // tiny test model. Spec: spec/architecture.md §1.1, §1.3, §1.6; values from spec/configs/.
 #pragma once
 
+#include <string>
+#include <string_view>
 #include <vector>
 
+#include "dsv4/core/check.hpp"
 #include "dsv4/core/config.hpp"
 
 namespace dsv4::presets {
@@ -71,6 +74,20 @@ inline ModelConfig tiny() {
   c.index_head_dim = 128;
   c.index_topk = 8;
   return c;
+}
+
+/// The names `by_name` accepts.
+inline constexpr std::string_view preset_names[] = {"v4-pro", "v4-flash", "tiny"};
+
+/// A preset by name ("v4-pro", "v4-flash", "tiny"; '_' may stand for '-'); ConfigError otherwise.
+inline ModelConfig by_name(std::string_view name) {
+  std::string n(name);
+  for (char& ch : n)
+    if (ch == '_') ch = '-';
+  if (n == "v4-pro") return v4_pro();
+  if (n == "v4-flash") return v4_flash();
+  if (n == "tiny") return tiny();
+  throw ConfigError(fmt::format("unknown preset \"{}\" (known: v4-pro, v4-flash, tiny)", name));
 }
 
 }  // namespace dsv4::presets

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "dsv4/core/config.hpp"
+#include "dsv4/formats/gguf_recipe.hpp"
 #include "dsv4/model/checkpoint_layout.hpp"
 
 namespace dsv4::plan {
@@ -102,6 +103,65 @@ inline std::int64_t bf16_bytes(const ModelConfig& c) {
     }
   }
   return b;
+}
+
+/// Bytes of a llama.cpp GGUF of the model quantized with `recipe` (llama-quantize's per-tensor
+/// choice for `deepseek4`, formats/gguf_recipe.hpp), MTP blocks included; the tensors a recipe
+/// keeps at a higher precision (F32 norms, hc and compressor tensors, Q6_K/Q8_0 promotions, row
+/// lengths that force a fallback) are in `by_type`.
+struct GgufSheet {
+  struct TypeShare {
+    FormatId type{};
+    int tensors = 0;
+    std::int64_t params = 0;
+    std::int64_t bytes = 0;
+    std::vector<Component> components;  ///< components with at least one tensor of this type
+  };
+  std::int64_t bytes = 0;
+  std::int64_t params = 0;
+  std::vector<TypeShare> by_type;  ///< ordered by ggml type id
+  double bits_per_weight() const {
+    return params > 0 ? 8.0 * static_cast<double>(bytes) / static_cast<double>(params) : 0.0;
+  }
+};
+
+inline GgufSheet gguf_bytes(const ModelConfig& c, gguf::FileType recipe, bool pure = false) {
+  const std::vector<GgufTensor> tensors = gguf_tensors(c, true);
+  std::vector<gguf::TensorInfo> infos;
+  infos.reserve(tensors.size());
+  for (const GgufTensor& t : tensors)
+    infos.push_back({t.name, t.ne, t.integer ? gguf::ggml_id::i32 : FormatId::f32});
+  gguf::ModelFacts facts;
+  facts.n_layers = c.n_layers + c.n_mtp_layers;
+  facts.n_expert = static_cast<int>(c.n_routed_experts);
+  facts.n_head = static_cast<int>(c.n_heads);
+  facts.n_head_kv = 1;
+  const std::vector<FormatId> types = gguf::plan_types(recipe, facts, infos, pure);
+  GgufSheet s;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const std::int64_t b = gguf::tensor_bytes(types[i], tensors[i].ne);
+    std::int64_t n = 1;
+    for (std::int64_t d : tensors[i].ne) n *= d;
+    if (tensors[i].integer) n = 0;  // the hash table holds ids, not weights
+    s.bytes += b;
+    s.params += n;
+    auto it = std::find_if(s.by_type.begin(), s.by_type.end(),
+                           [&](const GgufSheet::TypeShare& x) { return x.type == types[i]; });
+    if (it == s.by_type.end()) {
+      s.by_type.push_back({types[i], 0, 0, 0, {}});
+      it = s.by_type.end() - 1;
+    }
+    it->tensors += 1;
+    it->params += n;
+    it->bytes += b;
+    if (std::find(it->components.begin(), it->components.end(), tensors[i].component) ==
+        it->components.end())
+      it->components.push_back(tensors[i].component);
+  }
+  std::sort(s.by_type.begin(), s.by_type.end(), [](const auto& a, const auto& b) {
+    return static_cast<std::uint32_t>(a.type) < static_cast<std::uint32_t>(b.type);
+  });
+  return s;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,170 @@
+// config.json reading and validation: both naming schemes, the official configs, the presets,
+// and a clear error for every malformed or inconsistent config.
+#include <doctest/doctest.h>
+
+#include <dsv4/core/presets.hpp>
+#include <dsv4/io/config_json.hpp>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "test_data.hpp"
+
+using dsv4::ConfigError;
+using dsv4::ModelConfig;
+using json = nlohmann::json;
+
+namespace {
+
+json read_json(const std::string& rel) {
+  std::ifstream in(dsv4::test::data_path(rel));
+  REQUIRE(in);
+  return json::parse(in);
+}
+
+/// The message of the ConfigError `f` throws ("" if none).
+template <class F>
+std::string config_error(F&& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("official configs in both naming schemes equal the presets") {
+  struct Case {
+    const char* file;
+    ModelConfig preset;
+  };
+  for (const Case& c : {Case{"configs/v4-pro.json", dsv4::presets::v4_pro()},
+                        Case{"configs/v4-flash.json", dsv4::presets::v4_flash()}}) {
+    CAPTURE(c.file);
+    const json j = read_json(c.file);
+    // The wrapped form picks "model_args".
+    CHECK(dsv4::load_config(dsv4::test::data_path(c.file)) == c.preset);
+    CHECK(dsv4::parse_config(j["model_args"]) == c.preset);
+    // The Hugging Face form differs only in the runtime cache length: max_position_embeddings.
+    ModelConfig hf = dsv4::parse_config(j["hf_config"]);
+    CHECK(hf.max_seq_len == 1048576);
+    hf.max_seq_len = c.preset.max_seq_len;
+    CHECK(hf == c.preset);
+  }
+}
+
+TEST_CASE("tiny config: spec file, preset, release-layout and reference-layout files agree") {
+  const ModelConfig tiny = dsv4::presets::tiny();
+  CHECK(dsv4::load_config(dsv4::test::data_path("configs/tiny.json")) == tiny);
+  CHECK(dsv4::load_config(dsv4::test::data_path("configs/tiny_fp8_reference.json")) == tiny);
+  const ModelConfig hf = dsv4::load_config(dsv4::test::data_path("configs/tiny_fp8_hf.json"));
+  CHECK(hf.max_seq_len == 128);
+  ModelConfig hf_b = hf;
+  hf_b.max_batch_size = tiny.max_batch_size;  // not in the HF config
+  CHECK(hf_b == tiny);
+}
+
+TEST_CASE("golden tiny configs: bf16 weights, experts follow dtype when expert_dtype is null") {
+  for (const char* f : {"reference/tiny_a/config.json", "reference/tiny_b/config.json"}) {
+    CAPTURE(f);
+    const ModelConfig c = dsv4::load_config(dsv4::test::data_path(f));
+    CHECK(c.dtype == dsv4::WeightDtype::bf16);
+    CHECK(c.expert_dtype == dsv4::WeightDtype::bf16);
+    CHECK(c.scale_fmt == "ue8m0");
+    CHECK(c.n_layers + c.n_mtp_layers == static_cast<int>(c.compress_ratios.size()));
+  }
+  const ModelConfig a = dsv4::load_config(dsv4::test::data_path("reference/tiny_a/config.json"));
+  CHECK(a.dim == 64);
+  CHECK(a.compress_ratios == std::vector<int>{0, 4, 16, 4, 0});
+  CHECK(a.swiglu_limit == 1.5);
+  CHECK(a.index_topk == 16);
+}
+
+TEST_CASE("defaults, forced ue8m0 and presets by name") {
+  json j = read_json("configs/tiny.json");
+  j.erase("n_mtp_layers");
+  j.erase("norm_eps");
+  j.erase("hc_eps");
+  j.erase("scale_dtype");
+  j["scale_fmt"] = nullptr;
+  const ModelConfig c = dsv4::parse_config(j);
+  CHECK(c.n_mtp_layers == 1);
+  CHECK(c.norm_eps == 1e-6);
+  CHECK(c.scale_dtype == "fp8");
+  CHECK(c.scale_fmt == "ue8m0");  // forced by scale_dtype fp8
+  j["scale_dtype"] = "fp32";
+  CHECK(dsv4::parse_config(j).scale_fmt.empty());
+
+  CHECK(dsv4::presets::by_name("v4-pro") == dsv4::presets::v4_pro());
+  CHECK(dsv4::presets::by_name("v4_flash") == dsv4::presets::v4_flash());
+  CHECK(dsv4::presets::by_name("tiny") == dsv4::presets::tiny());
+  CHECK(contains(config_error([] { (void)dsv4::presets::by_name("v3"); }), "unknown preset"));
+}
+
+TEST_CASE("invalid configs are rejected with a message naming the problem") {
+  const json base = read_json("configs/tiny.json");
+  struct Bad {
+    const char* what;
+    json patch;  // merged into the tiny config
+    const char* message;
+  };
+  const Bad cases[] = {
+      {"unknown ratio", {{"compress_ratios", {0, 16, 4, 1, 4, 0}}}, "unknown compress ratio 1"},
+      {"negative ratio", {{"compress_ratios", {0, 16, 4, -4, 4, 0}}}, "unknown compress ratio -4"},
+      {"ratio count", {{"compress_ratios", {0, 16, 4, 16, 4}}}, "'compress_ratios' has 5 entries"},
+      {"o_groups", {{"o_groups", 3}}, "not divisible by 'o_groups'"},
+      {"top-k", {{"n_activated_experts", 17}}, "larger than 'n_routed_experts'"},
+      {"shared experts", {{"n_shared_experts", 2}}, "exactly one shared expert"},
+      {"score func", {{"score_func", "relu"}}, "'score_func'"},
+      {"nope dims", {{"head_dim", 160}}, "multiple of 64"},
+      {"rope dims", {{"rope_head_dim", 192}}, "'rope_head_dim'"},
+      {"indexer dim", {{"index_head_dim", 96}}, "'index_head_dim'"},
+      {"fp8 blocks", {{"dim", 96}}, "multiple of 128"},
+      {"hash layers", {{"n_hash_layers", 6}}, "'n_hash_layers'"},
+      {"zero dim", {{"dim", 0}}, "'dim' must be positive"},
+      {"wrong type", {{"dim", "128"}}, "'dim' must be an integer"},
+      {"fraction", {{"n_heads", 4.5}}, "'n_heads' must be an integer"},
+      {"unknown field", {{"n_layer", 5}}, "unknown field 'n_layer'"},
+      {"dtype", {{"dtype", "int4"}}, "'dtype' = \"int4\""},
+      {"scale fmt", {{"scale_fmt", "e4m3"}}, "'scale_fmt'"},
+      {"huge", {{"n_layers", 1e12}}, "out of range"},
+  };
+  for (const Bad& b : cases) {
+    CAPTURE(b.what);
+    json j = base;
+    j.merge_patch(b.patch);
+    const std::string msg = config_error([&] { (void)dsv4::parse_config(j, "cfg.json"); });
+    CHECK_MESSAGE(contains(msg, b.message), msg);
+    CHECK(contains(msg, "cfg.json"));
+  }
+  // Hugging Face form specifics.
+  json hf = read_json("configs/tiny_fp8_hf.json");
+  hf["num_key_value_heads"] = 2;
+  CHECK(contains(config_error([&] { (void)dsv4::parse_config(hf); }), "one shared KV head"));
+  hf = read_json("configs/tiny_fp8_hf.json");
+  hf["model_type"] = "deepseek_v3";
+  CHECK(contains(config_error([&] { (void)dsv4::parse_config(hf); }), "deepseek_v4"));
+  hf = read_json("configs/tiny_fp8_hf.json");
+  hf["quantization_config"]["weight_block_size"] = {64, 64};
+  CHECK(contains(config_error([&] { (void)dsv4::parse_config(hf); }), "weight_block_size"));
+  hf = read_json("configs/tiny_fp8_hf.json");
+  hf.erase("quantization_config");
+  hf["expert_dtype"] = nullptr;
+  const ModelConfig plain = dsv4::parse_config(hf);
+  CHECK(plain.dtype == dsv4::WeightDtype::bf16);
+  CHECK(plain.expert_dtype == dsv4::WeightDtype::bf16);
+
+  // Not JSON, not an object, not a file.
+  CHECK(contains(config_error([] { (void)dsv4::parse_config_text("{\"dim\": ", "x.json"); }),
+                 "not valid JSON"));
+  CHECK(contains(config_error([] { (void)dsv4::parse_config_text("[1, 2]", "x.json"); }),
+                 "JSON object"));
+  CHECK(contains(config_error([] { (void)dsv4::load_config("no/such/config.json"); }),
+                 "cannot open"));
+}

@@ -1,0 +1,11 @@
+// Registration of the dsv4 subcommands: each lives in its own file and adds itself to the app.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace dsv4::cli {
+
+/// `dsv4 plan`: the cost sheet of a configuration (plan_command.cpp).
+void add_plan_command(CLI::App& app);
+
+}  // namespace dsv4::cli
