@@ -1,0 +1,257 @@
+// Mixture of experts: a router policy, routed SwiGLU experts and an optional shared expert.
+//
+// Spec: spec/architecture.md §7.2-7.3 and §12 items 24, 25, 30. Reference: `Expert` and `MoE` in
+// inference/model.py (current revision: the shared expert's SwiGLU is clamped too).
+// Numerics (where the reference holds bf16 tensors, N::round):
+//   g = N(w1(x)), v = N(w3(x))                 linear outputs, widened to fp32
+//   v = clamp(v, -L, L), g = min(g, L)         L = swiglu_limit, only when L > 0
+//   h = N( silu(g) · v · wt )                  fp32; wt = routing weight (routed experts only),
+//                                               applied before w2
+//   out_e = N(w2(h))
+//   y = Σ_e out_e (fp32, experts in ascending id) + shared(x), then one N rounding.
+// The linear type is a policy (any LinearOp): DenseLinear<bf16> for the reference's bf16 path, a
+// quantized format for FP8/FP4 checkpoints. Routed and shared experts may use different types.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dsv4/core/check.hpp"
+#include "dsv4/core/config.hpp"
+#include "dsv4/core/error.hpp"
+#include "dsv4/core/numeric.hpp"
+#include "dsv4/core/numerics.hpp"
+#include "dsv4/core/tensor.hpp"
+#include "dsv4/io/tensor_load.hpp"
+#include "dsv4/layers/linear.hpp"
+#include "dsv4/layers/routers.hpp"
+
+namespace dsv4 {
+
+/// One SwiGLU expert: w1 (gate) and w3 (up) [inter, dim], w2 (down) [dim, inter].
+template <LinearOp L = DenseLinear<bf16>>
+class Expert {
+ public:
+  using linear_type = L;
+
+  Expert() = default;
+  /// swiglu_limit <= 0 disables the clamp.
+  Expert(L w1, L w2, L w3, float swiglu_limit)
+      : w1_(std::move(w1)), w2_(std::move(w2)), w3_(std::move(w3)), limit_(swiglu_limit) {
+    DSV4_CHECK(w1_.in_features() == w3_.in_features() && w1_.out_features() == w3_.out_features() &&
+                   w2_.in_features() == w1_.out_features() &&
+                   w2_.out_features() == w1_.in_features(),
+               ShapeError,
+               "Expert: w1 [{}, {}], w3 [{}, {}] and w2 [{}, {}] do not form a SwiGLU "
+               "(expected w1 = w3 = [inter, dim], w2 = [dim, inter])",
+               w1_.out_features(), w1_.in_features(), w3_.out_features(), w3_.in_features(),
+               w2_.out_features(), w2_.in_features());
+  }
+
+  std::size_t dim() const noexcept { return w1_.in_features(); }
+  std::size_t inter_dim() const noexcept { return w1_.out_features(); }
+  float swiglu_limit() const noexcept { return limit_; }
+  const L& w1() const noexcept { return w1_; }
+  const L& w2() const noexcept { return w2_; }
+  const L& w3() const noexcept { return w3_; }
+
+  /// x: [n, dim]; weights: [n] routing weights or empty (shared expert); out: [n, dim].
+  template <NumericsPolicy N>
+  void forward(ConstView2<float> x, std::span<const float> weights, View2<float> out) const {
+    const std::size_t n = x.rows;
+    const std::size_t inter = inter_dim();
+    DSV4_CHECK(weights.empty() || weights.size() == n, ShapeError,
+               "Expert: {} routing weights for {} rows", weights.size(), n);
+    std::vector<float> g(n * inter);  // [n, inter]
+    std::vector<float> v(n * inter);  // [n, inter]
+    w1_.template forward<N>(x, View2<float>(g.data(), n, inter));
+    w3_.template forward<N>(x, View2<float>(v.data(), n, inter));
+    for (std::size_t r = 0; r < n; ++r) {
+      for (std::size_t i = 0; i < inter; ++i) {
+        float gi = g[r * inter + i];
+        float vi = v[r * inter + i];
+        if (limit_ > 0.0f) {
+          vi = std::fmin(std::fmax(vi, -limit_), limit_);
+          gi = std::fmin(gi, limit_);  // the gate is clamped from above only
+        }
+        float h = gi / (1.0f + std::exp(-gi)) * vi;  // silu(g) · v
+        if (!weights.empty()) h = weights[r] * h;
+        g[r * inter + i] = N::round(h);
+      }
+    }
+    w2_.template forward<N>(ConstView2<float>(g.data(), n, inter), out);
+  }
+
+ private:
+  L w1_;
+  L w2_;
+  L w3_;
+  float limit_ = 0.0f;
+};
+
+/// The MoE layer: router R, routed experts of linear type L, an optional shared expert of linear
+/// type LS. V4: `Moe<HashRouter<>>` in the first n_hash_layers blocks, `Moe<TopKRouter<>>` after.
+template <Router R, LinearOp L = DenseLinear<bf16>, LinearOp LS = L>
+class Moe {
+ public:
+  using router_type = R;
+  using expert_type = Expert<L>;
+  using shared_type = Expert<LS>;
+
+  Moe() = default;
+  Moe(R router, std::vector<Expert<L>> experts, std::optional<Expert<LS>> shared)
+      : router_(std::move(router)), experts_(std::move(experts)), shared_(std::move(shared)) {
+    DSV4_CHECK(experts_.size() == router_.n_experts(), ShapeError,
+               "Moe: the router scores {} experts but {} are given", router_.n_experts(),
+               experts_.size());
+    for (std::size_t e = 0; e < experts_.size(); ++e) {
+      DSV4_CHECK(experts_[e].dim() == router_.dim(), ShapeError,
+                 "Moe: expert {} has dim {}, the router dim {}", e, experts_[e].dim(),
+                 router_.dim());
+    }
+    DSV4_CHECK(!shared_ || shared_->dim() == router_.dim(), ShapeError,
+               "Moe: the shared expert has dim {}, the router dim {}", shared_->dim(),
+               router_.dim());
+  }
+
+  std::size_t dim() const noexcept { return router_.dim(); }
+  std::size_t n_experts() const noexcept { return experts_.size(); }
+  const R& router() const noexcept { return router_; }
+  const Expert<L>& expert(std::size_t e) const { return experts_.at(e); }
+  const std::optional<Expert<LS>>& shared_expert() const noexcept { return shared_; }
+
+  /// x: [T, dim]; tokens: [T] ids (needed by hash routers, otherwise may be empty);
+  /// out: [T, dim] (must not alias x). When `routing` is given it receives the decision.
+  template <NumericsPolicy N>
+  void forward(std::span<const float> x, std::span<const std::int32_t> tokens, std::span<float> out,
+               Routing* routing = nullptr) const {
+    const std::size_t d = dim();
+    DSV4_CHECK(x.size() % d == 0 && out.size() == x.size(), ShapeError,
+               "Moe of dim {}: input of {} values, output of {}", d, x.size(), out.size());
+    DSV4_CHECK(tokens.empty() || tokens.size() == x.size() / d, ShapeError,
+               "Moe: {} token ids for {} input rows", tokens.size(), x.size() / d);
+    Routing local;
+    Routing& rt = routing != nullptr ? *routing : local;
+    rt = route(router_, x, tokens);
+    const std::size_t t = rt.tokens;
+    const std::size_t k = rt.k;
+
+    std::vector<float> y(t * d, 0.0f);  // [T, dim] fp32 accumulator
+    std::vector<std::size_t> rows;      // tokens routed to expert e
+    std::vector<float> wts;             // their routing weights
+    std::vector<float> xe;              // [n, dim] gathered inputs
+    std::vector<float> ye;              // [n, dim] expert outputs
+    for (std::size_t e = 0; e < experts_.size(); ++e) {
+      rows.clear();
+      wts.clear();
+      for (std::size_t r = 0; r < t; ++r) {
+        for (std::size_t j = 0; j < k; ++j) {
+          if (static_cast<std::size_t>(rt.experts[r * k + j]) == e) {
+            rows.push_back(r);
+            wts.push_back(rt.weights[r * k + j]);
+          }
+        }
+      }
+      if (rows.empty()) continue;
+      const std::size_t n = rows.size();
+      xe.resize(n * d);
+      ye.resize(n * d);
+      for (std::size_t i = 0; i < n; ++i) {
+        std::copy_n(x.data() + rows[i] * d, d, xe.data() + i * d);
+      }
+      experts_[e].template forward<N>(ConstView2<float>(xe.data(), n, d), wts,
+                                      View2<float>(ye.data(), n, d));
+      for (std::size_t i = 0; i < n; ++i) {
+        float* yr = y.data() + rows[i] * d;
+        for (std::size_t c = 0; c < d; ++c) yr[c] += ye[i * d + c];
+      }
+    }
+    if (shared_) {
+      ye.resize(t * d);
+      shared_->template forward<N>(ConstView2<float>(x.data(), t, d), {},
+                                   View2<float>(ye.data(), t, d));
+      for (std::size_t i = 0; i < t * d; ++i) y[i] += ye[i];
+    }
+    for (std::size_t i = 0; i < t * d; ++i) out[i] = N::round(y[i]);
+  }
+
+ private:
+  R router_;
+  std::vector<Expert<L>> experts_;
+  std::optional<Expert<LS>> shared_;
+};
+
+// ---- loading (reference tensor names) ----------------------------------------------------------
+
+/// How a router is loaded from `<prefix>` = "layers.L.ffn.gate" (weight [E, dim], plus bias [E] or
+/// tid2eid [vocab, k]). Specialise for new router types.
+template <class R>
+struct RouterLoader;
+
+template <ScoreFunction S>
+struct RouterLoader<TopKRouter<S>> {
+  template <io::TensorSource Src>
+  static TopKRouter<S> load(const Src& src, const std::string& prefix, const ModelConfig& cfg) {
+    const auto e = static_cast<std::uint64_t>(cfg.n_routed_experts);
+    return {io::load_linear<DenseLinear<float>>(src, prefix + ".weight", e,
+                                                static_cast<std::size_t>(cfg.dim)),
+            io::load_float(src, prefix + ".bias", {e}),
+            static_cast<std::size_t>(cfg.n_activated_experts), static_cast<float>(cfg.route_scale)};
+  }
+};
+
+template <ScoreFunction S>
+struct RouterLoader<HashRouter<S>> {
+  template <io::TensorSource Src>
+  static HashRouter<S> load(const Src& src, const std::string& prefix, const ModelConfig& cfg) {
+    const auto e = static_cast<std::uint64_t>(cfg.n_routed_experts);
+    const auto k = static_cast<std::uint64_t>(cfg.n_activated_experts);
+    const auto v = static_cast<std::uint64_t>(cfg.vocab_size);
+    try {
+      return {io::load_linear<DenseLinear<float>>(src, prefix + ".weight", e,
+                                                  static_cast<std::size_t>(cfg.dim)),
+              io::load_index(src, prefix + ".tid2eid", {v, k}), v, k,
+              static_cast<float>(cfg.route_scale)};
+    } catch (const ConfigError& err) {
+      throw ConfigError(fmt::format("{}: '{}': {}", src.label(), prefix, err.what()));
+    }
+  }
+};
+
+/// Loads the MoE at `<prefix>` = "layers.L.ffn" (or "mtp.0.ffn"): `gate.*`, `experts.{e}.w{1,2,3}`,
+/// `shared_experts.w{1,2,3}` (when cfg.n_shared_experts is 1). The router's score function must be
+/// cfg.score_func.
+template <Router R, LinearOp L = DenseLinear<bf16>, LinearOp LS = L, io::TensorSource Src>
+Moe<R, L, LS> load_moe(const Src& src, const std::string& prefix, const ModelConfig& cfg) {
+  DSV4_CHECK(cfg.score_func == R::score_function::name, ConfigError,
+             "{}: score_func is '{}' but the router is built for '{}'", src.label(), cfg.score_func,
+             R::score_function::name);
+  DSV4_CHECK(cfg.n_shared_experts == 0 || cfg.n_shared_experts == 1, ConfigError,
+             "{}: n_shared_experts = {}; the MoE supports 0 or 1", src.label(),
+             cfg.n_shared_experts);
+  const auto d = static_cast<std::size_t>(cfg.dim);
+  const auto inter = static_cast<std::size_t>(cfg.moe_inter_dim);
+  const auto limit = static_cast<float>(cfg.swiglu_limit);
+  auto expert = [&]<class LL>(const std::string& p) {
+    return Expert<LL>(io::load_linear<LL>(src, p + ".w1.weight", inter, d),
+                      io::load_linear<LL>(src, p + ".w2.weight", d, inter),
+                      io::load_linear<LL>(src, p + ".w3.weight", inter, d), limit);
+  };
+  std::vector<Expert<L>> experts;
+  experts.reserve(static_cast<std::size_t>(cfg.n_routed_experts));
+  for (std::int64_t e = 0; e < cfg.n_routed_experts; ++e) {
+    experts.push_back(expert.template operator()<L>(fmt::format("{}.experts.{}", prefix, e)));
+  }
+  std::optional<Expert<LS>> shared;
+  if (cfg.n_shared_experts == 1)
+    shared = expert.template operator()<LS>(prefix + ".shared_experts");
+  return {RouterLoader<R>::load(src, prefix + ".gate", cfg), std::move(experts), std::move(shared)};
+}
+
+}  // namespace dsv4
