@@ -1,0 +1,383 @@
+// Residual policies: manifold-constrained hyper-connections (V4) and the plain residual.
+//
+// Spec: spec/architecture.md §2.3-2.7 and §12 items 27, 28. Reference: `Block.hc_pre`,
+// `Block.hc_post`, `ParallelHead.hc_head` in inference/model.py, `hc_split_sinkhorn` in
+// inference/kernel_tilelang.py (here ops/sinkhorn.hpp).
+//
+// A block keeps a residual state of `streams` copies of the hidden vector per token, [T, S, d].
+// Each sub-layer f (attention, MoE) is wrapped as
+//   (u, mix) = pre(X);  a = f(norm(u));  X = post(a, X, mix)
+// HyperConnection<HC> (HC streams, V4 uses 4):
+//   z = X_t flattened (HC·d, fp32), m = (fn · z) · rsqrt(mean(z²) + norm_eps)       [(2+HC)·HC]
+//   (pre, post, comb) = hc_split_sinkhorn(m, scale, base)
+//   u = N( Σ_i pre_i · z_i );   X'_j = N( post_j · a + Σ_i comb[i][j] · X_i )
+// PlainResidual (one stream): u = X; X' = N(X + a), i.e. x + f(norm(x)).
+// The final head collapses the streams: HyperConnectionHead (sigmoid pre only, no Sinkhorn) or
+// PlainHead (identity). All mixing arithmetic is fp32; N::round marks the reference's bf16 tensors.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dsv4/core/check.hpp"
+#include "dsv4/core/config.hpp"
+#include "dsv4/core/error.hpp"
+#include "dsv4/core/numerics.hpp"
+#include "dsv4/io/tensor_load.hpp"
+#include "dsv4/layers/norm.hpp"
+#include "dsv4/ops/sinkhorn.hpp"
+
+namespace dsv4 {
+
+namespace detail {
+/// rsqrt(mean(z²) + eps) in fp32, as the reference's hc_pre / hc_head.
+inline float hc_rsqrt(std::span<const float> z, float eps) noexcept {
+  float sum = 0.0f;
+  for (float v : z) sum += v * v;
+  return 1.0f / std::sqrt(sum / static_cast<float>(z.size()) + eps);
+}
+
+/// m[r] = (fn[r] · z) · rs for every row r of fn [rows, z.size()].
+inline void hc_mixes(std::span<const float> fn, std::span<const float> z, float rs,
+                     std::span<float> m) noexcept {
+  const std::size_t n = z.size();
+  for (std::size_t r = 0; r < m.size(); ++r) {
+    float acc = 0.0f;
+    for (std::size_t c = 0; c < n; ++c) acc += fn[r * n + c] * z[c];
+    m[r] = acc * rs;
+  }
+}
+
+/// u[c] = N(Σ_i pre_i · z[i·d + c]).
+template <NumericsPolicy N>
+void hc_weighted_sum(std::span<const float> pre, std::span<const float> z, std::size_t d,
+                     std::span<float> u) noexcept {
+  for (std::size_t c = 0; c < d; ++c) {
+    float acc = 0.0f;
+    for (std::size_t i = 0; i < pre.size(); ++i) acc += pre[i] * z[i * d + c];
+    u[c] = N::round(acc);
+  }
+}
+}  // namespace detail
+
+/// One hyper-connection site (a block has two: hc_attn_* and hc_ffn_*).
+template <std::size_t HC = 4>
+class HyperConnection {
+ public:
+  static constexpr std::size_t streams = HC;
+  static constexpr std::size_t mix_width = (2 + HC) * HC;
+
+  /// The per-token coefficients pre() computes and post() consumes; also what the reference
+  /// records as hc_*.mixes / pre / post / comb.
+  struct Mix {
+    std::size_t tokens = 0;
+    std::vector<float> mixes;  // [T, (2+HC)·HC]
+    std::vector<float> pre;    // [T, HC]
+    std::vector<float> post;   // [T, HC]
+    std::vector<float> comb;   // [T, HC, HC], comb[i][j]: source stream i -> destination j
+  };
+
+  HyperConnection() = default;
+  /// fn: [(2+HC)·HC, HC·dim]; base: [(2+HC)·HC]; scale: [3].
+  HyperConnection(std::vector<float> fn, std::vector<float> base, std::vector<float> scale,
+                  std::size_t dim, float norm_eps, float hc_eps, int sinkhorn_iters)
+      : fn_(std::move(fn)),
+        base_(std::move(base)),
+        scale_(std::move(scale)),
+        dim_(dim),
+        norm_eps_(norm_eps),
+        hc_eps_(hc_eps),
+        iters_(sinkhorn_iters) {
+    DSV4_CHECK(dim_ > 0 && fn_.size() == mix_width * HC * dim_ && base_.size() == mix_width &&
+                   scale_.size() == 3,
+               ShapeError,
+               "HyperConnection<{}> of dim {}: fn of {} values (expected [{}, {}]), base of {} "
+               "(expected {}), scale of {} (expected 3)",
+               HC, dim_, fn_.size(), mix_width, HC * dim_, base_.size(), mix_width, scale_.size());
+    DSV4_CHECK(iters_ >= 1, ConfigError, "HyperConnection: hc_sinkhorn_iters = {} must be >= 1",
+               iters_);
+  }
+
+  std::size_t dim() const noexcept { return dim_; }
+
+  /// x: [T, HC, dim] residual state; u: [T, dim] the sub-layer input; mix receives the
+  /// coefficients of every token.
+  template <NumericsPolicy N>
+  void pre(std::span<const float> x, std::span<float> u, Mix& mix) const {
+    const std::size_t w = HC * dim_;
+    DSV4_CHECK(x.size() % w == 0 && u.size() * HC == x.size(), ShapeError,
+               "HyperConnection<{}>::pre of dim {}: state of {} values, output of {} (expected "
+               "[T, {}, {}] and [T, {}])",
+               HC, dim_, x.size(), u.size(), HC, dim_, dim_);
+    const std::size_t t = x.size() / w;
+    mix.tokens = t;
+    mix.mixes.resize(t * mix_width);
+    mix.pre.resize(t * HC);
+    mix.post.resize(t * HC);
+    mix.comb.resize(t * HC * HC);
+    for (std::size_t r = 0; r < t; ++r) {
+      const auto z = x.subspan(r * w, w);
+      float* m = mix.mixes.data() + r * mix_width;
+      detail::hc_mixes(fn_, z, detail::hc_rsqrt(z, norm_eps_), std::span<float>(m, mix_width));
+      float* pre = mix.pre.data() + r * HC;
+      ops::hc_split_sinkhorn<HC>(m, scale_.data(), base_.data(), iters_, hc_eps_, pre,
+                                 mix.post.data() + r * HC, mix.comb.data() + r * HC * HC);
+      detail::hc_weighted_sum<N>(std::span<const float>(pre, HC), z, dim_,
+                                 u.subspan(r * dim_, dim_));
+    }
+  }
+
+  /// f: [T, dim] sub-layer output; res: [T, HC, dim] the state pre() read; out: [T, HC, dim]
+  /// (may alias res).
+  template <NumericsPolicy N>
+  void post(std::span<const float> f, std::span<const float> res, const Mix& mix,
+            std::span<float> out) const {
+    const std::size_t w = HC * dim_;
+    const std::size_t t = mix.tokens;
+    DSV4_CHECK(f.size() == t * dim_ && res.size() == t * w && out.size() == t * w, ShapeError,
+               "HyperConnection<{}>::post of dim {} for {} tokens: sub-layer output of {} values, "
+               "residual of {}, output of {}",
+               HC, dim_, t, f.size(), res.size(), out.size());
+    float y[HC];
+    for (std::size_t r = 0; r < t; ++r) {
+      const float* post = mix.post.data() + r * HC;
+      const float* comb = mix.comb.data() + r * HC * HC;
+      const float* xr = res.data() + r * w;
+      float* o = out.data() + r * w;
+      for (std::size_t c = 0; c < dim_; ++c) {
+        for (std::size_t j = 0; j < HC; ++j) {
+          float acc = 0.0f;
+          for (std::size_t i = 0; i < HC; ++i) acc += comb[i * HC + j] * xr[i * dim_ + c];
+          y[j] = post[j] * f[r * dim_ + c] + acc;
+        }
+        for (std::size_t j = 0; j < HC; ++j) o[j * dim_ + c] = N::round(y[j]);
+      }
+    }
+  }
+
+ private:
+  std::vector<float> fn_;
+  std::vector<float> base_;
+  std::vector<float> scale_;
+  std::size_t dim_ = 0;
+  float norm_eps_ = 1e-6f;
+  float hc_eps_ = 1e-6f;
+  int iters_ = 20;
+};
+
+/// The final collapse of HC streams before the output norm (hc_head_*): sigmoid pre only.
+template <std::size_t HC = 4>
+class HyperConnectionHead {
+ public:
+  static constexpr std::size_t streams = HC;
+
+  HyperConnectionHead() = default;
+  /// fn: [HC, HC·dim]; base: [HC]; scale: [1].
+  HyperConnectionHead(std::vector<float> fn, std::vector<float> base, std::vector<float> scale,
+                      std::size_t dim, float norm_eps, float hc_eps)
+      : fn_(std::move(fn)),
+        base_(std::move(base)),
+        scale_(std::move(scale)),
+        dim_(dim),
+        norm_eps_(norm_eps),
+        hc_eps_(hc_eps) {
+    DSV4_CHECK(dim_ > 0 && fn_.size() == HC * HC * dim_ && base_.size() == HC && scale_.size() == 1,
+               ShapeError,
+               "HyperConnectionHead<{}> of dim {}: fn of {} values (expected [{}, {}]), base of "
+               "{} (expected {}), scale of {} (expected 1)",
+               HC, dim_, fn_.size(), HC, HC * dim_, base_.size(), HC, scale_.size());
+  }
+
+  std::size_t dim() const noexcept { return dim_; }
+
+  /// x: [T, HC, dim] -> y: [T, dim] = N(Σ_j (sigmoid(m_j · scale + base_j) + eps) · x_j).
+  template <NumericsPolicy N>
+  void collapse(std::span<const float> x, std::span<float> y) const {
+    const std::size_t w = HC * dim_;
+    DSV4_CHECK(x.size() % w == 0 && y.size() * HC == x.size(), ShapeError,
+               "HyperConnectionHead<{}> of dim {}: state of {} values, output of {}", HC, dim_,
+               x.size(), y.size());
+    float m[HC];
+    float pre[HC];
+    for (std::size_t r = 0; r < x.size() / w; ++r) {
+      const auto z = x.subspan(r * w, w);
+      detail::hc_mixes(fn_, z, detail::hc_rsqrt(z, norm_eps_), m);
+      for (std::size_t j = 0; j < HC; ++j)
+        pre[j] = ops::sigmoid(m[j] * scale_[0] + base_[j]) + hc_eps_;
+      detail::hc_weighted_sum<N>(pre, z, dim_, y.subspan(r * dim_, dim_));
+    }
+  }
+
+ private:
+  std::vector<float> fn_;
+  std::vector<float> base_;
+  std::vector<float> scale_;
+  std::size_t dim_ = 0;
+  float norm_eps_ = 1e-6f;
+  float hc_eps_ = 1e-6f;
+};
+
+/// The ordinary residual connection: one stream, x + f(norm(x)).
+class PlainResidual {
+ public:
+  static constexpr std::size_t streams = 1;
+  struct Mix {
+    std::size_t tokens = 0;
+  };
+
+  PlainResidual() = default;
+  explicit PlainResidual(std::size_t dim) : dim_(dim) {}
+  std::size_t dim() const noexcept { return dim_; }
+
+  /// u = x.
+  template <NumericsPolicy N>
+  void pre(std::span<const float> x, std::span<float> u, Mix& mix) const {
+    DSV4_CHECK(dim_ > 0 && x.size() % dim_ == 0 && u.size() == x.size(), ShapeError,
+               "PlainResidual::pre of dim {}: state of {} values, output of {}", dim_, x.size(),
+               u.size());
+    mix.tokens = x.size() / dim_;
+    std::copy(x.begin(), x.end(), u.begin());
+  }
+
+  /// out = N(res + f) (out may alias res).
+  template <NumericsPolicy N>
+  void post(std::span<const float> f, std::span<const float> res, const Mix& mix,
+            std::span<float> out) const {
+    DSV4_CHECK(f.size() == mix.tokens * dim_ && res.size() == f.size() && out.size() == f.size(),
+               ShapeError,
+               "PlainResidual::post of dim {} for {} tokens: sub-layer output of {} values, "
+               "residual of {}, output of {}",
+               dim_, mix.tokens, f.size(), res.size(), out.size());
+    for (std::size_t i = 0; i < f.size(); ++i) out[i] = N::round(res[i] + f[i]);
+  }
+
+ private:
+  std::size_t dim_ = 0;
+};
+
+/// The head of a one-stream model: the state is the hidden vector.
+class PlainHead {
+ public:
+  static constexpr std::size_t streams = 1;
+  PlainHead() = default;
+  explicit PlainHead(std::size_t dim) : dim_(dim) {}
+  std::size_t dim() const noexcept { return dim_; }
+
+  template <NumericsPolicy N>
+  void collapse(std::span<const float> x, std::span<float> y) const {
+    DSV4_CHECK(y.size() == x.size() && dim_ > 0 && x.size() % dim_ == 0, ShapeError,
+               "PlainHead of dim {}: state of {} values, output of {}", dim_, x.size(), y.size());
+    std::copy(x.begin(), x.end(), y.begin());
+  }
+
+ private:
+  std::size_t dim_ = 0;
+};
+
+/// A residual policy: `streams`, a `Mix` record, pre() and post() as above.
+template <class R>
+concept ResidualPolicy = requires(const R& r, std::span<const float> x, std::span<float> u,
+                                  typename R::Mix& mix) {
+  { R::streams } -> std::convertible_to<std::size_t>;
+  { r.dim() } -> std::convertible_to<std::size_t>;
+  r.template pre<ReferenceNumerics>(x, u, mix);
+  r.template post<ReferenceNumerics>(x, x, mix, u);
+};
+
+/// A head policy: `streams` and collapse().
+template <class H>
+concept ResidualHead = requires(const H& h, std::span<const float> x, std::span<float> y) {
+  { H::streams } -> std::convertible_to<std::size_t>;
+  h.template collapse<ReferenceNumerics>(x, y);
+};
+
+/// The head type that goes with each residual policy.
+template <class R>
+struct residual_head;
+template <std::size_t HC>
+struct residual_head<HyperConnection<HC>> {
+  using type = HyperConnectionHead<HC>;
+};
+template <>
+struct residual_head<PlainResidual> {
+  using type = PlainHead;
+};
+template <class R>
+using residual_head_t = typename residual_head<R>::type;
+
+/// The initial state: every token's vector repeated into `streams` copies. e: [T, dim].
+inline std::vector<float> expand_streams(std::span<const float> e, std::size_t dim,
+                                         std::size_t streams) {
+  DSV4_CHECK(dim > 0 && e.size() % dim == 0, ShapeError,
+             "expand_streams: {} values are not whole rows of dim {}", e.size(), dim);
+  const std::size_t t = e.size() / dim;
+  std::vector<float> x(t * streams * dim);
+  for (std::size_t r = 0; r < t; ++r) {
+    for (std::size_t s = 0; s < streams; ++s) {
+      std::copy_n(e.data() + r * dim, dim, x.data() + (r * streams + s) * dim);
+    }
+  }
+  return x;
+}
+
+/// One wrapped sub-layer on the state x ([T, streams, dim], updated in place):
+/// x = post(f(norm(pre(x))), x). `f(u, out)` maps [T, dim] to [T, dim]. `mix_out`, when given,
+/// receives the coefficients.
+template <NumericsPolicy N, ResidualPolicy R, class F>
+void residual_step(const R& residual, const RmsNorm& norm, std::span<float> x, F&& f,
+                   typename R::Mix* mix_out = nullptr) {
+  const std::size_t d = residual.dim();
+  const std::size_t t = x.size() / (R::streams * d);
+  typename R::Mix local;
+  typename R::Mix& mix = mix_out != nullptr ? *mix_out : local;
+  std::vector<float> u(t * d);
+  residual.template pre<N>(x, u, mix);
+  norm.template forward<N>(u, u);
+  std::vector<float> a(t * d);
+  std::forward<F>(f)(std::span<const float>(u), std::span<float>(a));
+  residual.template post<N>(a, x, mix, x);
+}
+
+// ---- loading (reference tensor names) ----------------------------------------------------------
+
+/// Loads `<prefix>_fn`, `<prefix>_base`, `<prefix>_scale` (prefix e.g. "layers.0.hc_attn").
+template <std::size_t HC = 4, io::TensorSource Src>
+HyperConnection<HC> load_hyper_connection(const Src& src, const std::string& prefix,
+                                          const ModelConfig& cfg) {
+  DSV4_CHECK(static_cast<std::size_t>(cfg.hc_mult) == HC, ConfigError,
+             "{}: hc_mult = {} but the model is built for {} streams", src.label(), cfg.hc_mult,
+             HC);
+  const auto d = static_cast<std::uint64_t>(cfg.dim);
+  constexpr std::uint64_t m = HyperConnection<HC>::mix_width;
+  return {io::load_float(src, prefix + "_fn", {m, HC * d}),
+          io::load_float(src, prefix + "_base", {m}),
+          io::load_float(src, prefix + "_scale", {3}),
+          static_cast<std::size_t>(d),
+          static_cast<float>(cfg.norm_eps),
+          static_cast<float>(cfg.hc_eps),
+          cfg.hc_sinkhorn_iters};
+}
+
+/// Loads `<prefix>_fn`, `<prefix>_base`, `<prefix>_scale` (prefix "hc_head" or "mtp.0.hc_head").
+template <std::size_t HC = 4, io::TensorSource Src>
+HyperConnectionHead<HC> load_hyper_connection_head(const Src& src, const std::string& prefix,
+                                                   const ModelConfig& cfg) {
+  DSV4_CHECK(static_cast<std::size_t>(cfg.hc_mult) == HC, ConfigError,
+             "{}: hc_mult = {} but the model is built for {} streams", src.label(), cfg.hc_mult,
+             HC);
+  const auto d = static_cast<std::uint64_t>(cfg.dim);
+  return {io::load_float(src, prefix + "_fn", {HC, HC * d}),
+          io::load_float(src, prefix + "_base", {HC}),
+          io::load_float(src, prefix + "_scale", {1}),
+          static_cast<std::size_t>(d),
+          static_cast<float>(cfg.norm_eps),
+          static_cast<float>(cfg.hc_eps)};
+}
+
+}  // namespace dsv4
