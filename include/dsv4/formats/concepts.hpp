@@ -35,8 +35,9 @@ enum class FormatId : std::uint32_t {
   bf16 = 30,
   mxfp4 = 39,
   // native DeepSeek-V4 checkpoint formats (not GGUF types)
-  fp8_b128 = 1000,  ///< FP8 e4m3 weights with one e8m0 scale per 128x128 block
-  fp4_g32 = 1001,   ///< FP4 e2m1 packed in pairs with one e8m0 scale per 32 inputs
+  fp8_b128 = 1000,    ///< FP8 e4m3 weights with one e8m0 scale per 128x128 block
+  fp4_g32 = 1001,     ///< FP4 e2m1 packed in pairs with one e8m0 scale per 32 inputs
+  fp8_act128 = 1002,  ///< FP8 e4m3 activations, one power-of-two scale per 128 (act_quant)
 };
 
 /// A storage format: one block of `block_elems` values stored as `block_type`.
@@ -61,12 +62,30 @@ concept QuantizableFormat = QuantFormat<F> && requires(const float* in, typename
 
 /// A weight format with a dot product against its activation partner (ggml's vec_dot_type):
 /// `F::activation` is the format activations are quantised to, `F::dot(w, a, n_blocks)` the dot
-/// product of n_blocks consecutive blocks.
+/// product of n_blocks consecutive weight blocks with the activation blocks that cover the same
+/// n_blocks·F::block_elems values (one each when the block sizes agree; FP4_G32 pairs four
+/// 32-value weight blocks with one 128-value activation block).
 template <class F>
 concept DotFormat = QuantFormat<F> && QuantFormat<typename F::activation> &&
     requires(const typename F::block_type* w, const typename F::activation::block_type* a,
              std::size_t n) {
   { F::dot(w, a, n) } -> std::convertible_to<float>;
+};
+
+/// A format whose checkpoint stores codes and scales as two tensors ("planar"; the native V4
+/// formats, formats.md §9.3-9.4) rather than as an array of self-contained blocks. Block b of row n
+/// is `F::block_codes` code_type elements at codes[n·codes_per_row(K) + b·block_codes] with the
+/// scale scales[(n / F::block_rows)·scale_cols(K) + b]; `F::load_block` assembles it.
+template <class F>
+concept PlanarFormat = QuantFormat<F> &&
+    requires(std::size_t n, const typename F::code_type* c, const typename F::scale_type* s,
+             typename F::block_type& blk) {
+  { F::block_codes } -> std::convertible_to<std::size_t>;
+  { F::block_rows } -> std::convertible_to<std::size_t>;
+  { F::codes_per_row(n) } -> std::convertible_to<std::size_t>;
+  { F::scale_rows(n) } -> std::convertible_to<std::size_t>;
+  { F::scale_cols(n) } -> std::convertible_to<std::size_t>;
+  F::load_block(c, s, blk);  // codes of one block, its scale
 };
 
 }  // namespace dsv4

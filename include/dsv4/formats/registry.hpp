@@ -20,6 +20,7 @@
 #include "dsv4/formats/iq4.hpp"
 #include "dsv4/formats/k_quants.hpp"
 #include "dsv4/formats/mxfp4.hpp"
+#include "dsv4/formats/native.hpp"
 #include "dsv4/formats/q4_0.hpp"
 #include "dsv4/formats/q5.hpp"
 #include "dsv4/formats/q8_0.hpp"
@@ -30,8 +31,11 @@ namespace dsv4 {
 using GgufFormats = type_list<F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K,
                               Q6_K, Q8_K, IQ4_NL, IQ4_XS, BF16, MXFP4>;
 
-/// Every storage format with a FormatId (the native V4 checkpoint formats join this list).
-using AllFormats = GgufFormats;
+/// The native DeepSeek-V4 checkpoint formats and their activation partner (dsv4 ids from 1000).
+using NativeFormats = type_list<Fp8B128, Fp4G32, Fp8Act128>;
+
+/// Every storage format with a FormatId: the GGUF formats, then the native ones.
+using AllFormats = type_list_concat_t<GgufFormats, NativeFormats>;
 
 namespace detail {
 template <class Fn, class F, class... Rest>
@@ -66,7 +70,8 @@ struct FormatInfo {
   FormatId id;
   std::string_view name;    ///< GGUF spelling, e.g. "Q4_K"
   std::size_t block_elems;  ///< values per block
-  std::size_t block_bytes;  ///< bytes per block
+  std::size_t block_bytes;  ///< bytes per block (native formats: their self-contained row-segment
+                            ///< blocks; the checkpoint keeps codes and scales apart, native.hpp)
 };
 
 /// Facts of the format with this id; throws FormatError for an unknown id.
