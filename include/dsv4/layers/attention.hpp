@@ -1,0 +1,541 @@
+// One DeepSeek-V4 attention block: low-rank query path, a single shared KV head (key = value),
+// partial RoPE, FP8-simulated KV entries, attention sinks, a sliding window, compressed entries
+// (CSA / HCA), and the grouped low-rank output projection with the inverse rotation.
+// Spec: spec/architecture.md §3 (attention), §4 (window and caches), §5 (compressor), §6
+// (indexer), §12 (subtle points); reference symbol `Attention` (inference/model.py).
+//
+// The variant is a policy: `attention::SlidingWindow` (ratio 0), `attention::Csa` (ratio 4:
+// overlapping compressor + lightning indexer top-k) and `attention::Hca` (any other ratio: every
+// visible compressed entry). `Attention<Variant, Lin>` fixes it at compile time;
+// `AttentionLayer<Lin>` picks it at run time from the layer's compress ratio. `Lin` is the type of
+// the quantised projections of the release (wq_a, wq_b, wkv, wo_b, indexer.wq_b); wo_a and
+// indexer.weights_proj are plain bf16 matrices and the compressors' projections float32, as in the
+// reference.
+//
+// Call shapes: a prefill of T tokens at start_pos 0, a decode step (T = 1, start_pos = p), and, as
+// an extension of the reference, a chunk of T > 1 tokens that continues a sequence. The candidate
+// lists reproduce the reference's layouts exactly (spec §3.5, §4.1, §6.7): prefill lists are
+// [min(T, W) window slots ++ compressed part], decode lists [W window slots ++ compressed part],
+// window positions in ascending order padded with -1; since the sparse-attention core works in
+// 64-slot chunks, the layout is part of the bf16 numerics.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "dsv4/core/check.hpp"
+#include "dsv4/core/config.hpp"
+#include "dsv4/core/error.hpp"
+#include "dsv4/core/numerics.hpp"
+#include "dsv4/core/tensor.hpp"
+#include "dsv4/io/safetensors.hpp"
+#include "dsv4/io/tensor_load.hpp"
+#include "dsv4/layers/compressor.hpp"
+#include "dsv4/layers/indexer.hpp"
+#include "dsv4/layers/kv_cache.hpp"
+#include "dsv4/layers/linear.hpp"
+#include "dsv4/layers/norm.hpp"
+#include "dsv4/layers/rope.hpp"
+#include "dsv4/ops/quant.hpp"
+#include "dsv4/ops/sparse_attention.hpp"
+
+namespace dsv4 {
+
+/// Parameters of one attention block, with its dimensions and RoPE table.
+template <LinearOp Lin = DenseLinear<bf16>>
+struct AttentionWeights {
+  int layer = 0;  ///< block index (MTP block j is n_layers + j)
+  int ratio = 0;  ///< compress ratio (0: sliding window only)
+  std::int64_t dim = 0;
+  std::int64_t n_heads = 0;      ///< H
+  std::int64_t head_dim = 0;     ///< Dh
+  std::int64_t rope_dim = 0;     ///< Dr (the last Dr dims of a head are rotated)
+  std::int64_t q_lora_rank = 0;  ///< q_r
+  std::int64_t o_groups = 0;     ///< G
+  std::int64_t o_lora_rank = 0;  ///< R_o
+  std::int64_t window = 0;       ///< W
+  float norm_eps = 1e-6f;
+
+  std::vector<float> attn_sink;         ///< [H]
+  Lin wq_a;                             ///< [q_r, dim]
+  RmsNorm q_norm;                       ///< [q_r]
+  Lin wq_b;                             ///< [H·Dh, q_r]
+  Lin wkv;                              ///< [Dh, dim]
+  RmsNorm kv_norm;                      ///< [Dh]
+  std::vector<DenseLinear<bf16>> wo_a;  ///< G matrices [R_o, H·Dh/G] (rows g·R_o… of wo_a)
+  Lin wo_b;                             ///< [dim, G·R_o]
+  std::optional<CompressorWeights> compressor;  ///< ratio > 0
+  std::optional<IndexerWeights<Lin>> indexer;   ///< ratio 4
+  Rope rope;                                    ///< the layer's table (spec §3.4)
+
+  AttentionKind kind() const noexcept { return attention_kind(ratio); }
+};
+
+/// The values of wo_a ([rows, cols]) as the reference runs it: a bf16 matrix. The release stores
+/// it as F8_E4M3 with 128×128 block scales ("<name>.scale", F8_E8M0), which convert.py multiplies
+/// out (exactly: a code times a power of two is a bf16 value); checkpoints after conversion hold
+/// BF16 (or F32 / F16 with bf16 values).
+template <io::TensorSource S>
+std::vector<bf16> load_wo_a(const S& src, const std::string& name, std::size_t rows,
+                            std::size_t cols) {
+  const std::string wname = name + ".weight";
+  const io::TensorInfo& ti = io::expect_tensor(src, wname, {rows, cols});
+  if (ti.dtype != DType::F8_E4M3) return io::load_bf16(src, wname, {rows, cols});
+  constexpr std::size_t kBlock = 128;
+  const std::string sname = name + ".scale";
+  const std::size_t sr = (rows + kBlock - 1) / kBlock;
+  const std::size_t sc = (cols + kBlock - 1) / kBlock;
+  DSV4_CHECK(src.has(sname), FormatError,
+             "{}: tensor '{}' is F8_E4M3 but its block scales '{}' ([{}, {}]) are missing",
+             src.label(), wname, sname, sr, sc);
+  const io::TensorInfo& si = io::expect_tensor(src, sname, {sr, sc});
+  DSV4_CHECK(si.dtype == DType::F8_E8M0 || si.dtype == DType::F32, FormatError,
+             "{}: tensor '{}': expected dtype F8_E8M0 or F32, found {}", src.label(), sname,
+             dtype_name(si.dtype));
+  const std::vector<float> q = src.to_float(wname);
+  const std::vector<float> s = src.to_float(sname);
+  std::vector<bf16> out(q.size());
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t c = 0; c < cols; ++c) {
+      const float v = q[r * cols + c] * s[(r / kBlock) * sc + c / kBlock];
+      out[r * cols + c] = bf16(v);
+      DSV4_CHECK(out[r * cols + c].to_float() == v, FormatError,
+                 "{}: tensor '{}': element [{}, {}] times its scale is {}, not a bf16 value",
+                 src.label(), wname, r, c, v);
+    }
+  }
+  return out;
+}
+
+/// Reads the attention tensors of block `layer` ("<prefix>wq_a.weight", …; prefix e.g.
+/// "layers.1.attn." or "mtp.0.attn.") and checks every shape and dtype against `cfg`
+/// (FormatError naming the tensor). The layer's compress ratio is cfg.compress_ratios[layer].
+/// `Lin` must have an io::LinearLoader (DenseLinear<float>, DenseLinear<bf16>, ...).
+template <LinearOp Lin = DenseLinear<bf16>, io::TensorSource S>
+AttentionWeights<Lin> load_attention_weights(const S& f, const std::string& prefix,
+                                             const ModelConfig& cfg, int layer) {
+  DSV4_CHECK(layer >= 0 && static_cast<std::size_t>(layer) < cfg.compress_ratios.size(),
+             ConfigError, "attention {}: block {} has no entry in compress_ratios ({} entries)",
+             prefix, layer, cfg.compress_ratios.size());
+  DSV4_CHECK(cfg.n_heads > 0 && cfg.o_groups > 0 && cfg.n_heads % cfg.o_groups == 0 &&
+                 cfg.head_dim > cfg.rope_head_dim && cfg.rope_head_dim > 0 &&
+                 cfg.rope_head_dim % 2 == 0 && cfg.window_size > 0,
+             ConfigError,
+             "attention {}: n_heads {}, o_groups {}, head_dim {}, rope_head_dim {}, window_size {} "
+             "are not a valid attention shape",
+             prefix, cfg.n_heads, cfg.o_groups, cfg.head_dim, cfg.rope_head_dim, cfg.window_size);
+  DSV4_CHECK(cfg.nope_head_dim() % static_cast<std::int64_t>(ops::kKvQuantBlock) == 0, ConfigError,
+             "attention {}: head_dim - rope_head_dim = {} must be a multiple of {} (FP8 KV "
+             "simulation blocks)",
+             prefix, cfg.nope_head_dim(), ops::kKvQuantBlock);
+  AttentionWeights<Lin> w;
+  w.layer = layer;
+  w.ratio = cfg.compress_ratio(layer);
+  DSV4_CHECK(w.ratio >= 0, ConfigError, "attention {}: compress ratio {} is negative", prefix,
+             w.ratio);
+  w.dim = cfg.dim;
+  w.n_heads = cfg.n_heads;
+  w.head_dim = cfg.head_dim;
+  w.rope_dim = cfg.rope_head_dim;
+  w.q_lora_rank = cfg.q_lora_rank;
+  w.o_groups = cfg.o_groups;
+  w.o_lora_rank = cfg.o_lora_rank;
+  w.window = cfg.window_size;
+  w.norm_eps = static_cast<float>(cfg.norm_eps);
+
+  const auto u = [](std::int64_t v) { return static_cast<std::size_t>(v); };
+  const auto eps = w.norm_eps;
+  w.attn_sink = io::load_float(f, prefix + "attn_sink", {u(cfg.n_heads)});
+  w.wq_a = io::load_linear<Lin>(f, prefix + "wq_a.weight", u(cfg.q_lora_rank), u(cfg.dim));
+  w.q_norm.weight = io::load_float(f, prefix + "q_norm.weight", {u(cfg.q_lora_rank)});
+  w.q_norm.eps = eps;
+  w.wq_b =
+      io::load_linear<Lin>(f, prefix + "wq_b.weight", u(cfg.q_out_features()), u(cfg.q_lora_rank));
+  w.wkv = io::load_linear<Lin>(f, prefix + "wkv.weight", u(cfg.head_dim), u(cfg.dim));
+  w.kv_norm.weight = io::load_float(f, prefix + "kv_norm.weight", {u(cfg.head_dim)});
+  w.kv_norm.eps = eps;
+  {
+    const std::size_t rows = u(cfg.o_groups * cfg.o_lora_rank);
+    const std::size_t cols = u(cfg.wo_a_in_features());
+    const std::vector<bf16> full = load_wo_a(f, prefix + "wo_a", rows, cols);
+    const std::size_t per = u(cfg.o_lora_rank) * cols;
+    for (std::int64_t g = 0; g < cfg.o_groups; ++g) {
+      const auto first = full.begin() + static_cast<std::ptrdiff_t>(u(g) * per);
+      w.wo_a.emplace_back(std::vector<bf16>(first, first + static_cast<std::ptrdiff_t>(per)),
+                          u(cfg.o_lora_rank), cols);
+    }
+  }
+  w.wo_b = io::load_linear<Lin>(f, prefix + "wo_b.weight", u(cfg.dim), u(cfg.wo_b_in_features()));
+  if (w.ratio > 0) {
+    w.compressor = load_compressor_weights(f, prefix + "compressor.", cfg.dim, w.ratio,
+                                           cfg.head_dim, cfg.rope_head_dim, cfg.norm_eps,
+                                           /*rotate=*/false);
+  }
+  if (w.ratio == 4) w.indexer = load_indexer_weights<Lin>(f, prefix + "indexer.", cfg);
+  w.rope = Rope::for_layer(cfg, w.ratio);
+  return w;
+}
+
+/// Intermediate values of one call, for tests and inspection (all float, row-major).
+struct AttentionTrace {
+  std::vector<float> q;           ///< [T, H, Dh] the sparse-attention query (normalised, rotated)
+  std::vector<float> kv;          ///< [kv_rows, Dh] the KV rows the indices address
+  std::size_t kv_rows = 0;        ///< prefill: T window rows then the entries; decode: the cache
+  std::vector<std::int32_t> idx;  ///< [T, idx_width] candidate rows, -1 = unused slot
+  std::size_t idx_width = 0;
+  std::vector<float> o;          ///< [T, H, Dh] sparse-attention output (before inverse RoPE)
+  CompressorEmitted compressed;  ///< entries the attention compressor produced
+  std::optional<IndexerSelection> index;  ///< CSA: the indexer's scores and selections
+};
+
+/// What a variant contributes to one call.
+struct AttentionCall {
+  ConstView2<float> x;   ///< [T, dim] the attention input
+  ConstView2<float> qr;  ///< [T, q_r] q_norm(wq_a(x))
+  std::int64_t start_pos = 0;
+  std::size_t tokens = 0;
+};
+
+/// Compressed candidates of every query: entry ids (or -1), [T, width].
+struct CompressedCandidates {
+  std::size_t width = 0;
+  std::vector<std::int32_t> entries;
+  std::optional<IndexerSelection> index;
+};
+
+namespace attention {
+
+/// Sliding window only (ratio 0): no compressed candidates.
+struct SlidingWindow {
+  static constexpr AttentionKind kind = AttentionKind::swa;
+  static constexpr bool compresses = false;
+  static constexpr bool accepts(int ratio) noexcept { return ratio == 0; }
+
+  template <NumericsPolicy N, LinearOp Lin>
+  static CompressedCandidates candidates(const AttentionWeights<Lin>&, const AttentionCall&,
+                                         AttentionState&) {
+    return {};
+  }
+};
+
+/// Heavily compressed attention: every compressed entry a query can see (j < (pos+1)/r), in
+/// ascending order, -1 for the others; width = entries existing at the end of the call. Accepts
+/// any ratio > 0 (on a ratio-4 layer it attends to all entries and ignores the indexer).
+struct Hca {
+  static constexpr AttentionKind kind = AttentionKind::hca;
+  static constexpr bool compresses = true;
+  static constexpr bool accepts(int ratio) noexcept { return ratio > 0; }
+
+  template <NumericsPolicy N, LinearOp Lin>
+  static CompressedCandidates candidates(const AttentionWeights<Lin>& w, const AttentionCall& c,
+                                         AttentionState&) {
+    CompressedCandidates out;
+    const std::int64_t end = c.start_pos + static_cast<std::int64_t>(c.tokens);
+    out.width = static_cast<std::size_t>(end / w.ratio);
+    out.entries.assign(c.tokens * out.width, -1);
+    for (std::size_t t = 0; t < c.tokens; ++t) {
+      const auto visible =
+          static_cast<std::size_t>((c.start_pos + static_cast<std::int64_t>(t) + 1) / w.ratio);
+      for (std::size_t j = 0; j < visible; ++j)
+        out.entries[t * out.width + j] = static_cast<std::int32_t>(j);
+    }
+    return out;
+  }
+};
+
+/// Compressed sparse attention (ratio 4): the lightning indexer's top-k entries.
+struct Csa {
+  static constexpr AttentionKind kind = AttentionKind::csa;
+  static constexpr bool compresses = true;
+  static constexpr bool accepts(int ratio) noexcept { return ratio == 4; }
+
+  template <NumericsPolicy N, LinearOp Lin>
+  static CompressedCandidates candidates(const AttentionWeights<Lin>& w, const AttentionCall& c,
+                                         AttentionState& st) {
+    DSV4_CHECK(w.indexer.has_value() && st.has_indexer(), ConfigError,
+               "CSA attention of block {} needs indexer weights and an indexer state", w.layer);
+    CompressedCandidates out;
+    IndexerSelection sel =
+        indexer_forward<N>(*w.indexer, w.rope, c.x, c.qr, c.start_pos, st.indexer());
+    out.width = sel.k;
+    out.entries = sel.topk;
+    out.index = std::move(sel);
+    return out;
+  }
+};
+
+template <class V>
+concept Variant = requires(int r) {
+  { V::kind } -> std::convertible_to<AttentionKind>;
+  { V::compresses } -> std::convertible_to<bool>;
+  { V::accepts(r) } -> std::convertible_to<bool>;
+};
+
+/// Calls f(V{}) with the policy type of `kind`.
+template <class F>
+decltype(auto) visit_variant(AttentionKind kind, F&& f) {
+  switch (kind) {
+    case AttentionKind::swa:
+      return std::forward<F>(f)(SlidingWindow{});
+    case AttentionKind::csa:
+      return std::forward<F>(f)(Csa{});
+    case AttentionKind::hca:
+      break;
+  }
+  return std::forward<F>(f)(Hca{});
+}
+
+}  // namespace attention
+
+namespace attention_detail {
+
+/// The per-head query normalisation without weight (spec §3.2 step 4), in the activation
+/// precision: s = round(mean round(q²)), g = round(1/sqrt(round(s + eps))), q = round(q·g).
+template <NumericsPolicy N>
+void head_rms_norm(float* v, std::size_t n, float eps) noexcept {
+  float sum = 0.0f;
+  for (std::size_t j = 0; j < n; ++j) sum += N::round(v[j] * v[j]);
+  const float ms = N::round(sum / static_cast<float>(n));
+  const float g = N::round(1.0f / std::sqrt(N::round(ms + eps)));
+  for (std::size_t j = 0; j < n; ++j) v[j] = N::round(v[j] * g);
+}
+
+/// The sparse-attention kernel's activation mode for numerics N.
+template <NumericsPolicy N>
+using SparseAct =
+    std::conditional_t<std::is_same_v<typename N::act, Fp32Act>, ops::F32Act, ops::Bf16Act>;
+
+template <class V, LinearOp Lin>
+void check_weights_and_state(const AttentionWeights<Lin>& w, const AttentionState& st) {
+  DSV4_CHECK(V::accepts(w.ratio), ConfigError,
+             "attention variant {} cannot run block {} of compress ratio {}",
+             attention_kind_name(V::kind), w.layer, w.ratio);
+  DSV4_CHECK(st.ratio() == w.ratio && st.window() == static_cast<std::size_t>(w.window) &&
+                 st.head_dim() == static_cast<std::size_t>(w.head_dim) &&
+                 st.max_seq_len() == w.rope.max_seq_len(),
+             ShapeError,
+             "attention block {}: the state was made for ratio {}, window {}, head_dim {}, "
+             "max_seq_len {}; the layer has ratio {}, window {}, head_dim {}, max_seq_len {}",
+             w.layer, st.ratio(), st.window(), st.head_dim(), st.max_seq_len(), w.ratio, w.window,
+             w.head_dim, w.rope.max_seq_len());
+  if constexpr (V::compresses) {
+    DSV4_CHECK(w.compressor.has_value(), ConfigError,
+               "attention block {} of ratio {} has no compressor weights", w.layer, w.ratio);
+  }
+}
+
+/// One call of attention variant V on x ([T, dim], after attn_norm) at positions start_pos….
+template <class V, NumericsPolicy N, LinearOp Lin>
+void forward(const AttentionWeights<Lin>& w, std::span<const float> x, std::int64_t start_pos,
+             AttentionState& st, std::span<float> out, AttentionTrace* trace) {
+  const auto u = [](std::int64_t v) { return static_cast<std::size_t>(v); };
+  const std::size_t dim = u(w.dim);
+  DSV4_CHECK(dim > 0 && !x.empty() && x.size() % dim == 0 && out.size() == x.size(), ShapeError,
+             "attention block {}: x has {} values and out {}; both must be [T, dim = {}] with "
+             "T >= 1",
+             w.layer, x.size(), out.size(), dim);
+  const std::size_t t_count = x.size() / dim;
+  check_weights_and_state<V>(w, st);
+  st.check_call(start_pos, static_cast<std::int64_t>(t_count));
+  const std::int64_t end = start_pos + static_cast<std::int64_t>(t_count);
+
+  const std::size_t h = u(w.n_heads);
+  const std::size_t dh = u(w.head_dim);
+  const std::size_t dr = u(w.rope_dim);
+  const std::size_t qr_dim = u(w.q_lora_rank);
+  const std::size_t win = u(w.window);
+  const ConstView2<float> xv(x.data(), t_count, dim);
+
+  // Query path: qr = q_norm(wq_a(x)), q = wq_b(qr) per head normalised and rotated.
+  std::vector<float> qr(t_count * qr_dim);  // [T, q_r]
+  w.wq_a.template forward<N>(xv, View2<float>(qr.data(), t_count, qr_dim));
+  w.q_norm.template forward<N>(qr, qr);
+  std::vector<float> q(t_count * h * dh);  // [T, H, Dh]
+  w.wq_b.template forward<N>(ConstView2<float>(qr.data(), t_count, qr_dim),
+                             View2<float>(q.data(), t_count, h * dh));
+  for (std::size_t t = 0; t < t_count; ++t) {
+    float* qt = q.data() + t * h * dh;
+    for (std::size_t hh = 0; hh < h; ++hh) head_rms_norm<N>(qt + hh * dh, dh, w.norm_eps);
+    w.rope.template apply<N>(qt, h, dh, start_pos + static_cast<std::int64_t>(t));
+  }
+
+  // Window KV: kv_norm(wkv(x)), rotated, FP8-simulated on the non-rope dims.
+  std::vector<float> kv(t_count * dh);  // [T, Dh]
+  w.wkv.template forward<N>(xv, View2<float>(kv.data(), t_count, dh));
+  w.kv_norm.template forward<N>(kv, kv);
+  for (std::size_t t = 0; t < t_count; ++t) {
+    float* kt = kv.data() + t * dh;
+    w.rope.template apply<N>(kt, 1, dh, start_pos + static_cast<std::int64_t>(t));
+    if constexpr (N::simulate_quant) ops::act_quant_inplace(kt, dh - dr);
+  }
+
+  // Compressed entries this call completes, then the variant's compressed candidates.
+  CompressorEmitted emitted;
+  if constexpr (V::compresses) {
+    emitted = compressor_forward<N>(*w.compressor, w.rope, xv, start_pos, st.compressor(),
+                                    st.compressed());
+  }
+  const AttentionCall call{xv, ConstView2<float>(qr.data(), t_count, qr_dim), start_pos, t_count};
+  CompressedCandidates comp = V::template candidates<N>(w, call, st);
+
+  // KV rows and candidate lists (spec §3.5, §4.1).
+  const bool decode = start_pos > 0 && t_count == 1;
+  const std::size_t n_entries = V::compresses ? u(end / w.ratio) : 0;
+  std::vector<float> kv_rows;  // general path only
+  const float* kv_base = nullptr;
+  std::size_t kv_count = 0;
+  std::size_t snapshot = 0;  // ring rows copied in front of the new rows (general path)
+  std::size_t entry_base = 0;
+  if (decode) {
+    std::copy(kv.begin(), kv.end(), st.window_row(u(start_pos) % win).begin());
+    kv_base = st.cache().data;
+    kv_count = st.cache().rows;
+    entry_base = win;
+  } else {
+    snapshot = start_pos > 0 ? win : 0;
+    kv_count = snapshot + t_count + n_entries;
+    kv_rows.resize(kv_count * dh);
+    if (snapshot > 0) std::copy_n(st.cache().data, win * dh, kv_rows.begin());
+    std::copy(kv.begin(), kv.end(), kv_rows.begin() + static_cast<std::ptrdiff_t>(snapshot * dh));
+    if (n_entries > 0) {
+      std::copy_n(st.compressed().data, n_entries * dh,
+                  kv_rows.begin() + static_cast<std::ptrdiff_t>((snapshot + t_count) * dh));
+    }
+    kv_base = kv_rows.data();
+    entry_base = snapshot + t_count;
+  }
+  const std::size_t win_width = start_pos == 0 ? std::min(t_count, win) : win;
+  const std::size_t width = win_width + comp.width;
+  std::vector<std::int32_t> idx(t_count * width, -1);  // [T, width]
+  for (std::size_t t = 0; t < t_count; ++t) {
+    const std::int64_t pos = start_pos + static_cast<std::int64_t>(t);
+    const std::int64_t first = std::max<std::int64_t>(0, pos - static_cast<std::int64_t>(win) + 1);
+    std::int32_t* row = idx.data() + t * width;
+    for (std::int64_t p = first; p <= pos; ++p) {
+      std::size_t r = 0;
+      if (decode || p < start_pos) {
+        r = u(p) % win;  // ring slot (general path: its copy in the snapshot rows)
+      } else {
+        r = snapshot + u(p - start_pos);
+      }
+      row[p - first] = static_cast<std::int32_t>(r);
+    }
+    for (std::size_t k = 0; k < comp.width; ++k) {
+      const std::int32_t e = comp.entries[t * comp.width + k];
+      row[win_width + k] = e < 0 ? -1 : static_cast<std::int32_t>(entry_base + u(e));
+    }
+  }
+
+  // Sparse attention over the candidates, with the sinks.
+  std::vector<float> o(t_count * h * dh);  // [T, H, Dh]
+  const auto scale = static_cast<float>(std::pow(static_cast<double>(dh), -0.5));
+  ops::sparse_attention<SparseAct<N>>(q.data(), kv_base, w.attn_sink.data(), idx.data(), t_count, h,
+                                      dh, kv_count, width, scale, o.data());
+  if (trace != nullptr) {
+    trace->q = q;
+    trace->kv.assign(kv_base, kv_base + kv_count * dh);
+    trace->kv_rows = kv_count;
+    trace->idx = idx;
+    trace->idx_width = width;
+    trace->o = o;
+    trace->compressed = emitted;
+    trace->index = std::move(comp.index);
+  }
+
+  // The general path stores the new window rows once every query has read the old ones.
+  if (!decode) {
+    const std::int64_t keep =
+        std::max<std::int64_t>(start_pos, end - static_cast<std::int64_t>(win));
+    for (std::int64_t p = keep; p < end; ++p) {
+      const float* src = kv.data() + u(p - start_pos) * dh;
+      std::copy(src, src + dh, st.window_row(u(p) % win).begin());
+    }
+  }
+
+  // Output: inverse rotation at the query position, grouped wo_a, then wo_b.
+  for (std::size_t t = 0; t < t_count; ++t) {
+    w.rope.template apply<N>(o.data() + t * h * dh, h, dh, start_pos + static_cast<std::int64_t>(t),
+                             RopeDirection::inverse);
+  }
+  const std::size_t groups = u(w.o_groups);
+  const std::size_t rank = u(w.o_lora_rank);
+  const std::size_t group_in = h * dh / groups;
+  std::vector<float> y(t_count * groups * rank);  // [T, G, R_o]
+  for (std::size_t g = 0; g < groups; ++g) {
+    w.wo_a[g].template forward<N>(
+        ConstView2<float>(o.data() + g * group_in, t_count, group_in, h * dh),
+        View2<float>(y.data() + g * rank, t_count, rank, groups * rank));
+  }
+  w.wo_b.template forward<N>(ConstView2<float>(y.data(), t_count, groups * rank),
+                             View2<float>(out.data(), t_count, dim));
+  st.advance_to(end);
+}
+
+}  // namespace attention_detail
+
+/// Attention with the variant fixed at compile time, e.g. `Attention<attention::Csa>`.
+template <attention::Variant V, LinearOp Lin = DenseLinear<bf16>>
+class Attention {
+ public:
+  using variant = V;
+  using linear_type = Lin;
+
+  /// Takes the weights of a block whose ratio V accepts (ConfigError otherwise).
+  explicit Attention(AttentionWeights<Lin> w) : w_(std::move(w)) {
+    DSV4_CHECK(V::accepts(w_.ratio), ConfigError,
+               "attention variant {} cannot run block {} of compress ratio {}",
+               attention_kind_name(V::kind), w_.layer, w_.ratio);
+  }
+
+  const AttentionWeights<Lin>& weights() const noexcept { return w_; }
+
+  /// A fresh per-sequence state for this layer.
+  AttentionState make_state(const ModelConfig& cfg) const { return AttentionState(cfg, w_.ratio); }
+
+  /// x: [T, dim] (after attn_norm); out: [T, dim]. start_pos 0 starts a new sequence; otherwise
+  /// it must equal state.next_pos(). Throws ShapeError / InputError on bad shapes or positions.
+  template <NumericsPolicy N>
+  void forward(std::span<const float> x, std::int64_t start_pos, AttentionState& state,
+               std::span<float> out, AttentionTrace* trace = nullptr) const {
+    attention_detail::forward<V, N>(w_, x, start_pos, state, out, trace);
+  }
+
+ private:
+  AttentionWeights<Lin> w_;
+};
+
+/// Attention whose variant is chosen at run time from the block's compress ratio
+/// (0 → SlidingWindow, 4 → Csa, other → Hca).
+template <LinearOp Lin = DenseLinear<bf16>>
+class AttentionLayer {
+ public:
+  using linear_type = Lin;
+
+  explicit AttentionLayer(AttentionWeights<Lin> w) : w_(std::move(w)) {}
+
+  const AttentionWeights<Lin>& weights() const noexcept { return w_; }
+  AttentionKind kind() const noexcept { return w_.kind(); }
+  AttentionState make_state(const ModelConfig& cfg) const { return AttentionState(cfg, w_.ratio); }
+
+  /// As Attention<V>::forward, with V picked from the ratio.
+  template <NumericsPolicy N>
+  void forward(std::span<const float> x, std::int64_t start_pos, AttentionState& state,
+               std::span<float> out, AttentionTrace* trace = nullptr) const {
+    attention::visit_variant(w_.kind(), [&]<class V>(V) {
+      attention_detail::forward<V, N>(w_, x, start_pos, state, out, trace);
+    });
+  }
+
+ private:
+  AttentionWeights<Lin> w_;
+};
+
+}  // namespace dsv4

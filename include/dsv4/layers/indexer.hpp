@@ -1,0 +1,207 @@
+// The lightning indexer of CSA layers (ratio 4): picks, for every query, the index_topk
+// compressed entries the attention reads. Spec: spec/architecture.md §6 and §12 items 17-20;
+// reference symbol `Indexer` (inference/model.py).
+//
+// Index queries come from the attention's normalised low-rank query qr (wq_b, RoPE on the last
+// rope dims of each index head, Hadamard, FP4 simulation); index keys from the indexer's own
+// compressor (rotate mode) over the attention input x. Head weights w = weights_proj(x) · σ with
+// σ = Di^-1/2 · Hi^-1/2 (rounded to the activation type first, as the golden data's PyTorch does
+// for a Python scalar times a bf16 tensor). score[t][j] = Σ_h round(relu(round(q_th · K_j)) · w_h),
+// rounded once; every step is a bf16 op in the reference's own run, so exact ties are common.
+//
+// Selection: k = min(index_topk, entries existing at the end of the call); entries a query may not
+// see yet (j ≥ (pos+1)/4) score −∞, picks of such entries become −1. Ties are broken by ascending
+// entry id; the reference's torch.topk leaves tie order unspecified, so compare selections as sets.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dsv4/core/check.hpp"
+#include "dsv4/core/error.hpp"
+#include "dsv4/core/numerics.hpp"
+#include "dsv4/core/tensor.hpp"
+#include "dsv4/io/tensor_load.hpp"
+#include "dsv4/layers/compressor.hpp"
+#include "dsv4/layers/linear.hpp"
+#include "dsv4/layers/rope.hpp"
+#include "dsv4/ops/hadamard.hpp"
+#include "dsv4/ops/quant.hpp"
+
+namespace dsv4 {
+
+/// The indexer's parameters. `Lin` is the linear type of wq_b (an FP8 projection in the release);
+/// weights_proj is a plain bf16 linear in the reference.
+template <LinearOp Lin>
+struct IndexerWeights {
+  std::int64_t n_heads = 0;        ///< Hi
+  std::int64_t head_dim = 0;       ///< Di (a power of two, a multiple of 32)
+  std::int64_t topk = 0;           ///< index_topk
+  Lin wq_b;                        ///< [Hi·Di, q_lora_rank]
+  DenseLinear<bf16> weights_proj;  ///< [Hi, dim]
+  CompressorWeights compressor;    ///< ratio 4, width Di, rotate mode
+};
+
+/// Reads "<prefix>wq_b.weight", "weights_proj.weight" and "compressor.*" of a ratio-4 layer.
+template <LinearOp Lin, io::TensorSource S>
+IndexerWeights<Lin> load_indexer_weights(const S& f, const std::string& prefix,
+                                         const ModelConfig& cfg) {
+  DSV4_CHECK(cfg.index_head_dim > cfg.rope_head_dim && cfg.index_head_dim % 32 == 0 &&
+                 (cfg.index_head_dim & (cfg.index_head_dim - 1)) == 0,
+             ConfigError,
+             "indexer {}: index_head_dim {} must be a power of two, a multiple of 32 and larger "
+             "than rope_head_dim {}",
+             prefix, cfg.index_head_dim, cfg.rope_head_dim);
+  DSV4_CHECK(cfg.index_n_heads > 0 && cfg.index_topk > 0, ConfigError,
+             "indexer {}: index_n_heads {} and index_topk {} must be positive", prefix,
+             cfg.index_n_heads, cfg.index_topk);
+  IndexerWeights<Lin> w;
+  w.n_heads = cfg.index_n_heads;
+  w.head_dim = cfg.index_head_dim;
+  w.topk = cfg.index_topk;
+  const auto q_out = static_cast<std::size_t>(cfg.index_n_heads * cfg.index_head_dim);
+  w.wq_b = io::load_linear<Lin>(f, prefix + "wq_b.weight", q_out,
+                                static_cast<std::size_t>(cfg.q_lora_rank));
+  w.weights_proj = io::load_linear<DenseLinear<bf16>>(f, prefix + "weights_proj.weight",
+                                                      static_cast<std::size_t>(cfg.index_n_heads),
+                                                      static_cast<std::size_t>(cfg.dim));
+  w.compressor = load_compressor_weights(f, prefix + "compressor.", cfg.dim, 4, cfg.index_head_dim,
+                                         cfg.rope_head_dim, cfg.norm_eps, /*rotate=*/true);
+  return w;
+}
+
+/// Per-sequence state of an indexer: its compressor's running state and the index key cache
+/// ([max_seq_len / 4, Di], the reference's Indexer.kv_cache).
+class IndexerState {
+ public:
+  IndexerState() = default;
+  IndexerState(std::int64_t max_seq_len, std::int64_t head_dim)
+      : compressor_(4, head_dim),
+        capacity_(static_cast<std::size_t>(max_seq_len / 4)),
+        dim_(static_cast<std::size_t>(head_dim)),
+        keys_(capacity_ * dim_) {}
+
+  CompressorState& compressor() noexcept { return compressor_; }
+  std::size_t capacity() const noexcept { return capacity_; }
+  std::size_t head_dim() const noexcept { return dim_; }
+  /// All key rows, [capacity, Di].
+  View2<float> keys() noexcept { return {keys_.data(), capacity_, dim_}; }
+  ConstView2<float> keys() const noexcept { return {keys_.data(), capacity_, dim_}; }
+  /// Index key j, [Di].
+  std::span<const float> key(std::size_t j) const noexcept {
+    return {keys_.data() + j * dim_, dim_};
+  }
+  void reset() noexcept {
+    compressor_.reset();
+    std::fill(keys_.begin(), keys_.end(), 0.0f);
+  }
+
+ private:
+  CompressorState compressor_;
+  std::size_t capacity_ = 0;
+  std::size_t dim_ = 0;
+  std::vector<float> keys_;  // [capacity, Di]
+};
+
+/// What one indexer call selected, for T queries.
+struct IndexerSelection {
+  std::size_t k = 0;               ///< selection width min(index_topk, entries)
+  std::size_t entries = 0;         ///< entries existing at the end of the call
+  std::vector<std::int32_t> topk;  ///< [T, k] entry ids, -1 where the pick is not visible
+  std::vector<float> scores;       ///< [T, entries] scores top-k ran on (−∞ = not visible yet)
+};
+
+namespace indexer_detail {
+
+/// Indices of the k largest scores, descending; ties by ascending index.
+inline void top_k(std::span<const float> s, std::size_t k, std::vector<std::size_t>& order) {
+  order.resize(s.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::partial_sort(
+      order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+      [&](std::size_t a, std::size_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); });
+}
+
+}  // namespace indexer_detail
+
+/// Runs the indexer for T tokens at positions start_pos … start_pos+T-1.
+/// x: [T, dim] the attention input; qr: [T, q_lora_rank] the attention's q_norm(wq_a(x)).
+/// Advances the index-key compressor (entries land in state.keys()) and returns the selections.
+template <NumericsPolicy N, LinearOp Lin>
+IndexerSelection indexer_forward(const IndexerWeights<Lin>& w, const Rope& rope,
+                                 ConstView2<float> x, ConstView2<float> qr, std::int64_t start_pos,
+                                 IndexerState& st) {
+  const std::size_t t_count = x.rows;
+  const auto hi = static_cast<std::size_t>(w.n_heads);
+  const auto di = static_cast<std::size_t>(w.head_dim);
+  DSV4_CHECK(qr.rows == t_count && st.head_dim() == di, ShapeError,
+             "indexer: {} query rows for {} tokens, state of width {} for index_head_dim {}",
+             qr.rows, t_count, st.head_dim(), di);
+
+  // Index queries: [T, Hi, Di].
+  std::vector<float> q(t_count * hi * di);
+  w.wq_b.template forward<N>(qr, View2<float>(q.data(), t_count, hi * di));
+  std::vector<float> work(di);
+  const float hscale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(di)));
+  for (std::size_t t = 0; t < t_count; ++t) {
+    float* qt = q.data() + t * hi * di;
+    rope.apply<N>(qt, hi, di, start_pos + static_cast<std::int64_t>(t));
+    for (std::size_t h = 0; h < hi; ++h) {
+      float* v = qt + h * di;
+      ops::hadamard(v, v, di, hscale, work.data());
+      for (std::size_t j = 0; j < di; ++j) v[j] = N::round(v[j]);
+      if constexpr (N::simulate_quant) ops::fp4_act_quant_inplace(v, di);
+    }
+  }
+
+  // Index keys of the blocks this call completes.
+  compressor_forward<N>(w.compressor, rope, x, start_pos, st.compressor(), st.keys());
+
+  // Head weights: [T, Hi].
+  std::vector<float> hw(t_count * hi);
+  w.weights_proj.template forward<N>(x, View2<float>(hw.data(), t_count, hi));
+  const float sigma = N::round(static_cast<float>(std::pow(static_cast<double>(di), -0.5) *
+                                                  std::pow(static_cast<double>(hi), -0.5)));
+  for (float& v : hw) v = N::round(v * sigma);
+
+  IndexerSelection sel;
+  const std::int64_t end = start_pos + static_cast<std::int64_t>(t_count);
+  sel.entries = static_cast<std::size_t>(end / 4);
+  sel.k = std::min(static_cast<std::size_t>(w.topk), sel.entries);
+  sel.topk.assign(t_count * sel.k, -1);
+  sel.scores.assign(t_count * sel.entries, -std::numeric_limits<float>::infinity());
+  std::vector<std::size_t> order;
+  for (std::size_t t = 0; t < t_count; ++t) {
+    const auto visible =
+        static_cast<std::size_t>((start_pos + static_cast<std::int64_t>(t) + 1) / 4);
+    float* srow = sel.scores.data() + t * sel.entries;
+    for (std::size_t j = 0; j < visible; ++j) {
+      const std::span<const float> key = st.key(j);
+      float total = 0.0f;
+      for (std::size_t h = 0; h < hi; ++h) {
+        const float* qh = q.data() + (t * hi + h) * di;
+        float dot = 0.0f;
+        for (std::size_t e = 0; e < di; ++e) dot += qh[e] * key[e];
+        const float relu = std::fmax(N::round(dot), 0.0f);
+        total += N::round(relu * hw[t * hi + h]);
+      }
+      srow[j] = N::round(total);
+    }
+    if (sel.k == 0) continue;
+    indexer_detail::top_k({srow, sel.entries}, sel.k, order);
+    for (std::size_t i = 0; i < sel.k; ++i) {
+      const std::size_t j = order[i];
+      sel.topk[t * sel.k + i] = j < visible ? static_cast<std::int32_t>(j) : -1;
+    }
+  }
+  return sel;
+}
+
+}  // namespace dsv4
