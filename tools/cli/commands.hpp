@@ -8,4 +8,7 @@ namespace dsv4::cli {
 /// `dsv4 plan`: the cost sheet of a configuration (plan_command.cpp).
 void add_plan_command(CLI::App& app);
 
+/// `dsv4 quantize`: llama-quantize's recipes for GGUF models (quantize_command.cpp).
+void add_quantize_command(CLI::App& app);
+
 }  // namespace dsv4::cli
