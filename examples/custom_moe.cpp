@@ -6,10 +6,14 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdio>
 #include <dsv4/layers/moe.hpp>
+#include <exception>
 #include <vector>
 
-int main() {
+namespace {
+
+void run() {
   constexpr std::size_t dim = 8, inter = 16, n_experts = 5, top_k = 3, tokens = 4;
   auto weight = [seed = 0.0f](std::size_t out, std::size_t in) mutable {
     std::vector<float> w(out * in);
@@ -36,6 +40,17 @@ int main() {
       fmt::print(" {} ({:.3f})", routing.experts[t * top_k + j], routing.weights[t * top_k + j]);
     }
     fmt::print(", y[0] = {:.5f}\n", y[t * dim]);
+  }
+}
+
+}  // namespace
+
+int main() {
+  try {
+    run();
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "custom_moe: {}\n", e.what());
+    return 1;
   }
   return 0;
 }

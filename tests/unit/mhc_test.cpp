@@ -127,7 +127,7 @@ void check_case(const std::string& name) {
       dsv4::io::load_linear<dsv4::DenseLinear<dsv4::bf16>>(rc.weights, "head.weight", v, d);
   struct HeadCase {
     std::string prefix, state_key, logits_key;
-    const dsv4::io::SafetensorsFile* state_file;
+    const dsv4::io::SafetensorsFile* state_file = nullptr;
   };
   const HeadCase heads[] = {
       {"", "prefill.hidden_out", "prefill.logits_all", golden},

@@ -142,11 +142,12 @@ void check_case(const std::string& name) {
     const ErrorStats s = compare(pre.logits, golden->to_float(key + ".prefill_logits"));
     CHECK(s.max_abs <= Run::max_abs);
     std::vector<float> got;
-    for (std::size_t i = static_cast<std::size_t>(p); i < tokens.size(); ++i) {
+    for (auto i = static_cast<std::size_t>(p); i < tokens.size(); ++i) {
       const auto out = m.decode(tokens[i], st);
       got.insert(got.end(), out.logits.begin(), out.logits.end());
     }
-    check_logits<Run>(tag + " " + key + ".logits", got, golden->to_float(key + ".logits"), v);
+    check_logits<Run>(fmt::format("{} {}.logits", tag, key), got, golden->to_float(key + ".logits"),
+                      v);
   }
 
   // MTP on the recorded trunk output, paired with the next tokens.
@@ -173,7 +174,8 @@ void check_case(const std::string& name) {
       got.insert(got.end(), out.logits.begin(), out.logits.end());
     }
     const std::string key = fmt::format("mtp.decode_from_{}", p);
-    check_logits<Run>(tag + " " + key + ".logits", got, golden->to_float(key + ".logits"), v);
+    check_logits<Run>(fmt::format("{} {}.logits", tag, key), got, golden->to_float(key + ".logits"),
+                      v);
   }
 }
 
@@ -358,7 +360,7 @@ TEST_CASE("the model rejects bad calls") {
   CHECK_THROWS_AS(m.prefill(too_long, st2), dsv4::InputError);
   decltype(st) empty;
   CHECK_THROWS_AS(m.prefill(std::vector<std::int32_t>{1}, empty), dsv4::InputError);
-  std::vector<float> h(3 * 4 * m.dim());
+  std::vector<float> h(m.dim() * 3 * 4);
   CHECK_THROWS_AS(m.mtp_forward(h, std::vector<std::int32_t>{1, 2}, 0, st), dsv4::ShapeError);
   CHECK_THROWS_AS(m.mtp_forward(h, std::vector<std::int32_t>{1, 2, 3}, 0, st, 1), dsv4::InputError);
 }

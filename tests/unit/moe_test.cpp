@@ -248,7 +248,7 @@ TEST_CASE("MoE without a shared expert equals the sum of its routed experts") {
 
 TEST_CASE("MoE and routers reject bad input with clear errors") {
   const ReferenceCase& rc = reference_case("tiny_a");
-  const std::size_t d = static_cast<std::size_t>(rc.cfg.dim);
+  const auto d = static_cast<std::size_t>(rc.cfg.dim);
   const auto moe = dsv4::load_moe<dsv4::HashRouter<>>(rc.weights, "layers.0.ffn", rc.cfg);
   std::vector<float> x(2 * d, 0.1f);
   std::vector<float> out(2 * d);
@@ -265,7 +265,7 @@ TEST_CASE("MoE and routers reject bad input with clear errors") {
   std::vector<float> short_out(d);
   CHECK_THROWS_AS(moe.forward<dsv4::ReferenceNumerics>(x, tok, short_out), dsv4::ShapeError);
   // Tables with an expert id out of range or a repeated expert.
-  const dsv4::DenseLinear<float> g(std::vector<float>(4 * 2, 0.0f), 4, 2);
+  const dsv4::DenseLinear<float> g(std::vector<float>(8, 0.0f), 4, 2);
   CHECK_THROWS_WITH_AS(dsv4::HashRouter<>(g, {0, 1, 2, 4}, 2, 2, 1.0f),
                        "HashRouter: tid2eid[1][1] = 4 is not an expert id in [0, 4)",
                        dsv4::ConfigError);

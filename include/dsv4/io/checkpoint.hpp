@@ -91,7 +91,7 @@ class Checkpoint {
       std::sort(shards.begin(), shards.end());
     }
     DSV4_CHECK(!shards.empty(), FormatError, "checkpoint {}: no *.safetensors files", dir.string());
-    return Checkpoint(config, shards);
+    return {config, shards};
   }
 
   const ModelConfig& config() const noexcept { return cfg_; }
