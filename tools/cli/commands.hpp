@@ -11,4 +11,7 @@ void add_plan_command(CLI::App& app);
 /// `dsv4 quantize`: llama-quantize's recipes for GGUF models (quantize_command.cpp).
 void add_quantize_command(CLI::App& app);
 
+/// `dsv4 tokenize` and `dsv4 detokenize`: the DeepSeek-V4 tokenizer (tokenize_command.cpp).
+void add_tokenize_commands(CLI::App& app);
+
 }  // namespace dsv4::cli
