@@ -34,7 +34,11 @@ class AtomicOutputFile {
     require(!target_.filename().empty(), "the output path names a directory");
     std::filesystem::path dir = target_.parent_path();
     if (dir.empty()) dir = ".";
-    std::string tmpl = (dir / ("." + target_.filename().string() + ".tmp-XXXXXX")).string();
+    // built by appending: g++ 12 -O3 warns falsely (-Wrestrict) on "." + std::string
+    std::string leaf(1, '.');
+    leaf += target_.filename().string();
+    leaf += ".tmp-XXXXXX";
+    std::string tmpl = (dir / leaf).string();
     fd_ = ::mkostemp(tmpl.data(), O_CLOEXEC);
     if (fd_ < 0) fail("cannot create a temporary file in " + dir.string());
     temp_ = tmpl;
