@@ -351,11 +351,13 @@ class Tokenizer {
            source, "\"normalizer\" must be null or an empty Sequence");
 
     // pre_tokenizer: exactly the DeepSeek-V4 sequence.
-    static const char* const kSplits[] = {
+    static constexpr std::string_view kWordRegex =
+        "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}"
+        "\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
+    static constexpr std::string_view kSplits[] = {
         R"(\p{N}{1,3})",
         "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
-        "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}"
-        "\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
+        kWordRegex,
     };
     const auto& pre = field(j, "pre_tokenizer");
     const auto& steps = field(pre, "pretokenizers");
@@ -366,7 +368,7 @@ class Tokenizer {
       pre_ok = st.is_object() && st.value("type", "") == "Split" &&
                st.value("behavior", "") == "Isolated" && !st.value("invert", false) &&
                field(st, "pattern").is_object() &&
-               field(field(st, "pattern"), "Regex") == nlohmann::json(kSplits[k]);
+               field(field(st, "pattern"), "Regex") == nlohmann::json(std::string(kSplits[k]));
     }
     pre_ok = pre_ok && steps[3].is_object() && steps[3].value("type", "") == "ByteLevel" &&
              !steps[3].value("add_prefix_space", true) && !steps[3].value("use_regex", true);
@@ -397,7 +399,7 @@ class Tokenizer {
     const auto& vocab = field(model, "vocab");
     expect(vocab.is_object() && !vocab.empty(), source,
            "\"model.vocab\" must be a non-empty object");
-    constexpr std::int64_t kMaxId = 1 << 24;
+    constexpr std::int64_t kMaxId = 1 << 21;  // far above any real vocabulary
     std::int64_t max_id = -1;
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
       expect(it.value().is_number_integer(), source, "a \"model.vocab\" id is not an integer");
