@@ -13,9 +13,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view json(reinterpret_cast<const char*>(data), size);
   try {
     const auto tok = dsv4::text::Tokenizer::from_json(json, "fuzz.json");
-    static constexpr std::string_view kTexts[] = {"Hello, world! 123456", "  leading\r\n\ttabs  ",
-                                                  "中文テキスト 한국어 😀\u200d👍", "<s>a<t>b"};
-    for (const std::string_view text : kTexts) {
+    static constexpr std::string_view texts[] = {"Hello, world! 123456", "  leading\r\n\ttabs  ",
+                                                 "中文テキスト 한국어 😀\u200d👍", "<s>a<t>b"};
+    for (const std::string_view text : texts) {
       const auto ids = tok.encode(text);
       (void)tok.decode(ids, /*skip_special_tokens=*/true);
       (void)tok.decode(ids);

@@ -65,7 +65,7 @@ TEST_CASE("a documented example: one question in each mode") {
   const std::string max = build_prompt(msgs, ReasoningMode::think_max);
   CHECK(max.rfind("<｜begin▁of▁sentence｜>Reasoning Effort: Absolute maximum", 0) == 0);
   CHECK(max.size() ==
-        head.size() + std::string("<think>").size() + chat::kReasoningEffortMax.size());
+        head.size() + std::string("<think>").size() + chat::reasoning_effort_max.size());
   ChatOptions no_bos;
   no_bos.add_bos = false;
   CHECK(build_prompt(msgs, ReasoningMode::think_high, no_bos).rfind("You are", 0) == 0);

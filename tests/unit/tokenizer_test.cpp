@@ -186,7 +186,7 @@ TEST_CASE("the loader reads a small tokenizer.json and rejects what it does not 
 }
 
 TEST_CASE("malformed or unsupported tokenizer.json files are FormatErrors naming the field") {
-  const auto reject = [](nlohmann::json j, const char* what) {
+  const auto reject = [](const nlohmann::json& j, const char* what) {
     CAPTURE(what);
     CHECK_THROWS_WITH_AS(Tokenizer::from_json(j.dump(), "bad.json"), doctest::Contains(what),
                          dsv4::FormatError);

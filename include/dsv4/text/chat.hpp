@@ -47,16 +47,16 @@ inline std::string_view reasoning_mode_name(ReasoningMode m) noexcept {
 
 namespace chat {
 
-inline constexpr std::string_view kBos = "<｜begin▁of▁sentence｜>";
-inline constexpr std::string_view kEos = "<｜end▁of▁sentence｜>";
-inline constexpr std::string_view kUser = "<｜User｜>";
-inline constexpr std::string_view kAssistant = "<｜Assistant｜>";
-inline constexpr std::string_view kLatestReminder = "<｜latest_reminder｜>";
-inline constexpr std::string_view kThinkStart = "<think>";
-inline constexpr std::string_view kThinkEnd = "</think>";
+inline constexpr std::string_view bos_token = "<｜begin▁of▁sentence｜>";
+inline constexpr std::string_view eos_token = "<｜end▁of▁sentence｜>";
+inline constexpr std::string_view user_token = "<｜User｜>";
+inline constexpr std::string_view assistant_token = "<｜Assistant｜>";
+inline constexpr std::string_view latest_reminder_token = "<｜latest_reminder｜>";
+inline constexpr std::string_view think_start_token = "<think>";
+inline constexpr std::string_view think_end_token = "</think>";
 
 /// The instruction that Think Max puts before everything else (after BOS).
-inline constexpr std::string_view kReasoningEffortMax =
+inline constexpr std::string_view reasoning_effort_max =
     "Reasoning Effort: Absolute maximum with no shortcuts permitted.\n"
     "You MUST be very thorough in your thinking and comprehensively decompose the problem to "
     "resolve the root cause, rigorously stress-testing your logic against all potential paths, "
@@ -118,21 +118,21 @@ inline std::string build_prompt(std::span<const ChatMessage> messages, Reasoning
     if (msgs[i].role == Role::user) last_user = static_cast<std::ptrdiff_t>(i);
   }
 
-  std::string prompt = options.add_bos ? std::string(kBos) : std::string();
+  std::string prompt = options.add_bos ? std::string(bos_token) : std::string();
   for (std::size_t i = 0; i < msgs.size(); ++i) {
     const ChatMessage& m = msgs[i];
     const auto idx = static_cast<std::ptrdiff_t>(i);
-    if (i == 0 && mode == ReasoningMode::think_max) prompt += kReasoningEffortMax;
+    if (i == 0 && mode == ReasoningMode::think_max) prompt += reasoning_effort_max;
     switch (m.role) {
       case Role::system:
         prompt += m.content;
         break;
       case Role::user:
-        prompt += kUser;
+        prompt += user_token;
         prompt += m.content;
         break;
       case Role::latest_reminder:
-        prompt += kLatestReminder;
+        prompt += latest_reminder_token;
         prompt += m.content;
         break;
       case Role::assistant:
@@ -141,17 +141,17 @@ inline std::string build_prompt(std::span<const ChatMessage> messages, Reasoning
         // their </think> having been written after the assistant prefix.
         if (thinking && (!drop || idx > last_user)) {
           prompt += m.reasoning;
-          prompt += kThinkEnd;
+          prompt += think_end_token;
         }
         prompt += m.content;
-        prompt += kEos;
+        prompt += eos_token;
         break;
     }
     const bool next_continues = i + 1 < msgs.size() && msgs[i + 1].role != Role::assistant &&
                                 msgs[i + 1].role != Role::latest_reminder;
     if (next_continues || m.role != Role::user) continue;
-    prompt += kAssistant;
-    prompt += thinking && (!drop || idx >= last_user) ? kThinkStart : kThinkEnd;
+    prompt += assistant_token;
+    prompt += thinking && (!drop || idx >= last_user) ? think_start_token : think_end_token;
   }
   return prompt;
 }
@@ -172,16 +172,16 @@ inline Completion split_completion(std::string_view text, ReasoningMode mode) {
   if (mode == ReasoningMode::non_think) {
     c.reasoning_done = true;
   } else {
-    const auto end = text.find(kThinkEnd);
+    const auto end = text.find(think_end_token);
     if (end == std::string_view::npos) {
       c.reasoning = std::string(text);
       return c;
     }
     c.reasoning = std::string(text.substr(0, end));
     c.reasoning_done = true;
-    text.remove_prefix(end + kThinkEnd.size());
+    text.remove_prefix(end + think_end_token.size());
   }
-  const auto eos = text.find(kEos);
+  const auto eos = text.find(eos_token);
   c.finished = eos != std::string_view::npos;
   c.answer = std::string(c.finished ? text.substr(0, eos) : text);
   return c;

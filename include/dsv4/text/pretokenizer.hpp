@@ -26,10 +26,10 @@ enum class CharClass : std::uint8_t { other, letter, mark, number, punctuation, 
 /// The class of code point `cp` (\p{L}, \p{M}, \p{N}, \p{P}, \p{S}, \s or none of them).
 inline CharClass char_class(std::uint32_t cp) noexcept {
   if (cp >= 0x110000) return CharClass::other;
-  const std::uint32_t block = detail::kClassStage1[cp >> detail::kClassBlockShift];
-  const std::uint32_t mask = (1u << detail::kClassBlockShift) - 1;
+  const std::uint32_t block = detail::class_stage1[cp >> detail::class_block_shift];
+  const std::uint32_t mask = (1u << detail::class_block_shift) - 1;
   return static_cast<CharClass>(
-      detail::kClassStage2[(block << detail::kClassBlockShift) | (cp & mask)]);
+      detail::class_stage2[(block << detail::class_block_shift) | (cp & mask)]);
 }
 
 namespace detail {

@@ -351,13 +351,13 @@ class Tokenizer {
            source, "\"normalizer\" must be null or an empty Sequence");
 
     // pre_tokenizer: exactly the DeepSeek-V4 sequence.
-    static constexpr std::string_view kWordRegex =
+    static constexpr std::string_view word_regex =
         "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}"
         "\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
-    static constexpr std::string_view kSplits[] = {
+    static constexpr std::string_view split_regexes[] = {
         R"(\p{N}{1,3})",
         "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
-        kWordRegex,
+        word_regex,
     };
     const auto& pre = field(j, "pre_tokenizer");
     const auto& steps = field(pre, "pretokenizers");
@@ -365,10 +365,11 @@ class Tokenizer {
                   steps.size() == 4;
     for (std::size_t k = 0; pre_ok && k < 3; ++k) {
       const auto& st = steps[k];
-      pre_ok = st.is_object() && st.value("type", "") == "Split" &&
-               st.value("behavior", "") == "Isolated" && !st.value("invert", false) &&
-               field(st, "pattern").is_object() &&
-               field(field(st, "pattern"), "Regex") == nlohmann::json(std::string(kSplits[k]));
+      pre_ok =
+          st.is_object() && st.value("type", "") == "Split" &&
+          st.value("behavior", "") == "Isolated" && !st.value("invert", false) &&
+          field(st, "pattern").is_object() &&
+          field(field(st, "pattern"), "Regex") == nlohmann::json(std::string(split_regexes[k]));
     }
     pre_ok = pre_ok && steps[3].is_object() && steps[3].value("type", "") == "ByteLevel" &&
              !steps[3].value("add_prefix_space", true) && !steps[3].value("use_regex", true);
@@ -399,24 +400,24 @@ class Tokenizer {
     const auto& vocab = field(model, "vocab");
     expect(vocab.is_object() && !vocab.empty(), source,
            "\"model.vocab\" must be a non-empty object");
-    constexpr std::int64_t kMaxId = 1 << 21;  // far above any real vocabulary
+    constexpr std::int64_t max_id_limit = 1 << 21;  // far above any real vocabulary
     std::int64_t max_id = -1;
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
       expect(it.value().is_number_integer(), source, "a \"model.vocab\" id is not an integer");
       const auto id = it.value().get<std::int64_t>();
-      DSV4_CHECK(id >= 0 && id < kMaxId, FormatError, "{}: token '{}' has id {}, outside 0..{}",
-                 source, it.key(), id, kMaxId - 1);
+      DSV4_CHECK(id >= 0 && id < max_id_limit, FormatError,
+                 "{}: token '{}' has id {}, outside 0..{}", source, it.key(), id, max_id_limit - 1);
       max_id = std::max(max_id, id);
     }
     const auto& added = field(j, "added_tokens");
     expect(added.is_null() || added.is_array(), source, "\"added_tokens\" must be an array");
     for (const auto& a : added) {
       expect(a.is_object() && field(a, "id").is_number_integer() && field(a, "content").is_string(),
-             source, "an added token needs an integer \"id\" and a string \"content\"");
+             source, R"(an added token needs an integer "id" and a string "content")");
       const auto id = a["id"].get<std::int64_t>();
-      DSV4_CHECK(id >= 0 && id < kMaxId, FormatError,
+      DSV4_CHECK(id >= 0 && id < max_id_limit, FormatError,
                  "{}: added token '{}' has id {}, outside 0..{}", source,
-                 a["content"].get<std::string>(), id, kMaxId - 1);
+                 a["content"].get<std::string>(), id, max_id_limit - 1);
       max_id = std::max(max_id, id);
     }
     const auto n = static_cast<std::size_t>(max_id + 1);
@@ -492,7 +493,7 @@ class Tokenizer {
         b = line.substr(sp + 1);
       } else {
         expect(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(), source,
-               "a merge is neither \"a b\" nor [\"a\", \"b\"]");
+               R"(a merge is neither "a b" nor ["a", "b"])");
         a = m[0].get<std::string>();
         b = m[1].get<std::string>();
       }

@@ -8,11 +8,11 @@
 
 namespace dsv4::text::detail {
 
-inline constexpr char kUnicodeVersion[] = "16.0.0";
-inline constexpr int kClassBlockShift = 7;  // 128 code points per stage-2 block
+inline constexpr char unicode_version[] = "16.0.0";
+inline constexpr int class_block_shift = 7;  // 128 code points per stage-2 block
 
 /// Stage 1: code point >> 7 -> block number.
-inline constexpr std::uint16_t kClassStage1[8704] = {
+inline constexpr std::uint16_t class_stage1[8704] = {
     0, 1, 2, 2, 2, 3, 4, 5, 2, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
     21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 2, 2, 31, 32, 33, 34, 35, 2, 2, 2, 36, 37, 38, 39,
     40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 2, 50, 2, 2, 51, 52, 53, 54, 55, 56, 57, 57, 58, 57,
@@ -379,7 +379,7 @@ inline constexpr std::uint16_t kClassStage1[8704] = {
 };
 
 /// Stage 2: 242 blocks of 128 class ids (0 other, 1 L, 2 M, 3 N, 4 P, 5 S, 6 space).
-inline constexpr std::uint8_t kClassStage2[30976] = {
+inline constexpr std::uint8_t class_stage2[30976] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 6, 6, 6, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     6, 4, 4, 4, 5, 4, 4, 4, 4, 4, 4, 5, 4, 4, 4, 4, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 5, 5, 5, 4,
     4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4, 4, 4, 5, 4,
