@@ -589,9 +589,9 @@ TEST_CASE_TEMPLATE("the compressor alone: one call or token by token, against th
 }
 
 TEST_CASE("indexer selection: ties go to the lower entry id") {
-  std::vector<std::size_t> order;
+  std::vector<std::int32_t> order(4);
   const std::vector<float> s = {1.0f, 3.0f, 3.0f, -std::numeric_limits<float>::infinity(), 3.0f};
-  d::indexer_detail::top_k(s, 4, order);
+  d::ReferenceBackend{}.top_k(s, order);
   CHECK(order[0] == 1);
   CHECK(order[1] == 2);
   CHECK(order[2] == 4);

@@ -18,6 +18,10 @@
 // [min(T, W) window slots ++ compressed part], decode lists [W window slots ++ compressed part],
 // window positions in ascending order padded with -1; since the sparse-attention core works in
 // 64-slot chunks, the layout is part of the bf16 numerics.
+//
+// The projections, norms, rotations, the compressor and indexer pieces and the sparse-attention
+// core run on the backend (backend/concept.hpp); every forward also has an overload without one,
+// which runs on the reference backend.
 #pragma once
 
 #include <algorithm>
@@ -31,6 +35,8 @@
 #include <utility>
 #include <vector>
 
+#include "dsv4/backend/concept.hpp"
+#include "dsv4/backend/reference.hpp"
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/config.hpp"
 #include "dsv4/core/error.hpp"
@@ -219,9 +225,9 @@ struct SlidingWindow {
   static constexpr bool compresses = false;
   static constexpr bool accepts(int ratio) noexcept { return ratio == 0; }
 
-  template <NumericsPolicy N, LinearOp Lin>
-  static CompressedCandidates candidates(const AttentionWeights<Lin>&, const AttentionCall&,
-                                         AttentionState&) {
+  template <NumericsPolicy N, Backend B, LinearOp Lin>
+  static CompressedCandidates candidates(const B&, const AttentionWeights<Lin>&,
+                                         const AttentionCall&, AttentionState&) {
     return {};
   }
 };
@@ -234,9 +240,9 @@ struct Hca {
   static constexpr bool compresses = true;
   static constexpr bool accepts(int ratio) noexcept { return ratio > 0; }
 
-  template <NumericsPolicy N, LinearOp Lin>
-  static CompressedCandidates candidates(const AttentionWeights<Lin>& w, const AttentionCall& c,
-                                         AttentionState&) {
+  template <NumericsPolicy N, Backend B, LinearOp Lin>
+  static CompressedCandidates candidates(const B&, const AttentionWeights<Lin>& w,
+                                         const AttentionCall& c, AttentionState&) {
     CompressedCandidates out;
     const std::int64_t end = c.start_pos + static_cast<std::int64_t>(c.tokens);
     out.width = static_cast<std::size_t>(end / w.ratio);
@@ -257,14 +263,14 @@ struct Csa {
   static constexpr bool compresses = true;
   static constexpr bool accepts(int ratio) noexcept { return ratio == 4; }
 
-  template <NumericsPolicy N, LinearOp Lin>
-  static CompressedCandidates candidates(const AttentionWeights<Lin>& w, const AttentionCall& c,
-                                         AttentionState& st) {
+  template <NumericsPolicy N, Backend B, LinearOp Lin>
+  static CompressedCandidates candidates(const B& b, const AttentionWeights<Lin>& w,
+                                         const AttentionCall& c, AttentionState& st) {
     DSV4_CHECK(w.indexer.has_value() && st.has_indexer(), ConfigError,
                "CSA attention of block {} needs indexer weights and an indexer state", w.layer);
     CompressedCandidates out;
     IndexerSelection sel =
-        indexer_forward<N>(*w.indexer, w.rope, c.x, c.qr, c.start_pos, st.indexer());
+        indexer_forward<N>(b, *w.indexer, w.rope, c.x, c.qr, c.start_pos, st.indexer());
     out.width = sel.k;
     out.entries = sel.topk;
     out.index = std::move(sel);
@@ -297,22 +303,6 @@ decltype(auto) visit_variant(AttentionKind kind, F&& f) {
 
 namespace attention_detail {
 
-/// The per-head query normalisation without weight (spec §3.2 step 4), in the activation
-/// precision: s = round(mean round(q²)), g = round(1/sqrt(round(s + eps))), q = round(q·g).
-template <NumericsPolicy N>
-void head_rms_norm(float* v, std::size_t n, float eps) noexcept {
-  float sum = 0.0f;
-  for (std::size_t j = 0; j < n; ++j) sum += N::round(v[j] * v[j]);
-  const float ms = N::round(sum / static_cast<float>(n));
-  const float g = N::round(1.0f / std::sqrt(N::round(ms + eps)));
-  for (std::size_t j = 0; j < n; ++j) v[j] = N::round(v[j] * g);
-}
-
-/// The sparse-attention kernel's activation mode for numerics N.
-template <NumericsPolicy N>
-using SparseAct =
-    std::conditional_t<std::is_same_v<typename N::act, Fp32Act>, ops::F32Act, ops::Bf16Act>;
-
 template <class V, LinearOp Lin>
 void check_weights_and_state(const AttentionWeights<Lin>& w, const AttentionState& st) {
   DSV4_CHECK(V::accepts(w.ratio), ConfigError,
@@ -333,9 +323,10 @@ void check_weights_and_state(const AttentionWeights<Lin>& w, const AttentionStat
 }
 
 /// One call of attention variant V on x ([T, dim], after attn_norm) at positions start_pos….
-template <class V, NumericsPolicy N, LinearOp Lin>
-void forward(const AttentionWeights<Lin>& w, std::span<const float> x, std::int64_t start_pos,
-             AttentionState& st, std::span<float> out, AttentionTrace* trace) {
+template <class V, NumericsPolicy N, Backend B, LinearOp Lin>
+void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> x,
+             std::int64_t start_pos, AttentionState& st, std::span<float> out,
+             AttentionTrace* trace) {
   const auto u = [](std::int64_t v) { return static_cast<std::size_t>(v); };
   const std::size_t dim = u(w.dim);
   DSV4_CHECK(dim > 0 && !x.empty() && x.size() % dim == 0 && out.size() == x.size(), ShapeError,
@@ -353,38 +344,37 @@ void forward(const AttentionWeights<Lin>& w, std::span<const float> x, std::int6
   const std::size_t qr_dim = u(w.q_lora_rank);
   const std::size_t win = u(w.window);
   const ConstView2<float> xv(x.data(), t_count, dim);
+  const auto pos_of = [&](std::size_t t) { return start_pos + static_cast<std::int64_t>(t); };
 
   // Query path: qr = q_norm(wq_a(x)), q = wq_b(qr) per head normalised and rotated.
-  std::vector<float> qr(t_count * qr_dim);  // [T, q_r]
-  w.wq_a.template forward<N>(xv, View2<float>(qr.data(), t_count, qr_dim));
-  w.q_norm.template forward<N>(qr, qr);
-  std::vector<float> q(t_count * h * dh);  // [T, H, Dh]
-  w.wq_b.template forward<N>(ConstView2<float>(qr.data(), t_count, qr_dim),
-                             View2<float>(q.data(), t_count, h * dh));
-  for (std::size_t t = 0; t < t_count; ++t) {
-    float* qt = q.data() + t * h * dh;
-    for (std::size_t hh = 0; hh < h; ++hh) head_rms_norm<N>(qt + hh * dh, dh, w.norm_eps);
-    w.rope.template apply<N>(qt, h, dh, start_pos + static_cast<std::int64_t>(t));
-  }
+  auto qr = b.template alloc<float>(t_count * qr_dim);  // [T, q_r]
+  b.template linear<N>(w.wq_a, xv, View2<float>(qr.data(), t_count, qr_dim));
+  b.template rms_norm<N>(qr, w.q_norm.weight, w.q_norm.eps, qr);
+  auto q = b.template alloc<float>(t_count * h * dh);  // [T, H, Dh]
+  b.template linear<N>(w.wq_b, ConstView2<float>(qr.data(), t_count, qr_dim),
+                       View2<float>(q.data(), t_count, h * dh));
+  b.template head_rms_norm<N>(q, dh, w.norm_eps);
+  for (std::size_t t = 0; t < t_count; ++t)
+    b.template rope<N>(w.rope, q.data() + t * h * dh, h, dh, pos_of(t), RopeDirection::forward);
 
   // Window KV: kv_norm(wkv(x)), rotated, FP8-simulated on the non-rope dims.
-  std::vector<float> kv(t_count * dh);  // [T, Dh]
-  w.wkv.template forward<N>(xv, View2<float>(kv.data(), t_count, dh));
-  w.kv_norm.template forward<N>(kv, kv);
+  auto kv = b.template alloc<float>(t_count * dh);  // [T, Dh]
+  b.template linear<N>(w.wkv, xv, View2<float>(kv.data(), t_count, dh));
+  b.template rms_norm<N>(kv, w.kv_norm.weight, w.kv_norm.eps, kv);
   for (std::size_t t = 0; t < t_count; ++t) {
     float* kt = kv.data() + t * dh;
-    w.rope.template apply<N>(kt, 1, dh, start_pos + static_cast<std::int64_t>(t));
+    b.template rope<N>(w.rope, kt, 1, dh, pos_of(t), RopeDirection::forward);
     if constexpr (N::simulate_quant) ops::act_quant_inplace(kt, dh - dr);
   }
 
   // Compressed entries this call completes, then the variant's compressed candidates.
   CompressorEmitted emitted;
   if constexpr (V::compresses) {
-    emitted = compressor_forward<N>(*w.compressor, w.rope, xv, start_pos, st.compressor(),
+    emitted = compressor_forward<N>(b, *w.compressor, w.rope, xv, start_pos, st.compressor(),
                                     st.compressed());
   }
   const AttentionCall call{xv, ConstView2<float>(qr.data(), t_count, qr_dim), start_pos, t_count};
-  CompressedCandidates comp = V::template candidates<N>(w, call, st);
+  CompressedCandidates comp = V::template candidates<N>(b, w, call, st);
 
   // KV rows and candidate lists (spec §3.5, §4.1).
   const bool decode = start_pos > 0 && t_count == 1;
@@ -416,7 +406,7 @@ void forward(const AttentionWeights<Lin>& w, std::span<const float> x, std::int6
   const std::size_t width = win_width + comp.width;
   std::vector<std::int32_t> idx(t_count * width, -1);  // [T, width]
   for (std::size_t t = 0; t < t_count; ++t) {
-    const std::int64_t pos = start_pos + static_cast<std::int64_t>(t);
+    const std::int64_t pos = pos_of(t);
     const std::int64_t first = std::max<std::int64_t>(0, pos - static_cast<std::int64_t>(win) + 1);
     std::int32_t* row = idx.data() + t * width;
     for (std::int64_t p = first; p <= pos; ++p) {
@@ -435,17 +425,27 @@ void forward(const AttentionWeights<Lin>& w, std::span<const float> x, std::int6
   }
 
   // Sparse attention over the candidates, with the sinks.
-  std::vector<float> o(t_count * h * dh);  // [T, H, Dh]
-  const auto scale = static_cast<float>(std::pow(static_cast<double>(dh), -0.5));
-  ops::sparse_attention<SparseAct<N>>(q.data(), kv_base, w.attn_sink.data(), idx.data(), t_count, h,
-                                      dh, kv_count, width, scale, o.data());
+  auto o = b.template alloc<float>(t_count * h * dh);  // [T, H, Dh]
+  SparseAttentionArgs sa;
+  sa.q = q.data();
+  sa.kv = kv_base;
+  sa.sink = w.attn_sink.data();
+  sa.idx = idx.data();
+  sa.tokens = t_count;
+  sa.heads = h;
+  sa.head_dim = dh;
+  sa.kv_rows = kv_count;
+  sa.width = width;
+  sa.scale = static_cast<float>(std::pow(static_cast<double>(dh), -0.5));
+  sa.out = o.data();
+  b.template sparse_attention<N>(sa);
   if (trace != nullptr) {
-    trace->q = q;
+    trace->q.assign(q.begin(), q.end());
     trace->kv.assign(kv_base, kv_base + kv_count * dh);
     trace->kv_rows = kv_count;
     trace->idx = idx;
     trace->idx_width = width;
-    trace->o = o;
+    trace->o.assign(o.begin(), o.end());
     trace->compressed = emitted;
     trace->index = std::move(comp.index);
   }
@@ -461,21 +461,19 @@ void forward(const AttentionWeights<Lin>& w, std::span<const float> x, std::int6
   }
 
   // Output: inverse rotation at the query position, grouped wo_a, then wo_b.
-  for (std::size_t t = 0; t < t_count; ++t) {
-    w.rope.template apply<N>(o.data() + t * h * dh, h, dh, start_pos + static_cast<std::int64_t>(t),
-                             RopeDirection::inverse);
-  }
+  for (std::size_t t = 0; t < t_count; ++t)
+    b.template rope<N>(w.rope, o.data() + t * h * dh, h, dh, pos_of(t), RopeDirection::inverse);
   const std::size_t groups = u(w.o_groups);
   const std::size_t rank = u(w.o_lora_rank);
   const std::size_t group_in = h * dh / groups;
-  std::vector<float> y(t_count * groups * rank);  // [T, G, R_o]
+  auto y = b.template alloc<float>(t_count * groups * rank);  // [T, G, R_o]
   for (std::size_t g = 0; g < groups; ++g) {
-    w.wo_a[g].template forward<N>(
-        ConstView2<float>(o.data() + g * group_in, t_count, group_in, h * dh),
-        View2<float>(y.data() + g * rank, t_count, rank, groups * rank));
+    b.template linear<N>(w.wo_a[g],
+                         ConstView2<float>(o.data() + g * group_in, t_count, group_in, h * dh),
+                         View2<float>(y.data() + g * rank, t_count, rank, groups * rank));
   }
-  w.wo_b.template forward<N>(ConstView2<float>(y.data(), t_count, groups * rank),
-                             View2<float>(out.data(), t_count, dim));
+  b.template linear<N>(w.wo_b, ConstView2<float>(y.data(), t_count, groups * rank),
+                       View2<float>(out.data(), t_count, dim));
   st.advance_to(end);
 }
 
@@ -502,10 +500,16 @@ class Attention {
 
   /// x: [T, dim] (after attn_norm); out: [T, dim]. start_pos 0 starts a new sequence; otherwise
   /// it must equal state.next_pos(). Throws ShapeError / InputError on bad shapes or positions.
+  template <NumericsPolicy N, Backend B>
+  void forward(const B& b, std::span<const float> x, std::int64_t start_pos, AttentionState& state,
+               std::span<float> out, AttentionTrace* trace = nullptr) const {
+    attention_detail::forward<V, N>(b, w_, x, start_pos, state, out, trace);
+  }
+  /// As above on the reference backend.
   template <NumericsPolicy N>
   void forward(std::span<const float> x, std::int64_t start_pos, AttentionState& state,
                std::span<float> out, AttentionTrace* trace = nullptr) const {
-    attention_detail::forward<V, N>(w_, x, start_pos, state, out, trace);
+    forward<N>(ReferenceBackend{}, x, start_pos, state, out, trace);
   }
 
  private:
@@ -526,12 +530,18 @@ class AttentionLayer {
   AttentionState make_state(const ModelConfig& cfg) const { return AttentionState(cfg, w_.ratio); }
 
   /// As Attention<V>::forward, with V picked from the ratio.
+  template <NumericsPolicy N, Backend B>
+  void forward(const B& b, std::span<const float> x, std::int64_t start_pos, AttentionState& state,
+               std::span<float> out, AttentionTrace* trace = nullptr) const {
+    attention::visit_variant(w_.kind(), [&]<class V>(V) {
+      attention_detail::forward<V, N>(b, w_, x, start_pos, state, out, trace);
+    });
+  }
+  /// As above on the reference backend.
   template <NumericsPolicy N>
   void forward(std::span<const float> x, std::int64_t start_pos, AttentionState& state,
                std::span<float> out, AttentionTrace* trace = nullptr) const {
-    attention::visit_variant(w_.kind(), [&]<class V>(V) {
-      attention_detail::forward<V, N>(w_, x, start_pos, state, out, trace);
-    });
+    forward<N>(ReferenceBackend{}, x, start_pos, state, out, trace);
   }
 
  private:

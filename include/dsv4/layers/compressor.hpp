@@ -15,7 +15,10 @@
 // score_state), one at a time; the reference's prefill, which pools whole blocks at once, performs
 // the same float operations in the same order, so prefill and token-by-token decode agree bit for
 // bit given the same inputs. The state is reset at position 0 (the reference does not reset it,
-// spec §12 item 21).
+// spec §12 item 21). Every row of the state belongs to one position (no rows are shifted when a
+// block completes), so the writes of a token are undone by writing its position again: what
+// forgetting the last position (AttentionState::rewind, speculative decoding) relies on.
+// The projections, the pooling softmax, the norm and the rotation run on the backend.
 #pragma once
 
 #include <algorithm>
@@ -27,6 +30,8 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/backend/concept.hpp"
+#include "dsv4/backend/reference.hpp"
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
@@ -83,8 +88,11 @@ CompressorWeights load_compressor_weights(const S& src, const std::string& prefi
 }
 
 /// The running state of one compressor for one sequence: the reference's kv_state and
-/// score_state, [c·r, c·D] float32 each. Overlap mode: rows 0..r-1 hold the previous complete
-/// block, rows r..2r-1 the current one; otherwise rows 0..r-1 hold the current block.
+/// score_state, [c·r, c·D] float32 each, one row per position. Overlap mode: position p is in
+/// row (block(p) mod 2)·r + p mod r, so the rows of the current block and of the previous one
+/// alternate between the two halves (the reference keeps the previous block in rows 0..r-1 and
+/// copies the current one there when it completes; the values pooled are the same); otherwise
+/// position p is in row p mod r.
 class CompressorState {
  public:
   CompressorState() = default;
@@ -125,34 +133,15 @@ struct CompressorEmitted {
   std::int64_t count = 0;
 };
 
-namespace compressor_detail {
-
-/// Softmax-weighted sum of `m` members per channel: y_f = Σ_k kv_k,f · e_k,f / Σ_k e_k,f with
-/// e = exp(score − max), float32, members in order.
-inline void pool(const float* const* kv, const float* const* score, std::size_t m, std::size_t d,
-                 float* y) noexcept {
-  for (std::size_t f = 0; f < d; ++f) {
-    float mx = -std::numeric_limits<float>::infinity();
-    for (std::size_t k = 0; k < m; ++k) mx = std::fmax(mx, score[k][f]);
-    float sum = 0.0f;
-    for (std::size_t k = 0; k < m; ++k) sum += std::exp(score[k][f] - mx);
-    float acc = 0.0f;
-    for (std::size_t k = 0; k < m; ++k) acc += kv[k][f] * (std::exp(score[k][f] - mx) / sum);
-    y[f] = acc;
-  }
-}
-
-}  // namespace compressor_detail
-
 /// Rounds, normalises, rotates and quantisation-simulates one pooled entry in place
 /// (spec §5.4). y: [D]; `pos` is the position of the block's first token.
-template <NumericsPolicy N>
-void compressor_postprocess(const CompressorWeights& w, const Rope& rope, std::span<float> y,
-                            std::int64_t pos) {
+template <NumericsPolicy N, Backend B>
+void compressor_postprocess(const B& b, const CompressorWeights& w, const Rope& rope,
+                            std::span<float> y, std::int64_t pos) {
   const auto d = static_cast<std::size_t>(w.head_dim);
   for (float& v : y) v = N::round(v);
-  rms_norm_row<N>(y, w.norm.weight, w.norm.eps, y);
-  rope.apply<N>(y.data(), 1, d, pos);
+  b.template rms_norm<N>(y, w.norm.weight, w.norm.eps, y);
+  b.template rope<N>(rope, y.data(), 1, d, pos, RopeDirection::forward);
   if (w.rotate) {
     std::vector<float> work(d);
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
@@ -171,8 +160,8 @@ void compressor_postprocess(const CompressorWeights& w, const Rope& rope, std::s
 /// x: [T, dim], the attention input. Positions must continue the state's sequence (the caller
 /// checks). Throws ShapeError on mismatched sizes and InputError when an entry falls outside
 /// `entries`.
-template <NumericsPolicy N>
-CompressorEmitted compressor_forward(const CompressorWeights& w, const Rope& rope,
+template <NumericsPolicy N, Backend B>
+CompressorEmitted compressor_forward(const B& b, const CompressorWeights& w, const Rope& rope,
                                      ConstView2<float> x, std::int64_t start_pos,
                                      CompressorState& st, View2<float> entries) {
   using Fp32N = Numerics<Fp32Act, N::simulate_quant>;  // the compressor's projections are float32
@@ -186,10 +175,10 @@ CompressorEmitted compressor_forward(const CompressorWeights& w, const Rope& rop
              st.ratio(), st.width(), entries.cols, w.ratio, w.head_dim);
   if (start_pos == 0) st.reset();
 
-  std::vector<float> kv(t_count * width);     // [T, c·D]
-  std::vector<float> score(t_count * width);  // [T, c·D]
-  w.wkv.forward<Fp32N>(x, View2<float>(kv.data(), t_count, width));
-  w.wgate.forward<Fp32N>(x, View2<float>(score.data(), t_count, width));
+  auto kv = b.template alloc<float>(t_count * width);     // [T, c·D]
+  auto score = b.template alloc<float>(t_count * width);  // [T, c·D]
+  b.template linear<Fp32N>(w.wkv, x, View2<float>(kv.data(), t_count, width));
+  b.template linear<Fp32N>(w.wgate, x, View2<float>(score.data(), t_count, width));
 
   CompressorEmitted emitted{-1, 0};
   std::vector<float> y(d);
@@ -198,7 +187,8 @@ CompressorEmitted compressor_forward(const CompressorWeights& w, const Rope& rop
   for (std::size_t t = 0; t < t_count; ++t) {
     const std::int64_t p = start_pos + static_cast<std::int64_t>(t);
     const auto i = static_cast<std::size_t>(p % w.ratio);
-    const std::size_t row = w.overlap() ? r + i : i;
+    const std::size_t cur = w.overlap() ? static_cast<std::size_t>((p / w.ratio) % 2) * r : 0;
+    const std::size_t row = cur + i;
     const float* ape = w.ape.data() + i * width;
     for (std::size_t f = 0; f < width; ++f) {
       st.kv_row(row)[f] = kv[t * width + f];
@@ -208,13 +198,14 @@ CompressorEmitted compressor_forward(const CompressorWeights& w, const Rope& rop
 
     std::size_t m = 0;
     if (w.overlap()) {
+      const std::size_t prev = r - cur;
       for (std::size_t k = 0; k < r; ++k, ++m) {  // previous block: first D channels
-        mkv[m] = st.kv_row(k);
-        msc[m] = st.score_row(k);
+        mkv[m] = st.kv_row(prev + k);
+        msc[m] = st.score_row(prev + k);
       }
-      for (std::size_t k = r; k < 2 * r; ++k, ++m) {  // current block: second D channels
-        mkv[m] = st.kv_row(k) + d;
-        msc[m] = st.score_row(k) + d;
+      for (std::size_t k = 0; k < r; ++k, ++m) {  // current block: second D channels
+        mkv[m] = st.kv_row(cur + k) + d;
+        msc[m] = st.score_row(cur + k) + d;
       }
     } else {
       for (std::size_t k = 0; k < r; ++k, ++m) {
@@ -222,24 +213,26 @@ CompressorEmitted compressor_forward(const CompressorWeights& w, const Rope& rop
         msc[m] = st.score_row(k);
       }
     }
-    compressor_detail::pool(mkv.data(), msc.data(), m, d, y.data());
+    b.softmax_pool(mkv.data(), msc.data(), m, d, y.data());
     const std::int64_t j = p / w.ratio;
-    compressor_postprocess<N>(w, rope, y, p + 1 - w.ratio);
+    compressor_postprocess<N>(b, w, rope, y, p + 1 - w.ratio);
     DSV4_CHECK(static_cast<std::size_t>(j) < entries.rows, InputError,
                "compressor: entry {} (position {}) exceeds the cache of {} entries", j, p,
                entries.rows);
     std::copy(y.begin(), y.end(), entries.row(static_cast<std::size_t>(j)));
     if (emitted.count == 0) emitted.first = j;
     ++emitted.count;
-    if (w.overlap()) {  // the current block becomes the previous one
-      for (std::size_t k = 0; k < r; ++k) {
-        std::copy(st.kv_row(r + k), st.kv_row(r + k) + width, st.kv_row(k));
-        std::copy(st.score_row(r + k), st.score_row(r + k) + width, st.score_row(k));
-      }
-    }
   }
   if (emitted.count == 0) emitted.first = 0;
   return emitted;
+}
+
+/// As above on the reference backend.
+template <NumericsPolicy N>
+CompressorEmitted compressor_forward(const CompressorWeights& w, const Rope& rope,
+                                     ConstView2<float> x, std::int64_t start_pos,
+                                     CompressorState& st, View2<float> entries) {
+  return compressor_forward<N>(ReferenceBackend{}, w, rope, x, start_pos, st, entries);
 }
 
 }  // namespace dsv4

@@ -12,6 +12,7 @@
 // Selection: k = min(index_topk, entries existing at the end of the call); entries a query may not
 // see yet (j ≥ (pos+1)/4) score −∞, picks of such entries become −1. Ties are broken by ascending
 // entry id; the reference's torch.topk leaves tie order unspecified, so compare selections as sets.
+// The projections, RoPE, the scores and the top-k run on the backend.
 #pragma once
 
 #include <algorithm>
@@ -24,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/backend/concept.hpp"
+#include "dsv4/backend/reference.hpp"
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
@@ -118,24 +121,11 @@ struct IndexerSelection {
   std::vector<float> scores;       ///< [T, entries] scores top-k ran on (−∞ = not visible yet)
 };
 
-namespace indexer_detail {
-
-/// Indices of the k largest scores, descending; ties by ascending index.
-inline void top_k(std::span<const float> s, std::size_t k, std::vector<std::size_t>& order) {
-  order.resize(s.size());
-  std::iota(order.begin(), order.end(), std::size_t{0});
-  std::partial_sort(
-      order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
-      [&](std::size_t a, std::size_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); });
-}
-
-}  // namespace indexer_detail
-
 /// Runs the indexer for T tokens at positions start_pos … start_pos+T-1.
 /// x: [T, dim] the attention input; qr: [T, q_lora_rank] the attention's q_norm(wq_a(x)).
 /// Advances the index-key compressor (entries land in state.keys()) and returns the selections.
-template <NumericsPolicy N, LinearOp Lin>
-IndexerSelection indexer_forward(const IndexerWeights<Lin>& w, const Rope& rope,
+template <NumericsPolicy N, Backend B, LinearOp Lin>
+IndexerSelection indexer_forward(const B& b, const IndexerWeights<Lin>& w, const Rope& rope,
                                  ConstView2<float> x, ConstView2<float> qr, std::int64_t start_pos,
                                  IndexerState& st) {
   const std::size_t t_count = x.rows;
@@ -146,13 +136,14 @@ IndexerSelection indexer_forward(const IndexerWeights<Lin>& w, const Rope& rope,
              qr.rows, t_count, st.head_dim(), di);
 
   // Index queries: [T, Hi, Di].
-  std::vector<float> q(t_count * hi * di);
-  w.wq_b.template forward<N>(qr, View2<float>(q.data(), t_count, hi * di));
+  auto q = b.template alloc<float>(t_count * hi * di);
+  b.template linear<N>(w.wq_b, qr, View2<float>(q.data(), t_count, hi * di));
   std::vector<float> work(di);
   const float hscale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(di)));
   for (std::size_t t = 0; t < t_count; ++t) {
     float* qt = q.data() + t * hi * di;
-    rope.apply<N>(qt, hi, di, start_pos + static_cast<std::int64_t>(t));
+    b.template rope<N>(rope, qt, hi, di, start_pos + static_cast<std::int64_t>(t),
+                       RopeDirection::forward);
     for (std::size_t h = 0; h < hi; ++h) {
       float* v = qt + h * di;
       ops::hadamard(v, v, di, hscale, work.data());
@@ -162,11 +153,11 @@ IndexerSelection indexer_forward(const IndexerWeights<Lin>& w, const Rope& rope,
   }
 
   // Index keys of the blocks this call completes.
-  compressor_forward<N>(w.compressor, rope, x, start_pos, st.compressor(), st.keys());
+  compressor_forward<N>(b, w.compressor, rope, x, start_pos, st.compressor(), st.keys());
 
   // Head weights: [T, Hi].
-  std::vector<float> hw(t_count * hi);
-  w.weights_proj.template forward<N>(x, View2<float>(hw.data(), t_count, hi));
+  auto hw = b.template alloc<float>(t_count * hi);
+  b.template linear<N>(w.weights_proj, x, View2<float>(hw.data(), t_count, hi));
   const float sigma = N::round(static_cast<float>(std::pow(static_cast<double>(di), -0.5) *
                                                   std::pow(static_cast<double>(hi), -0.5)));
   for (float& v : hw) v = N::round(v * sigma);
@@ -177,31 +168,31 @@ IndexerSelection indexer_forward(const IndexerWeights<Lin>& w, const Rope& rope,
   sel.k = std::min(static_cast<std::size_t>(w.topk), sel.entries);
   sel.topk.assign(t_count * sel.k, -1);
   sel.scores.assign(t_count * sel.entries, -std::numeric_limits<float>::infinity());
-  std::vector<std::size_t> order;
+  std::vector<std::size_t> visible(t_count);  // entries row t may see
+  for (std::size_t t = 0; t < t_count; ++t)
+    visible[t] = static_cast<std::size_t>((start_pos + static_cast<std::int64_t>(t) + 1) / 4);
+  if (sel.entries == 0) return sel;
+  const IndexerState& keys = st;
+  b.template index_scores<N>(ConstView2<float>(q.data(), t_count, hi * di), keys.keys(),
+                             ConstView2<float>(hw.data(), t_count, hi), visible,
+                             View2<float>(sel.scores.data(), t_count, sel.entries));
   for (std::size_t t = 0; t < t_count; ++t) {
-    const auto visible =
-        static_cast<std::size_t>((start_pos + static_cast<std::int64_t>(t) + 1) / 4);
-    float* srow = sel.scores.data() + t * sel.entries;
-    for (std::size_t j = 0; j < visible; ++j) {
-      const std::span<const float> key = st.key(j);
-      float total = 0.0f;
-      for (std::size_t h = 0; h < hi; ++h) {
-        const float* qh = q.data() + (t * hi + h) * di;
-        float dot = 0.0f;
-        for (std::size_t e = 0; e < di; ++e) dot += qh[e] * key[e];
-        const float relu = std::fmax(N::round(dot), 0.0f);
-        total += N::round(relu * hw[t * hi + h]);
-      }
-      srow[j] = N::round(total);
-    }
     if (sel.k == 0) continue;
-    indexer_detail::top_k({srow, sel.entries}, sel.k, order);
-    for (std::size_t i = 0; i < sel.k; ++i) {
-      const std::size_t j = order[i];
-      sel.topk[t * sel.k + i] = j < visible ? static_cast<std::int32_t>(j) : -1;
+    const std::span<std::int32_t> picks(sel.topk.data() + t * sel.k, sel.k);
+    b.top_k(std::span<const float>(sel.scores.data() + t * sel.entries, sel.entries), picks);
+    for (std::int32_t& j : picks) {
+      if (static_cast<std::size_t>(j) >= visible[t]) j = -1;
     }
   }
   return sel;
+}
+
+/// As above on the reference backend.
+template <NumericsPolicy N, LinearOp Lin>
+IndexerSelection indexer_forward(const IndexerWeights<Lin>& w, const Rope& rope,
+                                 ConstView2<float> x, ConstView2<float> qr, std::int64_t start_pos,
+                                 IndexerState& st) {
+  return indexer_forward<N>(ReferenceBackend{}, w, rope, x, qr, start_pos, st);
 }
 
 }  // namespace dsv4

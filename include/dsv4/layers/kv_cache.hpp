@@ -111,6 +111,20 @@ class AttentionState {
   /// Records that the tokens up to `end_pos` (exclusive) were processed.
   void advance_to(std::int64_t end_pos) noexcept { next_pos_ = end_pos; }
 
+  /// Forgets the last position processed: the next call starts at `pos` (next_pos() − 1, or
+  /// next_pos(), which changes nothing). What that position wrote (its ring slot, its compressor
+  /// rows, an entry or index key it completed) stays in the buffers but cannot be read: the next
+  /// call at `pos` writes the same slots before any query reads them, and the ring slot it took
+  /// held a position outside every later window. Forgetting two positions would lose a position
+  /// still inside the window, so it is refused (InputError).
+  void rewind(std::int64_t pos) {
+    DSV4_CHECK(pos >= 0 && pos <= next_pos_ && pos + 1 >= next_pos_, InputError,
+               "attention: cannot rewind the state at position {} to {}; only the last position "
+               "can be forgotten",
+               next_pos_, pos);
+    next_pos_ = pos;
+  }
+
  private:
   int ratio_ = 0;
   std::size_t window_ = 0;

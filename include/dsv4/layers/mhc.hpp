@@ -25,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include "dsv4/backend/concept.hpp"
+#include "dsv4/backend/reference.hpp"
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/config.hpp"
 #include "dsv4/core/error.hpp"
@@ -327,21 +329,28 @@ inline std::vector<float> expand_streams(std::span<const float> e, std::size_t d
 }
 
 /// One wrapped sub-layer on the state x ([T, streams, dim], updated in place):
-/// x = post(f(norm(pre(x))), x). `f(u, out)` maps [T, dim] to [T, dim]. `mix_out`, when given,
-/// receives the coefficients.
-template <NumericsPolicy N, ResidualPolicy R, class F>
-void residual_step(const R& residual, const RmsNorm& norm, std::span<float> x, F&& f,
+/// x = post(f(norm(pre(x))), x), the norm on backend b. `f(u, out)` maps [T, dim] to [T, dim].
+/// `mix_out`, when given, receives the coefficients.
+template <NumericsPolicy N, Backend B, ResidualPolicy R, class F>
+void residual_step(const B& b, const R& residual, const RmsNorm& norm, std::span<float> x, F&& f,
                    typename R::Mix* mix_out = nullptr) {
   const std::size_t d = residual.dim();
   const std::size_t t = x.size() / (R::streams * d);
   typename R::Mix local;
   typename R::Mix& mix = mix_out != nullptr ? *mix_out : local;
-  std::vector<float> u(t * d);
+  auto u = b.template alloc<float>(t * d);
   residual.template pre<N>(x, u, mix);
-  norm.template forward<N>(u, u);
-  std::vector<float> a(t * d);
+  b.template rms_norm<N>(u, norm.weight, norm.eps, u);
+  auto a = b.template alloc<float>(t * d);
   std::forward<F>(f)(std::span<const float>(u), std::span<float>(a));
   residual.template post<N>(a, x, mix, x);
+}
+
+/// As above on the reference backend.
+template <NumericsPolicy N, ResidualPolicy R, class F>
+void residual_step(const R& residual, const RmsNorm& norm, std::span<float> x, F&& f,
+                   typename R::Mix* mix_out = nullptr) {
+  residual_step<N>(ReferenceBackend{}, residual, norm, x, std::forward<F>(f), mix_out);
 }
 
 // ---- loading (reference tensor names) ----------------------------------------------------------

@@ -11,6 +11,9 @@
 //   y = Σ_e out_e (fp32, experts in ascending id) + shared(x), then one N rounding.
 // The linear type is a policy (any LinearOp): DenseLinear<bf16> for the reference's bf16 path, a
 // quantized format for FP8/FP4 checkpoints. Routed and shared experts may use different types.
+// The expert GEMMs, the SwiGLU and the gate run on the backend (the reference backend when none is
+// given). Every token's result depends on its own row only, so tokens of several sequences can
+// share one call (Model::forward_batch).
 #pragma once
 
 #include <cmath>
@@ -22,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include "dsv4/backend/concept.hpp"
+#include "dsv4/backend/reference.hpp"
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/config.hpp"
 #include "dsv4/core/error.hpp"
@@ -62,30 +67,25 @@ class Expert {
   const L& w3() const noexcept { return w3_; }
 
   /// x: [n, dim]; weights: [n] routing weights or empty (shared expert); out: [n, dim].
-  template <NumericsPolicy N>
-  void forward(ConstView2<float> x, std::span<const float> weights, View2<float> out) const {
+  template <NumericsPolicy N, Backend B>
+  void forward(const B& b, ConstView2<float> x, std::span<const float> weights,
+               View2<float> out) const {
     const std::size_t n = x.rows;
     const std::size_t inter = inter_dim();
     DSV4_CHECK(weights.empty() || weights.size() == n, ShapeError,
                "Expert: {} routing weights for {} rows", weights.size(), n);
-    std::vector<float> g(n * inter);  // [n, inter]
-    std::vector<float> v(n * inter);  // [n, inter]
-    w1_.template forward<N>(x, View2<float>(g.data(), n, inter));
-    w3_.template forward<N>(x, View2<float>(v.data(), n, inter));
-    for (std::size_t r = 0; r < n; ++r) {
-      for (std::size_t i = 0; i < inter; ++i) {
-        float gi = g[r * inter + i];
-        float vi = v[r * inter + i];
-        if (limit_ > 0.0f) {
-          vi = std::fmin(std::fmax(vi, -limit_), limit_);
-          gi = std::fmin(gi, limit_);  // the gate is clamped from above only
-        }
-        float h = gi / (1.0f + std::exp(-gi)) * vi;  // silu(g) · v
-        if (!weights.empty()) h = weights[r] * h;
-        g[r * inter + i] = N::round(h);
-      }
-    }
-    w2_.template forward<N>(ConstView2<float>(g.data(), n, inter), out);
+    auto g = b.template alloc<float>(n * inter);  // [n, inter]
+    auto v = b.template alloc<float>(n * inter);  // [n, inter]
+    b.template linear<N>(w1_, x, View2<float>(g.data(), n, inter));
+    b.template linear<N>(w3_, x, View2<float>(v.data(), n, inter));
+    b.template swiglu<N>(View2<float>(g.data(), n, inter), ConstView2<float>(v.data(), n, inter),
+                         weights, limit_);
+    b.template linear<N>(w2_, ConstView2<float>(g.data(), n, inter), out);
+  }
+  /// As above on the reference backend.
+  template <NumericsPolicy N>
+  void forward(ConstView2<float> x, std::span<const float> weights, View2<float> out) const {
+    forward<N>(ReferenceBackend{}, x, weights, out);
   }
 
  private:
@@ -128,9 +128,9 @@ class Moe {
 
   /// x: [T, dim]; tokens: [T] ids (needed by hash routers, otherwise may be empty);
   /// out: [T, dim] (must not alias x). When `routing` is given it receives the decision.
-  template <NumericsPolicy N>
-  void forward(std::span<const float> x, std::span<const std::int32_t> tokens, std::span<float> out,
-               Routing* routing = nullptr) const {
+  template <NumericsPolicy N, Backend B>
+  void forward(const B& b, std::span<const float> x, std::span<const std::int32_t> tokens,
+               std::span<float> out, Routing* routing = nullptr) const {
     const std::size_t d = dim();
     DSV4_CHECK(x.size() % d == 0 && out.size() == x.size(), ShapeError,
                "Moe of dim {}: input of {} values, output of {}", d, x.size(), out.size());
@@ -138,7 +138,7 @@ class Moe {
                "Moe: {} token ids for {} input rows", tokens.size(), x.size() / d);
     Routing local;
     Routing& rt = routing != nullptr ? *routing : local;
-    rt = route(router_, x, tokens);
+    rt = route(b, router_, x, tokens);
     const std::size_t t = rt.tokens;
     const std::size_t k = rt.k;
 
@@ -165,7 +165,7 @@ class Moe {
       for (std::size_t i = 0; i < n; ++i) {
         std::copy_n(x.data() + rows[i] * d, d, xe.data() + i * d);
       }
-      experts_[e].template forward<N>(ConstView2<float>(xe.data(), n, d), wts,
+      experts_[e].template forward<N>(b, ConstView2<float>(xe.data(), n, d), wts,
                                       View2<float>(ye.data(), n, d));
       for (std::size_t i = 0; i < n; ++i) {
         float* yr = y.data() + rows[i] * d;
@@ -174,11 +174,17 @@ class Moe {
     }
     if (shared_) {
       ye.resize(t * d);
-      shared_->template forward<N>(ConstView2<float>(x.data(), t, d), {},
+      shared_->template forward<N>(b, ConstView2<float>(x.data(), t, d), {},
                                    View2<float>(ye.data(), t, d));
       for (std::size_t i = 0; i < t * d; ++i) y[i] += ye[i];
     }
     for (std::size_t i = 0; i < t * d; ++i) out[i] = N::round(y[i]);
+  }
+  /// As above on the reference backend.
+  template <NumericsPolicy N>
+  void forward(std::span<const float> x, std::span<const std::int32_t> tokens, std::span<float> out,
+               Routing* routing = nullptr) const {
+    forward<N>(ReferenceBackend{}, x, tokens, out, routing);
   }
 
  private:

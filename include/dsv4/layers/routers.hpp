@@ -4,7 +4,8 @@
 // Spec: spec/architecture.md §7.1 and §12 item 23. Reference: `Gate` in inference/model.py.
 // Numerics: the whole gate is an fp32 island in the reference (fp32 GEMM of the activation with
 // the widened gate weight, fp32 scores and weights), whatever the activation precision, so the
-// routers take no numerics policy.
+// routers take no numerics policy. The gate GEMM and the top-k run on a backend when route() is
+// given one (the reference backend otherwise); the score functions are applied in place.
 //   scores  s = score_fn(x · Wᵀ)                                    [T, E]
 //   experts   top-k of (s + bias) (score routers) or tid2eid[token] (hash routers)
 //   weights w = s[experts], divided by their sum unless score_fn is softmax, times route_scale
@@ -20,6 +21,8 @@
 #include <utility>
 #include <vector>
 
+#include "dsv4/backend/concept.hpp"
+#include "dsv4/backend/reference.hpp"
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
@@ -76,7 +79,8 @@ concept ScoreFunction = requires(std::span<float> a) {
 // ---- the router concept ------------------------------------------------------------------------
 
 /// What a router provides: sizes, whether it reads token ids, and
-/// `route(x [T, dim], tokens [T], weights [T, k], experts [T, k])`.
+/// `route(x [T, dim], tokens [T], weights [T, k], experts [T, k])`. A router may also offer
+/// `route(backend, x, tokens, weights, experts)` (`BackendRouter`), which the MoE then uses.
 template <class R>
 concept Router = requires(const R& r, std::span<const float> x, std::span<const std::int32_t> tok,
                           std::span<float> w, std::span<std::int32_t> e) {
@@ -85,6 +89,14 @@ concept Router = requires(const R& r, std::span<const float> x, std::span<const 
   { r.top_k() } -> std::convertible_to<std::size_t>;
   { R::needs_tokens } -> std::convertible_to<bool>;
   r.route(x, tok, w, e);
+};
+
+/// Router R can run its gate on backend B.
+template <class R, class B>
+concept BackendRouter = Router<R> && Backend<B> &&
+    requires(const R& r, const B& b, std::span<const float> x, std::span<const std::int32_t> tok,
+             std::span<float> w, std::span<std::int32_t> e) {
+  r.route(b, x, tok, w, e);
 };
 
 /// The routing decision of a call, kept for inspection: [tokens, k] expert ids and weights.
@@ -96,21 +108,6 @@ struct Routing {
 };
 
 namespace detail {
-
-/// Indices of the k largest values of `s`, in descending order; ties go to the smaller index
-/// (a deterministic choice: the reference's torch.topk leaves tie order unspecified).
-inline void top_k_descending(std::span<const float> s, std::span<std::int32_t> out) {
-  std::vector<std::int32_t> order(s.size());
-  std::iota(order.begin(), order.end(), 0);
-  const auto k = static_cast<std::ptrdiff_t>(out.size());
-  std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                    [&s](std::int32_t a, std::int32_t b) {
-                      const float va = s[static_cast<std::size_t>(a)];
-                      const float vb = s[static_cast<std::size_t>(b)];
-                      return va > vb || (va == vb && a < b);
-                    });
-  std::copy(order.begin(), order.begin() + k, out.begin());
-}
 
 /// The shared part of every gate: weight [E, dim], score function, k, route_scale.
 template <ScoreFunction S>
@@ -144,12 +141,13 @@ class GateCore {
     return t;
   }
 
-  /// Unbiased scores of every token: [T, E], fp32.
-  std::vector<float> scores(std::span<const float> x, std::size_t t) const {
+  /// Unbiased scores of every token: [T, E], fp32 (the gate GEMM on backend b).
+  template <Backend B>
+  std::vector<float> scores(const B& b, std::span<const float> x, std::size_t t) const {
     const std::size_t e = n_experts();
     std::vector<float> s(t * e);
-    w_.template forward<PlainFp32Numerics>(ConstView2<float>(x.data(), t, dim()),
-                                           View2<float>(s.data(), t, e));
+    b.template linear<PlainFp32Numerics>(w_, ConstView2<float>(x.data(), t, dim()),
+                                         View2<float>(s.data(), t, e));
     for (std::size_t r = 0; r < t; ++r) S::apply(std::span<float>(s).subspan(r * e, e));
     return s;
   }
@@ -199,21 +197,27 @@ class TopKRouter {
   std::span<const float> bias() const noexcept { return bias_; }
 
   /// x: [T, dim]; tokens: ignored (may be empty); weights, experts: [T, k] (descending biased
-  /// score order).
-  void route(std::span<const float> x, std::span<const std::int32_t> /*tokens*/,
+  /// score order). The gate GEMM and the top-k run on backend b.
+  template <Backend B>
+  void route(const B& b, std::span<const float> x, std::span<const std::int32_t> /*tokens*/,
              std::span<float> weights, std::span<std::int32_t> experts) const {
     const std::size_t t = core_.check("TopKRouter", x, weights, experts);
     const std::size_t e = n_experts();
     const std::size_t k = top_k();
-    const std::vector<float> s = core_.scores(x, t);
+    const std::vector<float> s = core_.scores(b, x, t);
     std::vector<float> biased(e);
     for (std::size_t r = 0; r < t; ++r) {
       const std::span<const float> sr = std::span<const float>(s).subspan(r * e, e);
       for (std::size_t i = 0; i < e; ++i) biased[i] = bias_.empty() ? sr[i] : sr[i] + bias_[i];
       const auto idx = experts.subspan(r * k, k);
-      detail::top_k_descending(biased, idx);
+      b.top_k(biased, idx);
       core_.weigh(sr, idx, weights.subspan(r * k, k));
     }
+  }
+  /// As above on the reference backend.
+  void route(std::span<const float> x, std::span<const std::int32_t> tokens,
+             std::span<float> weights, std::span<std::int32_t> experts) const {
+    route(ReferenceBackend{}, x, tokens, weights, experts);
   }
 
  private:
@@ -260,8 +264,10 @@ class HashRouter {
   std::size_t vocab_size() const noexcept { return vocab_; }
   std::span<const std::int32_t> table() const noexcept { return table_; }
 
-  /// x: [T, dim]; tokens: [T] ids in [0, vocab); weights, experts: [T, k] (table order).
-  void route(std::span<const float> x, std::span<const std::int32_t> tokens,
+  /// x: [T, dim]; tokens: [T] ids in [0, vocab); weights, experts: [T, k] (table order). The gate
+  /// GEMM runs on backend b.
+  template <Backend B>
+  void route(const B& b, std::span<const float> x, std::span<const std::int32_t> tokens,
              std::span<float> weights, std::span<std::int32_t> experts) const {
     const std::size_t t = core_.check("HashRouter", x, weights, experts);
     DSV4_CHECK(tokens.size() == t, ShapeError,
@@ -274,13 +280,18 @@ class HashRouter {
     }
     const std::size_t e = n_experts();
     const std::size_t k = top_k();
-    const std::vector<float> s = core_.scores(x, t);
+    const std::vector<float> s = core_.scores(b, x, t);
     for (std::size_t r = 0; r < t; ++r) {
       const auto idx = experts.subspan(r * k, k);
       const auto row = static_cast<std::size_t>(tokens[r]) * k;
       for (std::size_t j = 0; j < k; ++j) idx[j] = table_[row + j];
       core_.weigh(std::span<const float>(s).subspan(r * e, e), idx, weights.subspan(r * k, k));
     }
+  }
+  /// As above on the reference backend.
+  void route(std::span<const float> x, std::span<const std::int32_t> tokens,
+             std::span<float> weights, std::span<std::int32_t> experts) const {
+    route(ReferenceBackend{}, x, tokens, weights, experts);
   }
 
  private:
@@ -289,16 +300,27 @@ class HashRouter {
   std::size_t vocab_ = 0;
 };
 
-/// Runs `r` and returns its decision as a Routing.
-template <Router R>
-Routing route(const R& r, std::span<const float> x, std::span<const std::int32_t> tokens) {
+/// Runs `r` (on backend b when the router supports one) and returns its decision as a Routing.
+template <Backend B, Router R>
+Routing route(const B& b, const R& r, std::span<const float> x,
+              std::span<const std::int32_t> tokens) {
   Routing out;
   out.k = r.top_k();
   out.tokens = r.dim() == 0 ? 0 : x.size() / r.dim();
   out.experts.resize(out.tokens * out.k);
   out.weights.resize(out.tokens * out.k);
-  r.route(x, tokens, out.weights, out.experts);
+  if constexpr (BackendRouter<R, B>) {
+    r.route(b, x, tokens, out.weights, out.experts);
+  } else {
+    r.route(x, tokens, out.weights, out.experts);
+  }
   return out;
+}
+
+/// As above on the reference backend.
+template <Router R>
+Routing route(const R& r, std::span<const float> x, std::span<const std::int32_t> tokens) {
+  return route(ReferenceBackend{}, r, x, tokens);
 }
 
 }  // namespace dsv4

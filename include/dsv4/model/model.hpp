@@ -7,10 +7,15 @@
 //
 // Spec: spec/architecture.md §2 (skeleton), §7 (MoE), §8 (MTP), §11 (generation), §12.
 // Reference: `Block`, `MTPBlock`, `ParallelHead`, `Transformer` in inference/model.py.
+// Backend B (backend/concept.hpp): runs the hot ops (linear layers, norms, RoPE, SwiGLU, the
+// attention core, compressor pooling, indexer scores, top-k); the model holds one.
 // Numerics N (a NumericsPolicy): every activation the reference holds in bf16 is rounded by N;
 // the logits are fp32 (head GEMM of the bf16-rounded normalised state, spec §12 item 29).
 // Unlike the reference, forward() returns the logits of every position (identical row by row to
 // what the reference computes for its last position).
+// Several sequences can run in one call (forward_batch): each has its own state and positions;
+// the attention runs per sequence, everything else on all rows at once, and every row's result
+// is bit for bit what the sequence computes alone.
 #pragma once
 
 #include <cstddef>
@@ -26,6 +31,8 @@
 #include <variant>
 #include <vector>
 
+#include "dsv4/backend/concept.hpp"
+#include "dsv4/backend/reference.hpp"
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/config.hpp"
 #include "dsv4/core/error.hpp"
@@ -87,6 +94,18 @@ struct ResidualLoader<PlainResidual> {
 struct ForwardTrace {
   std::vector<std::vector<float>> block_in;  ///< state entering each block, [T, S, dim]
   std::vector<Routing> routing;              ///< MoE decision of each block
+  /// The indexer's selections of each block (CSA blocks; empty for the others).
+  std::vector<std::optional<IndexerSelection>> index;
+};
+
+/// The rows of a block call that belong to one sequence: rows first … first+count-1 are its
+/// positions start_pos … start_pos+count-1, attended with `state`.
+struct BlockSegment {
+  std::size_t first = 0;
+  std::size_t count = 0;
+  std::int64_t start_pos = 0;
+  AttentionState* state = nullptr;
+  AttentionTrace* trace = nullptr;  ///< optional
 };
 
 /// One transformer block (spec §2.3): attention and MoE, each wrapped by the residual policy R.
@@ -122,16 +141,31 @@ class Block {
   const std::variant<hash_moe, score_moe>& ffn() const noexcept { return ffn_; }
   AttentionState make_state(const ModelConfig& cfg) const { return attn_->make_state(cfg); }
 
-  /// x: [T, streams, dim] updated in place; tokens: [T] ids (hash routing).
-  template <NumericsPolicy N>
-  void forward(std::span<float> x, std::span<const std::int32_t> tokens, std::int64_t start_pos,
-               AttentionState& st, Routing* routing = nullptr) const {
-    residual_step<N>(hc_attn_, attn_norm_, x, [&](std::span<const float> u, std::span<float> a) {
-      attn_->template forward<N>(u, start_pos, st, a);
+  /// x: [rows, streams, dim] updated in place; tokens: [rows] ids (hash routing); segments: the
+  /// sequences the rows belong to (together covering every row once). The attention runs per
+  /// segment; the residual mixing and the MoE on all rows at once.
+  template <NumericsPolicy N, Backend B>
+  void forward(const B& b, std::span<float> x, std::span<const std::int32_t> tokens,
+               std::span<const BlockSegment> segments, Routing* routing = nullptr) const {
+    const auto d = static_cast<std::size_t>(attn_->weights().dim);
+    residual_step<N>(b, hc_attn_, attn_norm_, x, [&](std::span<const float> u, std::span<float> a) {
+      for (const BlockSegment& sg : segments) {
+        attn_->template forward<N>(b, u.subspan(sg.first * d, sg.count * d), sg.start_pos,
+                                   *sg.state, a.subspan(sg.first * d, sg.count * d), sg.trace);
+      }
     });
-    residual_step<N>(hc_ffn_, ffn_norm_, x, [&](std::span<const float> u, std::span<float> f) {
-      std::visit([&](const auto& moe) { moe.template forward<N>(u, tokens, f, routing); }, ffn_);
+    residual_step<N>(b, hc_ffn_, ffn_norm_, x, [&](std::span<const float> u, std::span<float> f) {
+      std::visit([&](const auto& moe) { moe.template forward<N>(b, u, tokens, f, routing); }, ffn_);
     });
+  }
+
+  /// One sequence: x [T, streams, dim] at positions start_pos….
+  template <NumericsPolicy N, Backend B>
+  void forward(const B& b, std::span<float> x, std::span<const std::int32_t> tokens,
+               std::int64_t start_pos, AttentionState& st, Routing* routing = nullptr,
+               AttentionTrace* trace = nullptr) const {
+    const BlockSegment sg{0, tokens.size(), start_pos, &st, trace};
+    forward<N>(b, x, tokens, std::span<const BlockSegment>(&sg, 1), routing);
   }
 
  private:
@@ -146,13 +180,19 @@ class Block {
 
 // ---- the model ---------------------------------------------------------------------------------
 
-/// DeepSeek-V4 with numerics N, residual policy R (V4: HyperConnection<4>), projection type Lin
-/// (the release's FP8 projections), routed/shared expert type ExpertLin and gate function S.
-template <NumericsPolicy N = ReferenceNumerics, ResidualPolicy R = HyperConnection<4>,
-          LinearOp Lin = DenseLinear<bf16>, LinearOp ExpertLin = Lin,
-          ScoreFunction S = SqrtSoftplus>
+/// DeepSeek-V4 on backend B with numerics N, residual policy R (V4: HyperConnection<4>),
+/// projection type Lin (the release's FP8 projections), routed/shared expert type ExpertLin and
+/// gate function S. `Model<>` is the reference backend with the reference's bf16 numerics;
+/// `ReferenceModel<N, …>` names the reference backend with other policies.
+template <Backend B = ReferenceBackend, NumericsPolicy N = ReferenceNumerics,
+          ResidualPolicy R = HyperConnection<4>, LinearOp Lin = DenseLinear<bf16>,
+          LinearOp ExpertLin = Lin, ScoreFunction S = SqrtSoftplus>
 class Model {
+  static_assert(SupportsLinear<B, Lin> && SupportsLinear<B, ExpertLin>,
+                "the backend has no linear kernel for the model's weight types");
+
  public:
+  using backend_type = B;
   using numerics = N;
   using block_type = Block<R, Lin, ExpertLin, S>;
   using head_type = residual_head_t<R>;
@@ -173,18 +213,29 @@ class Model {
     std::vector<float> hidden;  ///< [T, streams, dim]: the last block's output (MTP input)
   };
 
+  /// One sequence of a batched call (forward_batch).
+  struct BatchItem {
+    std::span<const std::int32_t> tokens;  ///< at least one token
+    std::int64_t start_pos = 0;            ///< 0 (a new sequence) or state->next_pos
+    State* state = nullptr;                ///< this sequence's own state
+    bool all_logits = true;                ///< every position's logits, or the last one's
+  };
+
   /// Loads a checkpoint directory (config.json + *.safetensors in reference names).
-  static Model load(const std::filesystem::path& dir) { return load(io::Checkpoint::open(dir)); }
+  static Model load(const std::filesystem::path& dir, B backend = B{}) {
+    return load(io::Checkpoint::open(dir), std::move(backend));
+  }
 
   /// Loads every tensor of `ckpt` for its config; each is checked (present, dtype, shape) and a
-  /// tensor the config does not account for is an error too.
-  static Model load(const io::Checkpoint& ckpt) {
+  /// tensor the config does not account for is an error too. The model keeps `backend`.
+  static Model load(const io::Checkpoint& ckpt, B backend = B{}) {
     const ModelConfig& cfg = ckpt.config();
     DSV4_CHECK(static_cast<std::size_t>(cfg.hc_mult) == streams, ConfigError,
                "checkpoint {}: hc_mult = {} but the model's residual policy has {} streams",
                ckpt.label(), cfg.hc_mult, streams);
     check_names(ckpt);
     Model m;
+    m.backend_ = std::move(backend);
     m.cfg_ = cfg;
     const auto d = static_cast<std::uint64_t>(cfg.dim);
     const auto v = static_cast<std::uint64_t>(cfg.vocab_size);
@@ -214,8 +265,10 @@ class Model {
   }
 
   const ModelConfig& config() const noexcept { return cfg_; }
+  const B& backend() const noexcept { return backend_; }
   std::size_t dim() const noexcept { return static_cast<std::size_t>(cfg_.dim); }
   std::size_t vocab_size() const noexcept { return static_cast<std::size_t>(cfg_.vocab_size); }
+  std::size_t n_mtp() const noexcept { return mtp_.size(); }
   const block_type& block(std::size_t i) const { return blocks_.at(i); }
 
   /// A fresh per-sequence state.
@@ -232,34 +285,25 @@ class Model {
   /// last one, and the last block's output.
   Output forward(std::span<const std::int32_t> tokens, std::int64_t start_pos, State& st,
                  bool all_logits = true, ForwardTrace* trace = nullptr) const {
-    check_tokens(tokens);
-    check_state(st);
-    DSV4_CHECK(start_pos == 0 || start_pos == st.next_pos, InputError,
-               "model: start_pos {} does not continue the sequence (expected 0 or {})", start_pos,
-               st.next_pos);
-    const std::size_t t = tokens.size();
-    const std::size_t d = dim();
-    std::vector<float> e(t * d);
-    for (std::size_t r = 0; r < t; ++r) {
-      const auto row = static_cast<std::size_t>(tokens[r]) * d;
-      for (std::size_t c = 0; c < d; ++c) e[r * d + c] = embed_[row + c].to_float();
+    const BatchItem item{tokens, start_pos, &st, all_logits};
+    return std::move(run(std::span<const BatchItem>(&item, 1), trace).front());
+  }
+
+  /// Several sequences in one call, each with its own state, positions and length (a prefill of
+  /// one next to decode steps of others, for instance). Output i belongs to items[i] and equals,
+  /// bit for bit, what forward() computes for that sequence alone. Every item needs its own
+  /// state (InputError otherwise).
+  std::vector<Output> forward_batch(std::span<const BatchItem> items) const {
+    DSV4_CHECK(!items.empty(), InputError, "model: a batch needs at least one sequence");
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      DSV4_CHECK(items[i].state != nullptr, InputError, "model: batch item {} has no state", i);
+      for (std::size_t j = 0; j < i; ++j) {
+        DSV4_CHECK(items[j].state != items[i].state, InputError,
+                   "model: batch items {} and {} share one state; every sequence needs its own", j,
+                   i);
+      }
     }
-    std::vector<float> x = expand_streams(e, d, streams);  // [T, S, d]
-    if (trace != nullptr) {
-      trace->block_in.clear();
-      trace->routing.assign(blocks_.size(), {});
-    }
-    for (std::size_t i = 0; i < blocks_.size(); ++i) {
-      if (trace != nullptr) trace->block_in.push_back(x);
-      blocks_[i].template forward<N>(x, tokens, start_pos, st.layers[i],
-                                     trace != nullptr ? &trace->routing[i] : nullptr);
-    }
-    st.next_pos = start_pos + static_cast<std::int64_t>(t);
-    Output out;
-    out.tokens = t;
-    out.logits = logits(hc_head_, norm_, x, all_logits);
-    out.hidden = std::move(x);
-    return out;
+    return run(items, nullptr);
   }
 
   /// Prefill of a new sequence.
@@ -269,6 +313,22 @@ class Model {
   /// One decode step at st.next_pos.
   Output decode(std::int32_t token, State& st) const {
     return forward(std::span<const std::int32_t>(&token, 1), st.next_pos, st, true);
+  }
+
+  /// Forgets the trunk's last position: the next call starts at `pos` = st.next_pos − 1 (or
+  /// st.next_pos, which changes nothing). This is what rejecting a speculative token needs. One
+  /// position is the limit: its writes (its ring slot, its compressor rows, an entry it
+  /// completed) are overwritten by the next call at `pos` before anything reads them, which does
+  /// not hold for two (the older one's ring slot would have evicted a position still in the
+  /// window). The MTP blocks' states are not touched. Throws InputError otherwise.
+  void rewind(State& st, std::int64_t pos) const {
+    check_state(st);
+    DSV4_CHECK(pos >= 0 && pos <= st.next_pos && pos + 1 >= st.next_pos, InputError,
+               "model: cannot rewind a sequence at position {} to {}; only the last position "
+               "can be forgotten",
+               st.next_pos, pos);
+    for (auto& l : st.layers) l.rewind(pos);
+    st.next_pos = pos;
   }
 
   /// MTP block j (spec §8.2): hidden [T, streams, dim] (trunk outputs at positions start_pos…),
@@ -289,31 +349,29 @@ class Model {
     DSV4_CHECK(start_pos == 0 || start_pos == st.mtp_next_pos[j], InputError,
                "model: MTP start_pos {} does not continue its sequence (expected 0 or {})",
                start_pos, st.mtp_next_pos[j]);
+    const B& b = backend_;
     const Mtp& m = mtp_[j];
-    std::vector<float> e(t * d);
-    for (std::size_t r = 0; r < t; ++r) {
-      const auto row = static_cast<std::size_t>(tokens[r]) * d;
-      for (std::size_t c = 0; c < d; ++c) e[r * d + c] = embed_[row + c].to_float();
-    }
-    m.enorm.template forward<N>(e, e);
-    std::vector<float> ep(t * d);
-    m.e_proj.template forward<N>(ConstView2<float>(e.data(), t, d), View2<float>(ep.data(), t, d));
-    std::vector<float> h(hidden.begin(), hidden.end());  // [T·S, d]
-    m.hnorm.template forward<N>(h, h);
+    std::vector<float> e = embed(tokens);  // [T, d]
+    b.template rms_norm<N>(e, m.enorm.weight, m.enorm.eps, e);
+    auto ep = b.template alloc<float>(t * d);
+    b.template linear<N>(m.e_proj, ConstView2<float>(e.data(), t, d),
+                         View2<float>(ep.data(), t, d));
+    auto h = b.template alloc<float>(t * streams * d);  // [T·S, d]
+    b.template rms_norm<N>(hidden, m.hnorm.weight, m.hnorm.eps, h);
     std::vector<float> x(h.size());
-    m.h_proj.template forward<N>(ConstView2<float>(h.data(), t * streams, d),
-                                 View2<float>(x.data(), t * streams, d));
+    b.template linear<N>(m.h_proj, ConstView2<float>(h.data(), t * streams, d),
+                         View2<float>(x.data(), t * streams, d));
     for (std::size_t r = 0; r < t; ++r) {
       for (std::size_t s = 0; s < streams; ++s) {
         float* xr = x.data() + (r * streams + s) * d;
         for (std::size_t c = 0; c < d; ++c) xr[c] = N::round(ep[r * d + c] + xr[c]);
       }
     }
-    m.block.template forward<N>(x, tokens, start_pos, st.mtp[j]);
+    m.block.template forward<N>(b, x, tokens, start_pos, st.mtp[j]);
     st.mtp_next_pos[j] = start_pos + static_cast<std::int64_t>(t);
     Output out;
     out.tokens = t;
-    out.logits = logits(m.hc_head, m.norm, x, all_logits);
+    out.logits = logits(m.hc_head, m.norm, x, all_logits ? 0 : t - 1, t);
     out.hidden = std::move(x);
     return out;
   }
@@ -329,19 +387,97 @@ class Model {
     head_type hc_head;
   };
 
-  /// Head (spec §2.7): collapse the streams, norm, fp32 GEMM with the vocabulary.
-  std::vector<float> logits(const head_type& hc_head, const RmsNorm& norm, std::span<const float> x,
-                            bool all) const {
+  /// Embedding rows of `tokens`: [T, d].
+  std::vector<float> embed(std::span<const std::int32_t> tokens) const {
     const std::size_t d = dim();
-    const std::size_t t = x.size() / (streams * d);
-    const std::size_t first = all ? 0 : t - 1;
-    const std::size_t rows = t - first;
-    std::vector<float> y(rows * d);
-    hc_head.template collapse<N>(x.subspan(first * streams * d), y);
-    norm.template forward<N>(y, y);
+    std::vector<float> e(tokens.size() * d);
+    for (std::size_t r = 0; r < tokens.size(); ++r) {
+      const auto row = static_cast<std::size_t>(tokens[r]) * d;
+      for (std::size_t c = 0; c < d; ++c) e[r * d + c] = embed_[row + c].to_float();
+    }
+    return e;
+  }
+
+  /// The trunk on every item's tokens (rows concatenated in item order).
+  std::vector<Output> run(std::span<const BatchItem> items, ForwardTrace* trace) const {
+    const B& b = backend_;
+    const std::size_t d = dim();
+    std::vector<std::int32_t> tokens;
+    std::vector<BlockSegment> segments;
+    for (const BatchItem& it : items) {
+      check_tokens(it.tokens);
+      check_state(*it.state);
+      DSV4_CHECK(it.start_pos == 0 || it.start_pos == it.state->next_pos, InputError,
+                 "model: start_pos {} does not continue the sequence (expected 0 or {})",
+                 it.start_pos, it.state->next_pos);
+      segments.push_back({tokens.size(), it.tokens.size(), it.start_pos, nullptr, nullptr});
+      tokens.insert(tokens.end(), it.tokens.begin(), it.tokens.end());
+    }
+    std::vector<float> x = expand_streams(embed(tokens), d, streams);  // [rows, S, d]
+    std::optional<AttentionTrace> attn_trace;
+    if (trace != nullptr) {
+      trace->block_in.clear();
+      trace->routing.assign(blocks_.size(), {});
+      trace->index.assign(blocks_.size(), std::nullopt);
+    }
+    for (std::size_t i = 0; i < blocks_.size(); ++i) {
+      for (std::size_t k = 0; k < items.size(); ++k) segments[k].state = &items[k].state->layers[i];
+      if (trace != nullptr) {
+        trace->block_in.push_back(x);
+        segments.front().trace = &attn_trace.emplace();
+      }
+      blocks_[i].template forward<N>(b, x, tokens, segments,
+                                     trace != nullptr ? &trace->routing[i] : nullptr);
+      if (trace != nullptr) trace->index[i] = std::move(attn_trace->index);
+    }
+    // Logits of the rows asked for, in one head GEMM.
+    std::vector<std::size_t> firsts;
+    std::size_t picked = 0;
+    for (std::size_t k = 0; k < items.size(); ++k) {
+      const std::size_t n = items[k].all_logits ? segments[k].count : 1;
+      firsts.push_back(segments[k].first + segments[k].count - n);
+      picked += n;
+    }
+    std::vector<float> sel;  // [picked, S, d]
+    const std::size_t w = streams * d;
+    sel.reserve(picked * w);
+    for (std::size_t k = 0; k < items.size(); ++k) {
+      const auto from = static_cast<std::ptrdiff_t>(firsts[k] * w);
+      const auto to = static_cast<std::ptrdiff_t>((segments[k].first + segments[k].count) * w);
+      sel.insert(sel.end(), x.begin() + from, x.begin() + to);
+    }
+    const std::vector<float> all = logits(hc_head_, norm_, sel, 0, picked);
+    std::vector<Output> outs(items.size());
+    const std::size_t v = vocab_size();
+    std::size_t at = 0;
+    for (std::size_t k = 0; k < items.size(); ++k) {
+      const BlockSegment& sg = segments[k];
+      const std::size_t n = sg.first + sg.count - firsts[k];
+      items[k].state->next_pos = sg.start_pos + static_cast<std::int64_t>(sg.count);
+      Output& o = outs[k];
+      o.tokens = sg.count;
+      o.logits.assign(all.begin() + static_cast<std::ptrdiff_t>(at * v),
+                      all.begin() + static_cast<std::ptrdiff_t>((at + n) * v));
+      o.hidden.assign(x.begin() + static_cast<std::ptrdiff_t>(sg.first * w),
+                      x.begin() + static_cast<std::ptrdiff_t>((sg.first + sg.count) * w));
+      at += n;
+    }
+    return outs;
+  }
+
+  /// Head (spec §2.7) of rows first … rows-1 of x [rows, S, d]: collapse the streams, norm, fp32
+  /// GEMM with the vocabulary.
+  std::vector<float> logits(const head_type& hc_head, const RmsNorm& norm, std::span<const float> x,
+                            std::size_t first, std::size_t rows_end) const {
+    const B& b = backend_;
+    const std::size_t d = dim();
+    const std::size_t rows = rows_end - first;
+    auto y = b.template alloc<float>(rows * d);
+    hc_head.template collapse<N>(x.subspan(first * streams * d, rows * streams * d), y);
+    b.template rms_norm<N>(y, norm.weight, norm.eps, y);
     std::vector<float> out(rows * vocab_size());
-    head_.template forward<Numerics<Fp32Act, N::simulate_quant>>(
-        ConstView2<float>(y.data(), rows, d), View2<float>(out.data(), rows, vocab_size()));
+    b.template linear<Numerics<Fp32Act, N::simulate_quant>>(
+        head_, ConstView2<float>(y.data(), rows, d), View2<float>(out.data(), rows, vocab_size()));
     return out;
   }
 
@@ -389,6 +525,7 @@ class Model {
     }
   }
 
+  B backend_{};
   ModelConfig cfg_;
   std::vector<bf16> embed_;  // [vocab, dim]
   DenseLinear<bf16> head_;   // [vocab, dim], fp32 GEMM
@@ -397,5 +534,12 @@ class Model {
   std::vector<block_type> blocks_;
   std::vector<Mtp> mtp_;
 };
+
+/// The model on the reference backend, with the numerics and the other policies first (what
+/// `Model<N, …>` was before backends were a parameter).
+template <NumericsPolicy N = ReferenceNumerics, ResidualPolicy R = HyperConnection<4>,
+          LinearOp Lin = DenseLinear<bf16>, LinearOp ExpertLin = Lin,
+          ScoreFunction S = SqrtSoftplus>
+using ReferenceModel = Model<ReferenceBackend, N, R, Lin, ExpertLin, S>;
 
 }  // namespace dsv4
