@@ -144,10 +144,16 @@ struct LinearLoader<DenseLinear<bf16>> {
   }
 };
 
-/// Loads a [out, in] projection named `weight_name` as the linear type L.
+/// Loads a [out, in] projection named `weight_name` as the linear type L. A source that stores
+/// weights in formats only it can view (a GGUF file: io::GgufModel) provides
+/// `src.load_linear<L>(name, out, in)`, which is used instead of LinearLoader<L>.
 template <class L, TensorSource S>
 L load_linear(const S& src, std::string_view weight_name, std::size_t out, std::size_t in) {
-  return LinearLoader<L>::load(src, weight_name, out, in);
+  if constexpr (requires { src.template load_linear<L>(weight_name, out, in); }) {
+    return src.template load_linear<L>(weight_name, out, in);
+  } else {
+    return LinearLoader<L>::load(src, weight_name, out, in);
+  }
 }
 
 }  // namespace dsv4::io

@@ -1,0 +1,519 @@
+// llama.cpp deepseek4 GGUF models in dsv4 (include/dsv4/io/gguf_model.hpp, gguf_convert.hpp):
+// metadata <-> ModelConfig against the golden tiny file and the MTP listing, the reference-name
+// TensorSource over the tiny F32 file (expert slices, zero-copy views, the layers' loaders), the
+// conversion of a checkpoint to GGUF (round trips of the tiny GGUF and of the reference tiny_a
+// checkpoint; quantized conversions equal llama-quantize's files), and bad input.
+// Data: tests/data/llamacpp (models, listings, manifests) and tests/data/reference/tiny_a.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdint>
+#include <cstring>
+#include <dsv4/io/checkpoint.hpp>
+#include <dsv4/io/gguf.hpp>
+#include <dsv4/io/gguf_convert.hpp>
+#include <dsv4/io/gguf_model.hpp>
+#include <dsv4/io/tensor_load.hpp>
+#include <dsv4/layers/moe.hpp>
+#include <dsv4/layers/routers.hpp>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "sha256.hpp"
+#include "test_data.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace io = dsv4::io;
+using dsv4::FormatId;
+using dsv4::ModelConfig;
+using io::GgufFile;
+using io::GgufMetadata;
+using io::GgufModel;
+using io::GgufTensorInfo;
+using io::GgufValue;
+
+std::shared_ptr<const GgufFile> tiny_file() {
+  static const auto f =
+      std::make_shared<const GgufFile>(dsv4::test::data_path("llamacpp/models/dsv4-tiny-f32.gguf"));
+  return f;
+}
+
+const GgufModel& tiny() {
+  static const GgufModel m(tiny_file());
+  return m;
+}
+
+/// A listing: key order with "TYPE" strings, and tensors name -> ne.
+struct Listing {
+  std::vector<std::pair<std::string, std::string>> keys;  // key, type word
+  std::map<std::string, std::vector<std::int64_t>> tensors;
+};
+
+Listing read_listing(const std::string& file) {
+  std::ifstream in(dsv4::test::data_path("llamacpp/listings/" + file));
+  REQUIRE(in.good());
+  Listing l;
+  std::string line;
+  bool tensors = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("## tensors", 0) == 0) {
+      tensors = true;
+      continue;
+    }
+    if (line.empty() || line[0] == '#') continue;
+    const auto tab = line.find('\t');
+    const std::string name = line.substr(0, tab);
+    const std::string rest = line.substr(tab + 1);
+    if (!tensors) {
+      l.keys.emplace_back(name, rest.substr(0, rest.find(' ')));
+    } else {
+      std::vector<std::int64_t> ne;
+      std::string dims = rest.substr(1, rest.find(']') - 1);
+      std::stringstream ss(dims);
+      std::string d;
+      while (std::getline(ss, d, ',')) ne.push_back(std::stoll(d));
+      l.tensors[name] = ne;
+    }
+  }
+  return l;
+}
+
+std::string type_word(const GgufValue& v) {
+  if (!v.is_array()) return std::string(io::gguf_type_name(v.type()));
+  return "[" + std::string(io::gguf_type_name(v.type()));
+}
+
+/// The bytes of a GGUF with `meta` and the tensors (and data) of `f`, minus `drop`, with the
+/// tensor `reshape` given a new ne.
+std::vector<std::byte> rewrite(const GgufFile& f, const GgufMetadata& meta,
+                               const std::set<std::string>& drop = {},
+                               const std::string& reshape = {},
+                               std::vector<std::int64_t> new_ne = {}) {
+  std::vector<GgufTensorInfo> ts;
+  for (const auto& t : f.tensors()) {
+    if (drop.count(t.name) != 0) continue;
+    ts.push_back(t);
+    if (t.name == reshape) ts.back().ne = new_ne;
+  }
+  std::vector<std::byte> out;
+  io::GgufWriter w(
+      meta, ts, [&](std::span<const std::byte> s) { out.insert(out.end(), s.begin(), s.end()); });
+  for (const auto& t : w.tensors()) {
+    auto d = f.tensor_data(t.name);
+    std::vector<std::byte> data(d.begin(), d.end());
+    data.resize(t.n_bytes);
+    w.write(data);
+  }
+  w.finish();
+  return out;
+}
+
+/// Converts `src` in memory; returns the file's bytes.
+template <class S>
+std::vector<std::byte> convert_to_memory(const S& src, const ModelConfig& cfg,
+                                         const io::ConvertOptions& opt) {
+  const auto plan = io::plan_conversion(cfg, opt);
+  std::vector<std::byte> out;
+  io::convert_to_gguf(
+      src, plan, [&](std::span<const std::byte> s) { out.insert(out.end(), s.begin(), s.end()); });
+  CHECK(out.size() == plan.file_size);
+  return out;
+}
+
+nlohmann::json read_manifest(const std::string& name) {
+  std::ifstream in(dsv4::test::data_path("llamacpp/manifests/" + name + ".json"));
+  REQUIRE(in.good());
+  return nlohmann::json::parse(in);
+}
+
+}  // namespace
+
+TEST_CASE("metadata -> ModelConfig: the tiny golden GGUF") {
+  const ModelConfig& c = tiny().config();
+  CHECK(c.vocab_size == 512);
+  CHECK(c.dim == 256);
+  CHECK(c.n_layers == 5);
+  CHECK(c.n_mtp_layers == 0);
+  CHECK(c.compress_ratios == std::vector<int>{0, 4, 128, 4, 128});
+  CHECK(c.n_hash_layers == 2);
+  CHECK(c.n_heads == 4);
+  CHECK(c.head_dim == 256);
+  CHECK(c.rope_head_dim == 64);
+  CHECK(c.q_lora_rank == 64);
+  CHECK(c.o_groups == 2);
+  CHECK(c.o_lora_rank == 32);
+  CHECK(c.window_size == 128);
+  CHECK(c.n_routed_experts == 16);
+  CHECK(c.n_activated_experts == 4);
+  CHECK(c.n_shared_experts == 1);
+  CHECK(c.moe_inter_dim == 32);
+  CHECK(c.route_scale == 1.5);
+  CHECK(c.score_func == "sqrtsoftplus");
+  CHECK(c.swiglu_limit == 10.0);
+  CHECK(c.index_n_heads == 16);
+  CHECK(c.index_head_dim == 128);
+  CHECK(c.index_topk == 16);
+  CHECK(c.hc_mult == 4);
+  CHECK(c.hc_sinkhorn_iters == 20);
+  CHECK(static_cast<float>(c.hc_eps) == 1e-6f);
+  CHECK(static_cast<float>(c.norm_eps) == 1e-6f);
+  CHECK(c.rope_theta == 10000.0);
+  CHECK(c.compress_rope_theta == 160000.0);
+  CHECK(c.rope_factor == 16.0);
+  CHECK(c.original_seq_len == 65536);
+  CHECK(c.beta_fast == 32.0);
+  CHECK(c.beta_slow == 1.0);
+  CHECK(c.max_seq_len == 4096);
+  CHECK(io::llama_cpp_incompatibilities(c).empty());
+}
+
+TEST_CASE("ModelConfig -> metadata: the tiny golden file's key/values, key for key") {
+  const GgufFile& f = *tiny_file();
+  const auto tok = io::gguf_tokenizer_of(f.metadata());
+  REQUIRE(tok.has_value());
+  CHECK(tok->tokens.size() == 512);
+  CHECK(tok->merges.size() == 253);
+  io::GgufMetadataOptions opt;
+  opt.name = "DeepSeek-V4 random tiny";
+  opt.tokenizer = &*tok;
+  const GgufMetadata m = io::gguf_metadata(tiny().config(), opt);
+  REQUIRE(m.size() == f.metadata().size());
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    CAPTURE(i);
+    CAPTURE(f.metadata().entries()[i].first);
+    CHECK(m.entries()[i].first == f.metadata().entries()[i].first);
+    CHECK(m.entries()[i].second == f.metadata().entries()[i].second);
+  }
+  CHECK(m == f.metadata());
+  // and back
+  CHECK(io::config_from_gguf(
+            m, [](std::string_view) { return false; }, "m") == tiny().config());
+}
+
+TEST_CASE("MTP: metadata and tensor list of a config with one MTP block match llama.cpp's") {
+  ModelConfig c = tiny().config();
+  c.n_mtp_layers = 1;
+  c.compress_ratios.push_back(0);
+  const Listing l = read_listing("dsv4-tiny-mtp-f32.txt");
+  const auto tok = tiny().tokenizer();
+  io::GgufMetadataOptions opt;
+  opt.name = "DeepSeek-V4 random tiny";
+  opt.tokenizer = &*tok;
+  const GgufMetadata m = io::gguf_metadata(c, opt);
+  const auto& want = l.keys;
+  REQUIRE(m.size() == want.size());
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    CAPTURE(want[i].first);
+    CHECK(m.entries()[i].first == want[i].first);
+    CHECK(type_word(m.entries()[i].second) == want[i].second);
+  }
+  CHECK(m.get<std::uint32_t>("deepseek4.block_count") == 6);
+  CHECK(m.get<std::uint32_t>("deepseek4.nextn_predict_layers") == 1);
+  CHECK(m.at("deepseek4.swiglu_clamp_exp").size() == 6);
+
+  const auto map = io::gguf_tensor_map(c, true);
+  std::map<std::string, std::vector<std::int64_t>> got;
+  for (const auto& t : map) got[t.gguf] = t.ne;
+  CHECK(got == l.tensors);
+  for (const auto& t : map) {
+    if (t.gguf == "blk.5.nextn.eh_proj.weight") {
+      CHECK(t.packing == io::GgufPacking::concat_cols);
+      CHECK(t.reference == std::vector<std::string>{"mtp.0.e_proj.weight", "mtp.0.h_proj.weight"});
+    }
+    if (t.gguf == "blk.5.nextn.shared_head_norm.weight")
+      CHECK(t.reference == std::vector<std::string>{"mtp.0.norm.weight"});
+    if (t.gguf == "blk.5.ffn_down_exps.weight") {
+      CHECK(t.reference.size() == 16);
+      CHECK(t.reference[3] == "mtp.0.ffn.experts.3.w2.weight");
+      CHECK(t.part_shape == std::vector<std::uint64_t>{256, 32});
+    }
+  }
+  // without MTP: block_count 5, ratios keep the MTP entry, no nextn key
+  opt.include_mtp = false;
+  const GgufMetadata m5 = io::gguf_metadata(c, opt);
+  CHECK(m5.get<std::uint32_t>("deepseek4.block_count") == 5);
+  CHECK(m5.at("deepseek4.attention.compress_ratios").size() == 6);
+  CHECK_FALSE(m5.contains("deepseek4.nextn_predict_layers"));
+  const ModelConfig back = io::config_from_gguf(
+      m5, [](std::string_view) { return false; }, "m5");
+  CHECK(back.n_layers == 5);
+  CHECK(back.n_mtp_layers == 0);
+  // nextn_predict_layers without the MTP tensors (the converter's default): no MTP blocks
+  GgufMetadata m6 = io::gguf_metadata(c, io::GgufMetadataOptions{});
+  CHECK(io::config_from_gguf(
+            m6, [](std::string_view) { return false; }, "m6")
+            .n_mtp_layers == 0);
+  CHECK(io::config_from_gguf(
+            m6, [](std::string_view) { return true; }, "m6")
+            .n_mtp_layers == 1);
+}
+
+TEST_CASE("GgufModel: reference names over the tiny F32 file, zero-copy expert slices") {
+  const GgufModel& m = tiny();
+  const GgufFile& f = m.file();
+  // every reference tensor of the config exists, with the PyTorch shape
+  for (const auto& rt : dsv4::release_tensors(m.config())) {
+    CAPTURE(rt.name);
+    REQUIRE(m.has(rt.name));
+    std::vector<std::uint64_t> shape(rt.shape.begin(), rt.shape.end());
+    CHECK(m.info(rt.name).shape == shape);
+  }
+  CHECK(m.info("layers.0.attn.wq_a.weight").shape == std::vector<std::uint64_t>{64, 256});
+  CHECK(m.info("layers.0.ffn.gate.tid2eid").dtype == dsv4::DType::I32);
+  CHECK(m.info("layers.0.ffn.gate.tid2eid").shape == std::vector<std::uint64_t>{512, 4});
+  CHECK(m.info("layers.2.ffn.gate.bias").shape == std::vector<std::uint64_t>{16});
+
+  // expert e of ffn_down_exps {I, d, E}: w2 [d, I] at element (o, i) = data[e·d·I + o·I + i]
+  const auto& down = f.tensor("blk.2.ffn_down_exps.weight");
+  const auto* base = reinterpret_cast<const float*>(f.tensor_data(down).data());
+  for (const int e : {0, 7, 15}) {
+    const std::string name = fmt::format("layers.2.ffn.experts.{}.w2.weight", e);
+    const auto v = m.to_float(name);
+    REQUIRE(v.size() == 256 * 32);
+    for (std::size_t o = 0; o < 256; o += 37) {
+      for (std::size_t i = 0; i < 32; i += 5)
+        CHECK(v[o * 32 + i] == base[e * 256 * 32 + o * 32 + i]);
+    }
+    // a zero-copy view of the same bytes, kept alive by the file
+    const auto lin = io::load_linear<dsv4::Linear<dsv4::F32>>(m, name, 256, 32);
+    CHECK(reinterpret_cast<const float*>(lin.blocks().data()) == base + e * 256 * 32);
+    CHECK_FALSE(lin.owns_bytes());
+    const auto any = io::load_linear<dsv4::AnyLinear>(m, name, 256, 32);
+    CHECK(any.format_id() == FormatId::f32);
+    CHECK(any.semantics_name() == "partner-dot");
+  }
+  // hc / compressor tensors keep their values (the converter permutes nothing)
+  const auto ape = m.to_float("layers.1.attn.compressor.ape");
+  const auto* ape_raw =
+      reinterpret_cast<const float*>(f.tensor_data("blk.1.attn_compressor_ape.weight").data());
+  CHECK(std::equal(ape.begin(), ape.end(), ape_raw));
+  CHECK(m.info("layers.1.attn.compressor.ape").shape == std::vector<std::uint64_t>{4, 512});
+  const auto idx = io::load_index(m, "layers.1.ffn.gate.tid2eid", {512, 4});
+  const auto* tid_raw =
+      reinterpret_cast<const std::int32_t*>(f.tensor_data("blk.1.ffn_gate_tid2eid.weight").data());
+  CHECK(std::equal(idx.begin(), idx.end(), tid_raw));
+
+  // asking for another stored type is refused (no silent re-quantization)
+  CHECK_THROWS_AS(
+      (io::load_linear<dsv4::Linear<dsv4::Q8_0>>(m, "layers.0.attn.wq_a.weight", 64, 256)),
+      dsv4::FormatError);
+  CHECK_THROWS_AS(m.to_float("layers.0.attn.nothing"), dsv4::FormatError);
+}
+
+TEST_CASE("GgufModel: the MoE loader reads its experts from the GGUF (AnyLinear views)") {
+  const GgufModel& m = tiny();
+  using Router = dsv4::TopKRouter<dsv4::SqrtSoftplus>;
+  const auto moe = dsv4::load_moe<Router, dsv4::AnyLinear>(m, "layers.2.ffn", m.config());
+  // expert 5's w1 applied to a vector equals the dot products with the stored rows
+  const auto w1 = io::load_linear<dsv4::AnyLinear>(m, "layers.2.ffn.experts.5.w1.weight", 32, 256);
+  std::vector<float> x(256), y(32);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.01f * static_cast<float>(i % 17) - 0.05f;
+  w1.forward<dsv4::PlainFp32Numerics>(dsv4::ConstView2<float>(x.data(), 1, 256),
+                                      dsv4::View2<float>(y.data(), 1, 32));
+  const auto v = m.to_float("layers.2.ffn.experts.5.w1.weight");
+  for (std::size_t o = 0; o < 32; ++o) {
+    double s = 0;
+    for (std::size_t i = 0; i < 256; ++i) s += static_cast<double>(v[o * 256 + i]) * x[i];
+    CHECK(y[o] == doctest::Approx(s).epsilon(1e-5));
+  }
+  (void)moe;
+}
+
+TEST_CASE("convert: the tiny GGUF as a source gives back its tensors; quantized = llama-quantize") {
+  const GgufModel& src = tiny();
+  const auto tok = src.tokenizer();
+  io::ConvertOptions opt;
+  opt.name = "DeepSeek-V4 random tiny";
+  opt.tokenizer = &*tok;
+  {
+    auto bytes = convert_to_memory(src, src.config(), opt);
+    const GgufFile out(std::move(bytes), "converted F32");
+    CHECK(out.metadata() == src.file().metadata());
+    REQUIRE(out.tensors().size() == src.file().tensors().size());
+    for (const auto& t : src.file().tensors()) {
+      CAPTURE(t.name);
+      const GgufTensorInfo* o = out.find_tensor(t.name);
+      REQUIRE(o != nullptr);
+      CHECK(o->ne == t.ne);
+      CHECK(o->type == t.type);
+      const auto a = out.tensor_data(*o);
+      const auto b = src.file().tensor_data(t);
+      CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+    }
+  }
+  // convert --type T = quantize(convert --type F32, T) = llama-quantize's file, byte for byte
+  for (const char* type : {"Q8_0", "Q4_K_M", "F16"}) {
+    CAPTURE(type);
+    opt.file_type = *dsv4::gguf::file_type_from_name(type);
+    const auto bytes = convert_to_memory(src, src.config(), opt);
+    std::string manifest = std::string("dsv4-tiny-") + type;
+    for (auto& ch : manifest) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    const auto j = read_manifest(manifest);
+    CHECK(bytes.size() == j["size"].get<std::uint64_t>());
+    CHECK(dsv4::test::sha256_hex(bytes) == j["sha256"].get<std::string>());
+  }
+}
+
+TEST_CASE("convert: reference checkpoint tiny_a -> GGUF -> back, every tensor equal") {
+  const fs::path dir = dsv4::test::data_path("reference/tiny_a");
+  const io::Checkpoint ckpt(dir / "config.json", {dir / "weights.safetensors"});
+  const ModelConfig& cfg = ckpt.config();
+  io::ConvertOptions opt;
+  opt.name = "tiny_a";
+  // ratio 16 is not one llama.cpp implements: refused with a clear error ...
+  try {
+    (void)io::plan_conversion(cfg, opt);
+    FAIL("expected a ConfigError");
+  } catch (const dsv4::ConfigError& e) {
+    CHECK(std::string(e.what()).find("compress_ratios[2] = 16") != std::string::npos);
+  }
+  // ... and written for dsv4 when asked
+  opt.llama_cpp_compatible = false;
+  const fs::path out =
+      fs::temp_directory_path() / fmt::format("dsv4_gguf_model_test_{}.gguf", ::getpid());
+  const auto plan = io::convert_to_gguf_file(ckpt, cfg, out, opt);
+  CHECK(fs::file_size(out) == plan.file_size);
+  CHECK(plan.notes.size() == 1);  // mtp.0.hc_head_* are not stored
+  {
+    const GgufModel back(out);
+    // the same config, its real numbers as FLOAT32 (GGUF's type for them), bf16 storage
+    CHECK(back.config() == [&] {
+      ModelConfig c = cfg;
+      c.dtype = dsv4::WeightDtype::bf16;
+      c.expert_dtype = dsv4::WeightDtype::bf16;
+      c.max_batch_size = back.config().max_batch_size;
+      for (double* d : {&c.route_scale, &c.swiglu_limit, &c.norm_eps, &c.compress_rope_theta,
+                        &c.rope_theta, &c.rope_factor, &c.beta_fast, &c.beta_slow, &c.hc_eps}) {
+        *d = static_cast<double>(static_cast<float>(*d));
+      }
+      return c;
+    }());
+    std::size_t compared = 0;
+    for (const auto& rt : dsv4::release_tensors(cfg)) {
+      CAPTURE(rt.name);
+      REQUIRE(back.has(rt.name));
+      std::string want = rt.name;
+      if (rt.name.rfind("mtp.0.hc_head", 0) == 0) want = rt.name.substr(6);  // the trunk's
+      if (rt.dtype == dsv4::ReleaseDtype::i64) {
+        const std::uint64_t v = static_cast<std::uint64_t>(cfg.vocab_size);
+        const std::uint64_t k = static_cast<std::uint64_t>(cfg.n_activated_experts);
+        CHECK(io::load_index(back, rt.name, {v, k}) == io::load_index(ckpt, want, {v, k}));
+      } else {
+        CHECK(back.info(rt.name).shape == ckpt.info(want).shape);
+        CHECK(back.to_float(rt.name) == ckpt.to_float(want));
+      }
+      ++compared;
+    }
+    CHECK(compared == ckpt.size() - 0);
+  }
+  fs::remove(out);
+}
+
+TEST_CASE("convert: BF16 and Q8_0 outputs read back within their rounding") {
+  const fs::path dir = dsv4::test::data_path("reference/tiny_a");
+  const io::Checkpoint ckpt(dir / "config.json", {dir / "weights.safetensors"});
+  io::ConvertOptions opt;
+  opt.llama_cpp_compatible = false;
+  opt.file_type = dsv4::gguf::FileType::q8_0;
+  auto bytes = convert_to_memory(ckpt, ckpt.config(), opt);
+  const GgufModel back(std::make_shared<const GgufFile>(std::move(bytes), "tiny_a Q8_0"));
+  CHECK(back.stored_type("layers.1.attn.wq_b.weight") == FormatId::q8_0);
+  CHECK(back.stored_type("layers.1.attn_norm.weight") == FormatId::f32);
+  CHECK(back.info("layers.1.attn.wq_b.weight").dtype == dsv4::DType::F32);
+  CHECK(back.info("layers.1.attn.wq_b.weight").bytes.empty());
+  const auto a = back.to_float("layers.1.attn.wq_b.weight");
+  const auto b = ckpt.to_float("layers.1.attn.wq_b.weight");
+  REQUIRE(a.size() == b.size());
+  double max_err = 0, max_abs = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    max_err = std::max(max_err, static_cast<double>(std::abs(a[i] - b[i])));
+    max_abs = std::max(max_abs, static_cast<double>(std::abs(b[i])));
+  }
+  CHECK(max_err <= max_abs / 127.0);
+  // Q8_0 weights load as zero-copy Linear<Q8_0> views; e_proj/h_proj as copies of their halves
+  const auto wq_b = io::load_linear<dsv4::AnyLinear>(back, "layers.1.attn.wq_b.weight", 512, 64);
+  CHECK(wq_b.format_id() == FormatId::q8_0);
+  const auto e_proj =
+      io::load_linear<dsv4::Linear<dsv4::Q8_0>>(back, "mtp.0.e_proj.weight", 64, 64);
+  const auto h_proj =
+      io::load_linear<dsv4::Linear<dsv4::Q8_0>>(back, "mtp.0.h_proj.weight", 64, 64);
+  std::vector<float> row(64);
+  h_proj.dequantize_row(3, row.data());
+  const auto h = back.to_float("mtp.0.h_proj.weight");
+  CHECK(std::equal(row.begin(), row.end(), h.begin() + 3 * 64));
+  e_proj.dequantize_row(5, row.data());
+  const auto e = back.to_float("mtp.0.e_proj.weight");
+  CHECK(std::equal(row.begin(), row.end(), e.begin() + 5 * 64));
+}
+
+TEST_CASE("bad GGUF metadata and tensors: errors name the key or the tensor") {
+  const GgufFile& f = *tiny_file();
+  auto expect_error = [&](const GgufMetadata& meta, const std::string& needle,
+                          const std::set<std::string>& drop = {}, const std::string& reshape = {},
+                          std::vector<std::int64_t> ne = {}) {
+    CAPTURE(needle);
+    auto bytes = rewrite(f, meta, drop, reshape, std::move(ne));
+    try {
+      const GgufModel m(std::make_shared<const GgufFile>(std::move(bytes), "bad"));
+      FAIL("no error");
+    } catch (const dsv4::Error& e) {
+      CAPTURE(e.what());
+      CHECK(std::string(e.what()).find(needle) != std::string::npos);
+    }
+  };
+  {
+    GgufMetadata m = f.metadata();
+    m.remove("deepseek4.attention.q_lora_rank");
+    expect_error(m, "missing key 'deepseek4.attention.q_lora_rank'");
+  }
+  {
+    GgufMetadata m = f.metadata();
+    m.set("general.architecture", GgufValue("deepseek2"));
+    expect_error(m, "general.architecture");
+  }
+  {
+    GgufMetadata m = f.metadata();
+    const std::vector<float> clamp = {10, 10, 7, 10, 10};
+    m.set("deepseek4.swiglu_clamp_exp", GgufValue::array(clamp));
+    expect_error(m, "'deepseek4.swiglu_clamp_exp'");
+  }
+  {
+    GgufMetadata m = f.metadata();
+    m.set("deepseek4.expert_gating_func", GgufValue(std::uint32_t{3}));
+    expect_error(m, "'deepseek4.expert_gating_func'");
+  }
+  {
+    GgufMetadata m = f.metadata();
+    m.set("deepseek4.attention.compress_ratios", GgufValue::array(std::vector<std::int32_t>{0, 4}));
+    expect_error(m, "'deepseek4.attention.compress_ratios'");
+  }
+  {
+    GgufMetadata m = f.metadata();
+    m.set("deepseek4.rope.dimension_count", GgufValue(std::uint32_t{256}));
+    expect_error(m, "deepseek4.rope.dimension_count");  // named next to rope_head_dim
+  }
+  {
+    GgufMetadata m = f.metadata();
+    m.set("deepseek4.attention.head_count", GgufValue(std::string("four")));
+    expect_error(m, "'deepseek4.attention.head_count'");
+  }
+  expect_error(f.metadata(), "'blk.3.attn_kv.weight' is missing", {"blk.3.attn_kv.weight"});
+  expect_error(f.metadata(), "'blk.3.attn_kv.weight': expected ne [256, 256]", {},
+               "blk.3.attn_kv.weight", {128, 512});
+  {
+    // a hash layer less: block 1 needs the selection bias the file does not have
+    GgufMetadata m = f.metadata();
+    m.set("deepseek4.hash_layer_count", GgufValue(std::uint32_t{1}));
+    expect_error(m, "'blk.1.exp_probs_b.bias' is missing");
+  }
+}
