@@ -154,7 +154,9 @@ struct Tol<Fp32> {
 };
 template <>
 struct Tol<Bf16> {
-  // The trunk blocks of tiny_a are reproduced bit for bit. In the MTP block (79 rows) PyTorch
+  // The trunk blocks of tiny_a are reproduced bit for bit (and the q of every tiny_b trunk block,
+  // whose bf16 intermediates are not in the repository, with the two-rounding bf16 mean of the
+  // per-head norm that head_dim 96 exposes). In the MTP block (79 rows) PyTorch
   // computes the per-head q rsqrt of the last 28 (row, head) pairs in its scalar tail loop, which
   // rounds sqrt to bf16 before the reciprocal: one bf16 ulp in those heads' scale, rel L2 1.6e-3
   // of the block output. We implement the single rounding of the vectorised path.

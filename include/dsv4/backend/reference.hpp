@@ -66,8 +66,9 @@ struct Backend {
 
   /// The weightless per-head query normalisation (spec §3.2 step 4) of each d-value vector of x
   /// ([rows, d], in place), in the activation precision as the reference's own run computes it:
-  /// s = N(Σ N(v²)) (the sum rounded once), ms = N(s / d), g = N(1 / sqrt(N(ms + eps))),
-  /// v = N(v · g).
+  /// s = N(Σ N(v²)) (fp32 accumulation, the sum rounded), ms = N(s / d), g = N(1 / sqrt(N(ms +
+  /// eps))), v = N(v · g). PyTorch's bf16 mean rounds twice (the sum to bf16, then the quotient),
+  /// which matters when d is not a power of two.
   template <NumericsPolicy N>
   void head_rms_norm(std::span<float> x, std::size_t d, float eps) const {
     DSV4_CHECK(d > 0 && x.size() % d == 0, ShapeError,
@@ -76,7 +77,7 @@ struct Backend {
       float* v = x.data() + r * d;
       float sum = 0.0f;
       for (std::size_t j = 0; j < d; ++j) sum += N::round(v[j] * v[j]);
-      const float ms = N::round(sum / static_cast<float>(d));
+      const float ms = N::round(N::round(sum) / static_cast<float>(d));
       const float g = N::round(1.0f / std::sqrt(N::round(ms + eps)));
       for (std::size_t j = 0; j < d; ++j) v[j] = N::round(v[j] * g);
     }
