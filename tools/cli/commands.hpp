@@ -11,6 +11,9 @@ void add_plan_command(CLI::App& app);
 /// `dsv4 quantize`: llama-quantize's recipes for GGUF models (quantize_command.cpp).
 void add_quantize_command(CLI::App& app);
 
+/// `dsv4 convert`: a checkpoint directory to a llama.cpp deepseek4 GGUF (convert_command.cpp).
+void add_convert_command(CLI::App& app);
+
 /// `dsv4 tokenize` and `dsv4 detokenize`: the DeepSeek-V4 tokenizer (tokenize_command.cpp).
 void add_tokenize_commands(CLI::App& app);
 

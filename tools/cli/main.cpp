@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "dsv4 0.1.0");
   dsv4::cli::add_plan_command(app);
   dsv4::cli::add_quantize_command(app);
+  dsv4::cli::add_convert_command(app);
   dsv4::cli::add_tokenize_commands(app);
   try {
     app.parse(argc, argv);
