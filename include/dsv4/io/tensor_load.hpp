@@ -13,9 +13,11 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "dsv4/core/check.hpp"
@@ -141,6 +143,227 @@ struct LinearLoader<DenseLinear<bf16>> {
   static DenseLinear<bf16> load(const S& src, std::string_view weight_name, std::size_t out,
                                 std::size_t in) {
     return {load_bf16(src, weight_name, {out, in}), out, in};
+  }
+};
+
+// ---- Linear<F, S> and AnyLinear from checkpoint tensors (zero-copy where the bytes allow) ----
+
+namespace detail::load {
+
+/// An owner of the bytes of `name` when the source can give one (io::Checkpoint::keep_alive);
+/// otherwise none, and the caller keeps the source alive while the views are used.
+template <TensorSource S>
+std::shared_ptr<const void> owner_of(const S& src, std::string_view name) {
+  if constexpr (requires {
+                  { src.keep_alive(name) } -> std::convertible_to<std::shared_ptr<const void>>;
+                }) {
+    return src.keep_alive(name);
+  } else {
+    return {};
+  }
+}
+
+/// "<p>.weight" -> "<p>.scale" (the release's companion of a quantised weight).
+inline std::string scale_name_of(std::string_view weight_name) {
+  constexpr std::string_view suffix = ".weight";
+  if (weight_name.size() > suffix.size() &&
+      weight_name.substr(weight_name.size() - suffix.size()) == suffix) {
+    return std::string(weight_name.substr(0, weight_name.size() - suffix.size())) + ".scale";
+  }
+  return std::string(weight_name) + ".scale";
+}
+
+/// The formats a safetensors tensor holds one to one (one value per element).
+template <class F>
+inline constexpr bool plain_format =
+    std::is_same_v<F, F32> || std::is_same_v<F, F16> || std::is_same_v<F, BF16>;
+
+template <class F>
+constexpr DType plain_dtype() noexcept {
+  if constexpr (std::is_same_v<F, F32>)
+    return DType::F32;
+  else if constexpr (std::is_same_v<F, F16>)
+    return DType::F16;
+  else
+    return DType::BF16;
+}
+
+/// The scales of a native weight: viewed in place when stored as F8_E8M0, converted from F32
+/// (each value must be a power of two in E8M0's range) into `converted` otherwise.
+template <TensorSource S>
+std::span<const std::byte> native_scales(const S& src, const std::string& name,
+                                         std::initializer_list<std::uint64_t> shape,
+                                         std::string_view weight_name, std::string_view fmt_name,
+                                         std::vector<ue8m0>& converted) {
+  DSV4_CHECK(src.has(name), FormatError,
+             "{}: tensor '{}' is a {} weight but its scales '{}' (shape {}) are missing",
+             src.label(), weight_name, fmt_name, name,
+             shape_string(std::span<const std::uint64_t>(shape.begin(), shape.size())));
+  const TensorInfo& si = expect_tensor(src, name, shape);
+  if (si.dtype == DType::F8_E8M0) return si.bytes;
+  DSV4_CHECK(si.dtype == DType::F32, FormatError,
+             "{}: tensor '{}': expected dtype F8_E8M0 (or F32 powers of two), found {}",
+             src.label(), name, dtype_name(si.dtype));
+  const std::vector<float> v = src.to_float(name);
+  converted.resize(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    converted[i] = ue8m0::from_float(v[i]);
+    DSV4_CHECK(converted[i].to_float() == v[i], FormatError,
+               "{}: tensor '{}': element {} = {} is not a power of two in E8M0's range",
+               src.label(), name, i, v[i]);
+  }
+  return std::as_bytes(std::span<const ue8m0>(converted));
+}
+
+}  // namespace detail::load
+
+/// Linear<F, S> from a checkpoint, viewing the mapped bytes (the source's keep_alive, when it has
+/// one, keeps them alive):
+///  * FP8_B128: "<p>.weight" F8_E4M3 [out, in] with "<p>.scale" F8_E8M0 [ceil(out/128),
+///    ceil(in/128)] (formats.md §9.3);
+///  * FP4_G32: "<p>.weight" packed E2M1, as I8/U8 [out, in/2] (the release) or F4 [out, in] (a
+///    converted file), with "<p>.scale" F8_E8M0 [out, in/32] (§9.4);
+///  * F32, F16, BF16: a tensor of that dtype is viewed (copied only when its data is not aligned);
+///    another plain floating dtype is converted when every value is exact in F.
+/// Scales stored as F32 (exact powers of two) are converted and owned by the Linear. Block
+/// formats of GGUF files are not stored in safetensors checkpoints (dsv4 quantize makes them).
+template <QuantFormat F, class Sem>
+struct LinearLoader<Linear<F, Sem>> {
+  using L = Linear<F, Sem>;
+
+  template <TensorSource S>
+  static L load(const S& src, std::string_view weight_name, std::size_t out, std::size_t in) {
+    static_assert(PlanarFormat<F> || detail::load::plain_format<F>,
+                  "LinearLoader: a safetensors checkpoint holds F32/F16/BF16 and the native "
+                  "FP8_B128/FP4_G32 weights only");
+    if constexpr (PlanarFormat<F>) {
+      return load_native(src, weight_name, out, in);
+    } else {
+      return load_plain(src, weight_name, out, in);
+    }
+  }
+
+ private:
+  template <TensorSource S>
+  static L load_native(const S& src, std::string_view weight_name, std::size_t out,
+                       std::size_t in) {
+    DSV4_CHECK(src.has(weight_name), FormatError,
+               "{}: tensor '{}' is missing (a [{}, {}] {} weight)", src.label(), weight_name, out,
+               in, F::name);
+    const TensorInfo& wi = src.info(weight_name);
+    std::vector<std::uint64_t> scale_shape;
+    if constexpr (std::is_same_v<F, Fp8B128>) {
+      DSV4_CHECK(wi.dtype == DType::F8_E4M3, FormatError,
+                 "{}: tensor '{}': Linear<{}> needs F8_E4M3 codes, found {} (load a {} weight as "
+                 "DenseLinear or AnyLinear)",
+                 src.label(), weight_name, F::name, dtype_name(wi.dtype), dtype_name(wi.dtype));
+      expect_tensor(src, weight_name, {out, in});
+    } else {
+      static_assert(std::is_same_v<F, Fp4G32>);
+      DSV4_CHECK(in % F::block_elems == 0, ShapeError,
+                 "{}: tensor '{}': an FP4_G32 weight needs in_features divisible by {}, got [{}, "
+                 "{}]",
+                 src.label(), weight_name, F::block_elems, out, in);
+      if (wi.dtype == DType::I8 || wi.dtype == DType::U8) {
+        expect_tensor(src, weight_name, {out, in / 2});
+      } else {
+        DSV4_CHECK(wi.dtype == DType::F4, FormatError,
+                   "{}: tensor '{}': Linear<{}> needs packed E2M1 codes (I8 or U8 [out, in/2], or "
+                   "F4 [out, in]), found {}",
+                   src.label(), weight_name, F::name, dtype_name(wi.dtype));
+        expect_tensor(src, weight_name, {out, in});
+      }
+    }
+    const std::string sname = detail::load::scale_name_of(weight_name);
+    auto converted = std::make_shared<std::vector<ue8m0>>();
+    const std::span<const std::byte> scales = detail::load::native_scales(
+        src, sname, {F::scale_rows(out), F::scale_cols(in)}, weight_name, F::name, *converted);
+    std::shared_ptr<const void> owner = detail::load::owner_of(src, weight_name);
+    if (!converted->empty()) {
+      // The Linear keeps both the converted scales and the mapping of the codes alive.
+      owner = std::make_shared<
+          const std::pair<std::shared_ptr<std::vector<ue8m0>>, std::shared_ptr<const void>>>(
+          converted, std::move(owner));
+    }
+    return L::view_bytes(wi.bytes, scales, out, in, std::move(owner));
+  }
+
+  template <TensorSource S>
+  static L load_plain(const S& src, std::string_view weight_name, std::size_t out, std::size_t in) {
+    using B = typename F::block_type;
+    const TensorInfo& wi = expect_tensor(src, weight_name, {out, in});
+    if (wi.dtype == detail::load::plain_dtype<F>()) {
+      if (reinterpret_cast<std::uintptr_t>(wi.bytes.data()) % alignof(B) == 0) {
+        return L::view_bytes(wi.bytes, out, in, detail::load::owner_of(src, weight_name));
+      }
+      std::vector<B> copy(out * in);  // unaligned data: one copy
+      std::memcpy(copy.data(), wi.bytes.data(), wi.bytes.size());
+      return L(std::move(copy), out, in);
+    }
+    DSV4_CHECK(is_plain_float(wi.dtype), FormatError,
+               "{}: tensor '{}': Linear<{}> needs a plain floating tensor, found {} (a quantised "
+               "weight loads as its native Linear or AnyLinear)",
+               src.label(), weight_name, F::name, dtype_name(wi.dtype));
+    const std::vector<float> v = src.to_float(weight_name);
+    std::vector<B> blocks(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      F::quantize(&v[i], blocks[i]);
+      float back = 0.f;
+      F::dequantize(blocks[i], &back);
+      DSV4_CHECK(back == v[i] || v[i] != v[i], FormatError,
+                 "{}: tensor '{}': element {} = {} ({}) is not exactly a {} value", src.label(),
+                 weight_name, i, v[i], dtype_name(wi.dtype), F::name);
+    }
+    return L(std::move(blocks), out, in);
+  }
+};
+
+/// AnyLinear (or any AnyLinearOf) from a checkpoint: the format follows the stored dtype, with
+/// the reference's semantics: F8_E4M3 + scale -> Linear<FP8_B128, PartnerDot> and I8/U8/F4 +
+/// scale -> Linear<FP4_G32, PartnerDot> (act_quant then fp8_gemm / fp4_gemm); BF16, F16, F32 ->
+/// Linear<BF16 / F16 / F32, DequantDot> (F.linear's fp32 accumulation, = DenseLinear). Throws
+/// FormatError for other dtypes, or when the list lacks the alternative the dtype needs.
+template <class... Ls>
+struct LinearLoader<AnyLinearOf<type_list<Ls...>>> {
+  using Any = AnyLinearOf<type_list<Ls...>>;
+
+  template <TensorSource S>
+  static Any load(const S& src, std::string_view weight_name, std::size_t out, std::size_t in) {
+    DSV4_CHECK(src.has(weight_name), FormatError, "{}: tensor '{}' is missing (a [{}, {}] weight)",
+               src.label(), weight_name, out, in);
+    switch (src.info(weight_name).dtype) {
+      case DType::F8_E4M3:
+        return pick<Linear<Fp8B128, PartnerDot>>(src, weight_name, out, in);
+      case DType::I8:
+      case DType::U8:
+      case DType::F4:
+        return pick<Linear<Fp4G32, PartnerDot>>(src, weight_name, out, in);
+      case DType::BF16:
+        return pick<Linear<BF16, DequantDot>>(src, weight_name, out, in);
+      case DType::F16:
+        return pick<Linear<F16, DequantDot>>(src, weight_name, out, in);
+      case DType::F32:
+        return pick<Linear<F32, DequantDot>>(src, weight_name, out, in);
+      default:
+        throw FormatError(fmt::format(
+            "{}: tensor '{}': dtype {} is not a weight format (expected F8_E4M3, I8/F4, BF16, "
+            "F16 or F32)",
+            src.label(), weight_name, dtype_name(src.info(weight_name).dtype)));
+    }
+  }
+
+ private:
+  template <class L, TensorSource S>
+  static Any pick(const S& src, std::string_view weight_name, std::size_t out, std::size_t in) {
+    if constexpr ((std::is_same_v<L, Ls> || ...)) {
+      return Any(LinearLoader<L>::load(src, weight_name, out, in));
+    } else {
+      throw FormatError(fmt::format(
+          "{}: tensor '{}' is stored as {}, which needs Linear<{}, {}>; this AnyLinearOf does not "
+          "list it",
+          src.label(), weight_name, dtype_name(src.info(weight_name).dtype), L::format::name,
+          L::semantics::name));
+    }
   }
 };
 
