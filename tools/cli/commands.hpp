@@ -14,6 +14,9 @@ void add_quantize_command(CLI::App& app);
 /// `dsv4 convert`: a checkpoint directory to a llama.cpp deepseek4 GGUF (convert_command.cpp).
 void add_convert_command(CLI::App& app);
 
+/// `dsv4 inspect`: the tensors and configuration of a checkpoint or file (inspect_command.cpp).
+void add_inspect_command(CLI::App& app);
+
 /// `dsv4 tokenize` and `dsv4 detokenize`: the DeepSeek-V4 tokenizer (tokenize_command.cpp).
 void add_tokenize_commands(CLI::App& app);
 

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   dsv4::cli::add_plan_command(app);
   dsv4::cli::add_quantize_command(app);
   dsv4::cli::add_convert_command(app);
+  dsv4::cli::add_inspect_command(app);
   dsv4::cli::add_tokenize_commands(app);
   try {
     app.parse(argc, argv);
