@@ -17,6 +17,7 @@
 #include <dsv4/io/tensor_load.hpp>
 #include <dsv4/layers/moe.hpp>
 #include <dsv4/layers/routers.hpp>
+#include <dsv4/model/model.hpp>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -515,5 +516,48 @@ TEST_CASE("bad GGUF metadata and tensors: errors name the key or the tensor") {
     GgufMetadata m = f.metadata();
     m.set("deepseek4.hash_layer_count", GgufValue(std::uint32_t{1}));
     expect_error(m, "'blk.1.exp_probs_b.bias' is missing");
+  }
+}
+
+TEST_CASE("model: the tiny F32 GGUF reproduces llama.cpp's logits (prefill and token by token)") {
+  // fp32 activations, no FP8/FP4 activation simulation (llama.cpp's F32 path), the file's own
+  // weights as zero-copy views
+  using M =
+      dsv4::ReferenceModel<dsv4::PlainFp32Numerics, dsv4::HyperConnection<4>, dsv4::AnyLinear>;
+  const GgufModel& src = tiny();
+  const M model = M::load(src, src.config());
+  const auto tokens = dsv4::test::read_raw<std::int32_t>("llamacpp/tokens300.i32");
+  REQUIRE(tokens.size() == 300);
+  const std::size_t vocab = 512;
+  auto compare = [&](const std::vector<float>& got, const char* file) {
+    const auto want = dsv4::test::read_raw<float>(std::string("llamacpp/logits/") + file);
+    REQUIRE(want.size() == tokens.size() * vocab);
+    REQUIRE(got.size() == want.size());
+    double max_abs = 0;
+    std::size_t worst = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      const double e = std::abs(static_cast<double>(got[i]) - want[i]);
+      if (e > max_abs) {
+        max_abs = e;
+        worst = i / vocab;
+      }
+    }
+    MESSAGE(std::string(file), ": max abs ", max_abs, " (position ", worst, ")");
+    CHECK(max_abs <= 1e-4);
+  };
+  {
+    auto st = model.new_state();
+    const auto out = model.prefill(tokens, st);
+    compare(out.logits, "tiny-f32.prefill.f32");
+  }
+  {
+    auto st = model.new_state();
+    std::vector<float> all;
+    for (const std::int32_t t : tokens) {
+      const auto out = model.decode(t, st);
+      all.insert(all.end(), out.logits.begin(), out.logits.end());
+    }
+    compare(all, "tiny-f32.step.f32");
+    compare(all, "tiny-f32.prefill.f32");
   }
 }

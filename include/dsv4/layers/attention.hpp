@@ -9,8 +9,9 @@
 // visible compressed entry). `Attention<Variant, Lin>` fixes it at compile time;
 // `AttentionLayer<Lin>` picks it at run time from the layer's compress ratio. `Lin` is the type of
 // the quantised projections of the release (wq_a, wq_b, wkv, wo_b, indexer.wq_b); wo_a and
-// indexer.weights_proj are plain bf16 matrices and the compressors' projections float32, as in the
-// reference.
+// indexer.weights_proj are plain matrices (bf16 values in the reference, held as float so that
+// other sources, e.g. an F32 GGUF, load exactly; the products are the same) and the compressors'
+// projections float32, as in the reference.
 //
 // Call shapes: a prefill of T tokens at start_pos 0, a decode step (T = 1, start_pos = p), and, as
 // an extension of the reference, a chunk of T > 1 tokens that continues a sequence. The candidate
@@ -70,14 +71,14 @@ struct AttentionWeights {
   std::int64_t window = 0;       ///< W
   float norm_eps = 1e-6f;
 
-  std::vector<float> attn_sink;         ///< [H]
-  Lin wq_a;                             ///< [q_r, dim]
-  RmsNorm q_norm;                       ///< [q_r]
-  Lin wq_b;                             ///< [H·Dh, q_r]
-  Lin wkv;                              ///< [Dh, dim]
-  RmsNorm kv_norm;                      ///< [Dh]
-  std::vector<DenseLinear<bf16>> wo_a;  ///< G matrices [R_o, H·Dh/G] (rows g·R_o… of wo_a)
-  Lin wo_b;                             ///< [dim, G·R_o]
+  std::vector<float> attn_sink;          ///< [H]
+  Lin wq_a;                              ///< [q_r, dim]
+  RmsNorm q_norm;                        ///< [q_r]
+  Lin wq_b;                              ///< [H·Dh, q_r]
+  Lin wkv;                               ///< [Dh, dim]
+  RmsNorm kv_norm;                       ///< [Dh]
+  std::vector<DenseLinear<float>> wo_a;  ///< G matrices [R_o, H·Dh/G] (rows g·R_o… of wo_a)
+  Lin wo_b;                              ///< [dim, G·R_o]
   std::optional<CompressorWeights> compressor;  ///< ratio > 0
   std::optional<IndexerWeights<Lin>> indexer;   ///< ratio 4
   Rope rope;                                    ///< the layer's table (spec §3.4)
@@ -171,11 +172,19 @@ AttentionWeights<Lin> load_attention_weights(const S& f, const std::string& pref
   {
     const std::size_t rows = u(cfg.o_groups * cfg.o_lora_rank);
     const std::size_t cols = u(cfg.wo_a_in_features());
-    const std::vector<bf16> full = load_wo_a(f, prefix + "wo_a", rows, cols);
+    // the release's FP8 wo_a through its exact dequantisation, any plain dtype as it is
+    std::vector<float> full;
+    if (io::expect_tensor(f, prefix + "wo_a.weight", {rows, cols}).dtype == DType::F8_E4M3) {
+      const std::vector<bf16> b = load_wo_a(f, prefix + "wo_a", rows, cols);
+      full.assign(b.size(), 0.0f);
+      for (std::size_t i = 0; i < b.size(); ++i) full[i] = b[i].to_float();
+    } else {
+      full = io::load_float(f, prefix + "wo_a.weight", {rows, cols});
+    }
     const std::size_t per = u(cfg.o_lora_rank) * cols;
     for (std::int64_t g = 0; g < cfg.o_groups; ++g) {
       const auto first = full.begin() + static_cast<std::ptrdiff_t>(u(g) * per);
-      w.wo_a.emplace_back(std::vector<bf16>(first, first + static_cast<std::ptrdiff_t>(per)),
+      w.wo_a.emplace_back(std::vector<float>(first, first + static_cast<std::ptrdiff_t>(per)),
                           u(cfg.o_lora_rank), cols);
     }
   }

@@ -41,15 +41,16 @@
 namespace dsv4 {
 
 /// The indexer's parameters. `Lin` is the linear type of wq_b (an FP8 projection in the release);
-/// weights_proj is a plain bf16 linear in the reference.
+/// weights_proj is a plain bf16 linear in the reference (held as float: same products, and other
+/// sources such as an F32 GGUF load exactly).
 template <LinearOp Lin>
 struct IndexerWeights {
-  std::int64_t n_heads = 0;        ///< Hi
-  std::int64_t head_dim = 0;       ///< Di (a power of two, a multiple of 32)
-  std::int64_t topk = 0;           ///< index_topk
-  Lin wq_b;                        ///< [Hi·Di, q_lora_rank]
-  DenseLinear<bf16> weights_proj;  ///< [Hi, dim]
-  CompressorWeights compressor;    ///< ratio 4, width Di, rotate mode
+  std::int64_t n_heads = 0;         ///< Hi
+  std::int64_t head_dim = 0;        ///< Di (a power of two, a multiple of 32)
+  std::int64_t topk = 0;            ///< index_topk
+  Lin wq_b;                         ///< [Hi·Di, q_lora_rank]
+  DenseLinear<float> weights_proj;  ///< [Hi, dim]
+  CompressorWeights compressor;     ///< ratio 4, width Di, rotate mode
 };
 
 /// Reads "<prefix>wq_b.weight", "weights_proj.weight" and "compressor.*" of a ratio-4 layer.
@@ -72,9 +73,9 @@ IndexerWeights<Lin> load_indexer_weights(const S& f, const std::string& prefix,
   const auto q_out = static_cast<std::size_t>(cfg.index_n_heads * cfg.index_head_dim);
   w.wq_b = io::load_linear<Lin>(f, prefix + "wq_b.weight", q_out,
                                 static_cast<std::size_t>(cfg.q_lora_rank));
-  w.weights_proj = io::load_linear<DenseLinear<bf16>>(f, prefix + "weights_proj.weight",
-                                                      static_cast<std::size_t>(cfg.index_n_heads),
-                                                      static_cast<std::size_t>(cfg.dim));
+  w.weights_proj = io::load_linear<DenseLinear<float>>(f, prefix + "weights_proj.weight",
+                                                       static_cast<std::size_t>(cfg.index_n_heads),
+                                                       static_cast<std::size_t>(cfg.dim));
   w.compressor = load_compressor_weights(f, prefix + "compressor.", cfg.dim, 4, cfg.index_head_dim,
                                          cfg.rope_head_dim, cfg.norm_eps, /*rotate=*/true);
   return w;

@@ -229,36 +229,42 @@ class Model {
   /// Loads every tensor of `ckpt` for its config; each is checked (present, dtype, shape) and a
   /// tensor the config does not account for is an error too. The model keeps `backend`.
   static Model load(const io::Checkpoint& ckpt, B backend = B{}) {
-    const ModelConfig& cfg = ckpt.config();
-    DSV4_CHECK(static_cast<std::size_t>(cfg.hc_mult) == streams, ConfigError,
-               "checkpoint {}: hc_mult = {} but the model's residual policy has {} streams",
-               ckpt.label(), cfg.hc_mult, streams);
     check_names(ckpt);
+    return load(ckpt, ckpt.config(), std::move(backend));
+  }
+
+  /// Loads the model `cfg` describes from any tensor source in reference names (a checkpoint, a
+  /// GGUF file through io::GgufModel, ...); every tensor is checked as it is read (present,
+  /// dtype, shape). The model keeps `backend`.
+  template <io::TensorSource Src>
+  static Model load(const Src& src, const ModelConfig& cfg, B backend = B{}) {
+    DSV4_CHECK(static_cast<std::size_t>(cfg.hc_mult) == streams, ConfigError,
+               "{}: hc_mult = {} but the model's residual policy has {} streams", src.label(),
+               cfg.hc_mult, streams);
     Model m;
     m.backend_ = std::move(backend);
     m.cfg_ = cfg;
     const auto d = static_cast<std::uint64_t>(cfg.dim);
     const auto v = static_cast<std::uint64_t>(cfg.vocab_size);
     const auto eps = static_cast<float>(cfg.norm_eps);
-    m.embed_ = io::load_bf16(ckpt, "embed.weight", {v, d});
-    m.head_ = io::load_linear<DenseLinear<bf16>>(ckpt, "head.weight", v, d);
-    m.norm_ = RmsNorm{io::load_float(ckpt, "norm.weight", {d}), eps};
-    m.hc_head_ = ResidualLoader<R>::load_head(ckpt, "hc_head", cfg);
+    m.embed_ = io::load_float(src, "embed.weight", {v, d});
+    m.head_ = io::load_linear<DenseLinear<float>>(src, "head.weight", v, d);
+    m.norm_ = RmsNorm{io::load_float(src, "norm.weight", {d}), eps};
+    m.hc_head_ = ResidualLoader<R>::load_head(src, "hc_head", cfg);
     for (int l = 0; l < cfg.n_layers; ++l) {
       const std::string p = "layers." + std::to_string(l);
-      m.blocks_.push_back(block_type::load(ckpt, p, cfg, l));
+      m.blocks_.push_back(block_type::load(src, p, cfg, l));
     }
     for (int j = 0; j < cfg.n_mtp_layers; ++j) {
       const std::string p = "mtp." + std::to_string(j);
-      const io::Checkpoint& f = ckpt;  // MTP tensors may sit in their own shard
       Mtp mtp;
-      mtp.block = block_type::load(f, p, cfg, cfg.n_layers + j);
-      mtp.e_proj = io::load_linear<Lin>(f, p + ".e_proj.weight", d, d);
-      mtp.h_proj = io::load_linear<Lin>(f, p + ".h_proj.weight", d, d);
-      mtp.enorm = RmsNorm{io::load_float(f, p + ".enorm.weight", {d}), eps};
-      mtp.hnorm = RmsNorm{io::load_float(f, p + ".hnorm.weight", {d}), eps};
-      mtp.norm = RmsNorm{io::load_float(f, p + ".norm.weight", {d}), eps};
-      mtp.hc_head = ResidualLoader<R>::load_head(f, p + ".hc_head", cfg);
+      mtp.block = block_type::load(src, p, cfg, cfg.n_layers + j);
+      mtp.e_proj = io::load_linear<Lin>(src, p + ".e_proj.weight", d, d);
+      mtp.h_proj = io::load_linear<Lin>(src, p + ".h_proj.weight", d, d);
+      mtp.enorm = RmsNorm{io::load_float(src, p + ".enorm.weight", {d}), eps};
+      mtp.hnorm = RmsNorm{io::load_float(src, p + ".hnorm.weight", {d}), eps};
+      mtp.norm = RmsNorm{io::load_float(src, p + ".norm.weight", {d}), eps};
+      mtp.hc_head = ResidualLoader<R>::load_head(src, p + ".hc_head", cfg);
       m.mtp_.push_back(std::move(mtp));
     }
     return m;
@@ -393,7 +399,7 @@ class Model {
     std::vector<float> e(tokens.size() * d);
     for (std::size_t r = 0; r < tokens.size(); ++r) {
       const auto row = static_cast<std::size_t>(tokens[r]) * d;
-      for (std::size_t c = 0; c < d; ++c) e[r * d + c] = embed_[row + c].to_float();
+      for (std::size_t c = 0; c < d; ++c) e[r * d + c] = embed_[row + c];
     }
     return e;
   }
@@ -527,8 +533,8 @@ class Model {
 
   B backend_{};
   ModelConfig cfg_;
-  std::vector<bf16> embed_;  // [vocab, dim]
-  DenseLinear<bf16> head_;   // [vocab, dim], fp32 GEMM
+  std::vector<float> embed_;  // [vocab, dim] (bf16 values in the release)
+  DenseLinear<float> head_;   // [vocab, dim], fp32 GEMM (bf16 values in the release)
   RmsNorm norm_;
   head_type hc_head_;
   std::vector<block_type> blocks_;
