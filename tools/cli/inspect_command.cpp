@@ -1,6 +1,8 @@
 // `dsv4 inspect PATH [--json]`: what a downloaded model holds. PATH is a checkpoint directory
 // (config.json + safetensors shards, with or without model.safetensors.index.json;
-// io/checkpoint.hpp validates it on opening), a single .safetensors file, or a GGUF file. Prints
+// io/checkpoint.hpp validates it on opening), a single .safetensors file, or a GGUF file (its
+// key/values, and for deepseek4 files the config and the reference tensors of each GGUF tensor,
+// io/gguf_model.hpp). Prints
 // the configuration summary, the index and shards, whether the tensors are the release layout the
 // config implies (model/checkpoint_layout.hpp), and every tensor: name (with the reference's name
 // when the file spells it differently), dtype, shape, bytes and shard.
@@ -8,12 +10,16 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <dsv4/core/check.hpp>
 #include <dsv4/core/config.hpp>
 #include <dsv4/core/error.hpp>
 #include <dsv4/io/checkpoint.hpp>
 #include <dsv4/io/config_json.hpp>
+#include <dsv4/io/gguf.hpp>
+#include <dsv4/io/gguf_model.hpp>
 #include <dsv4/io/safetensors.hpp>
 #include <dsv4/io/tensor_names.hpp>
 #include <dsv4/model/checkpoint_layout.hpp>
@@ -23,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -268,12 +275,122 @@ void inspect_safetensors(const fs::path& file, bool json) {
 
 // ---- GGUF ----
 
-/// Dispatch point for GGUF files (io/gguf.hpp): not inspected yet.
-[[noreturn]] void inspect_gguf(const fs::path& file, bool /*json*/) {
-  throw InputError(fmt::format(
-      "inspect: {} is a GGUF file; inspecting GGUF files is not supported yet (checkpoint "
-      "directories and .safetensors files are)",
-      file.string()));
+/// A key's value as text: scalars as they are, strings quoted, arrays as their first 8 elements.
+std::string gguf_value_text(const io::GgufValue& v) {
+  constexpr std::uint64_t kShown = 8;
+  auto element = [&](std::uint64_t i) -> std::string {
+    if (v.type() == io::GgufType::string) {
+      return fmt::format("\"{}\"", v.is_array() ? v.strings()[i] : v.str());
+    }
+    if (const auto n = v.element_as_int(i); n.has_value()) return fmt::format("{}", *n);
+    const auto raw = v.raw();
+    const std::size_t size = io::gguf_type_size(v.type());
+    switch (v.type()) {
+      case io::GgufType::float32: {
+        float f;
+        std::memcpy(&f, raw.data() + i * size, size);
+        return fmt::format("{}", f);
+      }
+      case io::GgufType::float64: {
+        double d;
+        std::memcpy(&d, raw.data() + i * size, size);
+        return fmt::format("{}", d);
+      }
+      case io::GgufType::boolean:
+        return raw[i] != std::byte{0} ? "true" : "false";
+      default:
+        return "?";
+    }
+  };
+  if (!v.is_array()) return element(0);
+  std::string out = "[";
+  for (std::uint64_t i = 0; i < std::min(v.size(), kShown); ++i) {
+    out += (i > 0 ? ", " : "") + element(i);
+  }
+  if (v.size() > kShown) out += fmt::format(", ... ({} in all)", v.size());
+  return out + "]";
+}
+
+/// A GGUF file: header, key/values, the deepseek4 config and tensor layout (io/gguf_model.hpp)
+/// when the architecture is deepseek4, and every tensor with the reference tensors it holds.
+void inspect_gguf(const fs::path& file, bool json) {
+  const auto f = std::make_shared<const io::GgufFile>(file);
+  // the reference names of each GGUF tensor, when the file is a valid deepseek4 model
+  std::optional<ModelConfig> cfg;
+  std::string layout_error;
+  std::map<std::string, std::string> refs;
+  const io::GgufValue* arch = f->metadata().find("general.architecture");
+  if (arch != nullptr && !arch->is_array() && arch->type() == io::GgufType::string &&
+      arch->str() == io::kGgufArchitecture) {
+    try {
+      const io::GgufModel model(f);
+      cfg = model.config();
+      for (const auto& m : io::gguf_tensor_map(*cfg, true)) {
+        refs[m.gguf] =
+            m.reference.size() == 1 ? m.reference.front()
+            : m.packing == io::GgufPacking::experts
+                ? fmt::format("{} experts: {} ...", m.reference.size(), m.reference.front())
+                : fmt::format("{} | {}", m.reference[0], m.reference[1]);
+      }
+    } catch (const Error& e) {
+      layout_error = e.what();
+    }
+  }
+  std::uint64_t total = 0;
+  for (const auto& t : f->tensors()) total += t.n_bytes;
+  if (json) {
+    nlohmann::ordered_json j;
+    j["file"] = file.string();
+    j["format"] = "gguf";
+    j["version"] = f->version();
+    j["alignment"] = f->alignment();
+    j["data_offset"] = f->data_offset();
+    j["size"] = f->bytes().size();
+    nlohmann::ordered_json kv = nlohmann::ordered_json::array();
+    for (const auto& [k, v] : f->metadata()) {
+      kv.push_back({{"key", k}, {"type", v.type_string()}, {"value", gguf_value_text(v)}});
+    }
+    j["metadata"] = kv;
+    j["config"] = cfg ? config_json(*cfg) : nlohmann::ordered_json(nullptr);
+    if (!layout_error.empty()) j["layout_error"] = layout_error;
+    j["tensor_bytes"] = total;
+    nlohmann::ordered_json ts = nlohmann::ordered_json::array();
+    for (const auto& t : f->tensors()) {
+      const auto r = refs.find(t.name);
+      ts.push_back({{"name", t.name},
+                    {"reference", r == refs.end() ? nlohmann::ordered_json(nullptr)
+                                                  : nlohmann::ordered_json(r->second)},
+                    {"type", gguf::type_name(t.type)},
+                    {"ne", t.ne},
+                    {"offset", t.offset},
+                    {"bytes", t.n_bytes}});
+    }
+    j["tensors"] = ts;
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  fmt::print("gguf {}: version {}, alignment {}, data at {}, {} bytes\n", file.string(),
+             f->version(), f->alignment(), grouped(f->data_offset()), grouped(f->bytes().size()));
+  fmt::print("key/values: {}\n", f->metadata().size());
+  for (const auto& [k, v] : f->metadata()) {
+    fmt::print("  {} ({}) = {}\n", k, v.type_string(), gguf_value_text(v));
+  }
+  if (cfg) {
+    print_config(*cfg);
+    fmt::print("deepseek4 layout: all {} tensors as the metadata implies\n", f->tensors().size());
+  } else if (!layout_error.empty()) {
+    fmt::print("deepseek4 layout: {}\n", layout_error);
+  }
+  fmt::print("tensors: {}, {} bytes\n", f->tensors().size(), grouped(total));
+  std::size_t width = 4;
+  for (const auto& t : f->tensors()) width = std::max(width, t.name.size());
+  fmt::print("  {:<{}}  {:<6}  {:<18}  {:>14}  {}\n", "name", width, "type", "ne", "bytes",
+             refs.empty() ? "" : "reference");
+  for (const auto& t : f->tensors()) {
+    const auto r = refs.find(t.name);
+    fmt::print("  {:<{}}  {:<6}  {:<18}  {:>14}  {}\n", t.name, width, gguf::type_name(t.type),
+               io::gguf_shape_string(t.ne), grouped(t.n_bytes), r == refs.end() ? "" : r->second);
+  }
 }
 
 bool starts_with_gguf_magic(const fs::path& file) {
@@ -287,7 +404,7 @@ void run_inspect(const InspectOptions& o) {
   const fs::path p(o.path);
   DSV4_CHECK(fs::exists(p), InputError, "inspect: {} does not exist", o.path);
   if (fs::is_directory(p)) return inspect_checkpoint(p, o.json);
-  if (p.extension() == ".gguf" || starts_with_gguf_magic(p)) inspect_gguf(p, o.json);
+  if (p.extension() == ".gguf" || starts_with_gguf_magic(p)) return inspect_gguf(p, o.json);
   if (p.extension() == ".safetensors") return inspect_safetensors(p, o.json);
   throw InputError(fmt::format(
       "inspect: {} is neither a checkpoint directory, a .safetensors file nor a GGUF file",
