@@ -561,3 +561,53 @@ TEST_CASE("model: the tiny F32 GGUF reproduces llama.cpp's logits (prefill and t
     compare(all, "tiny-f32.prefill.f32");
   }
 }
+
+TEST_CASE(
+    "convert: the FP8/FP4 release layout (tiny_fp8) dequantized exactly; MXFP4 experts lossless") {
+  const auto ckpt = io::Checkpoint::open(dsv4::test::data_path("reference/tiny_fp8/hf"));
+  const ModelConfig& cfg = ckpt.config();
+  io::ConvertOptions opt;
+  opt.llama_cpp_compatible = false;  // compress ratio 16
+  for (const auto ft : {dsv4::gguf::FileType::all_f32, dsv4::gguf::FileType::mxfp4_moe}) {
+    opt.file_type = ft;
+    CAPTURE(static_cast<int>(ft));
+    auto bytes = convert_to_memory(ckpt, cfg, opt);
+    const GgufModel back(std::make_shared<const GgufFile>(std::move(bytes), "tiny_fp8"));
+    std::size_t fp8 = 0, fp4 = 0;
+    for (const auto& rt : dsv4::release_tensors(cfg)) {
+      const auto u = [](std::int64_t v) { return static_cast<std::size_t>(v); };
+      if (rt.dtype == dsv4::ReleaseDtype::fp4_e2m1) {
+        // the release's FP4 codes times their scales, row by row
+        CAPTURE(rt.name);
+        const std::size_t out = u(rt.shape[0]), in = u(rt.shape[1]) * 2;
+        const auto w = io::load_linear<dsv4::Linear<dsv4::Fp4G32>>(ckpt, rt.name, out, in);
+        const auto got = back.to_float(rt.name);
+        std::vector<float> row(in);
+        bool same = true;
+        for (std::size_t r = 0; r < out; ++r) {
+          w.dequantize_row(r, row.data());
+          same = same && std::equal(row.begin(), row.end(), got.begin() + r * in);
+        }
+        CHECK(same);
+        if (ft == dsv4::gguf::FileType::mxfp4_moe)
+          CHECK(back.stored_type(rt.name) == FormatId::mxfp4);
+        ++fp4;
+      } else if (rt.dtype == dsv4::ReleaseDtype::fp8_e4m3 && ft == dsv4::gguf::FileType::all_f32) {
+        CAPTURE(rt.name);
+        const std::size_t out = u(rt.shape[0]), in = u(rt.shape[1]);
+        const auto w = io::load_linear<dsv4::Linear<dsv4::Fp8B128>>(ckpt, rt.name, out, in);
+        const auto got = back.to_float(rt.name);
+        std::vector<float> row(in);
+        bool same = true;
+        for (std::size_t r = 0; r < out; ++r) {
+          w.dequantize_row(r, row.data());
+          same = same && std::equal(row.begin(), row.end(), got.begin() + r * in);
+        }
+        CHECK(same);
+        ++fp8;
+      }
+    }
+    CHECK(fp4 == static_cast<std::size_t>(cfg.n_blocks() * cfg.n_routed_experts * 3));
+    if (ft == dsv4::gguf::FileType::all_f32) CHECK(fp8 > 0);
+  }
+}
