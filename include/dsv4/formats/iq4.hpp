@@ -159,10 +159,10 @@ struct IQ4_NL {
     std::uint8_t L[32];
     const float d = detail::ggml::iq4_block_scale(in, L, 7);
     b.d = f16(d);
-    const float id = d != 0.f ? 1.f / d : 0.f;
+    const float inv_d = d != 0.f ? 1.f / d : 0.f;
     for (int j = 0; j < 32; ++j) {
       L[j] = static_cast<std::uint8_t>(
-          detail::ggml::best_index_iq4(detail::ggml::kIq4nlValues, id * in[j]));
+          detail::ggml::best_index_iq4(detail::ggml::kIq4nlValues, inv_d * in[j]));
     }
     detail::ggml::pack_nibbles32(L, b.qs);
   }
@@ -243,9 +243,9 @@ struct IQ4_XS {
     const float d = -max_scale / 32.f;
     b.d = f16(d);
     b.scales_h = 0;
-    const float id = d != 0.f ? 1.f / d : 0.f;
+    const float inv_d = d != 0.f ? 1.f / d : 0.f;
     for (int ib = 0; ib < 8; ++ib) {
-      int l = nearest_int(id * scales[ib]);
+      int l = nearest_int(inv_d * scales[ib]);
       l = l < -32 ? -32 : (l > 31 ? 31 : l);
       const float dl = d * static_cast<float>(l);
       const float idl = dl != 0.f ? 1.f / dl : 0.f;

@@ -45,11 +45,11 @@ struct Q4_0 {
   /// largest magnitude (so it maps to q = 0), q = min(15, trunc(x/d + 8.5)).
   static void quantize(const float* in, block_type& b) noexcept {
     const float d = detail::ggml::signed_abs_max(in, 32) / -8.f;
-    const float id = d != 0.f ? 1.f / d : 0.f;
+    const float inv_d = d != 0.f ? 1.f / d : 0.f;
     b.d = f16(d);
     for (int j = 0; j < 16; ++j) {
-      const int q0 = static_cast<int>(in[j] * id + 8.5f);
-      const int q1 = static_cast<int>(in[j + 16] * id + 8.5f);
+      const int q0 = static_cast<int>(in[j] * inv_d + 8.5f);
+      const int q1 = static_cast<int>(in[j + 16] * inv_d + 8.5f);
       b.qs[j] = static_cast<std::uint8_t>((q0 < 15 ? q0 : 15) | (q1 < 15 ? q1 : 15) << 4);
     }
   }
@@ -100,12 +100,12 @@ struct Q4_1 {
   static void quantize(const float* in, block_type& b) noexcept {
     const auto mm = detail::ggml::min_max(in, 32);
     const float d = (mm.max - mm.min) / 15.f;
-    const float id = d != 0.f ? 1.f / d : 0.f;
+    const float inv_d = d != 0.f ? 1.f / d : 0.f;
     b.d = f16(d);
     b.m = f16(mm.min);
     for (int j = 0; j < 16; ++j) {
-      const int q0 = static_cast<int>((in[j] - mm.min) * id + 0.5f);
-      const int q1 = static_cast<int>((in[j + 16] - mm.min) * id + 0.5f);
+      const int q0 = static_cast<int>((in[j] - mm.min) * inv_d + 0.5f);
+      const int q1 = static_cast<int>((in[j + 16] - mm.min) * inv_d + 0.5f);
       b.qs[j] = static_cast<std::uint8_t>((q0 < 15 ? q0 : 15) | (q1 < 15 ? q1 : 15) << 4);
     }
   }

@@ -73,11 +73,11 @@ struct Q5_0 {
   /// largest magnitude, q = min(31, trunc(x/d + 16.5)).
   static void quantize(const float* in, block_type& b) noexcept {
     const float d = detail::ggml::signed_abs_max(in, 32) / -16.f;
-    const float id = d != 0.f ? 1.f / d : 0.f;
+    const float inv_d = d != 0.f ? 1.f / d : 0.f;
     b.d = f16(d);
     int q[32];
     for (int j = 0; j < 32; ++j) {
-      const int v = static_cast<int>(in[j] * id + 16.5f);
+      const int v = static_cast<int>(in[j] * inv_d + 16.5f);
       q[j] = v < 31 ? v : 31;
     }
     detail::ggml::pack_q5(q, b.qs, b.qh);
@@ -127,11 +127,11 @@ struct Q5_1 {
   static void quantize(const float* in, block_type& b) noexcept {
     const auto mm = detail::ggml::min_max(in, 32);
     const float d = (mm.max - mm.min) / 31.f;
-    const float id = d != 0.f ? 1.f / d : 0.f;
+    const float inv_d = d != 0.f ? 1.f / d : 0.f;
     b.d = f16(d);
     b.m = f16(mm.min);
     int q[32];
-    for (int j = 0; j < 32; ++j) q[j] = static_cast<int>((in[j] - mm.min) * id + 0.5f);
+    for (int j = 0; j < 32; ++j) q[j] = static_cast<int>((in[j] - mm.min) * inv_d + 0.5f);
     detail::ggml::pack_q5(q, b.qs, b.qh);
   }
 
