@@ -141,6 +141,19 @@ TEST_CASE("malformed files give FormatErrors that say what is wrong") {
     CHECK(contains(e, "header length"));
   }
   SUBCASE("not JSON") { CHECK(contains(parse_error(image("{\"t\": [1,", {})), "not valid JSON")); }
+  SUBCASE("number too large for a double (found by fuzzing: an escaped nlohmann exception)") {
+    const auto e =
+        parse_error(image(R"({"t":{"dtype":"F32","shape":[4e435],"data_offsets":[0,8]}})", eight));
+    CHECK(contains(e, "not valid JSON"));
+    CHECK(contains(e, "mem.safetensors"));
+  }
+  SUBCASE("deep nesting (printing it in a message would overflow the stack)") {
+    const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+    const auto e = parse_error(
+        image(R"({"t":{"dtype":"F32","shape":)" + deep + R"(,"data_offsets":[0,8]}})", eight));
+    CHECK(contains(e, "nested deeper than 64 levels"));
+    CHECK(contains(e, "mem.safetensors"));
+  }
   SUBCASE("JSON but not an object") {
     CHECK(contains(parse_error(image("[1,2]", {})), "expected a JSON object"));
   }

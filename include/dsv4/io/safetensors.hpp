@@ -24,6 +24,7 @@
 #include "dsv4/core/numeric.hpp"
 #include "dsv4/core/tensor.hpp"
 #include "dsv4/io/byte_reader.hpp"
+#include "dsv4/io/json_parse.hpp"
 #include "dsv4/io/mmap.hpp"
 
 namespace dsv4::io {
@@ -200,13 +201,9 @@ class SafetensorsFile {
     const auto header = r.take(header_len, "the JSON header");
     const auto data = file.subspan(r.offset());
 
-    nlohmann::json j;
-    try {
-      const auto* c = reinterpret_cast<const char*>(header.data());
-      j = nlohmann::json::parse(c, c + header.size());
-    } catch (const nlohmann::json::parse_error& e) {
-      bad(fmt::format("header is not valid JSON: {}", e.what()));
-    }
+    const nlohmann::json j = parse_json_text<FormatError>(
+        std::string_view(reinterpret_cast<const char*>(header.data()), header.size()),
+        "safetensors " + label_ + ": header");
     if (!j.is_object()) bad(fmt::format("header: expected a JSON object, found {}", j.type_name()));
 
     for (auto it = j.begin(); it != j.end(); ++it) {
