@@ -134,6 +134,14 @@ TEST_CASE("invalid configs are rejected with a message naming the problem") {
       {"dtype", {{"dtype", "int4"}}, "'dtype' = \"int4\""},
       {"scale fmt", {{"scale_fmt", "e4m3"}}, "'scale_fmt'"},
       {"huge", {{"n_layers", 1e12}}, "out of range"},
+      // found by fuzzing: sizes whose products overflowed (UBSan), a uint64 read as -1
+      {"uint64",
+       {{"dim", 18446744073709551615ull}},
+       "'dim' = 18446744073709551615 is out of range"},
+      {"block count", {{"n_layers", 2147483647}, {"n_mtp_layers", 1}}, "n_layers + n_mtp_layers"},
+      {"q features", {{"n_heads", 1ll << 40}, {"head_dim", 1ll << 40}}, "n_heads * head_dim"},
+      {"wo_b", {{"o_groups", 1ll << 40}, {"o_lora_rank", 1ll << 40}}, "o_groups * o_lora_rank"},
+      {"hc width", {{"hc_mult", 1 << 20}, {"dim", 1ll << 50}}, "hc_mult * dim"},
   };
   for (const Bad& b : cases) {
     CAPTURE(b.what);
@@ -143,6 +151,11 @@ TEST_CASE("invalid configs are rejected with a message naming the problem") {
     CHECK_MESSAGE(contains(msg, b.message), msg);
     CHECK(contains(msg, "cfg.json"));
   }
+  // the widest accepted hc_mult: its mixing width is computed in 64 bits
+  json wide = base;
+  wide["hc_mult"] = 2147483647;
+  CHECK(dsv4::parse_config(wide).hc_mix_width() == 2147483649ll * 2147483647ll);
+
   // Hugging Face form specifics.
   json hf = read_json("configs/tiny_fp8_hf.json");
   hf["num_key_value_heads"] = 2;
@@ -165,6 +178,14 @@ TEST_CASE("invalid configs are rejected with a message naming the problem") {
                  "not valid JSON"));
   CHECK(contains(config_error([] { (void)dsv4::parse_config_text("[1, 2]", "x.json"); }),
                  "JSON object"));
+  // Found by fuzzing: a number beyond double range escaped as a nlohmann exception; deep nesting
+  // overflowed the stack when the value was printed into a message.
+  CHECK(contains(config_error([] { (void)dsv4::parse_config_text(R"({"dim": 1e999})", "x.json"); }),
+                 "not valid JSON"));
+  const std::string deep =
+      R"({"dim": )" + std::string(200000, '[') + std::string(200000, ']') + "}";
+  CHECK(contains(config_error([&] { (void)dsv4::parse_config_text(deep, "x.json"); }),
+                 "nested deeper than 64 levels"));
   CHECK(contains(config_error([] { (void)dsv4::load_config("no/such/config.json"); }),
                  "cannot open"));
 }

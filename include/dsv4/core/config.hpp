@@ -96,7 +96,7 @@ struct ModelConfig {
   std::int64_t q_out_features() const { return n_heads * head_dim; }
   std::int64_t wo_a_in_features() const { return n_heads * head_dim / o_groups; }
   std::int64_t wo_b_in_features() const { return o_groups * o_lora_rank; }
-  std::int64_t hc_mix_width() const { return (2 + hc_mult) * hc_mult; }
+  std::int64_t hc_mix_width() const { return (2 + std::int64_t{hc_mult}) * hc_mult; }
   std::int64_t hc_flat_width() const { return hc_mult * dim; }
   /// Compress ratio of block `layer` (MTP block j is layer n_layers + j).
   int compress_ratio(int layer) const {

@@ -23,6 +23,7 @@
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/config.hpp"
 #include "dsv4/core/error.hpp"
+#include "dsv4/io/json_parse.hpp"
 
 namespace dsv4 {
 
@@ -50,6 +51,8 @@ using json = nlohmann::json;
 }
 
 inline std::int64_t get_int(const json& v, std::string_view key, std::string_view origin) {
+  if (v.is_number_unsigned() && v.get<std::uint64_t>() > std::uint64_t{INT64_MAX})
+    fail(origin, fmt::format("field '{}' = {} is out of range", key, v.dump()));
   if (v.is_number_integer()) return v.get<std::int64_t>();
   if (v.is_number_float()) {
     const double d = v.get<double>();
@@ -321,6 +324,17 @@ inline void validate(const ModelConfig& c, std::string_view origin = "config") {
   positive(c.hc_sinkhorn_iters, "hc_sinkhorn_iters");
   if (c.n_mtp_layers < 0)
     fail(origin, fmt::format("'n_mtp_layers' must be >= 0, got {}", c.n_mtp_layers));
+  // The derived sizes (ModelConfig's accessors, the tensor shapes) must be representable.
+  if (std::int64_t{c.n_layers} + c.n_mtp_layers > INT32_MAX)
+    fail(origin, fmt::format("n_layers + n_mtp_layers = {} + {} is out of range", c.n_layers,
+                             c.n_mtp_layers));
+  auto product_fits = [&](std::int64_t a, std::int64_t b, const char* what) {
+    if (a > INT64_MAX / b) fail(origin, fmt::format("{} = {} * {} overflows 64 bits", what, a, b));
+  };
+  product_fits(c.n_heads, c.head_dim, "n_heads * head_dim");
+  product_fits(c.o_groups, c.o_lora_rank, "o_groups * o_lora_rank");
+  product_fits(c.hc_mult, c.dim, "hc_mult * dim");
+  product_fits(c.hc_mult + std::int64_t{2}, c.hc_mult, "(2 + hc_mult) * hc_mult");
   if (c.n_hash_layers < 0 || c.n_hash_layers > c.n_layers)
     fail(origin, fmt::format("'n_hash_layers' = {} must be within 0..n_layers ({})",
                              c.n_hash_layers, c.n_layers));
@@ -356,7 +370,7 @@ inline void validate(const ModelConfig& c, std::string_view origin = "config") {
   if (c.original_seq_len < 0) fail(origin, "'original_seq_len' must be >= 0 (0 disables YaRN)");
   if (c.original_seq_len > 0 && !(c.rope_factor >= 1))
     fail(origin, fmt::format("'rope_factor' = {} must be >= 1 when YaRN is on", c.rope_factor));
-  if (c.compress_ratios.size() != static_cast<std::size_t>(c.n_layers + c.n_mtp_layers))
+  if (c.compress_ratios.size() != static_cast<std::size_t>(c.n_blocks()))
     fail(origin, fmt::format("'compress_ratios' has {} entries; n_layers + n_mtp_layers = {}",
                              c.compress_ratios.size(), c.n_layers + c.n_mtp_layers));
   bool has_csa = false;
@@ -419,13 +433,7 @@ inline ModelConfig parse_config(const nlohmann::json& j, std::string_view origin
 
 /// Parses JSON text.
 inline ModelConfig parse_config_text(std::string_view text, std::string_view origin = "config") {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::parse_error& e) {
-    throw ConfigError(fmt::format("{}: not valid JSON: {}", origin, e.what()));
-  }
-  return parse_config(j, origin);
+  return parse_config(io::parse_json_text<ConfigError>(text, origin), origin);
 }
 
 /// Reads and parses a config.json file.
