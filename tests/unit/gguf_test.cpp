@@ -5,6 +5,7 @@
 // value types, bad dims, unknown types, rows that do not fill blocks, misaligned, out-of-file
 // and overlapping offsets, random corruption) fail with a FormatError naming the problem.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <bit>
@@ -237,6 +238,18 @@ TEST_CASE("gguf values: typed access, errors name the key, integer widening") {
     CHECK(contains(e.what(), "expected INT32, found UINT32"));
   }
   CHECK_THROWS_AS((void)m.get_int("t.str"), dsv4::FormatError);
+  // an integer key without an int64 value says why (the fuzzer found the old message misleading)
+  for (const char* key : {"t.u64", "t.a.empty"}) {
+    CAPTURE(key);
+    try {
+      (void)m.get_int(key);
+      FAIL("expected a FormatError");
+    } catch (const dsv4::FormatError& e) {
+      CHECK(contains(e.what(), key));
+      CHECK(contains(e.what(), key == std::string("t.u64") ? "UINT64 above 2^63-1"
+                                                           : "found ARRAY[INT32 x 0]"));
+    }
+  }
   CHECK_THROWS_AS((void)m.at("nope"), dsv4::FormatError);
   CHECK_THROWS_AS((void)m.at("t.a.u8").get<std::uint8_t>(), dsv4::FormatError);
 
@@ -421,6 +434,10 @@ TEST_CASE("gguf reader: malformed headers name the problem") {
   CHECK(contains(err(one({1, 1, 1, 1, 1}, 0, 0)), "n_dims is 5"));
   CHECK(contains(err(one({8, -1}, 0, 0)), "ne[1] = -1 is negative"));
   CHECK(contains(err(one({std::int64_t{1} << 32, std::int64_t{1} << 32}, 0, 0)), "more than 2^63"));
+  // found by fuzzing: a zero dim hid the overflow of the others, and n_rows() overflowed
+  CHECK(contains(err(one({0, std::int64_t{1} << 40, std::int64_t{1} << 40}, 0, 0)),
+                 "more than 2^63 elements (counting its non-zero dimensions)"));
+  CHECK(parse_error(one({0, std::int64_t{1} << 30, std::int64_t{1} << 30}, 0, 0).b).empty());
   CHECK(contains(err(one({8}, 4, 0)), "type id 4 is unknown"));
   CHECK(contains(err(one({8}, 1000, 0)), "type id 1000 is unknown"));
   CHECK(contains(err(one({40}, 8, 0, 64)), "not a multiple of the Q8_0 block size 32"));
@@ -444,6 +461,19 @@ TEST_CASE("gguf reader: malformed headers name the problem") {
     b.pad_to(32).zeros(64);
     CHECK(parse_error(b.b).empty());
   }
+}
+
+TEST_CASE("gguf reader: many keys are checked for duplicates in linear time") {
+  // Found by fuzzing review: the duplicate-key check was a linear search per key, so this 2 MB
+  // file of 100,000 keys took half a minute to open (quadratic in an attacker-chosen count).
+  constexpr std::uint32_t n = 100000;
+  Bytes b;
+  b.header(0, n + 1);
+  for (std::uint32_t i = 0; i < n; ++i) b.kv_u32(fmt::format("k{}", i), i);
+  const auto unique = GgufFile(Bytes{b}.kv_u32("last", 7).b, "many.gguf");
+  CHECK(unique.metadata().size() == n + 1);
+  CHECK(unique.metadata().get<std::uint32_t>("k99999") == 99999);
+  CHECK(contains(parse_error(b.kv_u32("k123", 7).b), "duplicate key 'k123' (key #100000)"));
 }
 
 TEST_CASE("gguf reader: randomly corrupted files parse or fail cleanly") {

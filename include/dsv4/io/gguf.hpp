@@ -39,6 +39,7 @@
 #include <string_view>
 #include <type_traits>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -375,14 +376,17 @@ class GgufMetadata {
     return with_key(key, [&]() -> const std::string& { return v.str(); });
   }
   /// An integer scalar of any integer type, or the first element of an integer array (some
-  /// architectures store per-layer values); nullopt when absent; FormatError when not integer.
+  /// architectures store per-layer values); nullopt when absent; FormatError when not integer,
+  /// an empty array or a UINT64 above INT64_MAX.
   std::optional<std::int64_t> get_int(std::string_view key) const {
     const GgufValue* v = find(key);
     if (v == nullptr) return std::nullopt;
     const auto i = v->element_as_int(0);
     DSV4_CHECK(i.has_value(), FormatError,
-               "gguf: key '{}': expected an integer (or an array of integers), found {}", key,
-               v->type_string());
+               "gguf: key '{}': expected an integer of at most 2^63-1 (or a non-empty array of "
+               "such integers), found {}{}",
+               key, v->type_string(),
+               v->type() == GgufType::uint64 && v->size() > 0 ? " above 2^63-1" : "");
     return i;
   }
 
@@ -412,6 +416,8 @@ class GgufMetadata {
   bool operator==(const GgufMetadata&) const = default;
 
  private:
+  friend class GgufFile;  // appends the keys it has checked for duplicates itself (in linear time)
+
   std::vector<Entry> entries_;
 };
 
@@ -471,15 +477,22 @@ inline std::uint64_t checked_tensor_bytes(FormatId t, std::span<const std::int64
              what, static_cast<std::uint32_t>(t));
   DSV4_CHECK(!ne.empty() && ne.size() <= static_cast<std::size_t>(kGgufMaxDims), FormatError,
              "{}: {} dimensions (expected 1 to {})", what, ne.size(), kGgufMaxDims);
-  std::uint64_t elements = 1;
+  // The product of the non-zero dims bounds every partial product (n_elements, n_rows), so a
+  // zero dim cannot hide an overflow of the others.
+  std::uint64_t extent = 1;
+  bool empty = false;
   for (std::size_t i = 0; i < ne.size(); ++i) {
     DSV4_CHECK(ne[i] >= 0, FormatError, "{}: ne[{}] = {} is negative", what, i, ne[i]);
-    const auto e = checked_mul(elements, static_cast<std::uint64_t>(ne[i]));
+    empty = empty || ne[i] == 0;
+    const auto e =
+        checked_mul(extent, static_cast<std::uint64_t>(std::max<std::int64_t>(ne[i], 1)));
     DSV4_CHECK(
         e.has_value() && *e <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()),
-        FormatError, "{}: shape {} has more than 2^63 elements", what, gguf_shape_string(ne));
-    elements = *e;
+        FormatError, "{}: shape {} has more than 2^63 elements{}", what, gguf_shape_string(ne),
+        empty ? " (counting its non-zero dimensions)" : "");
+    extent = *e;
   }
+  const std::uint64_t elements = empty ? 0 : extent;
   const auto block = static_cast<std::uint64_t>(tr->block_elems);
   DSV4_CHECK(static_cast<std::uint64_t>(ne[0]) % block == 0, FormatError,
              "{}: row length ne[0] = {} is not a multiple of the {} block size {}", what, ne[0],
@@ -737,12 +750,15 @@ class GgufFile {
                       n_kv, n_tensors, r.remaining()));
     }
 
+    // GgufMetadata::add checks for a duplicate by a linear search: quadratic in the number of
+    // keys, which a hostile file chooses (a 2 MB file of 100,000 keys took half a minute).
+    std::unordered_set<std::string> keys;
     for (std::uint64_t i = 0; i < n_kv; ++i) {
       std::string key = read_string(r, fmt::format("key #{} (name)", i));
       if (key.empty()) bad(fmt::format("key #{} has an empty name", i));
-      if (meta_.contains(key)) bad(fmt::format("duplicate key '{}' (key #{})", key, i));
+      if (!keys.insert(key).second) bad(fmt::format("duplicate key '{}' (key #{})", key, i));
       GgufValue v = read_value(r, key);
-      meta_.add(std::move(key), std::move(v));
+      meta_.entries_.emplace_back(std::move(key), std::move(v));
     }
     alignment_ = detail::gguf::alignment_of(meta_, "gguf " + label_);
 
