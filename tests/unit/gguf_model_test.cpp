@@ -611,3 +611,27 @@ TEST_CASE(
     if (ft == dsv4::gguf::FileType::all_f32) CHECK(fp8 > 0);
   }
 }
+
+TEST_CASE("convert: a missing source tensor is an error before anything is written") {
+  const GgufModel& src = tiny();
+  ModelConfig cfg = src.config();
+  cfg.n_mtp_layers = 1;  // the source has no MTP block
+  cfg.compress_ratios.push_back(0);
+  const fs::path out =
+      fs::temp_directory_path() / fmt::format("dsv4_gguf_model_missing_{}.gguf", ::getpid());
+  fs::remove(out);
+  io::ConvertOptions opt;
+  try {
+    (void)io::convert_to_gguf_file(src, cfg, out, opt);
+    FAIL("expected a FormatError");
+  } catch (const dsv4::FormatError& e) {
+    CAPTURE(e.what());
+    CHECK(std::string(e.what()).find("'mtp.0.") != std::string::npos);
+    CHECK(std::string(e.what()).find("is missing") != std::string::npos);
+  }
+  CHECK_FALSE(fs::exists(out));
+  // without the MTP block the same source converts
+  opt.include_mtp = false;
+  const auto plan = io::plan_conversion(cfg, opt);
+  CHECK(plan.tensors.size() == src.file().tensors().size());
+}

@@ -15,8 +15,9 @@
 // llama-quantize's per-tensor recipe.
 //
 // Memory stays bounded: the source is read a chunk of rows at a time (at most kChunkValues values
-// of f32), and the output streams through GgufWriter into a temporary file that is renamed over
-// the target only when every tensor was written (io/output_file.hpp).
+// of f32; the block scales of one tensor, or of one expert, at a time), and the output streams
+// through GgufWriter into a temporary file that is renamed over the target only when every tensor
+// was written (io/output_file.hpp).
 #pragma once
 
 #include <fmt/format.h>
@@ -27,6 +28,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -76,12 +78,14 @@ inline std::string scale_name(const std::string& weight) {
   return weight + ".scale";
 }
 
-/// Reads rows of one reference tensor as f32 (dequantizing FP8/FP4 with their scales).
+/// Reads rows of one reference tensor as f32 (dequantizing FP8/FP4 with their scales). With
+/// `load` false it only checks the tensor and its scales (present, dtype, shape) and holds
+/// nothing.
 class RowReader {
  public:
   template <TensorSource S>
   RowReader(const S& src, const std::string& name, std::span<const std::uint64_t> shape,
-            bool integer)
+            bool integer, bool load = true)
       : name_(name), label_(src.label()) {
     rows_ = shape.size() == 2 ? shape[0] : 1;
     cols_ = shape.size() == 2 ? shape[1] : (shape.empty() ? 1 : shape[0]);
@@ -105,7 +109,7 @@ class RowReader {
                  name, sn);
       const std::uint64_t sr = (rows_ + 127) / 128;
       const std::uint64_t sc = (cols_ + 127) / 128;
-      scale_ = load_scales(src, sn, {sr, sc});
+      scale_ = load_scales(src, sn, {sr, sc}, load);
       scale_cols_ = sc;
       kind_ = Kind::fp8;
     } else if (ti.dtype == DType::I8 || ti.dtype == DType::U8 || ti.dtype == DType::F4) {
@@ -121,7 +125,7 @@ class RowReader {
       DSV4_CHECK(src.has(sn), FormatError,
                  "convert {}: tensor '{}' is packed FP4 ({}) but its scales '{}' are missing",
                  label_, name, dtype_name(ti.dtype), sn);
-      scale_ = load_scales(src, sn, {rows_, cols_ / 32});
+      scale_ = load_scales(src, sn, {rows_, cols_ / 32}, load);
       scale_cols_ = cols_ / 32;
       kind_ = Kind::fp4;
     } else {
@@ -134,7 +138,8 @@ class RowReader {
       kind_ = Kind::plain;
     }
     if (bytes_.empty() && ti.elements > 0) {
-      whole_ = src.to_float(name);  // a source without raw bytes (e.g. a quantized GGUF)
+      // a source without raw bytes (e.g. a quantized GGUF): the whole tensor, dequantized
+      if (load) whole_ = src.to_float(name);
       kind_ = Kind::whole;
     }
   }
@@ -197,12 +202,12 @@ class RowReader {
 
   template <TensorSource S>
   std::vector<float> load_scales(const S& src, const std::string& sn,
-                                 std::initializer_list<std::uint64_t> shape) const {
+                                 std::initializer_list<std::uint64_t> shape, bool load) const {
     const TensorInfo& si = expect_tensor(src, sn, shape);
     DSV4_CHECK(si.dtype == DType::F8_E8M0 || si.dtype == DType::F32, FormatError,
                "convert {}: tensor '{}': expected F8_E8M0 (or F32) scales, found {}", label_, sn,
                dtype_name(si.dtype));
-    return src.to_float(sn);
+    return load ? src.to_float(sn) : std::vector<float>{};
   }
 
   float plain(std::uint64_t k) const {
@@ -296,12 +301,10 @@ void convert_to_gguf(const S& src, const ConvertPlan& plan, GgufWriter::Sink sin
   DSV4_CHECK(plan.sources.size() == plan.tensors.size(), ShapeError,
              "convert: plan has {} tensors and {} sources", plan.tensors.size(),
              plan.sources.size());
-  // open (and check) every source tensor first
-  std::vector<std::vector<RowReader>> readers(plan.sources.size());
-  for (std::size_t k = 0; k < plan.sources.size(); ++k) {
-    const GgufTensorMapping& m = plan.sources[k];
+  // check every source tensor (and its scales) before writing anything; hold nothing yet
+  for (const GgufTensorMapping& m : plan.sources) {
     for (const std::string& ref : m.reference)
-      readers[k].emplace_back(src, ref, m.part_shape, m.integer);
+      (void)RowReader(src, ref, m.part_shape, m.integer, false);
   }
 
   GgufWriter writer(plan.metadata, plan.tensors, std::move(sink));
@@ -314,7 +317,16 @@ void convert_to_gguf(const S& src, const ConvertPlan& plan, GgufWriter::Sink sin
   for (std::size_t k = 0; k < plan.tensors.size(); ++k) {
     const GgufTensorInfo& t = writer.tensors()[k];
     const GgufTensorMapping& m = plan.sources[k];
-    const auto& rd = readers[k];
+    // the parts' readers, opened when first needed; an expert's is dropped when the next one
+    // starts, so at most one expert's scales are held
+    std::vector<std::optional<RowReader>> parts(m.reference.size());
+    auto part = [&](std::size_t i) -> const RowReader& {
+      if (!parts[i].has_value()) {
+        if (m.packing == GgufPacking::experts && i > 0) parts[i - 1].reset();
+        parts[i].emplace(src, m.reference[i], m.part_shape, m.integer);
+      }
+      return *parts[i];
+    };
     p.tensor = k;
     p.name = t.name;
     p.from = m.integer ? gguf::ggml_id::i32 : FormatId::f32;
@@ -334,8 +346,8 @@ void convert_to_gguf(const S& src, const ConvertPlan& plan, GgufWriter::Sink sin
       const auto n = static_cast<std::size_t>(nr * n_per_row);
       if (m.integer) {
         for (std::int64_t r = 0; r < nr; ++r) {
-          rd[0].int_row(static_cast<std::uint64_t>(r0 + r),
-                        reinterpret_cast<std::int32_t*>(out.data()) + r * n_per_row);
+          part(0).int_row(static_cast<std::uint64_t>(r0 + r),
+                          reinterpret_cast<std::int32_t*>(out.data()) + r * n_per_row);
         }
         writer.write(std::span<const std::byte>(out.data(), n * sizeof(std::int32_t)));
         p.done += n * sizeof(std::int32_t);
@@ -347,16 +359,16 @@ void convert_to_gguf(const S& src, const ConvertPlan& plan, GgufWriter::Sink sin
         float* v = values.data() + r * n_per_row;
         switch (m.packing) {
           case GgufPacking::single:
-            rd[0].row(row, v);
+            part(0).row(row, v);
             break;
           case GgufPacking::experts: {
-            const std::uint64_t per = rd[0].rows();
-            rd[row / per].row(row % per, v);
+            const std::uint64_t per = m.part_shape[0];
+            part(static_cast<std::size_t>(row / per)).row(row % per, v);
             break;
           }
           case GgufPacking::concat_cols:
-            rd[0].row(row, v);
-            rd[1].row(row, v + rd[0].cols());
+            part(0).row(row, v);
+            part(1).row(row, v + m.part_shape[1]);
             break;
         }
       }
