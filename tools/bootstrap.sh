@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build
   libeigen3-dev libtbb-dev libhwy-dev librange-v3-dev doctest-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev
+  clang libclang-rt-14-dev  # the `fuzz` preset: clang with its libFuzzer and sanitizer runtimes
 )
 
 missing=()
