@@ -356,7 +356,8 @@ TEST_CASE("convert: the tiny GGUF as a source gives back its tensors; quantized 
   }
   // convert --type T = quantize(convert --type F32, T) = llama-quantize's file, byte for byte
   for (const char* type : {"Q8_0", "Q4_K_M", "F16"}) {
-    CAPTURE(type);
+    const std::string type_text = type;
+    CAPTURE(type_text);
     opt.file_type = *dsv4::gguf::file_type_from_name(type);
     const auto bytes = convert_to_memory(src, src.config(), opt);
     std::string manifest = std::string("dsv4-tiny-") + type;
@@ -678,4 +679,58 @@ TEST_CASE("model: a Q8_0 GGUF (dsv4's conversion = llama-quantize's file) runs f
   CHECK(sorted[sorted.size() / 2] < 0.15);
   CHECK(sorted.back() < 2.5);
   CHECK(same_argmax >= 270);
+}
+
+TEST_CASE("GgufModel: zero-copy views in the stored types of Q4_K_M, Q2_K, MXFP4_MOE, F16 files") {
+  const GgufModel& src = tiny();
+  for (const char* type : {"Q4_K_M", "Q2_K", "MXFP4_MOE", "F16"}) {
+    const std::string type_text = type;
+    CAPTURE(type_text);
+    io::ConvertOptions opt;
+    opt.file_type = *dsv4::gguf::file_type_from_name(type);
+    auto bytes = convert_to_memory(src, src.config(), opt);
+    const auto file = std::make_shared<const GgufFile>(std::move(bytes), type);
+    const GgufModel q(file, io::GgufLinearSemantics::dequant_dot);
+    const auto data = file->bytes();
+    std::set<FormatId> seen;
+    std::vector<float> x, y, w;
+    for (const auto& rt : dsv4::release_tensors(q.config())) {
+      // the weights the model takes through Lin / ExpertLin
+      const bool lin_weight =
+          rt.name.ends_with(".wq_a.weight") || rt.name.ends_with(".wq_b.weight") ||
+          rt.name.ends_with(".wkv.weight") || rt.name.ends_with(".wo_b.weight") ||
+          rt.name.find("experts.") != std::string::npos;
+      if (!lin_weight) continue;
+      if (rt.name.find("mtp.") == 0) continue;
+      CAPTURE(rt.name);
+      const auto out = static_cast<std::size_t>(rt.shape[0]);
+      const auto in = static_cast<std::size_t>(rt.shape[1]);
+      const auto lin = io::load_linear<dsv4::AnyLinear>(q, rt.name, out, in);
+      CHECK(lin.format_id() == q.stored_type(rt.name));
+      CHECK(lin.semantics_name() == "dequant-dot");
+      seen.insert(lin.format_id());
+      // a view into the file's bytes
+      const auto raw = q.stored_bytes(rt.name);
+      CHECK(raw.data() >= data.data());
+      CHECK(raw.data() + raw.size() <= data.data() + data.size());
+      // y = x W^T with the dequantized rows, summed in ascending order
+      x.assign(in, 0.0f);
+      for (std::size_t i = 0; i < in; ++i) x[i] = static_cast<float>((i * 7) % 13) * 0.1f - 0.6f;
+      y.assign(out, 0.0f);
+      lin.forward<dsv4::PlainFp32Numerics>(dsv4::ConstView2<float>(x.data(), 1, in),
+                                           dsv4::View2<float>(y.data(), 1, out));
+      w = q.to_float(rt.name);
+      bool same = true;
+      for (std::size_t o = 0; o < out; ++o) {
+        float acc = 0.0f;
+        for (std::size_t i = 0; i < in; ++i) acc += x[i] * w[o * in + i];
+        same = same && acc == y[o];
+      }
+      CHECK(same);
+    }
+    std::string types;
+    for (const FormatId id : seen) types += std::string(dsv4::gguf::type_name(id)) + " ";
+    MESSAGE(std::string(type), ": weight types ", types);
+    CHECK(!seen.empty());
+  }
 }
