@@ -17,14 +17,14 @@ namespace dsv4::io {
 
 /// Deepest nesting of arrays and objects accepted in a JSON file (the top-level value is at
 /// depth 1; a safetensors header needs 3).
-inline constexpr int kMaxJsonDepth = 64;
+inline constexpr int max_json_depth = 64;
 
 /// Parses `text`; throws ErrType("{what}: not valid JSON: ...") for a syntax error or a number
 /// out of range and ErrType("{what}: ... nested deeper than ...") for nesting deeper than
 /// `max_depth` levels.
 template <class ErrType>
 nlohmann::json parse_json_text(std::string_view text, std::string_view what,
-                               int max_depth = kMaxJsonDepth) {
+                               int max_depth = max_json_depth) {
   using json = nlohmann::json;
   const json::parser_callback_t limit_depth = [&](int depth, json::parse_event_t event, json&) {
     // `depth` counts the containers around the one that starts
