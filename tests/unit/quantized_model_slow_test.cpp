@@ -1,5 +1,6 @@
 // The full quantized-model table (labelled slow): tiny256 (model/random_checkpoint.hpp) with every
-// weight format in both semantics and the mixed recipes, 4 prompts of 64 seeded tokens, prefill
+// weight format in both semantics and the mixed recipes (on the projections, and over all
+// tensors), 4 prompts of 64 seeded tokens, prefill
 // logits against the unquantized model (fp32 activations, no FP8/FP4 activation simulation).
 // These are the numbers of docs/quantization.md (bench/quant_quality.cpp prints the same table).
 // Bounds: the measured values with headroom (mean and rel-L2 about 1.3-1.5x, top-1 a few of the
@@ -98,7 +99,8 @@ TEST_CASE("tiny256, every format, dequant-dot (the weight error alone)") {
   check_family_order(got, true);
 }
 
-TEST_CASE("tiny256, the mixed recipes and the release's FP8+FP4 split, both semantics") {
+TEST_CASE(
+    "tiny256, the recipes (projections, all tensors) and the release's split, both semantics") {
   const auto& t = tiny256();
   struct Mix {
     std::string name;
@@ -108,6 +110,9 @@ TEST_CASE("tiny256, the mixed recipes and the release's FP8+FP4 split, both sema
   };
   const auto recipe = [&](d::gguf::FileType ft, DotSemantics s) {
     return d::gguf_recipe_plan(ft, t.config(), false, s);
+  };
+  const auto all = [&](d::gguf::FileType ft, DotSemantics s) {
+    return d::gguf_recipe_plan(ft, t.config(), false, s, d::RecipeScope::all_tensors);
   };
   using FT = d::gguf::FileType;
   const Mix mixes[] = {
@@ -127,6 +132,19 @@ TEST_CASE("tiny256, the mixed recipes and the release's FP8+FP4 split, both sema
        recipe(FT::q2_k, DotSemantics::partner),
        recipe(FT::q2_k, DotSemantics::dequant),
        {3.5, 0.55, 0.35, 0.6}},
+      // over all tensors (embedding, head, wo_a, compressors, mixers rounded through their types)
+      {"MXFP4_MOE all tensors",
+       all(FT::mxfp4_moe, DotSemantics::partner),
+       all(FT::mxfp4_moe, DotSemantics::dequant),
+       {2.0, 0.17, 0.11, 0.88}},
+      {"Q4_K_M all tensors",
+       all(FT::q4_k_m, DotSemantics::partner),
+       all(FT::q4_k_m, DotSemantics::dequant),
+       {3.0, 0.27, 0.17, 0.8}},
+      {"Q2_K all tensors",
+       all(FT::q2_k, DotSemantics::partner),
+       all(FT::q2_k, DotSemantics::dequant),
+       {5.0, 0.9, 0.56, 0.38}},
   };
   for (const Mix& m : mixes) {
     d::QuantizationReport report;

@@ -1,26 +1,32 @@
 // The model with its projections quantized in memory (include/dsv4/model/quantized_load.hpp):
 // weight plans (one format, llama-quantize's recipes, the release's FP8+FP4 split) and their
-// fallbacks, the recipe plan against llama-quantize's own choices for llama.cpp's tiny model, and
-// prefill logits against the unquantized model.
+// fallbacks, the recipe plan against llama-quantize's own choices for llama.cpp's tiny model, a
+// recipe over all tensors against the GGUF file `dsv4 quantize` makes (the same logits bit for
+// bit), and prefill logits against the unquantized model.
 //
 // The logit comparisons run on tiny256 (model/random_checkpoint.hpp: a random-weight tiny V4 whose
 // projection widths are all multiples of 256, so every format applies to every projection), with
 // fp32 activations and no FP8/FP4 activation simulation, one prompt of 32 seeded tokens; the
 // reference is the same model with unquantized weights. This file checks a ladder of formats
-// (each bit width once) and the mixes; quantized_model_slow_test.cpp checks every format with
-// both semantics on more tokens, bench/quant_quality.cpp prints that table and
-// docs/quantization.md explains it. The bounds are the measured values with headroom: mean and
-// rel-L2 about 1.5x, top-1 a few rows, max |Δ| more, because the max comes from discrete flips of
-// an expert or indexer top-k selection (a slightly different fp32 rounding elsewhere, e.g. the
-// sanitizer build, can add or remove one). Data: tests/data/reference/tiny_a (the golden
-// reference weights, quantized with the recipes' fallbacks) and tests/data/llamacpp/listings.
+// and the mixes; quantized_model_slow_test.cpp checks every format with both semantics on more
+// tokens, bench/quant_quality.cpp prints that table and docs/quantization.md explains it. The
+// bounds are the measured values with headroom: mean and rel-L2 about 1.5x, top-1 a few rows,
+// max |Δ| more, because the max comes from discrete flips of an expert or indexer top-k selection
+// (a slightly different fp32 rounding elsewhere could add or remove one). Data:
+// tests/data/reference/tiny_a (the golden reference weights, quantized with the recipes'
+// fallbacks), tests/data/llamacpp/listings and tests/data/llamacpp/models/dsv4-tiny-f32.gguf.
 #include <doctest/doctest.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <dsv4/io/gguf_model.hpp>
+#include <dsv4/io/gguf_quantize.hpp>
 #include <dsv4/model/model.hpp>
 #include <dsv4/model/quantized_load.hpp>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -37,6 +43,7 @@
 namespace {
 
 namespace d = dsv4;
+namespace fs = std::filesystem;
 using d::DotSemantics;
 using d::FormatId;
 using d::test::check_within;
@@ -258,7 +265,8 @@ TEST_CASE("QuantizedLinear is loaded only through load_quantized") {
   const auto dir = d::test::data_path("reference/tiny_a");
   const d::io::Checkpoint ckpt(dir / "config.json", {dir / "weights.safetensors"});
   CHECK_THROWS_AS(QModel::load(ckpt), d::ConfigError);
-  CHECK_THROWS_AS(d::load_quantized<QModel>(ckpt, d::WeightPlan{"empty", {}, {}}), d::ConfigError);
+  CHECK_THROWS_AS(d::load_quantized<QModel>(ckpt, d::WeightPlan{"empty", {}, {}, {}}),
+                  d::ConfigError);
   // a recipe made for another config names tensors this model does not have
   d::ModelConfig other = ckpt.config();
   other.n_layers = 2;
@@ -379,6 +387,92 @@ TEST_CASE("tiny256: the mixed recipes and the release's FP8+FP4 split (partner-d
     CHECK(report.bits_per_weight() == doctest::Approx(r.bits).epsilon(1e-3));
     check_within(r.plan.name, got, r.bound, report.bits_per_weight());
   }
+}
+
+TEST_CASE("tiny256: Q4_K_M over all tensors (embedding, head, wo_a, compressors, mixers too)") {
+  const auto& t = tiny256();
+  d::QuantizationReport report;
+  const d::LogitDistance all =
+      t.run(d::gguf_recipe_plan(d::gguf::FileType::q4_k_m, t.config(), false, DotSemantics::partner,
+                                d::RecipeScope::all_tensors),
+            &report);
+  std::map<std::string, FormatId> got;
+  std::size_t others = 0;
+  for (const auto& q : report.tensors) {
+    got[q.name] = q.format;
+    others += q.projection ? 0 : 1;
+  }
+  // llama-quantize's types (Q4_K_M: output Q6_K, token_embd the base type, 128-wide rows Q5_0)
+  CHECK(got.at("embed.weight") == FormatId::q4_k);
+  CHECK(got.at("head.weight") == FormatId::q6_k);
+  CHECK(got.at("layers.0.attn.wo_a.weight") == FormatId::q5_0);
+  CHECK(got.at("layers.0.attn.compressor.wkv.weight") == FormatId::q4_k);
+  CHECK(got.at("layers.0.attn.compressor.ape") == FormatId::q4_k);
+  CHECK(got.at("layers.0.attn.indexer.weights_proj.weight") == FormatId::q4_k);
+  CHECK(got.at("layers.1.hc_ffn_fn") == FormatId::q4_k);
+  CHECK(got.at("layers.2.ffn.experts.0.w2.weight") == FormatId::q6_k);  // "more bits" layer
+  CHECK(got.count("layers.0.ffn.gate.weight") == 0);                    // the router: F32
+  CHECK(got.count("layers.0.attn_norm.weight") == 0);                   // norms: F32
+  CHECK(others > 0);
+  const d::LogitDistance proj = t.run(d::gguf_recipe_plan(d::gguf::FileType::q4_k_m, t.config()));
+  check_within("Q4_K_M (all tensors)", all, {2.5, 0.2, 0.13, 0.84}, report.bits_per_weight());
+  CHECK(all.rel_l2 > proj.rel_l2);  // the embedding and head add their own error
+}
+
+TEST_CASE(
+    "llama.cpp's tiny model: in-memory Q4_K_M (all tensors) equals dsv4 quantize's GGUF file") {
+  // The F32 file quantized by `dsv4 quantize` (byte-identical to llama-quantize's, see
+  // gguf_quantize_test.cpp) and loaded as it is stored (AnyLinear views, partner-dot), against the
+  // F32 file loaded through load_quantized with the same recipe over all tensors: the same
+  // blocks, the same dequantized values, so the same logits bit for bit.
+  namespace io = d::io;
+  const fs::path f32 = d::test::data_path("llamacpp/models/dsv4-tiny-f32.gguf");
+  const fs::path q4 =
+      fs::temp_directory_path() / fmt::format("dsv4_quantized_model_q4km_{}.gguf", ::getpid());
+  io::QuantizeOptions opt;
+  opt.file_type = d::gguf::FileType::q4_k_m;
+  io::quantize_gguf_file(f32, q4, opt);
+  struct Remove {
+    fs::path p;
+    ~Remove() {
+      std::error_code ec;
+      fs::remove(p, ec);
+    }
+  } remove{q4};
+  const io::GgufModel src(f32);
+  const io::GgufModel file(q4);
+  const d::ModelConfig& cfg = src.config();
+  REQUIRE(file.config() == cfg);
+  using FileModel = d::ReferenceModel<d::PlainFp32Numerics, d::HyperConnection<4>, d::AnyLinear>;
+  const FileModel from_file = FileModel::load(file, cfg);
+  d::QuantizationReport report;
+  const QModel in_memory = d::load_quantized<QModel>(
+      src, cfg,
+      d::gguf_recipe_plan(d::gguf::FileType::q4_k_m, cfg, false, DotSemantics::partner,
+                          d::RecipeScope::all_tensors),
+      &report);
+  // every tensor the file quantized was quantized in memory to the same type
+  for (const auto& q : report.tensors) {
+    CAPTURE(q.name);
+    CHECK(file.stored_type(q.name) == q.format);
+  }
+  const std::vector<std::int32_t> tokens = {1, 17, 300, 42, 511, 7, 7, 128, 64, 3, 250, 99, 5, 12};
+  auto st1 = from_file.new_state();
+  auto st2 = in_memory.new_state();
+  const auto want = from_file.prefill(tokens, st1).logits;
+  const auto got = in_memory.prefill(tokens, st2).logits;
+  CHECK(got == want);
+  // and against the F32 model, for scale
+  const FileModel base = FileModel::load(src, cfg);
+  auto st3 = base.new_state();
+  const std::vector<float> ref = base.prefill(tokens, st3).logits;
+  double rms = 0;
+  for (float v : ref) rms += static_cast<double>(v) * v;
+  MESSAGE("llama.cpp tiny F32 logit RMS " << std::sqrt(rms / static_cast<double>(ref.size())));
+  const d::LogitDistance dist =
+      d::logit_distance(got, ref, static_cast<std::size_t>(cfg.vocab_size));
+  check_within("llama.cpp tiny Q4_K_M (file)", dist, {2.0, 0.35, 0.45, 0.28},
+               report.bits_per_weight());
 }
 
 TEST_CASE("tiny_a (golden reference weights): the recipes with their fallbacks") {

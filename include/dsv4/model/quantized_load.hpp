@@ -3,22 +3,25 @@
 //
 // Every weight the model takes through its `Lin` / `ExpertLin` policies (attention wq_a, wq_b,
 // wkv, wo_b, the indexer's wq_b, the routed and shared experts' w1/w2/w3, the MTP e_proj/h_proj)
-// is read as floats from a checkpoint (BF16/F32/F16) and quantized to a storage format chosen per
-// tensor by a `WeightPlan`: one format everywhere (`uniform_plan`), one of llama-quantize's
-// recipes (`gguf_recipe_plan`: Q4_K_M keeps some tensors at Q6_K, MXFP4_MOE puts the experts in
-// MXFP4 and the rest in Q8_0, ...), or the official release's split (`official_release_plan`:
-// FP8_B128 projections, FP4_G32 routed experts). The tensors the model holds as plain bf16/f32
-// (embedding, LM head, wo_a, compressors, the indexer's weights_proj, routers, hyper-connection
-// mixers) stay as they are.
+// is read as floats from a tensor source (a checkpoint, an F32 GGUF through io::GgufModel) and
+// quantized to a storage format chosen per tensor by a `WeightPlan`: one format everywhere
+// (`uniform_plan`), one of llama-quantize's recipes (`gguf_recipe_plan`: Q4_K_M keeps some
+// tensors at Q6_K, MXFP4_MOE puts the experts in MXFP4 and the rest in Q8_0, ...), or the
+// official release's split (`official_release_plan`: FP8_B128 projections, FP4_G32 routed
+// experts). The tensors the model holds as float (embedding, LM head, wo_a, compressors, the
+// indexer's weights_proj, routers, hyper-connection mixers) stay as they are, unless the plan
+// rounds them through a format too (a recipe with RecipeScope::all_tensors: what a GGUF file of
+// that recipe holds, so the model computes what it computes from that file).
 //
 // Spec: spec/formats.md §9.3-9.6 (native formats and their GEMM semantics), §10.3 (GGUF types and
 // llama-quantize's recipes); layers/linear.hpp for the two dot semantics; docs/quantization.md
 // for the measured table.
 //
-// How the plan reaches the loader: Model::load builds every projection through
-// io::LinearLoader<Lin>, which sees only the tensor source and the tensor's name. `QuantizedLinear`
-// is an AnyLinear whose loader asks the plan installed by `load_quantized` (a scope on the calling
-// thread) for the tensor's format; loading a QuantizedLinear outside load_quantized is an error.
+// How the plan reaches the weights: load_quantized wraps the tensor source in a QuantizingSource,
+// whose load_linear hook (io::load_linear) quantizes every QuantizedLinear projection as the plan
+// says, and whose to_float rounds the other tensors when the plan asks for it (RecipeScope::
+// all_tensors: the values a GGUF file of that recipe holds). Any source works: a checkpoint, or
+// a GGUF file through io::GgufModel.
 #pragma once
 
 #include <fmt/format.h>
@@ -30,10 +33,14 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "dsv4/core/check.hpp"
@@ -46,10 +53,10 @@
 #include "dsv4/formats/gguf_recipe.hpp"
 #include "dsv4/formats/registry.hpp"
 #include "dsv4/io/checkpoint.hpp"
+#include "dsv4/io/gguf_model.hpp"
 #include "dsv4/io/tensor_load.hpp"
 #include "dsv4/layers/linear.hpp"
 #include "dsv4/layers/mhc.hpp"
-#include "dsv4/model/checkpoint_layout.hpp"
 #include "dsv4/model/model.hpp"
 
 namespace dsv4 {
@@ -156,68 +163,59 @@ inline AnyLinear quantize_linear(FormatId f, DotSemantics s, ConstView2<float> w
 
 // ---- weight plans -------------------------------------------------------------------------------
 
-/// A projection as a weight plan sees it.
+/// A weight as a plan sees it: a projection [out_features, in_features], or (round_other) another
+/// floating tensor with its leading dimensions folded into rows and its last one as the row width.
 struct WeightSite {
   std::string_view name;  ///< reference name, e.g. "layers.2.ffn.experts.3.w2.weight"
   std::size_t out_features = 0;
   std::size_t in_features = 0;
 };
 
-/// Chooses the storage format of every projection of a model, and the dot semantics they run.
-/// `choose` returns the format the weight gets (after any fallback).
+/// Chooses the storage format of every projection of a model and the dot semantics they run
+/// (`choose`, which returns the format the weight gets after any fallback). Optionally also a
+/// format for each other floating tensor the model reads as float (embedding, LM head, wo_a,
+/// compressors and their ape, the indexer's weights_proj, hyper-connection mixers, norms):
+/// `round_other` returns the format its values are rounded through (quantized, then
+/// dequantized: the model computes with those values in fp32) or nullopt to keep them; without
+/// it every such tensor is kept.
 struct WeightPlan {
   std::string name;  ///< e.g. "Q4_K", "Q4_K_M", "FP8+FP4 (release)"
   DotSemantics semantics = DotSemantics::partner;
   std::function<FormatId(const WeightSite&)> choose;
+  std::function<std::optional<FormatId>(const WeightSite&)> round_other;
 };
 
 /// Every projection in format `f`, except where its input width does not fit (fit_format).
 inline WeightPlan uniform_plan(FormatId f, DotSemantics s = DotSemantics::partner) {
   DSV4_CHECK(is_weight_format(f), FormatError, "uniform_plan: format id {} is not a weight format",
              static_cast<std::uint32_t>(f));
-  return {std::string(format_info(f).name), s,
-          [f, s](const WeightSite& w) { return fit_format(f, w.in_features, s); }};
+  return {std::string(format_info(f).name),
+          s,
+          [f, s](const WeightSite& w) { return fit_format(f, w.in_features, s); },
+          {}};
 }
 
-namespace detail::quantized_load {
-
-/// "layers.3." / "mtp.0." -> "blk.3." / "blk.<n_layers>.": the GGUF name of every projection a
-/// QuantizedLinear can hold, from the block table of checkpoint_layout.hpp.
-inline std::map<std::string, std::string, std::less<>> gguf_names(const ModelConfig& c) {
-  std::map<std::string, std::string, std::less<>> out;
-  for (int l = 0; l < c.n_blocks(); ++l) {
-    const std::string ref =
-        l < c.n_layers ? fmt::format("layers.{}.", l) : fmt::format("mtp.{}.", l - c.n_layers);
-    const std::string blk = fmt::format("blk.{}.", l);
-    for (const auto& w : dsv4::detail::block_weights(c, l)) out[ref + w.official] = blk + w.gguf;
-    for (std::int64_t e = 0; e < c.n_routed_experts; ++e) {
-      const std::string ep = fmt::format("{}ffn.experts.{}.", ref, e);
-      out[ep + "w1.weight"] = blk + "ffn_gate_exps.weight";
-      out[ep + "w2.weight"] = blk + "ffn_down_exps.weight";
-      out[ep + "w3.weight"] = blk + "ffn_up_exps.weight";
-    }
-    if (l >= c.n_layers) {
-      out[ref + "e_proj.weight"] = blk + "nextn.eh_proj.weight";
-      out[ref + "h_proj.weight"] = blk + "nextn.eh_proj.weight";
-    }
-  }
-  return out;
-}
-
-}  // namespace detail::quantized_load
+/// Which tensors a recipe plan covers.
+enum class RecipeScope {
+  projections,  ///< the projections only; every other tensor keeps its stored values
+  all_tensors,  ///< also round every other tensor llama-quantize quantizes (token_embd, output,
+                ///< attn_output_a, compressors and ape, indexer.proj, hc_*_fn) through its type
+};
 
 /// llama-quantize's recipe `ft` for the model `cfg` (formats/gguf_recipe.hpp, decided on the
-/// GGUF tensor list of checkpoint_layout.hpp: experts stacked, the MTP projections concatenated
-/// into nextn.eh_proj), mapped back to reference names; `pure` gives every quantized tensor the
-/// base type. The recipe's own fallbacks apply to the GGUF row length; fit_format is applied on
-/// top for the projection's actual width.
+/// GGUF tensor list: experts stacked, the MTP projections side by side in nextn.eh_proj, mapped
+/// back to reference names by io::gguf_tensor_map); `pure` gives every quantized tensor the base
+/// type. The recipe's own fallbacks apply to the GGUF row length; fit_format is applied on top
+/// for the projection's actual width. With RecipeScope::all_tensors the plan's round_other
+/// gives the other tensors the recipe's types (the values a GGUF file of that type holds).
 inline WeightPlan gguf_recipe_plan(gguf::FileType ft, const ModelConfig& cfg, bool pure = false,
-                                   DotSemantics s = DotSemantics::partner) {
-  const std::vector<GgufTensor> tensors = gguf_tensors(cfg);
+                                   DotSemantics s = DotSemantics::partner,
+                                   RecipeScope scope = RecipeScope::projections) {
+  const std::vector<io::GgufTensorMapping> tensors = io::gguf_tensor_map(cfg);
   std::vector<gguf::TensorInfo> infos;
   infos.reserve(tensors.size());
-  for (const GgufTensor& t : tensors) {
-    infos.push_back({t.name, t.ne, t.integer ? gguf::ggml_id::i32 : FormatId::f32});
+  for (const auto& t : tensors) {
+    infos.push_back({t.gguf, t.ne, t.integer ? gguf::ggml_id::i32 : FormatId::f32});
   }
   gguf::ModelFacts facts;
   facts.n_layers = cfg.n_blocks();
@@ -225,48 +223,58 @@ inline WeightPlan gguf_recipe_plan(gguf::FileType ft, const ModelConfig& cfg, bo
   facts.n_head = static_cast<int>(cfg.n_heads);
   facts.n_head_kv = 1;
   const std::vector<FormatId> types = gguf::plan_types(ft, facts, infos, pure);
-  std::map<std::string, FormatId, std::less<>> by_gguf;
-  for (std::size_t i = 0; i < tensors.size(); ++i) by_gguf[tensors[i].name] = types[i];
-  auto names = detail::quantized_load::gguf_names(cfg);
-  std::map<std::string, FormatId, std::less<>> by_ref;
-  for (const auto& [ref, gg] : names) {
-    const auto it = by_gguf.find(gg);
-    if (it != by_gguf.end()) by_ref[ref] = it->second;
+  auto by_ref = std::make_shared<std::map<std::string, FormatId, std::less<>>>();
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    for (const std::string& r : tensors[i].reference) (*by_ref)[r] = types[i];
   }
   std::string name(gguf::file_type_name(ft));
   if (pure) name += " (pure)";
-  const std::string label = name;
-  return {std::move(name), s, [by_ref = std::move(by_ref), s, label](const WeightSite& w) {
-            const auto it = by_ref.find(w.name);
-            DSV4_CHECK(it != by_ref.end(), ConfigError,
-                       "gguf_recipe_plan {}: tensor '{}' is not a projection of the model the "
-                       "recipe was made for (a different config?)",
-                       label, w.name);
-            return fit_format(it->second, w.in_features, s);
-          }};
+  if (scope == RecipeScope::all_tensors) name += " (all tensors)";
+  WeightPlan plan{name, s, {}, {}};
+  plan.choose = [by_ref, s, name](const WeightSite& w) {
+    const auto it = by_ref->find(w.name);
+    DSV4_CHECK(it != by_ref->end(), ConfigError,
+               "gguf_recipe_plan {}: tensor '{}' is not a projection of the model the recipe was "
+               "made for (a different config?)",
+               name, w.name);
+    return fit_format(it->second, w.in_features, s);
+  };
+  if (scope == RecipeScope::all_tensors) {
+    plan.round_other = [by_ref](const WeightSite& w) -> std::optional<FormatId> {
+      const auto it = by_ref->find(w.name);
+      if (it == by_ref->end() || it->second == FormatId::f32 || !is_weight_format(it->second))
+        return std::nullopt;  // not in a GGUF file, or kept as F32 (norms, biases, 1-D tensors)
+      return fit_format(it->second, w.in_features, DotSemantics::dequant);
+    };
+  }
+  return plan;
 }
 
 /// The official release's formats (spec/formats.md §9.2): FP8_B128 for every projection and the
 /// shared expert, FP4_G32 for the routed experts (BF16 where a width does not fit).
 inline WeightPlan official_release_plan(DotSemantics s = DotSemantics::partner) {
-  return {"FP8+FP4 (release)", s, [s](const WeightSite& w) {
+  return {"FP8+FP4 (release)",
+          s,
+          [s](const WeightSite& w) {
             const bool routed = w.name.find(".ffn.experts.") != std::string_view::npos;
             return fit_format(routed ? FormatId::fp4_g32 : FormatId::fp8_b128, w.in_features, s);
-          }};
+          },
+          {}};
 }
 
 // ---- what was loaded ----------------------------------------------------------------------------
 
-/// One quantized projection.
+/// One quantized tensor.
 struct QuantizedTensor {
   std::string name;
   FormatId format = FormatId::f32;
-  std::size_t out_features = 0;
-  std::size_t in_features = 0;
-  std::uint64_t bytes = 0;  ///< stored_bytes
+  std::size_t out_features = 0;  ///< rows
+  std::size_t in_features = 0;   ///< row width
+  std::uint64_t bytes = 0;       ///< stored_bytes
+  bool projection = true;        ///< a projection (false: a tensor rounded by round_other)
 };
 
-/// The projections a load_quantized call produced, in load order.
+/// The tensors a load_quantized call quantized, in load order.
 struct QuantizationReport {
   std::vector<QuantizedTensor> tensors;
 
@@ -280,7 +288,7 @@ struct QuantizationReport {
     for (const auto& t : tensors) n += t.bytes;
     return n;
   }
-  /// Stored bits per weight over all quantized projections, scales and minimums included.
+  /// Stored bits per weight over every quantized tensor, scales and minimums included.
   double bits_per_weight() const noexcept {
     const std::uint64_t w = weights();
     return w == 0 ? 0.0 : 8.0 * static_cast<double>(bytes()) / static_cast<double>(w);
@@ -306,9 +314,10 @@ struct QuantizationReport {
   }
 };
 
-// ---- the linear type and its loader -------------------------------------------------------------
+// ---- the linear type and the source that quantizes ----------------------------------------------
 
-/// An AnyLinear that Model::load fills through the weight plan of load_quantized.
+/// An AnyLinear that a model loads through load_quantized (its QuantizingSource quantizes the
+/// stored weight as the plan says).
 class QuantizedLinear : public AnyLinear {
  public:
   QuantizedLinear() = default;
@@ -317,56 +326,87 @@ class QuantizedLinear : public AnyLinear {
 
 static_assert(LinearOp<QuantizedLinear>);
 
-namespace detail::quantized_load {
-
-struct Context {
-  const WeightPlan* plan = nullptr;
-  QuantizationReport* report = nullptr;
-};
-
-inline const Context*& active() noexcept {
-  thread_local const Context* ctx = nullptr;
-  return ctx;
-}
-
-/// Installs a plan for the loads on this thread until destroyed (restoring the previous one).
-class Scope {
+/// A TensorSource over `Src` (a checkpoint, a GgufModel, ...) that hands out QuantizedLinear
+/// projections quantized as `plan` says (io::load_linear's hook) and, when the plan has
+/// round_other, the other floating tensors rounded through their format (to_float). Everything
+/// else is `Src`'s. `src`, `plan` and `report` must outlive it.
+template <io::TensorSource Src>
+class QuantizingSource {
  public:
-  explicit Scope(const Context& c) : prev_(active()) { active() = &c; }
-  ~Scope() { active() = prev_; }
-  Scope(const Scope&) = delete;
-  Scope& operator=(const Scope&) = delete;
+  QuantizingSource(const Src& src, const WeightPlan& plan, QuantizationReport* report = nullptr)
+      : src_(src), plan_(plan), report_(report) {
+    DSV4_CHECK(static_cast<bool>(plan.choose), ConfigError,
+               "load_quantized: plan '{}' has no choose function", plan.name);
+  }
+
+  std::string label() const { return src_.label(); }
+  bool has(std::string_view name) const { return src_.has(name); }
+  const io::TensorInfo& info(std::string_view name) const { return src_.info(name); }
+
+  /// The values of `name`, rounded through round_other's format when it gives one.
+  std::vector<float> to_float(std::string_view name) const {
+    std::vector<float> v = src_.to_float(name);
+    if (!plan_.round_other || v.empty()) return v;
+    const io::TensorInfo& ti = src_.info(name);
+    const std::size_t in = ti.shape.empty() ? v.size() : static_cast<std::size_t>(ti.shape.back());
+    const std::size_t rows = v.size() / in;
+    const std::optional<FormatId> f = plan_.round_other(WeightSite{name, rows, in});
+    if (!f) return v;
+    const AnyLinear q =
+        quantize_linear(*f, DotSemantics::dequant, ConstView2<float>(v.data(), rows, in));
+    std::visit(
+        [&](const auto& l) {
+          for (std::size_t r = 0; r < rows; ++r) l.dequantize_row(r, v.data() + r * in);
+        },
+        q.variant());
+    record(name, *f, rows, in, false);
+    return v;
+  }
+
+  /// io::load_linear's hook: QuantizedLinear quantized from the stored weight as the plan says;
+  /// other linear types through their io::LinearLoader from this source (so round_other applies).
+  template <class L>
+  L load_linear(std::string_view name, std::size_t out, std::size_t in) const {
+    if constexpr (std::is_same_v<L, QuantizedLinear>) {
+      const std::vector<float> w = io::load_float(src_, name, {out, in});
+      const FormatId f = plan_.choose(WeightSite{name, out, in});
+      QuantizedLinear l(quantize_linear(f, plan_.semantics, ConstView2<float>(w.data(), out, in)));
+      record(name, f, out, in, true);
+      return l;
+    } else {
+      return io::LinearLoader<L>::load(*this, name, out, in);
+    }
+  }
 
  private:
-  const Context* prev_;
-};
+  void record(std::string_view name, FormatId f, std::size_t rows, std::size_t in,
+              bool projection) const {
+    if (report_ != nullptr) {
+      report_->tensors.push_back(
+          {std::string(name), f, rows, in, stored_bytes(f, rows, in), projection});
+    }
+  }
 
-}  // namespace detail::quantized_load
+  const Src& src_;
+  const WeightPlan& plan_;
+  QuantizationReport* report_;
+};
 
 }  // namespace dsv4
 
 namespace dsv4::io {
 
-/// Reads the float weight and quantizes it to the active plan's format for it.
+/// QuantizedLinear has no loader of its own: only a QuantizingSource (load_quantized) knows the
+/// plan. Loading one from another source is a ConfigError.
 template <>
 struct LinearLoader<QuantizedLinear> {
   template <TensorSource S>
-  static QuantizedLinear load(const S& src, std::string_view weight_name, std::size_t out,
-                              std::size_t in) {
-    const auto* ctx = dsv4::detail::quantized_load::active();
-    DSV4_CHECK(ctx != nullptr && ctx->plan != nullptr, ConfigError,
-               "{}: tensor '{}': a QuantizedLinear is loaded through load_quantized, which "
-               "supplies the weight plan",
-               src.label(), weight_name);
-    const WeightPlan& plan = *ctx->plan;
-    const std::vector<float> w = load_float(src, weight_name, {out, in});
-    const FormatId f = plan.choose(WeightSite{weight_name, out, in});
-    QuantizedLinear l(quantize_linear(f, plan.semantics, ConstView2<float>(w.data(), out, in)));
-    if (ctx->report != nullptr) {
-      ctx->report->tensors.push_back(
-          {std::string(weight_name), f, out, in, stored_bytes(f, out, in)});
-    }
-    return l;
+  static QuantizedLinear load(const S& src, std::string_view weight_name, std::size_t,
+                              std::size_t) {
+    throw ConfigError(fmt::format(
+        "{}: tensor '{}': a QuantizedLinear is loaded through load_quantized, which supplies the "
+        "weight plan",
+        src.label(), weight_name));
   }
 };
 
@@ -379,16 +419,22 @@ namespace dsv4 {
 template <NumericsPolicy N = PlainFp32Numerics, ResidualPolicy R = HyperConnection<4>>
 using QuantizedModel = ReferenceModel<N, R, QuantizedLinear, QuantizedLinear>;
 
-/// Loads model type M (whose Lin / ExpertLin are QuantizedLinear) from `ckpt` with every
-/// projection quantized as `plan` says; `report`, when given, receives what each projection got.
+/// Loads model type M (whose Lin / ExpertLin are QuantizedLinear) for `cfg` from any tensor
+/// source in reference names, with every projection quantized as `plan` says (and the other
+/// tensors rounded when the plan has round_other); `report`, when given, receives what each
+/// quantized tensor got.
+template <class M, io::TensorSource Src>
+M load_quantized(const Src& src, const ModelConfig& cfg, const WeightPlan& plan,
+                 QuantizationReport* report = nullptr) {
+  const QuantizingSource<Src> q(src, plan, report);
+  return M::load(q, cfg);
+}
+
+/// The same for a checkpoint (its own config).
 template <class M>
 M load_quantized(const io::Checkpoint& ckpt, const WeightPlan& plan,
                  QuantizationReport* report = nullptr) {
-  DSV4_CHECK(static_cast<bool>(plan.choose), ConfigError,
-             "load_quantized: plan '{}' has no choose function", plan.name);
-  const detail::quantized_load::Context ctx{&plan, report};
-  const detail::quantized_load::Scope scope(ctx);
-  return M::load(ckpt);
+  return load_quantized<M>(ckpt, ckpt.config(), plan, report);
 }
 
 /// The same for a checkpoint directory.
