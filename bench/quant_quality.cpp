@@ -166,6 +166,14 @@ int main(int argc, char** argv) try {
         {std::string(d::gguf::file_type_name(ft)) + " (recipe)",
          [ft, &cfg](d::DotSemantics s) { return d::gguf_recipe_plan(ft, cfg, false, s); }});
   }
+  // the same recipes over every tensor a GGUF file quantizes (embedding, head, wo_a, ...)
+  for (auto ft :
+       {d::gguf::FileType::mxfp4_moe, d::gguf::FileType::q4_k_m, d::gguf::FileType::q2_k}) {
+    rows.push_back({std::string(d::gguf::file_type_name(ft)) + " (recipe, all tensors)",
+                    [ft, &cfg](d::DotSemantics s) {
+                      return d::gguf_recipe_plan(ft, cfg, false, s, d::RecipeScope::all_tensors);
+                    }});
+  }
 
   fmt::print(
       "model: {} (dim {}, moe_inter_dim {}, q_lora_rank {}, {} layers), {} prompts x {} "
