@@ -20,4 +20,7 @@ void add_inspect_command(CLI::App& app);
 /// `dsv4 tokenize` and `dsv4 detokenize`: the DeepSeek-V4 tokenizer (tokenize_command.cpp).
 void add_tokenize_commands(CLI::App& app);
 
+/// `dsv4 eval`: a model's logits on token ids, reference or llama.cpp numerics (eval_command.cpp).
+void add_eval_command(CLI::App& app);
+
 }  // namespace dsv4::cli

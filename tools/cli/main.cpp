@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   dsv4::cli::add_convert_command(app);
   dsv4::cli::add_inspect_command(app);
   dsv4::cli::add_tokenize_commands(app);
+  dsv4::cli::add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
