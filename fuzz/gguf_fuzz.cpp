@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -21,6 +22,7 @@
 #include "dsv4/formats/gguf_recipe.hpp"
 #include "dsv4/formats/registry.hpp"
 #include "dsv4/io/gguf.hpp"
+#include "dsv4/io/gguf_model.hpp"
 #include "fuzz_util.hpp"
 
 namespace {
@@ -134,12 +136,48 @@ void check_tensor(const GgufFile& f, const GgufTensorInfo& t) {
   f.release_pages(t);
 }
 
+// The deepseek4 reading of the file (io/gguf_model.hpp): its tokenizer keys, its ModelConfig and,
+// when every tensor is there, the model's tensors under reference names, each dequantised.
+void check_deepseek4(const std::shared_ptr<const GgufFile>& file) {
+  try {
+    if (const auto tok = dsv4::io::gguf_tokenizer_of(file->metadata(), kLabel)) {
+      dsv4::fuzz::keep(tok->tokens.size() + tok->merges.size() + tok->token_types.size());
+    }
+  } catch (const dsv4::Error& e) {
+    dsv4::fuzz::check_rejection(e, kLabel);
+  }
+  try {
+    const dsv4::ModelConfig c = dsv4::io::config_from_gguf(*file);
+    require(c.n_blocks() > 0 && c.compress_ratios.size() == static_cast<std::size_t>(c.n_blocks()));
+    dsv4::fuzz::keep(c.q_out_features() + c.wo_a_in_features() + c.wo_b_in_features() +
+                     c.hc_mix_width() + c.hc_flat_width());
+  } catch (const dsv4::Error& e) {
+    dsv4::fuzz::check_rejection(e, kLabel);
+    return;
+  }
+  std::optional<dsv4::io::GgufModel> model;
+  try {
+    model.emplace(file);
+  } catch (const dsv4::Error& e) {
+    dsv4::fuzz::check_rejection(e, kLabel);
+    return;
+  }
+  for (const std::string& name : model->names()) {
+    require(model->has(name));
+    const auto& info = model->info(name);
+    dsv4::fuzz::keep(dsv4::fuzz::touch(model->stored_bytes(name)));
+    if (model->stored_type(name) != dsv4::gguf::ggml_id::i32) {  // I32 has no float values
+      require(model->to_float(name).size() == info.elements);
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  std::optional<GgufFile> file;
+  std::shared_ptr<const GgufFile> file;
   try {
-    file.emplace(dsv4::fuzz::to_bytes(data, size), std::string(kLabel));
+    file = std::make_shared<const GgufFile>(dsv4::fuzz::to_bytes(data, size), std::string(kLabel));
   } catch (const dsv4::Error& e) {
     dsv4::fuzz::check_rejection(e, kLabel);
     return 0;
@@ -174,6 +212,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   std::sort(ranges.begin(), ranges.end());
   for (std::size_t i = 1; i < ranges.size(); ++i) require(ranges[i - 1].second <= ranges[i].first);
+
+  check_deepseek4(file);
 
   // The writer's header encoding of what was read, followed by the same data section, reads
   // back to the same key/values and tensors (only the version becomes 3). Only when the input

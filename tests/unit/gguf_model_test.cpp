@@ -520,6 +520,16 @@ TEST_CASE("bad GGUF metadata and tensors: errors name the key or the tensor") {
     m.set("deepseek4.hash_layer_count", GgufValue(std::uint32_t{1}));
     expect_error(m, "'blk.1.exp_probs_b.bias' is missing");
   }
+  {
+    // found by fuzzing: a tokenizer key of another type was an error without the file's name
+    GgufMetadata m = f.metadata();
+    m.set("tokenizer.ggml.add_eos_token", GgufValue(std::uint32_t{1}));
+    CHECK_THROWS_WITH_AS(
+        (void)io::gguf_tokenizer_of(m, "bad.gguf"),
+        doctest::Contains("gguf bad.gguf: key 'tokenizer.ggml.add_eos_token': gguf value: "
+                          "expected BOOL, found UINT32"),
+        dsv4::FormatError);
+  }
 }
 
 TEST_CASE("model: the tiny F32 GGUF reproduces llama.cpp's logits (prefill and token by token)") {

@@ -636,22 +636,29 @@ inline std::optional<GgufTokenizer> gguf_tokenizer_of(const GgufMetadata& meta,
   };
   GgufTokenizer t;
   t.tokens = with("tokenizer.ggml.tokens", [&] { return toks->strings(); });
-  if (meta.contains("tokenizer.ggml.model")) t.model = meta.get_string("tokenizer.ggml.model");
-  if (meta.contains("tokenizer.ggml.pre")) t.pre = meta.get_string("tokenizer.ggml.pre");
+  // the value of key k read by get, a type mismatch naming the file and the key
+  const auto value = [&](std::string_view k, auto get) {
+    return with(k, [&] { return get(meta.at(k)); });
+  };
+  const auto str = [](const GgufValue& v) { return v.str(); };
+  const auto u32 = [](const GgufValue& v) { return v.get<std::uint32_t>(); };
+  const auto flag = [](const GgufValue& v) { return v.get<bool>(); };
+  if (meta.contains("tokenizer.ggml.model")) t.model = value("tokenizer.ggml.model", str);
+  if (meta.contains("tokenizer.ggml.pre")) t.pre = value("tokenizer.ggml.pre", str);
   if (const GgufValue* v = meta.find("tokenizer.ggml.token_type"); v != nullptr)
     t.token_types = with("tokenizer.ggml.token_type", [&] { return v->get_array<std::int32_t>(); });
   if (const GgufValue* v = meta.find("tokenizer.ggml.merges"); v != nullptr)
     t.merges = with("tokenizer.ggml.merges", [&] { return v->strings(); });
   if (meta.contains("tokenizer.ggml.bos_token_id"))
-    t.bos = meta.get<std::uint32_t>("tokenizer.ggml.bos_token_id");
+    t.bos = value("tokenizer.ggml.bos_token_id", u32);
   if (meta.contains("tokenizer.ggml.eos_token_id"))
-    t.eos = meta.get<std::uint32_t>("tokenizer.ggml.eos_token_id");
+    t.eos = value("tokenizer.ggml.eos_token_id", u32);
   if (meta.contains("tokenizer.ggml.padding_token_id"))
-    t.pad = meta.get<std::uint32_t>("tokenizer.ggml.padding_token_id");
+    t.pad = value("tokenizer.ggml.padding_token_id", u32);
   if (meta.contains("tokenizer.ggml.add_bos_token"))
-    t.add_bos = meta.get<bool>("tokenizer.ggml.add_bos_token");
+    t.add_bos = value("tokenizer.ggml.add_bos_token", flag);
   if (meta.contains("tokenizer.ggml.add_eos_token"))
-    t.add_eos = meta.get<bool>("tokenizer.ggml.add_eos_token");
+    t.add_eos = value("tokenizer.ggml.add_eos_token", flag);
   return t;
 }
 
