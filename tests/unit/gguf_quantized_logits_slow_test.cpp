@@ -1,0 +1,93 @@
+// Quantized llama.cpp GGUFs in dsv4 with llama.cpp's CPU numerics: the tiny F32 GGUF quantized by
+// the library (io/gguf_quantize.hpp, byte-identical to llama-quantize's files per the manifests),
+// loaded with fp32 activations, no activation simulation and PartnerDot weights (zero-copy views),
+// against llama.cpp's prefill logits of each quantized file.
+// Data: tests/data/llamacpp (models/dsv4-tiny-f32.gguf, tokens300.i32, logits/tiny-*.prefill.f32).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <dsv4/formats/gguf_recipe.hpp>
+#include <dsv4/io/gguf.hpp>
+#include <dsv4/io/gguf_model.hpp>
+#include <dsv4/io/gguf_quantize.hpp>
+#include <dsv4/model/model.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "test_data.hpp"
+
+namespace {
+
+namespace io = dsv4::io;
+
+struct Case {
+  const char* type;  // llama-quantize's file type name
+  const char* logits;
+  double max_bound;     // max |Δ| over all logits
+  double median_bound;  // median over positions of the per-position max |Δ|
+  double top1_min;      // fraction of positions with the same arg max
+};
+
+}  // namespace
+
+TEST_CASE("model: quantized tiny GGUFs reproduce llama.cpp's prefill logits (llama.cpp numerics)") {
+  using M =
+      dsv4::ReferenceModel<dsv4::PlainFp32Numerics, dsv4::HyperConnection<4>, dsv4::AnyLinear>;
+  const io::GgufFile f32(dsv4::test::data_path("llamacpp/models/dsv4-tiny-f32.gguf"));
+  const auto tokens = dsv4::test::read_raw<std::int32_t>("llamacpp/tokens300.i32");
+  REQUIRE(tokens.size() == 300);
+  const std::size_t vocab = 512;
+  const Case cases[] = {
+      // measured: max 0.397, median 0.00259, top-1 300/300
+      {"F16", "tiny-f16.prefill.f32", 0.45, 0.003, 0.99},
+      // measured: max 1.076, median 0.0707, top-1 287/300
+      {"Q8_0", "tiny-q8_0.prefill.f32", 1.2, 0.08, 0.95},
+      // measured: max 1.151, median 0.0894, top-1 284/300
+      {"Q4_K_M", "tiny-q4_k_m.prefill.f32", 1.3, 0.1, 0.94},
+      // measured: max 2.095, median 0.0853, top-1 278/300
+      {"Q2_K", "tiny-q2_k.prefill.f32", 2.3, 0.095, 0.92},
+      // measured: max 0.845, median 0.0694, top-1 279/300
+      {"MXFP4_MOE", "tiny-mxfp4_moe.prefill.f32", 0.95, 0.08, 0.925},
+  };
+  for (const Case& c : cases) {
+    const std::string type = c.type;
+    CAPTURE(type);
+    io::QuantizeOptions opt;
+    opt.file_type = *dsv4::gguf::file_type_from_name(c.type);
+    const auto plan = io::plan_quantization(f32, opt);
+    std::vector<std::byte> bytes;
+    bytes.reserve(plan.file_size);
+    io::quantize_gguf(
+        f32, plan,
+        [&](std::span<const std::byte> s) { bytes.insert(bytes.end(), s.begin(), s.end()); }, opt);
+    REQUIRE(bytes.size() == plan.file_size);
+    const io::GgufModel src(std::make_shared<const io::GgufFile>(std::move(bytes), c.type));
+    const M model = M::load(src, src.config());
+    auto st = model.new_state();
+    const auto got = model.prefill(tokens, st).logits;
+    const auto want = dsv4::test::read_raw<float>(std::string("llamacpp/logits/") + c.logits);
+    REQUIRE(want.size() == tokens.size() * vocab);
+    REQUIRE(got.size() == want.size());
+    double max_abs = 0;
+    std::size_t same_top1 = 0;
+    std::vector<double> pos_max(tokens.size(), 0.0);
+    for (std::size_t p = 0; p < tokens.size(); ++p) {
+      const float* g = got.data() + p * vocab;
+      const float* w = want.data() + p * vocab;
+      for (std::size_t i = 0; i < vocab; ++i)
+        pos_max[p] = std::max(pos_max[p], std::abs(static_cast<double>(g[i]) - w[i]));
+      max_abs = std::max(max_abs, pos_max[p]);
+      if (std::max_element(g, g + vocab) - g == std::max_element(w, w + vocab) - w) ++same_top1;
+    }
+    std::nth_element(pos_max.begin(), pos_max.begin() + pos_max.size() / 2, pos_max.end());
+    const double median = pos_max[pos_max.size() / 2];
+    const double top1 = static_cast<double>(same_top1) / static_cast<double>(tokens.size());
+    MESSAGE(type, ": max ", max_abs, ", median of per-position max ", median, ", top-1 ", top1);
+    CHECK(max_abs <= c.max_bound);
+    CHECK(median <= c.median_bound);
+    CHECK(top1 >= c.top1_min);
+  }
+}
