@@ -32,7 +32,7 @@ namespace {
 namespace d = dsv4;
 using d::io::SafetensorsFile;
 using Fp32 = d::ReferenceFp32Numerics;
-using Bf16 = d::ReferenceNumerics;
+using Bf16 = d::ReferenceTorch1Numerics;  // the golden bf16 runs used PyTorch 1.13
 
 // ---------------------------------------------------------------------------------------------
 // Golden data

@@ -46,7 +46,7 @@ struct Fp32Run {
   static constexpr bool same_top1 = true;
 };
 struct Bf16Run {
-  using numerics = dsv4::ReferenceNumerics;
+  using numerics = dsv4::ReferenceTorch1Numerics;  // golden bf16 runs: PyTorch 1.13
   static constexpr const char* stem = "bf16";
   // The scale of the reference's own bf16 decode-vs-prefill differences (README, max ~0.11).
   // Measured: tiny_a prefill bit-exact, decode max 0.112; tiny_b (head_dim 96, whose per-head q

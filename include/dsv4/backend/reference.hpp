@@ -77,7 +77,15 @@ struct Backend {
       float* v = x.data() + r * d;
       float sum = 0.0f;
       for (std::size_t j = 0; j < d; ++j) sum += N::round(v[j] * v[j]);
-      const float ms = N::round(N::round(sum) / static_cast<float>(d));
+      // PyTorch 1.x rounds a bf16 sum before dividing; PyTorch 2 divides the float32 sum
+      constexpr bool two_roundings = [] {
+        if constexpr (requires { N::act::round_sum_before_mean; })
+          return N::act::round_sum_before_mean;
+        else
+          return false;
+      }();
+      const float ms = two_roundings ? N::round(N::round(sum) / static_cast<float>(d))
+                                     : N::round(sum / static_cast<float>(d));
       const float g = N::round(1.0f / std::sqrt(N::round(ms + eps)));
       for (std::size_t j = 0; j < d; ++j) v[j] = N::round(v[j] * g);
     }

@@ -21,9 +21,20 @@ struct Fp32Act {
 };
 
 /// Activations rounded to bf16 where the reference keeps bf16 tensors (the golden bf16 run).
+/// A bf16 mean (the per-head q normalisation) accumulates in float32 and rounds once, as PyTorch 2
+/// computes it.
 struct Bf16Act {
   static constexpr const char* name = "bf16";
+  static constexpr bool round_sum_before_mean = false;
   static constexpr float round(float x) noexcept { return bf16(x).to_float(); }
+};
+
+/// Bf16Act as PyTorch 1.x computes a bf16 mean: the sum is rounded to bf16 before the division
+/// (two roundings; differs from Bf16Act only when the length is not a power of two). The golden
+/// tiny_a/tiny_b runs used PyTorch 1.13, the tiny_fp8 run PyTorch 2.
+struct Bf16ActTorch1 : Bf16Act {
+  static constexpr const char* name = "bf16-torch1";
+  static constexpr bool round_sum_before_mean = true;
 };
 
 /// A model's numerics: activation precision `Act` and whether the FP8/FP4 activation simulation
@@ -37,6 +48,8 @@ struct Numerics {
 
 /// The official reference as released: bf16 activations, FP8/FP4 simulation on.
 using ReferenceNumerics = Numerics<Bf16Act, true>;
+/// The official reference run under PyTorch 1.x (the golden tiny_a/tiny_b data).
+using ReferenceTorch1Numerics = Numerics<Bf16ActTorch1, true>;
 /// The reference's code run in float32 (golden fp32 data).
 using ReferenceFp32Numerics = Numerics<Fp32Act, true>;
 /// Float32 without the activation simulation (what llama.cpp's F32 path computes).
