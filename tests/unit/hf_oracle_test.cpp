@@ -41,8 +41,8 @@ struct HfCase {
   std::size_t official_sim_indexer_rows;
 };
 
-const HfCase kCases[] = {{"hf_a", {5, 37}, 2.64, 0.048, 1 + 1, 15 + 14},
-                         {"hf_b", {13, 70}, 0.94, 0.036, 1, 26 + 26}};
+const HfCase hf_cases[] = {{"hf_a", {5, 37}, 2.64, 0.048, 1 + 1, 15 + 14},
+                           {"hf_b", {13, 70}, 0.94, 0.036, 1, 26 + 26}};
 
 template <class N>
 d::ReferenceModel<N> load(const std::string& name) {
@@ -102,7 +102,7 @@ SelectionDiff compare_selections(const d::ForwardTrace& tr, const SafetensorsFil
 }  // namespace
 
 TEST_CASE("PlainFp32Numerics reproduces the Hugging Face model (simulation off)") {
-  for (const HfCase& c : kCases) {
+  for (const HfCase& c : hf_cases) {
     CAPTURE(c.name);
     const SafetensorsFile g(d::test::data_path("hf/" + c.name + "/golden.safetensors"));
     const auto m = load<d::PlainFp32Numerics>(c.name);
@@ -151,7 +151,7 @@ TEST_CASE("PlainFp32Numerics reproduces the Hugging Face model (simulation off)"
 }
 
 TEST_CASE("with the FP8/FP4 simulation on, the model is as far from HF as the official model") {
-  for (const HfCase& c : kCases) {
+  for (const HfCase& c : hf_cases) {
     CAPTURE(c.name);
     const SafetensorsFile g(d::test::data_path("hf/" + c.name + "/golden.safetensors"));
     const auto m = load<d::ReferenceFp32Numerics>(c.name);
