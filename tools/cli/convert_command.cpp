@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "cancellation.hpp"
 #include "commands.hpp"
 #include "progress_bar.hpp"
 
@@ -46,22 +47,6 @@ struct ConvertCliOptions {
   bool dry_run = false;
 };
 
-volatile std::sig_atomic_t g_interrupted = 0;
-
-extern "C" void on_convert_interrupt(int sig) {
-  g_interrupted = 1;
-  std::signal(sig, SIG_DFL);  // a second signal ends the program at once
-}
-
-std::string type_list_help() {
-  std::string s;
-  for (const auto& i : gguf::kFileTypes) {
-    if (!s.empty()) s += ", ";
-    s += i.name;
-  }
-  return s;
-}
-
 /// The checkpoint of `dir` (see the top of this file).
 io::Checkpoint open_checkpoint(const fs::path& dir) {
   DSV4_CHECK(fs::is_directory(dir), InputError,
@@ -77,7 +62,7 @@ io::Checkpoint open_checkpoint(const fs::path& dir) {
 void run_convert(const ConvertCliOptions& o) {
   const auto ft = gguf::file_type_from_name(o.type);
   DSV4_CHECK(ft.has_value(), InputError, "--type {}: unknown file type (expected one of: {})",
-             o.type, type_list_help());
+             o.type, file_type_list());
   const fs::path dir(o.input);
   const io::Checkpoint ckpt = open_checkpoint(dir);
   const ModelConfig& cfg = ckpt.config();
@@ -123,14 +108,12 @@ void run_convert(const ConvertCliOptions& o) {
 
   const bool bar = !o.quiet && ::isatty(STDERR_FILENO) != 0;
   ProgressBar progress_bar;
-  g_interrupted = 0;
-  std::signal(SIGINT, on_convert_interrupt);
-  std::signal(SIGTERM, on_convert_interrupt);
+  install_interrupt_handlers();
   io::ConvertPlan plan;
   try {
     plan = io::convert_to_gguf_file(ckpt, cfg, o.output, opt, [&](const io::ConvertProgress& p) {
       // cancelling = throwing from here: the output's temporary file is removed on the way out
-      if (g_interrupted != 0) throw InputError("interrupted; " + o.output + " was not written");
+      if (interrupted()) throw InputError("interrupted; " + o.output + " was not written");
       if (bar) progress_bar.update(p);
     });
   } catch (...) {
@@ -176,7 +159,7 @@ void add_convert_command(CLI::App& app) {
                   "output GGUF file (written to a temporary file first, renamed when complete)")
       ->required();
   cmd->add_option("--type,-t", opts->type,
-                  "file type: " + type_list_help() +
+                  "file type: " + file_type_list() +
                       " (not F32: the file `dsv4 quantize --type T` makes from the F32 one)")
       ->capture_default_str();
   cmd->add_option("--name", opts->name, "general.name (default: the directory's name)");

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cancellation.hpp"
 #include "commands.hpp"
 #include "progress_bar.hpp"
 
@@ -35,22 +36,6 @@ struct QuantizeCliOptions {
   bool dry_run = false;
 };
 
-volatile std::sig_atomic_t g_interrupted = 0;
-
-extern "C" void on_interrupt(int sig) {
-  g_interrupted = 1;
-  std::signal(sig, SIG_DFL);  // a second signal ends the program at once
-}
-
-std::string type_list_help() {
-  std::string s;
-  for (const auto& i : gguf::kFileTypes) {
-    if (!s.empty()) s += ", ";
-    s += i.name;
-  }
-  return s;
-}
-
 void print_plan(const io::GgufFile& in, const io::QuantizePlan& plan) {
   for (std::size_t k = 0; k < plan.tensors.size(); ++k) {
     const auto& t = plan.tensors[k];
@@ -63,7 +48,7 @@ void print_plan(const io::GgufFile& in, const io::QuantizePlan& plan) {
 void run_quantize(const QuantizeCliOptions& o) {
   const auto ft = gguf::file_type_from_name(o.type);
   DSV4_CHECK(ft.has_value(), InputError, "--type {}: unknown file type (expected one of: {})",
-             o.type, type_list_help());
+             o.type, file_type_list());
   io::QuantizeOptions opt;
   opt.file_type = *ft;
   opt.pure = o.pure;
@@ -83,14 +68,12 @@ void run_quantize(const QuantizeCliOptions& o) {
 
   const bool bar = !o.quiet && ::isatty(STDERR_FILENO) != 0;
   ProgressBar progress_bar;
-  g_interrupted = 0;
-  std::signal(SIGINT, on_interrupt);
-  std::signal(SIGTERM, on_interrupt);
+  install_interrupt_handlers();
   io::QuantizePlan plan;
   try {
     plan = io::quantize_gguf_file(o.input, o.output, opt, [&](const io::QuantizeProgress& p) {
       // cancelling = throwing from here: the output's temporary file is removed on the way out
-      if (g_interrupted != 0) throw InputError("interrupted; " + o.output + " was not written");
+      if (interrupted()) throw InputError("interrupted; " + o.output + " was not written");
       if (bar) progress_bar.update(p);
     });
   } catch (...) {
@@ -135,7 +118,7 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("output", opts->output,
                   "output GGUF file (written to a temporary file first, renamed when complete)")
       ->required();
-  cmd->add_option("--type,-t", opts->type, "file type: " + type_list_help())->required();
+  cmd->add_option("--type,-t", opts->type, "file type: " + file_type_list())->required();
   cmd->add_flag("--pure", opts->pure,
                 "every 2-D weight gets the requested type (no per-tensor mix; fallbacks remain)");
   cmd->add_flag("--allow-requantize", opts->allow_requantize,
