@@ -430,7 +430,7 @@ TEST_CASE("tiny_fp8: FP8/FP4 views of the shards dequantise to the reference's r
   CHECK(mismatches == 0);
 }
 
-TEST_CASE("tiny_fp8: AnyLinear picks the format from the dtype; layers and model load directly") {
+TEST_CASE("tiny_fp8: AnyLinear picks the format from the dtype, layers and model load directly") {
   const Checkpoint ckpt = Checkpoint::open(kTinyFp8);
   const d::ModelConfig& cfg = ckpt.config();
   using d::io::load_linear;

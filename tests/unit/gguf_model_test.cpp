@@ -332,7 +332,7 @@ TEST_CASE("GgufModel: the MoE loader reads its experts from the GGUF (AnyLinear 
   (void)moe;
 }
 
-TEST_CASE("convert: the tiny GGUF as a source gives back its tensors; quantized = llama-quantize") {
+TEST_CASE("convert: the tiny GGUF as a source gives back its tensors, quantized = llama-quantize") {
   const GgufModel& src = tiny();
   const auto tok = src.tokenizer();
   io::ConvertOptions opt;
@@ -576,7 +576,7 @@ TEST_CASE("model: the tiny F32 GGUF reproduces llama.cpp's logits (prefill and t
 }
 
 TEST_CASE(
-    "convert: the FP8/FP4 release layout (tiny_fp8) dequantized exactly; MXFP4 experts lossless") {
+    "convert: the FP8/FP4 release layout (tiny_fp8) dequantized exactly, MXFP4 experts lossless") {
   const auto ckpt = io::Checkpoint::open(dsv4::test::data_path("reference/tiny_fp8/hf"));
   const ModelConfig& cfg = ckpt.config();
   io::ConvertOptions opt;

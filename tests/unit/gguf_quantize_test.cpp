@@ -478,7 +478,7 @@ TEST_CASE("MTP sample: trunk + MTP block quantized to Q8_0 as llama-quantize did
         m["header_sha256"].get<std::string>());
 }
 
-TEST_CASE("rows that are multiples of 32 but not of 256 fall back; rows of 40 need F16") {
+TEST_CASE("rows that are multiples of 32 but not of 256 fall back, rows of 40 need F16") {
   Synth s;
   s.meta.add("general.architecture", GgufValue("deepseek4"));
   s.meta.add("deepseek4.block_count", GgufValue(std::uint32_t{1}));

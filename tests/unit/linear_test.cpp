@@ -388,7 +388,7 @@ TEST_CASE("tiny_fp8: zero-copy views of the checkpoint tensors") {
   }
 }
 
-TEST_CASE("ownership: copies share the bytes; a view can keep its owner alive") {
+TEST_CASE("ownership: copies share the bytes, a view can keep its owner alive") {
   constexpr std::size_t n = 4, k = 64;
   const auto w = random_normal(n * k, 61);
   const auto x = random_normal(k, 62);

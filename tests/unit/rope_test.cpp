@@ -112,7 +112,7 @@ TEST_CASE("rope: only the last rope dims rotate, as adjacent (re, im) pairs") {
   }
 }
 
-TEST_CASE("rope: the inverse rotation undoes the forward one; position 0 is the identity") {
+TEST_CASE("rope: the inverse rotation undoes the forward one, position 0 is the identity") {
   const d::Rope rope(yarn_params());
   std::vector<float> x(2 * 96);
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i)) * 3;

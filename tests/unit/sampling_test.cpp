@@ -18,7 +18,7 @@ TEST_CASE("greedy picks the largest logit, the lowest id on ties") {
   CHECK(s.sample(inf) == 1);
 }
 
-TEST_CASE("a seed gives the same tokens; different seeds differ") {
+TEST_CASE("a seed gives the same tokens, different seeds differ") {
   std::vector<float> l(64);
   for (std::size_t i = 0; i < l.size(); ++i) l[i] = std::sin(static_cast<float>(i));
   auto run = [&](std::uint64_t seed) {
@@ -37,7 +37,7 @@ TEST_CASE("a seed gives the same tokens; different seeds differ") {
   for (auto t : first) CHECK(again.sample(l) == t);
 }
 
-TEST_CASE("temperature sampling follows softmax(l / T); top-p keeps the nucleus") {
+TEST_CASE("temperature sampling follows softmax(l / T) and top-p keeps the nucleus") {
   const std::vector<float> l = {std::log(0.5f), std::log(0.3f), std::log(0.15f), std::log(0.05f)};
   const int n = 200000;
   {

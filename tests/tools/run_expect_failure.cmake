@@ -1,0 +1,38 @@
+# Runs a command that must be refused: it has to exit with a non-zero status (not a crash) and
+# print, on stdout or stderr, text matching EXPECT (a regular expression naming the problem).
+#   cmake -DEXPECT=<regex> [-DABSENT=<file>] -P run_expect_failure.cmake -- <command> [<arg>...]
+# (no argument may contain a semicolon: CMake would split it)
+# With ABSENT, that file (an output the command was asked to write) is removed first and must not
+# exist afterwards. The exact status is not checked, so that a change of exit codes keeps the test
+# meaningful.
+set(cmd "")
+set(after_separator FALSE)
+math(EXPR last "${CMAKE_ARGC} - 1")
+foreach(i RANGE ${last})
+  if(after_separator)
+    list(APPEND cmd "${CMAKE_ARGV${i}}")
+  elseif("${CMAKE_ARGV${i}}" STREQUAL "--")
+    set(after_separator TRUE)
+  endif()
+endforeach()
+if(NOT cmd OR NOT DEFINED EXPECT)
+  message(FATAL_ERROR "usage: cmake -DEXPECT=<regex> -P run_expect_failure.cmake -- <command>...")
+endif()
+if(DEFINED ABSENT)
+  file(REMOVE "${ABSENT}")
+endif()
+execute_process(COMMAND ${cmd} RESULT_VARIABLE status OUTPUT_VARIABLE output ERROR_VARIABLE output)
+message("${output}")
+if(NOT status MATCHES "^[0-9]+$")
+  message(FATAL_ERROR "the command did not exit normally (${status})")
+endif()
+if(status EQUAL 0)
+  message(FATAL_ERROR "the command succeeded; it should have been refused")
+endif()
+if(NOT output MATCHES "${EXPECT}")
+  message(FATAL_ERROR "exit status ${status}, but the output does not match \"${EXPECT}\"")
+endif()
+if(DEFINED ABSENT AND EXISTS "${ABSENT}")
+  message(FATAL_ERROR "the refused command left ${ABSENT} behind")
+endif()
+message("refused as expected (exit status ${status})")
