@@ -1,7 +1,8 @@
 // The Backend concept and the reference backend (include/dsv4/backend/): what satisfies the
-// concept, that the model runs its hot ops through the backend it holds (a backend derived from
-// the reference one, counting calls, gives the reference's logits bit for bit), that weight
-// formats are opt-in per backend, and the semantics of the ops the reference backend defines.
+// concept, that the model runs every op through the backend it holds (a backend derived from the
+// reference one gives the reference's logits bit for bit, and changing the result of any one op
+// changes the logits), that weight formats are opt-in per backend, and the semantics of the ops
+// the reference backend defines.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -12,10 +13,12 @@
 #include <dsv4/io/checkpoint.hpp>
 #include <dsv4/layers/linear.hpp>
 #include <dsv4/model/model.hpp>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "reference_data.hpp"
@@ -24,63 +27,100 @@ namespace {
 
 namespace d = dsv4;
 
-/// Counts the calls of every op, then does what the reference backend does.
-struct CountingBackend : d::ReferenceBackend {
-  static constexpr std::string_view name = "counting";
-  std::shared_ptr<std::map<std::string, int>> calls =
-      std::make_shared<std::map<std::string, int>>();
+/// Does what the reference backend does, counting the calls of every op, except that the one op
+/// named `target` then changes its result. The model runs an op through its backend at every call
+/// site only if nudging that op changes the logits; each op below is one entry of kPerturbedOps.
+struct PerturbingBackend : d::ReferenceBackend {
+  static constexpr std::string_view name = "perturbing";
+  /// The op whose results change (empty: none); shared by the copies, so that the backend a
+  /// model holds can be switched after loading.
+  std::shared_ptr<std::string> target = std::make_shared<std::string>();
+  std::shared_ptr<std::map<std::string, int, std::less<>>> calls =
+      std::make_shared<std::map<std::string, int, std::less<>>>();
 
-  void count(const char* op) const { ++(*calls)[op]; }
+  /// Counts a call of `op`; true when its result is to change.
+  bool hit(std::string_view op) const {
+    ++(*calls)[std::string(op)];
+    return op == *target;
+  }
+  /// A change far above any rounding: alternately up and down by a quarter plus a quarter of |v|.
+  static void nudge(float* y, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i)
+      y[i] += (i % 2 == 0 ? 0.25f : -0.25f) * (1.0f + std::fabs(y[i]));
+  }
+  static void nudge(d::View2<float> y) {
+    for (std::size_t r = 0; r < y.rows; ++r) nudge(y.data + r * y.stride, y.cols);
+  }
 
+  template <class T>
+  buffer<T> alloc(std::size_t n) const {
+    (void)hit("alloc");  // zero-filled scratch the model overwrites: counted, not nudged
+    return d::ReferenceBackend::alloc<T>(n);
+  }
   template <d::NumericsPolicy N, d::LinearOp L>
   void linear(const L& w, d::ConstView2<float> x, d::View2<float> y) const {
-    count("linear");
     d::ReferenceBackend::linear<N>(w, x, y);
+    if (hit("linear")) nudge(y);
   }
   template <d::NumericsPolicy N>
   void rms_norm(std::span<const float> x, std::span<const float> w, float eps,
                 std::span<float> y) const {
-    count("rms_norm");
     d::ReferenceBackend::rms_norm<N>(x, w, eps, y);
+    if (hit("rms_norm")) nudge(y.data(), y.size());
   }
   template <d::NumericsPolicy N>
   void head_rms_norm(std::span<float> x, std::size_t n, float eps) const {
-    count("head_rms_norm");
     d::ReferenceBackend::head_rms_norm<N>(x, n, eps);
+    if (hit("head_rms_norm")) nudge(x.data(), x.size());
   }
   template <d::NumericsPolicy N>
   void rope(const d::Rope& r, float* x, std::size_t n, std::size_t len, std::int64_t pos,
             d::RopeDirection dir) const {
-    count("rope");
     d::ReferenceBackend::rope<N>(r, x, n, len, pos, dir);
+    if (hit("rope")) nudge(x, n * len);
   }
   template <d::NumericsPolicy N>
   void swiglu(d::View2<float> g, d::ConstView2<float> v, std::span<const float> w,
               float limit) const {
-    count("swiglu");
     d::ReferenceBackend::swiglu<N>(g, v, w, limit);
+    if (hit("swiglu")) nudge(g);
   }
   template <d::NumericsPolicy N>
   void sparse_attention(const d::SparseAttentionArgs& a) const {
-    count("sparse_attention");
     d::ReferenceBackend::sparse_attention<N>(a);
+    if (hit("sparse_attention")) nudge(a.out, a.tokens * a.heads * a.head_dim);
   }
   void softmax_pool(const float* const* kv, const float* const* s, std::size_t m, std::size_t n,
                     float* y) const {
-    count("softmax_pool");
     d::ReferenceBackend::softmax_pool(kv, s, m, n, y);
+    if (hit("softmax_pool")) nudge(y, n);
   }
   template <d::NumericsPolicy N>
   void index_scores(d::ConstView2<float> q, d::ConstView2<float> k, d::ConstView2<float> w,
                     std::span<const std::size_t> vis, d::View2<float> out) const {
-    count("index_scores");
     d::ReferenceBackend::index_scores<N>(q, k, w, vis, out);
+    if (!hit("index_scores")) return;
+    // the scores only rank entries: reverse the ranking of the visible ones
+    for (std::size_t r = 0; r < out.rows; ++r) {
+      for (std::size_t j = 0; j < out.cols; ++j)
+        if (std::isfinite(out(r, j))) out(r, j) = -out(r, j);
+    }
   }
   void top_k(std::span<const float> s, std::span<std::int32_t> picks) const {
-    count("top_k");
     d::ReferenceBackend::top_k(s, picks);
+    if (!hit("top_k") || picks.empty() || picks.size() == s.size()) return;
+    // swap the last pick for the lowest-ranked value
+    std::vector<std::int32_t> all(s.size());
+    d::ReferenceBackend::top_k(s, all);
+    picks.back() = all.back();
   }
 };
+
+/// The ops PerturbingBackend changes, one entry each: a new op of the Backend concept gets a
+/// member above and a line here.
+constexpr const char* kPerturbedOps[] = {"linear",       "rms_norm",     "head_rms_norm",
+                                         "rope",         "swiglu",       "sparse_attention",
+                                         "softmax_pool", "index_scores", "top_k"};
 
 /// A backend with dense kernels only: quantized weight types are not available on it.
 struct DenseOnlyBackend : d::ReferenceBackend {
@@ -91,7 +131,7 @@ struct DenseOnlyBackend : d::ReferenceBackend {
 };
 
 static_assert(d::Backend<d::ReferenceBackend>);
-static_assert(d::Backend<CountingBackend>);
+static_assert(d::Backend<PerturbingBackend>);
 static_assert(d::Backend<DenseOnlyBackend>);
 static_assert(d::SupportsLinear<d::ReferenceBackend, d::Linear<d::Q4_K>>);
 static_assert(d::SupportsLinear<d::ReferenceBackend, d::AnyLinear>);
@@ -105,27 +145,51 @@ d::io::Checkpoint checkpoint(const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("the model runs its hot ops on the backend it holds") {
+TEST_CASE("the model runs every op through the backend it holds") {
   using N = d::ReferenceNumerics;
+  using M = d::Model<PerturbingBackend, N>;
   const auto ckpt = checkpoint("tiny_b");  // SWA, CSA and HCA blocks, hash and scored MoE, MTP
-  const auto ref = d::ReferenceModel<N>::load(ckpt);
-  CountingBackend counting;
-  const auto m = d::Model<CountingBackend, N>::load(ckpt, counting);
-  CHECK(m.backend().name == "counting");
-  const std::vector<std::int32_t> tokens = {5, 17, 99, 3, 42, 7, 8, 100, 12, 13, 60, 61, 62, 1, 2};
-  auto s1 = ref.new_state();
-  auto s2 = m.new_state();
-  const auto want = ref.prefill(tokens, s1);
-  const auto got = m.prefill(tokens, s2);
-  CHECK(got.logits == want.logits);
-  CHECK(m.decode(9, s2).logits == ref.decode(9, s1).logits);
-  CHECK(m.mtp_forward(got.hidden, tokens, 0, s2).logits ==
-        ref.mtp_forward(want.hidden, tokens, 0, s1).logits);
-  for (const char* op : {"linear", "rms_norm", "head_rms_norm", "rope", "swiglu",
-                         "sparse_attention", "softmax_pool", "index_scores", "top_k"}) {
-    CAPTURE(op);
-    CHECK((*counting.calls)[op] > 0);
+  // 95 tokens: the indexers (top-21 of the ratio-4 entries) have more entries than picks, and the
+  // decoded position 95 completes a block of every compressor (ratios 4, 16 and 32).
+  std::vector<std::int32_t> tokens(95);
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    tokens[i] = static_cast<std::int32_t>((i * 37 + 5) % 512);
+  const std::int32_t next = 9;
+  const PerturbingBackend backend;
+  const M m = M::load(ckpt, backend);
+  CHECK(m.backend().name == "perturbing");
+  auto after_prefill = m.new_state();
+  const auto pre = m.prefill(tokens, after_prefill);
+  auto st = after_prefill;
+  const auto dec = m.decode(next, st).logits;
+  auto mst = m.new_state();
+  const auto mtp = m.mtp_forward(pre.hidden, tokens, 0, mst).logits;
+  {  // unperturbed, it is the reference backend: the reference model's logits bit for bit
+    const auto ref = d::ReferenceModel<N>::load(ckpt);
+    auto s1 = ref.new_state();
+    const auto want = ref.prefill(tokens, s1);
+    CHECK(pre.logits == want.logits);
+    CHECK(pre.hidden == want.hidden);
+    CHECK(dec == ref.decode(next, s1).logits);
+    auto s2 = ref.new_state();
+    CHECK(mtp == ref.mtp_forward(want.hidden, tokens, 0, s2).logits);
   }
+  CHECK((*backend.calls)["alloc"] > 0);
+  // Each op changed in turn: the prefill, a decode step on the unchanged prefill's caches and the
+  // MTP block on the unchanged trunk output each give other logits.
+  for (const std::string op : kPerturbedOps) {
+    CAPTURE(op);
+    *backend.target = op;
+    const int before = (*backend.calls)[op];
+    auto s1 = m.new_state();
+    CHECK(m.prefill(tokens, s1).logits != pre.logits);
+    auto s2 = after_prefill;
+    CHECK(m.decode(next, s2).logits != dec);
+    auto s3 = m.new_state();
+    CHECK(m.mtp_forward(pre.hidden, tokens, 0, s3).logits != mtp);
+    CHECK((*backend.calls)[op] > before);
+  }
+  *backend.target = "";
 }
 
 TEST_CASE("reference backend ops") {
