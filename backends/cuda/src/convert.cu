@@ -16,13 +16,20 @@
 
 namespace dsv4::cuda {
 
-int device_count() noexcept {
+int device_count() {
   int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no device" error
-    return 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err == cudaSuccess) return n;
+  cudaGetLastError();  // clear the error the call left behind
+  if (err == cudaErrorNoDevice) return 0;
+  if (err == cudaErrorInsufficientDriver) {
+    // The runtime reports a missing driver library like an outdated one; the driver version
+    // (0 when no driver is loaded) tells them apart.
+    int driver = 0;
+    if (cudaDriverGetVersion(&driver) == cudaSuccess && driver == 0) return 0;
   }
-  return n;
+  throw CudaError(std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(err) + ": " +
+                  cudaGetErrorString(err));
 }
 
 std::string device_name(int index) {

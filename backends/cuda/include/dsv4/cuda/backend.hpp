@@ -15,8 +15,11 @@ class CudaError : public Error {
   using Error::Error;
 };
 
-/// Number of CUDA devices usable by this process (0 when there is no GPU or no driver).
-int device_count() noexcept;
+/// Number of CUDA devices usable by this process: 0 when the machine has no GPU
+/// (cudaErrorNoDevice) or no CUDA driver at all (cudaErrorInsufficientDriver with no driver
+/// loaded). Any other failure (a driver too old for the runtime, a broken installation, a device
+/// in a bad state) is not "no GPU" and throws CudaError with the runtime's message.
+int device_count();
 
 /// Name and compute capability of device `index`, e.g. "NVIDIA H100 (sm_90)".
 std::string device_name(int index);
