@@ -556,7 +556,8 @@ TEST_CASE("model: the tiny F32 GGUF reproduces llama.cpp's logits (prefill and t
       }
     }
     MESSAGE(std::string(file), ": max abs ", max_abs, " (position ", worst, ")");
-    CHECK(max_abs <= 1e-4);
+    // measured: 4.8e-6 (prefill), 5.7e-6 (token by token); fp32 summation order only
+    CHECK(max_abs <= 5e-5);
   };
   {
     auto st = model.new_state();

@@ -120,8 +120,9 @@ TEST_CASE("PlainFp32Numerics reproduces the Hugging Face model (simulation off)"
         "{} prefill logits: {}; hidden_out: {}; selection rows differing: "
         "experts {}, indexer {} (of {} rows with picks)",
         c.name, pre.str(), hid.str(), sel.expert_rows, sel.indexer_rows, sel.indexer_rows_total));
-    CHECK(pre.max_abs <= 1e-4);
-    CHECK(hid.max_abs <= 1e-4);
+    // fp32 summation order only; measured max 3.8e-6 (logits), 1.7e-6 (hidden_out)
+    CHECK(pre.max_abs <= 2e-5);
+    CHECK(hid.max_abs <= 2e-5);
     CHECK(sel.expert_rows == 0);
     CHECK(sel.indexer_rows == 0);
     CHECK(sel.blocks_with_indexer == 2);
@@ -143,8 +144,9 @@ TEST_CASE("PlainFp32Numerics reproduces the Hugging Face model (simulation off)"
       const ErrorStats s = compare(got, g.to_float(key + ".logits"));
       MESSAGE(fmt::format("{} {}: prefill_logits {}; decode logits {}", c.name, key, s0.str(),
                           s.str()));
-      CHECK(s0.max_abs <= 1e-4);
-      CHECK(s.max_abs <= 1e-4);
+      // measured max 2.4e-6 (prefill of the prefix), 4.3e-6 (decode)
+      CHECK(s0.max_abs <= 2e-5);
+      CHECK(s.max_abs <= 2e-5);
       CHECK(got.size() == (tokens.size() - pu) * v);
     }
   }

@@ -6,8 +6,9 @@
 //   x_i+1)) mtp.decode_from_Pm.logits        MTP prefill of Pm positions, then one position per
 //   call
 // fp32 numerics against golden_fp32 and the reference's bf16 numerics against golden_bf16, with
-// the golden README's suggested tolerances. Also: loading a checkpoint directory (one file, or
-// shards with an index) and the errors for a checkpoint that does not match its config.
+// bounds a few times the measured error (bit-exact where it is; Fp32Run, Bf16Run). Also: loading a
+// checkpoint directory (one file, or shards with an index) and the errors for a checkpoint that
+// does not match its config.
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -36,24 +37,37 @@ using dsv4::test::read_i32;
 using dsv4::test::reference_case;
 using dsv4::test::ReferenceCase;
 
+/// Bounds on |got - golden| over a set of logits.
+struct Bound {
+  double max_abs;
+  double mean_abs;
+};
+
+// Measured figures: this test's own MESSAGE lines (the ci build, x86-64, GCC 12).
 struct Fp32Run {
   using numerics = dsv4::ReferenceFp32Numerics;
   static constexpr const char* stem = "fp32";
-  // Golden README "Suggested tolerances": an fp32 implementation differs only in fp32 summation
-  // order, which can move an FP8/FP4-simulated element by one grid step now and then.
-  static constexpr double max_abs = 2e-2;
-  static constexpr double mean_abs = 1e-3;
+  // fp32 differs from the golden fp32 run only in summation order. Measured worst over every
+  // path of both models: max 5.7e-6 (tiny_b prefill), mean 8.3e-7 (tiny_b, the prefill of
+  // decode_from_70).
+  static Bound bound(const std::string&, const std::string&) { return {2e-5, 2e-6}; }
   static constexpr bool same_top1 = true;
 };
 struct Bf16Run {
   using numerics = dsv4::ReferenceTorch1Numerics;  // golden bf16 runs: PyTorch 1.13
   static constexpr const char* stem = "bf16";
-  // The scale of the reference's own bf16 decode-vs-prefill differences (README, max ~0.11).
-  // Measured: tiny_a prefill bit-exact, decode max 0.112; tiny_b (head_dim 96, whose per-head q
-  // normalisation is bit-exact only with the bf16 mean's two roundings) prefill max 0.056 / mean
-  // 0.0097, decode max 0.102, MTP max 0.027.
-  static constexpr double max_abs = 0.15;
-  static constexpr double mean_abs = 0.015;
+  // tiny_a's prefill of all tokens is bit-exact. Elsewhere the bound is the scale of the
+  // reference's own bf16 decode-vs-prefill differences (golden README, max ~0.11), which are
+  // oracle noise, not ours: measured trunk max 0.112 / mean 0.0125 (decode, and the prefill of
+  // the decode runs' prefixes), tiny_b prefill 0.056 / 0.0097 (head_dim 96, bit-exact per-head q
+  // normalisation only with the bf16 mean's two roundings); the MTP block on the recorded trunk
+  // output max 0.032, mean 0.00051 (prefill) and 0.0034 (decode).
+  static Bound bound(const std::string& name, const std::string& what) {
+    if (name == "tiny_a" && what == "prefill.logits_all") return {0.0, 0.0};
+    if (what.rfind("mtp.prefill", 0) == 0) return {0.1, 0.002};
+    if (what.rfind("mtp.", 0) == 0) return {0.1, 0.01};
+    return {0.15, 0.015};
+  }
   static constexpr bool same_top1 = false;  // near-tied top logits may flip
 };
 
@@ -92,13 +106,15 @@ double top1_agreement(const std::vector<float>& got, const std::vector<float>& w
 }
 
 template <class Run>
-void check_logits(const std::string& what, const std::vector<float>& got,
+void check_logits(const std::string& name, const std::string& what, const std::vector<float>& got,
                   const std::vector<float>& want, std::size_t v) {
   const ErrorStats s = compare(got, want);
   const double top1 = top1_agreement(got, want, v);
-  MESSAGE(fmt::format("{}: {}, top-1 agreement {:.3f}", what, s.str(), top1));
-  CHECK(s.max_abs <= Run::max_abs);
-  CHECK(s.mean_abs <= Run::mean_abs);
+  MESSAGE(
+      fmt::format("{} {} {}: {}, top-1 agreement {:.3f}", name, Run::stem, what, s.str(), top1));
+  const Bound b = Run::bound(name, what);
+  CHECK(s.max_abs <= b.max_abs);
+  CHECK(s.mean_abs <= b.mean_abs);
   if (Run::same_top1) CHECK(top1 == 1.0);
 }
 
@@ -128,12 +144,11 @@ void check_case(const std::string& name) {
   const auto& m = model<N>(name);
   const std::size_t v = m.vocab_size();
   const auto tokens = read_i32(*golden, "tokens");
-  const std::string tag = fmt::format("{} {}", name, Run::stem);
 
   {  // prefill of the whole sequence
     auto st = m.new_state();
     const auto out = m.prefill(tokens, st);
-    check_logits<Run>(tag + " prefill.logits_all", out.logits,
+    check_logits<Run>(name, "prefill.logits_all", out.logits,
                       golden->to_float("prefill.logits_all"), v);
   }
   for (const int p : prefixes(*golden, "decode_from_")) {  // prefill of P, then decode
@@ -142,15 +157,14 @@ void check_case(const std::string& name) {
     const auto pre = m.prefill(
         std::span<const std::int32_t>(tokens.data(), static_cast<std::size_t>(p)), st, false);
     const std::string key = fmt::format("decode_from_{}", p);
-    const ErrorStats s = compare(pre.logits, golden->to_float(key + ".prefill_logits"));
-    CHECK(s.max_abs <= Run::max_abs);
+    check_logits<Run>(name, "prefill of " + key, pre.logits,
+                      golden->to_float(key + ".prefill_logits"), v);
     std::vector<float> got;
     for (auto i = static_cast<std::size_t>(p); i < tokens.size(); ++i) {
       const auto out = m.decode(tokens[i], st);
       got.insert(got.end(), out.logits.begin(), out.logits.end());
     }
-    check_logits<Run>(fmt::format("{} {}.logits", tag, key), got, golden->to_float(key + ".logits"),
-                      v);
+    check_logits<Run>(name, key + ".logits", got, golden->to_float(key + ".logits"), v);
   }
 
   // MTP on the recorded trunk output, paired with the next tokens.
@@ -160,7 +174,7 @@ void check_case(const std::string& name) {
   {
     auto st = m.new_state();
     const auto out = m.mtp_forward(hidden, mtp_tokens, 0, st);
-    check_logits<Run>(tag + " mtp.prefill.logits_all", out.logits,
+    check_logits<Run>(name, "mtp.prefill.logits_all", out.logits,
                       golden->to_float("mtp.prefill.logits_all"), v);
   }
   for (const int p : prefixes(*golden, "mtp.decode_from_")) {
@@ -177,8 +191,7 @@ void check_case(const std::string& name) {
       got.insert(got.end(), out.logits.begin(), out.logits.end());
     }
     const std::string key = fmt::format("mtp.decode_from_{}", p);
-    check_logits<Run>(fmt::format("{} {}.logits", tag, key), got, golden->to_float(key + ".logits"),
-                      v);
+    check_logits<Run>(name, key + ".logits", got, golden->to_float(key + ".logits"), v);
   }
 }
 
@@ -203,10 +216,11 @@ TEST_CASE("prefill then decode equals one longer prefill (fp32)") {
   const auto chunk = m.forward(all.subspan(30), 30, st2);  // a multi-token continuation
   const ErrorStats s = compare(chunk.logits, rows(full.logits, 30, 10, m.vocab_size()));
   MESSAGE(fmt::format("tiny_b fp32 chunked prefill (30 + 10) vs one prefill: {}", s.str()));
-  CHECK(s.max_abs <= 1e-3);
+  // every row is computed the same way whatever the chunking: bit-exact (measured max 0)
+  CHECK(chunk.logits == rows(full.logits, 30, 10, m.vocab_size()));
   // A new sequence at start_pos 0 reuses the state.
   const auto again = m.prefill(all, st2);
-  CHECK(compare(again.logits, full.logits).max_abs <= 1e-5);
+  CHECK(again.logits == full.logits);
 }
 
 // ---- checkpoints on disk and bad input ---------------------------------------------------------

@@ -17,8 +17,6 @@
 #include "test_data.hpp"
 
 namespace d = dsv4;
-using Model = d::ReferenceModel<d::ReferenceNumerics, d::HyperConnection<4>, d::AnyLinear>;
-
 namespace {
 
 struct Stats {
@@ -51,32 +49,23 @@ Stats compare_rows(const std::vector<float>& got, std::span<const float> want, s
   return s;
 }
 
-}  // namespace
+/// Both comparisons of one numerics policy: the prefill of all 64 tokens, and a prefix of 40 then
+/// one token at a time.
+struct Runs {
+  Stats prefill;        ///< against the reference's prefill
+  Stats decode;         ///< against the reference's own decode from 40
+  Stats decode_vs_pre;  ///< the same decoded rows against the reference's prefill rows 40..63
+};
 
-TEST_CASE("tiny_fp8 release layout: logits of the official reference (prefill and decode)") {
-  const auto ckpt = d::io::Checkpoint::open(d::test::data_path("reference/tiny_fp8/hf"));
+template <class N>
+Runs run(const d::io::Checkpoint& ckpt, const d::io::SafetensorsFile& golden,
+         const std::vector<std::int32_t>& tokens, std::size_t vocab) {
+  using Model = d::ReferenceModel<N, d::HyperConnection<4>, d::AnyLinear>;
   const Model m = Model::load(ckpt);
-  const d::io::SafetensorsFile golden(
-      d::test::data_path("reference/tiny_fp8/golden_logits.safetensors"));
-  const auto tok_span = golden.span<std::int32_t>("tokens");
-  const std::vector<std::int32_t> tokens(tok_span.begin(), tok_span.end());
-  REQUIRE(tokens.size() == 64);
-  const std::size_t vocab = 512;
-
-  // Tolerances of the golden README for a faithful bf16 implementation on FP8/FP4 weights
-  // (mean <= 0.1, rel-L2 <= 0.07, top-1 >= 0.9; the max is not gated: a selection flip moves a
-  // row by up to ~1). Measured: prefill max 0.107, mean 0.0055, rel-L2 0.0047, top-1 1.
+  Runs r;
   auto st = m.new_state();
   const auto pre = m.prefill(tokens, st);
-  const Stats p = compare_rows(pre.logits, golden.span<float>("prefill.logits_all"), vocab);
-  MESSAGE("prefill: max ", p.max_abs, " mean ", p.mean_abs, " rel-L2 ", p.rel_l2, " top-1 ",
-          p.top1);
-  CHECK(p.mean_abs <= 0.02);
-  CHECK(p.rel_l2 <= 0.02);
-  CHECK(p.top1 >= 0.95);
-
-  // Prefix of 40, then one token at a time (the reference's own decode differs from its prefill
-  // by a mean of 0.064 here).
+  r.prefill = compare_rows(pre.logits, golden.span<float>("prefill.logits_all"), vocab);
   auto st2 = m.new_state();
   (void)m.prefill(std::span<const std::int32_t>(tokens.data(), 40), st2);
   std::vector<float> dec;
@@ -84,10 +73,64 @@ TEST_CASE("tiny_fp8 release layout: logits of the official reference (prefill an
     const auto o = m.decode(tokens[i], st2);
     dec.insert(dec.end(), o.logits.end() - static_cast<std::ptrdiff_t>(vocab), o.logits.end());
   }
-  const Stats q = compare_rows(dec, golden.span<float>("decode_from_40.logits"), vocab);
-  MESSAGE("decode from 40: max ", q.max_abs, " mean ", q.mean_abs, " rel-L2 ", q.rel_l2, " top-1 ",
-          q.top1);
-  CHECK(q.mean_abs <= 0.1);
-  CHECK(q.rel_l2 <= 0.07);
-  CHECK(q.top1 >= 0.9);
+  r.decode = compare_rows(dec, golden.span<float>("decode_from_40.logits"), vocab);
+  r.decode_vs_pre =
+      compare_rows(dec, golden.span<float>("prefill.logits_all").subspan(40 * vocab), vocab);
+  return r;
+}
+
+void print(const std::string& what, const Stats& s) {
+  MESSAGE(what, ": max ", s.max_abs, " mean ", s.mean_abs, " rel-L2 ", s.rel_l2, " top-1 ", s.top1);
+}
+
+// Bounds on the mean |difference|, rel-L2 and top-1 agreement (the max is not gated: a selection
+// flip moves a row by up to ~1). The golden README's tolerances for a faithful bf16
+// implementation on FP8/FP4 weights (mean <= 0.1, rel-L2 <= 0.07, top-1 >= 0.9) would accept
+// the PyTorch 1 bf16 mean (ReferenceTorch1Numerics) in place of the PyTorch 2 one the official
+// run used. Measured figures: this test's MESSAGE lines (ci build, x86-64, GCC 12).
+struct Bounds {
+  double mean_abs, rel_l2, top1;
+  bool hold(const Stats& s) const {
+    return s.mean_abs <= mean_abs && s.rel_l2 <= rel_l2 && s.top1 >= top1;
+  }
+};
+// Prefill, measured: max 0.107, mean 0.0055, rel-L2 0.0047, top-1 1 (with the PyTorch 1 mean:
+// mean 0.053, rel-L2 0.037, top-1 0.97, which these bounds reject).
+constexpr Bounds kPrefill{0.02, 0.02, 0.95};
+// Decode from 40 against the reference's own decode, measured: max 0.81, mean 0.064, rel-L2
+// 0.047, top-1 1. Loose on purpose: the oracle's decode differs from its own prefill by the same
+// amount (mean 0.064), so this comparison cannot tell the numerics apart (the PyTorch 1 mean
+// measures mean 0.060, rel-L2 0.039, top-1 0.96); the README's tolerances are the bound.
+constexpr Bounds kDecodeVsDecode{0.1, 0.07, 0.9};
+// The decoded rows against the reference's prefill rows 40..63, which carry no decode noise:
+// this is where decode is checked closely and the numerics mix-up must fail. The bounds are
+// those of the prefill; measured figures in the MESSAGE lines.
+constexpr Bounds kDecodeVsPrefill{0.02, 0.02, 0.95};
+
+}  // namespace
+
+TEST_CASE("tiny_fp8 release layout: logits of the official reference (prefill and decode)") {
+  const auto ckpt = d::io::Checkpoint::open(d::test::data_path("reference/tiny_fp8/hf"));
+  const d::io::SafetensorsFile golden(
+      d::test::data_path("reference/tiny_fp8/golden_logits.safetensors"));
+  const auto tok_span = golden.span<std::int32_t>("tokens");
+  const std::vector<std::int32_t> tokens(tok_span.begin(), tok_span.end());
+  REQUIRE(tokens.size() == 64);
+  const std::size_t vocab = 512;
+
+  const Runs ok = run<d::ReferenceNumerics>(ckpt, golden, tokens, vocab);
+  print("prefill", ok.prefill);
+  print("decode from 40 vs the reference's decode", ok.decode);
+  print("decode from 40 vs the reference's prefill", ok.decode_vs_pre);
+  CHECK(kPrefill.hold(ok.prefill));
+  CHECK(kDecodeVsDecode.hold(ok.decode));
+  CHECK(kDecodeVsPrefill.hold(ok.decode_vs_pre));
+
+  // The numerics mix-up this test guards against must fail the prefill and decode bounds.
+  const Runs mixed = run<d::ReferenceTorch1Numerics>(ckpt, golden, tokens, vocab);
+  print("PyTorch 1 mean: prefill", mixed.prefill);
+  print("PyTorch 1 mean: decode from 40 vs the reference's decode", mixed.decode);
+  print("PyTorch 1 mean: decode from 40 vs the reference's prefill", mixed.decode_vs_pre);
+  CHECK_FALSE(kPrefill.hold(mixed.prefill));
+  CHECK_FALSE(kDecodeVsPrefill.hold(mixed.decode_vs_pre));
 }
