@@ -103,8 +103,8 @@ constexpr Bounds kPrefill{0.02, 0.02, 0.95};
 // measures mean 0.060, rel-L2 0.039, top-1 0.96); the README's tolerances are the bound.
 constexpr Bounds kDecodeVsDecode{0.1, 0.07, 0.9};
 // The decoded rows against the reference's prefill rows 40..63, which carry no decode noise:
-// this is where decode is checked closely and the numerics mix-up must fail. The bounds are
-// those of the prefill; measured figures in the MESSAGE lines.
+// this is where decode is checked closely and the numerics mix-up must fail. Measured: max
+// 0.055, mean 0.0067, rel-L2 0.0047, top-1 1 (PyTorch 1 mean: 0.071, 0.050, 0.96).
 constexpr Bounds kDecodeVsPrefill{0.02, 0.02, 0.95};
 
 }  // namespace
