@@ -2,7 +2,9 @@
 // golden data (tests/data/llamacpp/models/dsv4-tiny-f32.gguf, 512 ids) with its tokenizer keys
 // changed so the DeepSeek-V4 chat format works: its last BPE tokens give way to the chat's
 // special tokens (control), the merges that made them are dropped.
-// Usage: dsv4_make_chat_model IN.gguf OUT.gguf
+// With a third file, the tokenizer keys come from it (for a model converted without a tokenizer,
+// such as tests/data/reference/tiny_a, which has an MTP block).
+// Usage: dsv4_make_chat_model IN.gguf OUT.gguf [TOKENIZER_FROM.gguf]
 #include <fmt/core.h>
 
 #include <cstdio>
@@ -16,15 +18,16 @@
 #include <vector>
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    fmt::print(stderr, "usage: {} IN.gguf OUT.gguf\n", argv[0]);
+  if (argc != 3 && argc != 4) {
+    fmt::print(stderr, "usage: {} IN.gguf OUT.gguf [TOKENIZER_FROM.gguf]\n", argv[0]);
     return 2;
   }
   try {
     namespace io = dsv4::io;
     namespace chat = dsv4::text::chat;
     const io::GgufFile in(argv[1]);
-    auto tok = io::gguf_tokenizer_of(in.metadata(), in.label()).value();
+    const io::GgufFile tok_file(argc == 4 ? argv[3] : argv[1]);
+    auto tok = io::gguf_tokenizer_of(tok_file.metadata(), tok_file.label()).value();
     const std::vector<std::string> specials = {
         std::string(chat::user_token), std::string(chat::assistant_token),
         std::string(chat::think_start_token), std::string(chat::think_end_token),
@@ -47,15 +50,17 @@ int main(int argc, char** argv) {
 
     io::GgufMetadata meta;
     for (const auto& [k, v] : in.metadata()) {
+      if (k.rfind("tokenizer.ggml.", 0) != 0) meta.add(k, v);
+    }
+    meta.set("general.name", io::GgufValue("DeepSeek-V4 random tiny, chat tokens"));
+    for (const auto& [k, v] : tok_file.metadata()) {
       if (k == "tokenizer.ggml.tokens") {
         meta.add(k, io::GgufValue::array(tok.tokens));
       } else if (k == "tokenizer.ggml.token_type") {
         meta.add(k, io::GgufValue::array(tok.token_types));
       } else if (k == "tokenizer.ggml.merges") {
         meta.add(k, io::GgufValue::array(tok.merges));
-      } else if (k == "general.name") {
-        meta.add(k, io::GgufValue("DeepSeek-V4 random tiny, chat tokens"));
-      } else {
+      } else if (k.rfind("tokenizer.ggml.", 0) == 0) {
         meta.add(k, v);
       }
     }

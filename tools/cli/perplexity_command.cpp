@@ -73,8 +73,10 @@ class BaseReader {
     in_.read(reinterpret_cast<char*>(row_.data()),
              static_cast<std::streamsize>(row_.size() * sizeof(std::uint16_t)));
     DSV4_CHECK(in_.good(), InputError, "--kl-base {}: truncated (log-probabilities)", path_);
-    out.resize(h_.n_vocab);
-    for (std::size_t i = 0; i < row_.size(); ++i) out[i] = f16::from_bits(row_[i]).to_float();
+    // Renormalised after the float16 rounding, so the base is a distribution (KL >= 0).
+    std::vector<float> v(h_.n_vocab);
+    for (std::size_t i = 0; i < row_.size(); ++i) v[i] = f16::from_bits(row_[i]).to_float();
+    out = log_softmax(v);
   }
 
  private:

@@ -18,7 +18,6 @@
 #include <dsv4/text/tokenizer.hpp>
 #include <filesystem>
 #include <memory>
-#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -92,8 +91,8 @@ std::vector<text::TokenId> parse_ids(const std::vector<std::string>& args) {
 }
 
 /// TEXT, or stdin when it is absent or "-".
-std::string text_or_stdin(const std::optional<std::string>& text) {
-  if (text && *text != "-") return *text;
+std::string text_or_stdin(const std::string& text, bool given) {
+  if (given && text != "-") return text;
   return read_text_file("-", "stdin");
 }
 
@@ -102,7 +101,8 @@ struct TokenizeOptions {
   std::string model;
   std::string chat;
   std::string system;
-  std::optional<std::string> text;
+  std::string text;
+  bool text_given = false;
 };
 
 struct DetokenizeOptions {
@@ -113,7 +113,7 @@ struct DetokenizeOptions {
 };
 
 void run_tokenize(const TokenizeOptions& o) {
-  const std::string body = text_or_stdin(o.text);
+  const std::string body = text_or_stdin(o.text, o.text_given);
   std::string input = body;
   if (!o.chat.empty()) {
     const text::ReasoningMode mode = text::parse_reasoning_mode(o.chat);
@@ -151,7 +151,10 @@ void add_tokenize_commands(CLI::App& app) {
                 "use the tokenizer of this model (a GGUF file's tokenizer.ggml keys, or a "
                 "checkpoint directory's tokenizer.json)");
   t->add_option("TEXT", tk->text, "the text (UTF-8; absent or '-': read stdin)");
-  t->callback([tk] { run_tokenize(*tk); });
+  t->callback([tk, t] {
+    tk->text_given = t->count("TEXT") > 0;
+    run_tokenize(*tk);
+  });
 
   auto dk = std::make_shared<DetokenizeOptions>();
   CLI::App* d = app.add_subcommand("detokenize", "Print the text of DeepSeek-V4 token ids");

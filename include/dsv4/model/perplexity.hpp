@@ -9,6 +9,7 @@
 // It needs at least 2·n_ctx tokens, as llama-perplexity does.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
