@@ -34,12 +34,12 @@ field(n "${greedy}" tokens)
 field(prompt_tps "${greedy}" prompt_tps)
 field(gen_tps "${greedy}" gen_tps)
 field(rate "${greedy}" acceptance_rate)
-field(rate_plain "${greedy_plain}" acceptance_rate)
+string(JSON rate_plain_type TYPE "${greedy_plain}" acceptance_rate)
 field(text "${greedy}" text)
 if(NOT n EQUAL 12 OR NOT prompt_tps GREATER 0 OR NOT gen_tps GREATER 0 OR rate LESS 0 OR rate GREATER 1
-   OR NOT rate_plain STREQUAL "null")
+   OR NOT rate_plain_type STREQUAL "NULL")
   message(FATAL_ERROR "bad fields: tokens ${n}, prompt_tps ${prompt_tps}, gen_tps ${gen_tps}, "
-                      "acceptance_rate ${rate} / ${rate_plain}")
+                      "acceptance_rate ${rate} / ${rate_plain_type}")
 endif()
 
 # text is the detokenized ids.
