@@ -73,6 +73,6 @@ TEST_CASE_TEMPLATE("my_linear agrees with the reference backend", F, dsv4::F16, 
     worst = std::max(worst, std::abs(static_cast<double>(got[i]) - want[i]));
   }
   MESSAGE(std::string(F::name), ": largest difference ", worst);
-  // Float against double accumulation of 512 products of size ~1: measured up to ~1e-5.
+  // Float against double accumulation of 512 products of size ~1: measured up to 5.3e-5 (F16).
   CHECK(worst < 1e-4);
 }

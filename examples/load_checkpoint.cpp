@@ -40,8 +40,9 @@ void show(const Src& src, const dsv4::ModelConfig& cfg) {
   std::mt19937 rng(1);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   for (float& v : x) v = dist(rng);
-  block.forward<dsv4::PlainFp32Numerics>(dsv4::ReferenceBackend{}, std::span<float>(x), tokens,
-                                         /*start_pos=*/0, state);
+  block.template forward<dsv4::PlainFp32Numerics>(dsv4::ReferenceBackend{}, std::span<float>(x),
+                                                  tokens,
+                                                  /*start_pos=*/0, state);
   double norm = 0.0;
   for (const float v : x) norm += static_cast<double>(v) * v;
   fmt::print("  block 0 on {} positions: output [{}, {}, {}], rms {:.4f}\n", tokens.size(),
