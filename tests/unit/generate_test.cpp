@@ -311,3 +311,48 @@ TEST_CASE("speculative sampling returns tokens distributed as the target") {
   CHECK(dist[2] == 0.0);
   CHECK(d::Sampler({0.0f, 1.0f, 0}).distribution(logits) == std::vector<double>{1, 0, 0, 0});
 }
+
+TEST_CASE("a chunked prefill and a resumed sequence give the tokens of one fresh generation") {
+  const auto& m = model<Fp32>("tiny_a");
+  const auto prompt = prompt_of("tiny_a", 12);
+  d::GenerateOptions g;
+  g.max_new_tokens = 10;
+  const auto whole = d::generate(m, prompt, g);
+  REQUIRE(whole.tokens.size() == 10);
+  CHECK(whole.prompt_tokens == 12);
+
+  // Chunks of 5 tokens: progress after each, the same tokens, plain and speculative.
+  std::vector<std::size_t> progress;
+  g.prefill_chunk = 5;
+  g.on_prefill = [&](std::size_t done, std::size_t total) {
+    CHECK(total == 12);
+    progress.push_back(done);
+  };
+  CHECK(d::generate(m, prompt, g).tokens == whole.tokens);
+  CHECK(progress == std::vector<std::size_t>{5, 10, 12});
+  g.speculative = true;
+  CHECK(d::generate(m, prompt, g).tokens == whole.tokens);
+  g.speculative = false;
+  g.on_prefill = nullptr;
+
+  // A turn of 4 tokens, then the state resumes with the tokens it has not fed (the last emitted
+  // one) and 3 more: only those are prefilled, and the output is a fresh generation's.
+  g.max_new_tokens = 4;
+  auto st = m.new_state();
+  const auto first = d::generate(m, st, prompt, g);
+  REQUIRE(first.tokens.size() == 4);
+  CHECK(st.next_pos == 12 + 3);  // the 4th token was sampled but not fed
+  std::vector<std::int32_t> conversation = prompt;
+  conversation.insert(conversation.end(), first.tokens.begin(), first.tokens.end());
+  const std::vector<std::int32_t> turn = {first.tokens.back(), 7, 8, 9};
+  conversation.insert(conversation.end(), turn.begin() + 1, turn.end());
+  g.max_new_tokens = 6;
+  g.speculative = true;  // a resumed sequence decodes without drafting
+  const auto resumed = d::generate(m, st, turn, g);
+  CHECK(resumed.prompt_tokens == 4);
+  CHECK(resumed.drafted == 0);
+  g.speculative = false;
+  const auto fresh = d::generate(m, conversation, g);
+  CHECK(resumed.tokens == fresh.tokens);
+  CHECK(st.next_pos == static_cast<std::int64_t>(conversation.size()) + 5);
+}

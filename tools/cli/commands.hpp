@@ -23,4 +23,14 @@ void add_tokenize_commands(CLI::App& app);
 /// `dsv4 eval`: a model's logits on token ids, reference or llama.cpp numerics (eval_command.cpp).
 void add_eval_command(CLI::App& app);
 
+/// `dsv4 generate`: a text prompt continued by a model (generate_command.cpp).
+void add_generate_command(CLI::App& app);
+
+/// `dsv4 chat`: a conversation in the DeepSeek-V4 chat format (chat_command.cpp).
+void add_chat_command(CLI::App& app);
+
+/// `dsv4 perplexity`: llama-perplexity's figure, and KL divergence from a base
+/// (perplexity_command.cpp).
+void add_perplexity_command(CLI::App& app);
+
 }  // namespace dsv4::cli

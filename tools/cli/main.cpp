@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
   dsv4::cli::add_inspect_command(app);
   dsv4::cli::add_tokenize_commands(app);
   dsv4::cli::add_eval_command(app);
+  dsv4::cli::add_generate_command(app);
+  dsv4::cli::add_chat_command(app);
+  dsv4::cli::add_perplexity_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,10 +1,12 @@
-// `dsv4 tokenize [--tokenizer FILE] [--chat MODE] [--system TEXT] TEXT`: the token ids of TEXT (or
-// of the chat prompt asking TEXT in a reasoning mode), comma-separated; `dsv4 detokenize IDS`: the
-// text of comma- or space-separated ids (text/tokenizer.hpp, text/chat.hpp).
+// `dsv4 tokenize [-m MODEL | --tokenizer FILE] [--chat MODE] [--system TEXT] [TEXT|-]`: the token
+// ids of TEXT (or of the chat prompt asking TEXT in a reasoning mode), comma-separated; `dsv4
+// detokenize IDS`: the text of comma- or space-separated ids (text/tokenizer.hpp, text/chat.hpp).
 //
-// Without --tokenizer the DeepSeek-V4 tokenizer.json shipped with dsv4 is used: installed as
+// -m MODEL uses the tokenizer of a model (inside a GGUF file, or a checkpoint directory's
+// tokenizer.json). Without -m or --tokenizer the embedded default model's tokenizer is used, and
+// when there is none the DeepSeek-V4 tokenizer.json shipped with dsv4: installed as
 // <prefix>/share/dsv4/tokenizer.json next to <prefix>/bin/dsv4, or the source tree's copy when the
-// program runs from its build folder.
+// program runs from its build folder. Without TEXT (or with '-') the text is read from stdin.
 #include <fmt/core.h>
 #include <fmt/format.h>
 
@@ -21,11 +23,10 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "model_files.hpp"
 
 namespace dsv4::cli {
 namespace {
-
-namespace fs = std::filesystem;
 
 std::vector<fs::path> default_tokenizer_candidates() {
   std::vector<fs::path> out;
@@ -41,8 +42,15 @@ std::vector<fs::path> default_tokenizer_candidates() {
   return out;
 }
 
-text::Tokenizer open_tokenizer(const std::string& path) {
+text::Tokenizer open_tokenizer(const std::string& path, const std::string& model) {
+  DSV4_CHECK(path.empty() || model.empty(), InputError, "--tokenizer and -m are exclusive");
+  if (!model.empty()) return open_model_tokenizer(model).tokenizer;
   if (!path.empty()) return text::Tokenizer::load(path);
+  // The embedded model's tokenizer, else the DeepSeek-V4 tokenizer.json shipped with dsv4.
+  try {
+    return open_model_tokenizer(default_model_path()).tokenizer;
+  } catch (const InputError&) {
+  }
   std::string tried;
   for (const fs::path& p : default_tokenizer_candidates()) {
     std::error_code ec;
@@ -82,38 +90,50 @@ std::vector<text::TokenId> parse_ids(const std::vector<std::string>& args) {
   return ids;
 }
 
+/// TEXT, or stdin when it is absent or "-".
+std::string text_or_stdin(const std::string& text, bool given) {
+  if (given && text != "-") return text;
+  return read_text_file("-", "stdin");
+}
+
 struct TokenizeOptions {
   std::string tokenizer;
+  std::string model;
   std::string chat;
   std::string system;
   std::string text;
+  bool text_given = false;
 };
 
 struct DetokenizeOptions {
   std::string tokenizer;
+  std::string model;
   std::vector<std::string> ids;
   bool skip_special = false;
 };
 
 void run_tokenize(const TokenizeOptions& o) {
-  std::string input = o.text;
+  const std::string body = text_or_stdin(o.text, o.text_given);
+  std::string input = body;
   if (!o.chat.empty()) {
     const text::ReasoningMode mode = text::parse_reasoning_mode(o.chat);
     std::vector<text::ChatMessage> msgs;
     if (!o.system.empty()) msgs.push_back({text::Role::system, o.system, ""});
-    msgs.push_back({text::Role::user, o.text, ""});
+    msgs.push_back({text::Role::user, body, ""});
     input = text::build_prompt(msgs, mode);
   } else {
     DSV4_CHECK(o.system.empty(), InputError, "--system needs --chat MODE");
   }
-  const text::Tokenizer tok = open_tokenizer(o.tokenizer);
+  const text::Tokenizer tok = open_tokenizer(o.tokenizer, o.model);
   const auto ids = tok.encode(input);
   fmt::print("{}\n", fmt::join(ids, ","));
 }
 
 void run_detokenize(const DetokenizeOptions& o) {
-  const text::Tokenizer tok = open_tokenizer(o.tokenizer);
-  fmt::print("{}\n", tok.decode(parse_ids(o.ids), o.skip_special));
+  const text::Tokenizer tok = open_tokenizer(o.tokenizer, o.model);
+  std::vector<std::string> args = o.ids;
+  if (args.empty() || (args.size() == 1 && args[0] == "-")) args = {read_text_file("-", "stdin")};
+  fmt::print("{}\n", tok.decode(parse_ids(args), o.skip_special));
 }
 
 }  // namespace
@@ -127,15 +147,24 @@ void add_tokenize_commands(CLI::App& app) {
                 "tokenize the chat prompt that asks TEXT in this reasoning mode: non-think, "
                 "think-high or think-max");
   t->add_option("--system", tk->system, "system prompt of the --chat prompt");
-  t->add_option("TEXT", tk->text, "the text (UTF-8)")->required();
-  t->callback([tk] { run_tokenize(*tk); });
+  t->add_option("-m,--model", tk->model,
+                "use the tokenizer of this model (a GGUF file's tokenizer.ggml keys, or a "
+                "checkpoint directory's tokenizer.json)");
+  t->add_option("TEXT", tk->text, "the text (UTF-8; absent or '-': read stdin)");
+  t->callback([tk, t] {
+    tk->text_given = t->count("TEXT") > 0;
+    run_tokenize(*tk);
+  });
 
   auto dk = std::make_shared<DetokenizeOptions>();
   CLI::App* d = app.add_subcommand("detokenize", "Print the text of DeepSeek-V4 token ids");
   d->add_option("--tokenizer", dk->tokenizer,
                 "tokenizer.json to use (default: the DeepSeek-V4 tokenizer shipped with dsv4)");
   d->add_flag("--skip-special", dk->skip_special, "leave out special tokens (BOS, EOS, ...)");
-  d->add_option("IDS", dk->ids, "token ids separated by commas or spaces")->required();
+  d->add_option("-m,--model", dk->model,
+                "use the tokenizer of this model (a GGUF file's tokenizer.ggml keys, or a "
+                "checkpoint directory's tokenizer.json)");
+  d->add_option("IDS", dk->ids, "token ids separated by commas or spaces (absent or '-': stdin)");
   d->callback([dk] { run_detokenize(*dk); });
 }
 

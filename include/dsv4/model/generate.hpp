@@ -18,6 +18,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -60,16 +61,34 @@ struct GenerateOptions {
   SamplingParams sampling;                     ///< temperature 0 (the default) is greedy
   bool speculative = false;                    ///< draft one token ahead (MTP block 0 by default)
   std::function<void(std::int32_t)> on_token;  ///< called for every emitted token, in order
+  /// Prefill in chunks of this many tokens (0: one call), calling on_prefill(done, total) after
+  /// each; chunks compute what one call does (the model continues a sequence chunk by chunk).
+  std::size_t prefill_chunk = 0;
+  std::function<void(std::size_t, std::size_t)> on_prefill;
 };
 
 /// What generate() produced.
 struct GenerateResult {
   std::vector<std::int32_t> tokens;  ///< the new tokens (without the prompt and the stop token)
   StopReason stop = StopReason::max_new_tokens;
-  std::int32_t stop_token = -1;  ///< the stop token produced, when stop == stop_token
-  std::size_t trunk_calls = 0;   ///< forward calls of the trunk, the prefill included
-  std::size_t drafted = 0;       ///< draft tokens the trunk verified
-  std::size_t accepted = 0;      ///< of which it accepted
+  std::int32_t stop_token = -1;   ///< the stop token produced, when stop == stop_token
+  std::size_t trunk_calls = 0;    ///< forward calls of the trunk, the prefill included
+  std::size_t drafted = 0;        ///< draft tokens the trunk verified
+  std::size_t accepted = 0;       ///< of which it accepted
+  std::size_t prompt_tokens = 0;  ///< tokens prefilled
+  double prefill_seconds = 0.0;   ///< wall time of the prefill (and the first token's choice)
+  double decode_seconds = 0.0;    ///< wall time after it
+
+  /// Prefill and generation speeds (0 when nothing was timed).
+  double prompt_tps() const noexcept {
+    return prefill_seconds > 0 ? static_cast<double>(prompt_tokens) / prefill_seconds : 0.0;
+  }
+  double gen_tps() const noexcept {
+    // The first token comes with the prefill; the others with the decode steps.
+    return decode_seconds > 0 && tokens.size() > 1
+               ? static_cast<double>(tokens.size() - 1) / decode_seconds
+               : 0.0;
+  }
 
   /// accepted / drafted (0 without drafts).
   double acceptance_rate() const noexcept {
@@ -158,23 +177,30 @@ inline std::span<const float> logit_row(const std::vector<float>& v, std::size_t
 
 }  // namespace generate_detail
 
-/// Generates up to opt.max_new_tokens tokens after `prompt` (a new sequence; at least one token,
-/// fewer than max_seq_len). With opt.speculative `drafter` proposes one token per trunk call
+/// Generates up to opt.max_new_tokens tokens after `prompt`, continuing the sequence of `st`: the
+/// prompt is fed at st.next_pos (0: a new sequence; otherwise a conversation resumes where it
+/// stopped, its cache reused). On return st holds every position fed to the trunk: the prompt
+/// and the emitted tokens except those at the end that were sampled but not fed (st.next_pos
+/// says how many were). With opt.speculative `drafter` proposes one token per trunk call
 /// (MtpDrafter needs a model with an MTP block: ConfigError otherwise); it is used in place, so a
-/// caller's drafter keeps what it recorded. Throws InputError on a bad prompt.
+/// caller's drafter keeps what it recorded. A resumed sequence (st.next_pos > 0) decodes without
+/// drafting, since the drafter's cache does not carry over. Throws InputError on a bad prompt.
 template <GenerativeModel M, class D>
-requires Drafter<std::remove_cvref_t<D>, M> GenerateResult generate(
-    const M& model, std::span<const std::int32_t> prompt, const GenerateOptions& opt, D&& drafter) {
+requires Drafter<std::remove_cvref_t<D>, M> GenerateResult
+generate(const M& model, typename M::State& st, std::span<const std::int32_t> prompt,
+         const GenerateOptions& opt, D&& drafter) {
   using generate_detail::logit_row;
   using generate_detail::rows;
   const std::int64_t max_len = model.config().max_seq_len;
+  const std::int64_t start = st.next_pos;
   const auto t_prompt = static_cast<std::int64_t>(prompt.size());
   DSV4_CHECK(!prompt.empty(), InputError, "generate: the prompt is empty");
-  DSV4_CHECK(t_prompt < max_len, InputError,
-             "generate: a prompt of {} tokens leaves no room in max_seq_len = {}", t_prompt,
-             max_len);
+  DSV4_CHECK(start + t_prompt < max_len, InputError,
+             "generate: a prompt of {} tokens after {} leaves no room in max_seq_len = {}",
+             t_prompt, start, max_len);
+  const bool speculative = opt.speculative && start == 0;
   if constexpr (std::same_as<std::remove_cvref_t<D>, MtpDrafter>) {
-    DSV4_CHECK(!opt.speculative || model.config().n_mtp_layers > 0, ConfigError,
+    DSV4_CHECK(!speculative || model.config().n_mtp_layers > 0, ConfigError,
                "generate: speculative decoding drafts with the MTP block, and this model has "
                "n_mtp_layers = 0");
   }
@@ -186,8 +212,11 @@ requires Drafter<std::remove_cvref_t<D>, M> GenerateResult generate(
   if (opt.max_new_tokens == 0) return res;
 
   // Emits one token; false when generation ends with it. pos: the token's position.
+  using clock = std::chrono::steady_clock;
+  clock::time_point decode_from{};
   bool done = false;
   const auto emit = [&](std::int64_t token, std::int64_t pos) {
+    res.decode_seconds = std::chrono::duration<double>(clock::now() - decode_from).count();
     const auto tok = static_cast<std::int32_t>(token);
     if (std::find(opt.stop_tokens.begin(), opt.stop_tokens.end(), tok) != opt.stop_tokens.end()) {
       res.stop = StopReason::stop_token;
@@ -207,14 +236,32 @@ requires Drafter<std::remove_cvref_t<D>, M> GenerateResult generate(
     return !done;
   };
 
-  typename M::State st = model.new_state();
-  auto out = model.forward(prompt, 0, st, /*all_logits=*/false);
-  ++res.trunk_calls;
+  const auto t0 = clock::now();
+  res.prompt_tokens = prompt.size();
+  // The prefill, in chunks when asked (the drafter needs every position's hidden state).
+  const std::size_t chunk = opt.prefill_chunk == 0 ? prompt.size() : opt.prefill_chunk;
+  decltype(model.forward(prompt, 0, st, false)) out;
+  std::vector<float> prompt_hidden;
+  for (std::size_t fed = 0; fed < prompt.size();) {
+    const std::size_t n = std::min(chunk, prompt.size() - fed);
+    out = model.forward(prompt.subspan(fed, n), start + static_cast<std::int64_t>(fed), st,
+                        /*all_logits=*/false);
+    ++res.trunk_calls;
+    fed += n;
+    if (speculative && n < prompt.size()) {
+      prompt_hidden.insert(prompt_hidden.end(), out.hidden.begin(), out.hidden.end());
+    }
+    if (opt.on_prefill) opt.on_prefill(fed, prompt.size());
+  }
+  if (speculative && !prompt_hidden.empty()) out.hidden = std::move(prompt_hidden);
   auto x = static_cast<std::int32_t>(sampler.sample(logit_row(out.logits, 0, vocab)));
-  std::int64_t pos = t_prompt;  // x's position
+  std::int64_t pos = start + t_prompt;  // x's position
+  const auto t1 = clock::now();
+  res.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
+  decode_from = t1;
   if (!emit(x, pos)) return res;
 
-  if (!opt.speculative) {
+  if (!speculative) {
     while (true) {
       out = model.forward(std::span<const std::int32_t>(&x, 1), pos, st, true);
       ++res.trunk_calls;
@@ -269,11 +316,26 @@ requires Drafter<std::remove_cvref_t<D>, M> GenerateResult generate(
   }
 }
 
+/// As above on a new sequence (a fresh state).
+template <GenerativeModel M, class D>
+requires Drafter<std::remove_cvref_t<D>, M> GenerateResult generate(
+    const M& model, std::span<const std::int32_t> prompt, const GenerateOptions& opt, D&& drafter) {
+  typename M::State st = model.new_state();
+  return generate(model, st, prompt, opt, std::forward<D>(drafter));
+}
+
 /// As above with the model's MTP block 0 as drafter.
 template <GenerativeModel M>
 GenerateResult generate(const M& model, std::span<const std::int32_t> prompt,
                         const GenerateOptions& opt) {
   return generate(model, prompt, opt, MtpDrafter{});
+}
+
+/// A continued sequence with the model's MTP block 0 as drafter.
+template <GenerativeModel M>
+GenerateResult generate(const M& model, typename M::State& st, std::span<const std::int32_t> prompt,
+                        const GenerateOptions& opt) {
+  return generate(model, st, prompt, opt, MtpDrafter{});
 }
 
 }  // namespace dsv4

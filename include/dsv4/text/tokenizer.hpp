@@ -124,6 +124,63 @@ class Tokenizer {
     return t;
   }
 
+  /// What a token of from_vocabulary is (llama.cpp's token types).
+  enum class TokenKind : std::uint8_t {
+    normal,        ///< a BPE vocabulary entry
+    control,       ///< a special added token (BOS, EOS, chat markers): cut out of text first
+    user_defined,  ///< a non-special added token: cut out of text after the control ones
+    unused,        ///< no token (an id the vocabulary leaves free)
+  };
+
+  /// Builds the tokenizer from lists, as a GGUF's tokenizer.ggml.* keys hold it: tokens[i] is id
+  /// i's string (byte characters for BPE tokens, the text of added tokens), kinds[i] its kind,
+  /// merges the "a b" pairs in rank order. The V4 pre-tokenizer is used. For V4's vocabulary this
+  /// gives the ids of tokenizer.json. `source` names the input in error messages. Throws
+  /// FormatError naming the offending token or merge.
+  static Tokenizer from_vocabulary(std::span<const std::string> tokens,
+                                   std::span<const TokenKind> kinds,
+                                   std::span<const std::string> merges,
+                                   std::string_view source = "vocabulary") {
+    const std::string src(source);
+    DSV4_CHECK(tokens.size() == kinds.size(), FormatError,
+               "{}: {} tokens but {} token kinds; they must match", src, tokens.size(),
+               kinds.size());
+    DSV4_CHECK(!tokens.empty(), FormatError, "{}: the vocabulary is empty", src);
+    DSV4_CHECK(tokens.size() < (std::size_t{1} << 21), FormatError,
+               "{}: {} tokens, more than any real vocabulary", src, tokens.size());
+    Tokenizer t;
+    const std::size_t n = tokens.size();
+    t.token_.assign(n, {});
+    t.defined_.assign(n, 0);
+    t.vocab_.reserve(n);
+    for (std::size_t k = 0; k < n; ++k) {
+      if (kinds[k] == TokenKind::unused) continue;
+      const auto id = static_cast<TokenId>(k);
+      DSV4_CHECK(is_valid_utf8(tokens[k]), FormatError, "{}: token {} is not valid UTF-8", src, k);
+      DSV4_CHECK(!tokens[k].empty(), FormatError, "{}: token {} is empty", src, k);
+      t.token_[k] = tokens[k];
+      t.defined_[k] = 1;
+      const auto [it, fresh] = t.vocab_.emplace(tokens[k], id);
+      DSV4_CHECK(fresh || kinds[k] != TokenKind::normal, FormatError,
+                 "{}: tokens {} and {} are both '{}'", src, it->second, k, tokens[k]);
+      if (kinds[k] == TokenKind::normal) continue;
+      AddedToken a;
+      a.id = id;
+      a.content = tokens[k];
+      a.special = kinds[k] == TokenKind::control;
+      a.normalized = !a.special;
+      t.added_ids_[a.content] = a.id;
+      (a.normalized ? t.normalized_ : t.non_normalized_).add(a.content, a.id);
+      t.added_.push_back(std::move(a));
+    }
+    t.merges_.reserve(merges.size());
+    for (std::size_t r = 0; r < merges.size(); ++r) {
+      t.add_merge_line(merges[r], static_cast<std::int32_t>(r), src);
+    }
+    t.finish();
+    return t;
+  }
+
   /// Token ids of UTF-8 `text`; added tokens written in the text are recognised. Throws InputError
   /// when `text` is not valid UTF-8.
   std::vector<TokenId> encode(std::string_view text) const {
@@ -454,11 +511,50 @@ class Tokenizer {
       (t.normalized ? normalized_ : non_normalized_).add(t.content, t.id);
       added_.push_back(std::move(t));
     }
+    // Merges: "a b" strings or [a, b] pairs; rank = position (a repeated pair keeps the last).
+    const auto& merges = field(model, "merges");
+    expect(merges.is_null() || merges.is_array(), source, "\"model.merges\" must be an array");
+    merges_.reserve(merges.size());
+    std::int32_t rank = 0;
+    for (const auto& m : merges) {
+      if (m.is_string()) {
+        add_merge_line(m.get_ref<const std::string&>(), rank, source);
+      } else {
+        expect(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(), source,
+               R"(a merge is neither "a b" nor ["a", "b"])");
+        add_merge(m[0].get<std::string>(), m[1].get<std::string>(), rank, source);
+      }
+      ++rank;
+    }
+    finish();
+  }
+
+  /// A merge "a b" of rank `rank`.
+  void add_merge_line(const std::string& line, std::int32_t rank, const std::string& source) {
+    const auto sp = line.find(' ');
+    DSV4_CHECK(sp != std::string::npos && line.find(' ', sp + 1) == std::string::npos, FormatError,
+               "{}: merge {} ('{}') is not two tokens separated by one space", source, rank, line);
+    add_merge(line.substr(0, sp), line.substr(sp + 1), rank, source);
+  }
+
+  void add_merge(const std::string& a, const std::string& b, std::int32_t rank,
+                 const std::string& source) {
+    const auto ia = vocab_.find(a), ib = vocab_.find(b), iab = vocab_.find(a + b);
+    DSV4_CHECK(ia != vocab_.end() && ib != vocab_.end() && iab != vocab_.end(), FormatError,
+               "{}: merge {} ('{}' + '{}') names a token missing from the vocabulary", source, rank,
+               a, b);
+    merges_[detail::pair_key(ia->second, ib->second)] = {rank, iab->second};
+  }
+
+  /// The tables derived from the tokens: special flags, byte map, what each id decodes to.
+  void finish() {
+    const std::size_t n = token_.size();
     // `tokenizers` skips by content: every id whose token reads like a special token.
     std::unordered_map<std::string, bool> special_content;
     for (const auto& t : added_) {
       if (t.special) special_content[t.content] = true;
     }
+    special_.assign(n, 0);
     for (std::size_t k = 0; k < n; ++k) {
       if (defined_[k] && special_content.count(token_[k]) != 0) special_[k] = 1;
     }
@@ -474,35 +570,6 @@ class Tokenizer {
       append_utf8(s, table[static_cast<std::size_t>(b)]);
       const auto it = vocab_.find(s);
       byte_id_[static_cast<std::size_t>(b)] = it == vocab_.end() ? -1 : it->second;
-    }
-
-    // Merges: "a b" strings or [a, b] pairs; rank = position (a repeated pair keeps the last).
-    const auto& merges = field(model, "merges");
-    expect(merges.is_null() || merges.is_array(), source, "\"model.merges\" must be an array");
-    merges_.reserve(merges.size());
-    std::int32_t rank = 0;
-    for (const auto& m : merges) {
-      std::string a, b;
-      if (m.is_string()) {
-        const auto& line = m.get_ref<const std::string&>();
-        const auto sp = line.find(' ');
-        DSV4_CHECK(sp != std::string::npos && line.find(' ', sp + 1) == std::string::npos,
-                   FormatError, "{}: merge {} ('{}') is not two tokens separated by one space",
-                   source, rank, line);
-        a = line.substr(0, sp);
-        b = line.substr(sp + 1);
-      } else {
-        expect(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(), source,
-               R"(a merge is neither "a b" nor ["a", "b"])");
-        a = m[0].get<std::string>();
-        b = m[1].get<std::string>();
-      }
-      const auto ia = vocab_.find(a), ib = vocab_.find(b), iab = vocab_.find(a + b);
-      DSV4_CHECK(ia != vocab_.end() && ib != vocab_.end() && iab != vocab_.end(), FormatError,
-                 "{}: merge {} ('{}' + '{}') names a token missing from the vocabulary", source,
-                 rank, a, b);
-      merges_[detail::pair_key(ia->second, ib->second)] = {rank, iab->second};
-      ++rank;
     }
 
     // What each id decodes to.
