@@ -1,0 +1,28 @@
+// The compiled kernels of the CPU backend (Highway, dispatched at run time to the best SIMD
+// target of the machine). Plain pointers and sizes only; cpu::Backend (cpu/cpu_backend.hpp)
+// calls them on the ranges its threads own.
+#pragma once
+
+#include <cstddef>
+#include <dsv4/core/numeric.hpp>
+
+namespace dsv4::cpu::kernels {
+
+/// y[r·ldy + o] = Σ_k x[r·ldx + k] · w[o·ldw + k] for r < rows, o in [o0, o1), k < in; fp32
+/// lane-parallel accumulation. Each output is computed the same way whatever [o0, o1) is.
+void gemm(const float* x, std::size_t ldx, std::size_t rows, const float* w, std::size_t ldw,
+          std::size_t o0, std::size_t o1, std::size_t in, float* y, std::size_t ldy);
+void gemm(const float* x, std::size_t ldx, std::size_t rows, const bf16* w, std::size_t ldw,
+          std::size_t o0, std::size_t o1, std::size_t in, float* y, std::size_t ldy);
+void gemm(const float* x, std::size_t ldx, std::size_t rows, const f16* w, std::size_t ldw,
+          std::size_t o0, std::size_t o1, std::size_t in, float* y, std::size_t ldy);
+
+/// The Q8_0 × Q8_0 dot of one weight row (nb blocks at w) with `rows` activation rows (nb blocks
+/// each, contiguous at xq): out[r·out_stride], bit for bit Q8_0::dot (exact integer block sums).
+void q8_0_rows(const void* w, const void* xq, std::size_t rows, std::size_t nb, float* out,
+               std::size_t out_stride);
+
+/// The number of physical cores of the machine (at least 1).
+int physical_cores();
+
+}  // namespace dsv4::cpu::kernels
