@@ -86,7 +86,7 @@ constexpr std::size_t kRows = 7;  // not a multiple of the 4-row GEMM tile
 
 TEST_CASE_TEMPLATE("cpu::Backend dense linear against the reference", T, float, d::bf16) {
   // DenseLinear<float|bf16>: lane-parallel fp32 sums, so not bit-exact; measured relative error
-  // (|Δ| / Σ|x·w|) 2.4e-8 on AVX2, the bound 10x of the fp32 epsilon 1.2e-7
+  // (|Δ| / Σ|x·w|) up to 2.1e-7 over the targets, the bound 10x of the fp32 epsilon 1.2e-7
   for (const std::size_t in : {std::size_t{1}, std::size_t{7}, std::size_t{67}, std::size_t{256}}) {
     CAPTURE(in);
     const auto wf = random_values(kOut * in, 1);
@@ -133,7 +133,7 @@ TEST_CASE_TEMPLATE_DEFINE("cpu::Backend Linear<F, PartnerDot> against the refere
     const auto r = run_linear<d::PlainFp32Numerics>(w, x, kRows);
     CHECK(same_bits(r.cpu1, r.cpu3));
     if constexpr (std::same_as<F, d::F32> || std::same_as<F, d::F16> || std::same_as<F, d::BF16>) {
-      // the dense GEMM on the partner-rounded activation; measured 2.9e-8 relative (AVX2)
+      // the dense GEMM on the partner-rounded activation (the dense test measures up to 2.1e-7)
       CHECK(relative_error(r.cpu1, r.ref, xa, wd, kRows, kOut, in) <= 1.2e-6);
     } else {
       // the reference's own block dot on the same quantized activation: bit for bit
@@ -159,7 +159,7 @@ TEST_CASE_TEMPLATE_DEFINE("cpu::Backend Linear<F, DequantDot> against the refere
   d::test::for_each_simd_target([&] {
     const auto r = run_linear<d::PlainFp32Numerics>(w, x, kRows);
     CHECK(same_bits(r.cpu1, r.cpu3));
-    // the dense GEMM on the dequantised rows; measured 3.5e-8 relative (AVX2)
+    // the dense GEMM on the dequantised rows (the dense test measures up to 2.1e-7)
     CHECK(relative_error(r.cpu1, r.ref, x, wd, kRows, kOut, in) <= 1.2e-6);
   });
 }
@@ -218,8 +218,8 @@ TEST_CASE("cpu::Backend rms_norm, swiglu, index_scores, sparse_attention against
         MESSAGE("index_scores max |Δ|: ", worst);
         CHECK(worst <= 5e-5);  // measured 7.6e-6 on every target (one ulp of scores near 100)
       }
-      {  // sparse attention: bit for bit, both activation modes
-        const std::size_t t = 13, h = 3, dd = 35, n = 50, width = 9;
+      {  // sparse attention: vectorised dots and P·V, both activation modes
+        const std::size_t t = 13, h = 3, dd = 35, n = 150, width = 137;  // 3 chunks of 64
         const auto q = random_values(t * h * dd, 15);
         const auto kv = random_values(n * dd, 16);
         const auto sink = random_values(h, 17);
@@ -229,14 +229,26 @@ TEST_CASE("cpu::Backend rms_norm, swiglu, index_scores, sparse_attention against
         std::vector<float> a(t * h * dd), b(t * h * dd);
         d::SparseAttentionArgs args{q.data(), kv.data(), sink.data(), idx.data(), t,       h,
                                     dd,       n,         width,       0.17f,      a.data()};
+        auto max_diff = [&] {
+          double worst = 0;
+          for (std::size_t i = 0; i < a.size(); ++i)
+            worst = std::max(worst, std::abs(double(a[i]) - b[i]));
+          return worst;
+        };
+        ref.sparse_attention<d::PlainFp32Numerics>(args);
+        args.out = b.data();
+        cpu.sparse_attention<d::PlainFp32Numerics>(args);
+        const double f32 = max_diff();
+        MESSAGE("sparse_attention fp32 max |Δ|: ", f32);
+        CHECK(f32 <= 2e-6);  // measured 4.2e-7 (AVX2, SSE4, scalar), outputs ~1
+        args.out = a.data();
         ref.sparse_attention<d::ReferenceNumerics>(args);
         args.out = b.data();
         cpu.sparse_attention<d::ReferenceNumerics>(args);
-        CHECK(same_bits(a, b));
-        ref.sparse_attention<d::PlainFp32Numerics>(args);
+        const double bf = max_diff();
+        MESSAGE("sparse_attention bf16 max |Δ|: ", bf);
+        CHECK(bf <= 0x1p-7);  // measured 0; one bf16 step of an output below 1 at most
         args.out = a.data();
-        cpu.sparse_attention<d::PlainFp32Numerics>(args);
-        CHECK(same_bits(a, b));
         idx[5] = static_cast<std::int32_t>(n);  // out of range: the reference's InputError
         CHECK_THROWS_AS(cpu.sparse_attention<d::PlainFp32Numerics>(args), d::InputError);
       }

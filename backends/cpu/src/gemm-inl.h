@@ -13,9 +13,12 @@
 
 #include <hwy/highway.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <dsv4/core/numeric.hpp>
+#include <limits>
 
 HWY_BEFORE_NAMESPACE();
 namespace dsv4::cpu::HWY_NAMESPACE {
@@ -154,6 +157,106 @@ HWY_INLINE void Q8_0Rows(const uint8_t* HWY_RESTRICT w, const uint8_t* HWY_RESTR
     }
     out[r * out_stride] = sum;
   }
+}
+
+// The integer part of the k-quant dots (formats/k_quants.hpp): for each 256-value super-block i,
+// lane[8·i + l] = Σ_{e ≡ l mod 8} sc16[16·i + e/16] · a[e] · q[e], exact in int32 (the order of
+// an integer sum does not matter, so the float combination that follows equals the reference's).
+// q: unpacked signed weight quants [nb·256]; a: the Q8_K blocks' qs, `a_stride` bytes apart.
+HWY_INLINE void KqLanes(const int8_t* HWY_RESTRICT q, const int8_t* HWY_RESTRICT a, size_t a_stride,
+                        const int32_t* HWY_RESTRICT sc16, size_t nb, int32_t* HWY_RESTRICT lanes) {
+  const hn::CappedTag<int32_t, 8> d32;
+  const hn::Rebind<int8_t, decltype(d32)> d8;
+  const size_t N = hn::Lanes(d32);
+  for (size_t i = 0; i < nb; ++i) {
+    const int8_t* qb = q + i * 256;
+    const int8_t* ab = a + i * a_stride;
+    int32_t* out = lanes + i * 8;
+    if (N == 8 || N == 4) {
+      auto acc0 = hn::Zero(d32);
+      auto acc1 = hn::Zero(d32);
+      for (size_t g = 0; g < 16; ++g) {
+        const auto s = hn::Set(d32, sc16[i * 16 + g]);
+        for (size_t e = 16 * g; e < 16 * g + 16; e += 8) {
+          const auto p0 = hn::Mul(hn::PromoteTo(d32, hn::LoadU(d8, ab + e)),
+                                  hn::PromoteTo(d32, hn::LoadU(d8, qb + e)));
+          acc0 = hn::Add(acc0, hn::Mul(s, p0));
+          if (N == 4) {
+            const auto p1 = hn::Mul(hn::PromoteTo(d32, hn::LoadU(d8, ab + e + 4)),
+                                    hn::PromoteTo(d32, hn::LoadU(d8, qb + e + 4)));
+            acc1 = hn::Add(acc1, hn::Mul(s, p1));
+          }
+        }
+      }
+      hn::StoreU(acc0, d32, out);
+      if (N == 4) hn::StoreU(acc1, d32, out + 4);
+    } else {
+      for (size_t l = 0; l < 8; ++l) out[l] = 0;
+      for (size_t e = 0; e < 256; ++e) out[e % 8] += sc16[i * 16 + e / 16] * (ab[e] * qb[e]);
+    }
+  }
+}
+
+// One (query, head) of sparse attention with the reference's structure (ops/sparse_attention.hpp:
+// online softmax over chunks of 64 slots, the sink in the denominator, P rounded to bf16 when
+// round_p), the q·k dots and the P·V accumulation vectorised over the head dimension.
+// out[d] = acc / l (unrounded); acc: [d] scratch.
+HWY_INLINE void SparseAttnHead(const float* HWY_RESTRICT q, const float* HWY_RESTRICT kv,
+                               const int32_t* HWY_RESTRICT idx, size_t k, size_t d, float sink,
+                               float scale, bool round_p, float* HWY_RESTRICT out,
+                               float* HWY_RESTRICT acc) {
+  const hn::ScalableTag<float> df;
+  const size_t N = hn::Lanes(df);
+  const size_t vec_end = d - d % N;
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  constexpr size_t kChunk = 64;
+  float m = neg_inf;
+  float l = 0.f;
+  for (size_t j = 0; j < d; ++j) acc[j] = 0.f;
+  float s[kChunk];
+  for (size_t c0 = 0; c0 < k; c0 += kChunk) {
+    const size_t cn = std::min(kChunk, k - c0);
+    float cmax = m;
+    for (size_t t = 0; t < cn; ++t) {
+      const int32_t r = idx[c0 + t];
+      if (r < 0) {
+        s[t] = neg_inf;
+      } else {
+        const float* kr = kv + static_cast<size_t>(r) * d;
+        auto a = hn::Zero(df);
+        for (size_t j = 0; j < vec_end; j += N)
+          a = hn::MulAdd(hn::LoadU(df, q + j), hn::LoadU(df, kr + j), a);
+        float dot = hn::GetLane(hn::SumOfLanes(df, a));
+        for (size_t j = vec_end; j < d; ++j) dot += q[j] * kr[j];
+        s[t] = dot * scale;
+      }
+      cmax = std::fmax(cmax, s[t]);
+    }
+    if (cmax == neg_inf) continue;
+    const float alpha = std::exp(m - cmax);
+    float psum = 0.f;
+    for (size_t t = 0; t < cn; ++t) {
+      s[t] = std::exp(s[t] - cmax);
+      psum += s[t];
+    }
+    const auto va = hn::Set(df, alpha);
+    for (size_t j = 0; j < vec_end; j += N)
+      hn::StoreU(hn::Mul(hn::LoadU(df, acc + j), va), df, acc + j);
+    for (size_t j = vec_end; j < d; ++j) acc[j] *= alpha;
+    for (size_t t = 0; t < cn; ++t) {
+      if (s[t] == 0.f) continue;
+      const float p = round_p ? bf16(s[t]).to_float() : s[t];
+      const float* kr = kv + static_cast<size_t>(idx[c0 + t]) * d;
+      const auto vp = hn::Set(df, p);
+      for (size_t j = 0; j < vec_end; j += N)
+        hn::StoreU(hn::MulAdd(vp, hn::LoadU(df, kr + j), hn::LoadU(df, acc + j)), df, acc + j);
+      for (size_t j = vec_end; j < d; ++j) acc[j] += p * kr[j];
+    }
+    l = l * alpha + psum;
+    m = cmax;
+  }
+  l += std::exp(sink - m);
+  for (size_t j = 0; j < d; ++j) out[j] = acc[j] / l;
 }
 
 }  // namespace dsv4::cpu::HWY_NAMESPACE

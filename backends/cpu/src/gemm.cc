@@ -25,6 +25,14 @@ void Q8_0RowsEntry(const void* w, const void* xq, size_t rows, size_t nb, float*
   Q8_0Rows(static_cast<const uint8_t*>(w), static_cast<const uint8_t*>(xq), rows, nb, out,
            out_stride);
 }
+void KqLanesEntry(const int8_t* q, const int8_t* a, size_t a_stride, const int32_t* sc16, size_t nb,
+                  int32_t* lanes) {
+  KqLanes(q, a, a_stride, sc16, nb, lanes);
+}
+void SparseAttnHeadEntry(const float* q, const float* kv, const int32_t* idx, size_t k, size_t d,
+                         float sink, float scale, bool round_p, float* out, float* acc) {
+  SparseAttnHead(q, kv, idx, k, d, sink, scale, round_p, out, acc);
+}
 }  // namespace dsv4::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -36,6 +44,8 @@ HWY_EXPORT(GemmF32Entry);
 HWY_EXPORT(GemmBf16Entry);
 HWY_EXPORT(GemmF16Entry);
 HWY_EXPORT(Q8_0RowsEntry);
+HWY_EXPORT(KqLanesEntry);
+HWY_EXPORT(SparseAttnHeadEntry);
 
 namespace kernels {
 void gemm(const float* x, std::size_t ldx, std::size_t rows, const float* w, std::size_t ldw,
@@ -53,6 +63,15 @@ void gemm(const float* x, std::size_t ldx, std::size_t rows, const f16* w, std::
 void q8_0_rows(const void* w, const void* xq, std::size_t rows, std::size_t nb, float* out,
                std::size_t out_stride) {
   HWY_DYNAMIC_DISPATCH(Q8_0RowsEntry)(w, xq, rows, nb, out, out_stride);
+}
+void kq_lanes(const std::int8_t* q, const std::int8_t* a, std::size_t a_stride,
+              const std::int32_t* sc16, std::size_t nb, std::int32_t* lanes) {
+  HWY_DYNAMIC_DISPATCH(KqLanesEntry)(q, a, a_stride, sc16, nb, lanes);
+}
+void sparse_attention_head(const float* q, const float* kv, const std::int32_t* idx, std::size_t k,
+                           std::size_t d, float sink, float scale, bool round_p, float* out,
+                           float* acc) {
+  HWY_DYNAMIC_DISPATCH(SparseAttnHeadEntry)(q, kv, idx, k, d, sink, scale, round_p, out, acc);
 }
 }  // namespace kernels
 }  // namespace dsv4::cpu

@@ -15,9 +15,10 @@
 //    reference does and uses the reference's own block dot (Q8_0: vectorised integer block sums,
 //    bit-identical), threaded over output columns;
 //  * Linear<F, DequantDot> dequantizes a tile of weight rows, then runs the dense GEMM;
-//  * sparse attention, the compressor pooling, SwiGLU, RoPE and the norms are threaded, with the
-//    reference's arithmetic (bit-identical) except rms_norm and the indexer scores, whose dot
-//    products are vectorised.
+//  * sparse attention (the reference's online softmax, its dots and P·V vectorised), rms_norm and
+//    the indexer scores (vectorised dots) are threaded and differ by rounding; SwiGLU is threaded
+//    with the reference's arithmetic (bit-identical); the compressor pooling, RoPE, the per-head
+//    q norm and top-k are the reference's (scalar, one thread).
 #pragma once
 
 #include <algorithm>
@@ -141,20 +142,31 @@ class Backend : public ref::Backend {
 
   // ---- attention pieces ----
 
-  /// Sparse attention with sinks (as ref::Backend::sparse_attention, bit for bit), threaded over
-  /// the queries.
+  /// Sparse attention with sinks (ref::Backend::sparse_attention's algorithm and activation
+  /// mode, the dots and P·V vectorised), threaded over the queries. Throws InputError for an
+  /// index outside [-1, kv_rows).
   template <NumericsPolicy N>
   void sparse_attention(const SparseAttentionArgs& a) const {
-    const std::size_t per = a.heads * a.head_dim;
-    for_tiles(a.tokens, 1, a.tokens * a.heads * a.width * a.head_dim * 4,
-              [&](std::size_t t0, std::size_t t1) {
-                SparseAttentionArgs s = a;
-                s.q = a.q + t0 * per;
-                s.idx = a.idx + t0 * a.width;
-                s.out = a.out + t0 * per;
-                s.tokens = t1 - t0;
-                ref::Backend::sparse_attention<N>(s);
-              });
+    for (std::size_t i = 0; i < a.tokens * a.width; ++i) {
+      DSV4_CHECK(a.idx[i] >= -1 && (a.idx[i] < 0 || static_cast<std::size_t>(a.idx[i]) < a.kv_rows),
+                 InputError, "sparse_attention: index [{}][{}] must be -1 or in [0, {}), got {}",
+                 i / a.width, i % a.width, a.kv_rows, a.idx[i]);
+    }
+    constexpr bool fp32 = std::is_same_v<typename N::act, Fp32Act>;
+    const std::size_t d = a.head_dim;
+    for_tiles(
+        a.tokens, 1, a.tokens * a.heads * a.width * d * 4, [&](std::size_t t0, std::size_t t1) {
+          std::vector<float> acc(d);
+          for (std::size_t t = t0; t < t1; ++t) {
+            for (std::size_t h = 0; h < a.heads; ++h) {
+              float* o = a.out + (t * a.heads + h) * d;
+              kernels::sparse_attention_head(a.q + (t * a.heads + h) * d, a.kv, a.idx + t * a.width,
+                                             a.width, d, a.sink[h], a.scale, !fp32, o, acc.data());
+              if constexpr (!fp32)
+                for (std::size_t j = 0; j < d; ++j) o[j] = bf16(o[j]).to_float();
+            }
+          }
+        });
   }
 
   /// Lightning-indexer scores (as ref::Backend::index_scores, the q·key dots vectorised),
@@ -255,7 +267,9 @@ class Backend : public ref::Backend {
               A::quantize(x.row(r) + j * A::block_elems, xq[r * na + j]);
         });
         for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
-          if constexpr (std::same_as<F, Q8_0>) {
+          if constexpr (kKQuant<F>) {
+            kquant_tile<N>(w, xq.data(), x.rows, y, o0, o1);
+          } else if constexpr (std::same_as<F, Q8_0>) {
             for (std::size_t o = o0; o < o1; ++o)
               kernels::q8_0_rows(w.blocks().data() + o * nb, xq.data(), x.rows, nb, y.data + o,
                                  y.stride);
@@ -285,6 +299,95 @@ class Backend : public ref::Backend {
                       y.stride);
         round_columns<N>(y, o0, o1);
       });
+    }
+  }
+
+  template <class F>
+  static constexpr bool kKQuant =
+      std::same_as<F, Q2_K> || std::same_as<F, Q3_K> || std::same_as<F, Q4_K> ||
+      std::same_as<F, Q5_K> || std::same_as<F, Q6_K>;
+
+  // The k-quant × Q8_K dots of output columns [o0, o1): each weight row unpacked once to int8
+  // quants and per-16 integer scales, the integer lanes vectorised (kernels::kq_lanes), then the
+  // reference's float combination, so the result equals F::dot bit for bit.
+  template <NumericsPolicy N, class F>
+  static void kquant_tile(const Linear<F, PartnerDot>& w, const Q8_K::block_type* xq,
+                          std::size_t rows, View2<float> y, std::size_t o0, std::size_t o1) {
+    const std::size_t nb = w.row_blocks();
+    std::vector<std::int8_t> q(nb * 256);
+    std::vector<std::int32_t> sc(nb * 16);
+    std::vector<std::int32_t> lanes(nb * 8);
+    for (std::size_t o = o0; o < o1; ++o) {
+      const typename F::block_type* wr = w.blocks().data() + o * nb;
+      for (std::size_t b = 0; b < nb; ++b) {
+        const auto& blk = wr[b];
+        for (int e = 0; e < 256; ++e) {
+          int v = 0;
+          if constexpr (std::same_as<F, Q2_K>) {
+            v = dsv4::detail::kq::low2(blk.qs, e);
+          } else {
+            v = F::quant(blk, e);
+          }
+          q[b * 256 + static_cast<std::size_t>(e)] = static_cast<std::int8_t>(v);
+        }
+        for (int g = 0; g < 16; ++g) {
+          int s = 0;
+          if constexpr (std::same_as<F, Q2_K>) {
+            s = blk.scales[g] & 0xF;
+          } else if constexpr (std::same_as<F, Q3_K>) {
+            s = dsv4::detail::kq::q3_scale(blk.scales, g);
+          } else if constexpr (std::same_as<F, Q6_K>) {
+            s = blk.scales[g];
+          } else {
+            int m = 0;
+            dsv4::detail::kq::get_scale_min_k4(g / 2, blk.scales, s, m);
+          }
+          sc[b * 16 + static_cast<std::size_t>(g)] = s;
+        }
+      }
+      for (std::size_t r = 0; r < rows; ++r) {
+        const Q8_K::block_type* a = xq + r * nb;
+        kernels::kq_lanes(q.data(), a[0].qs, sizeof(Q8_K::block_type), sc.data(), nb, lanes.data());
+        y(r, o) = N::round(kquant_combine<F>(wr, a, lanes.data(), nb));
+      }
+    }
+  }
+
+  // The float part of F::dot given the integer lanes (the reference's order).
+  template <class F>
+  static float kquant_combine(const typename F::block_type* w, const Q8_K::block_type* a,
+                              const std::int32_t* lanes, std::size_t nb) {
+    if constexpr (std::same_as<F, Q2_K>) {
+      float sumf = 0.f;
+      for (std::size_t i = 0; i < nb; ++i) {
+        int summs = 0;
+        for (int j = 0; j < 16; ++j) summs += a[i].bsums[j] * (w[i].scales[j] >> 4);
+        const float dall = a[i].d * w[i].d.to_float();
+        const float dmin = a[i].d * w[i].dmin.to_float();
+        int isum = 0;
+        for (int l = 0; l < 8; ++l) isum += lanes[i * 8 + static_cast<std::size_t>(l)];
+        sumf += dall * static_cast<float>(isum) - dmin * static_cast<float>(summs);
+      }
+      return sumf;
+    } else if constexpr (std::same_as<F, Q4_K> || std::same_as<F, Q5_K>) {
+      dsv4::detail::kq::EightLanes acc;
+      float sumf = 0.f;
+      for (std::size_t i = 0; i < nb; ++i) {
+        int sc[8];
+        int mn[8];
+        for (int j = 0; j < 8; ++j)
+          dsv4::detail::kq::get_scale_min_k4(j, w[i].scales, sc[j], mn[j]);
+        int sumi = 0;
+        for (int j = 0; j < 16; ++j) sumi += a[i].bsums[j] * mn[j / 2];
+        acc.add_block(w[i].d.to_float() * a[i].d, lanes + i * 8);
+        const float dmin = w[i].dmin.to_float() * a[i].d;
+        sumf -= dmin * static_cast<float>(sumi);
+      }
+      return acc.finish(sumf);
+    } else {
+      dsv4::detail::kq::EightLanes acc;
+      for (std::size_t i = 0; i < nb; ++i) acc.add_block(w[i].d.to_float() * a[i].d, lanes + i * 8);
+      return acc.finish(0.f);
     }
   }
 
