@@ -159,6 +159,28 @@ HWY_INLINE void Q8_0Rows(const uint8_t* HWY_RESTRICT w, const uint8_t* HWY_RESTR
   }
 }
 
+// The dots of the 32-value weight formats with a Q8_0 activation (Q4_0, Q5_0, IQ4_NL, MXFP4):
+// the weight row unpacked to signed int8 values q [nb·32] and one float scale per block wsc
+// [nb]; per block the exact integer sum, times (wsc · the activation's f16 scale), accumulated
+// in fp32 in block order (the formats' own dots, bit for bit).
+HWY_INLINE void I8BlockRows(const int8_t* HWY_RESTRICT q, const float* HWY_RESTRICT wsc,
+                            const uint8_t* HWY_RESTRICT xq, size_t rows, size_t nb,
+                            float* HWY_RESTRICT out, size_t out_stride) {
+  constexpr size_t kBytes = 34;
+  for (size_t r = 0; r < rows; ++r) {
+    const uint8_t* a = xq + r * nb * kBytes;
+    float sum = 0.f;
+    for (size_t i = 0; i < nb; ++i) {
+      const uint8_t* ab = a + i * kBytes;
+      const int32_t sumi = DotI8x32(q + i * 32, reinterpret_cast<const int8_t*>(ab + 2));
+      f16 ad;
+      ad.bits = static_cast<uint16_t>(ab[0] | (ab[1] << 8));
+      sum += static_cast<float>(sumi) * (wsc[i] * ad.to_float());
+    }
+    out[r * out_stride] = sum;
+  }
+}
+
 // The integer part of the k-quant dots (formats/k_quants.hpp): for each 256-value super-block i,
 // lane[8·i + l] = Σ_{e ≡ l mod 8} sc16[16·i + e/16] · a[e] · q[e], exact in int32 (the order of
 // an integer sum does not matter, so the float combination that follows equals the reference's).

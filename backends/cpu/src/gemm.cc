@@ -25,6 +25,10 @@ void Q8_0RowsEntry(const void* w, const void* xq, size_t rows, size_t nb, float*
   Q8_0Rows(static_cast<const uint8_t*>(w), static_cast<const uint8_t*>(xq), rows, nb, out,
            out_stride);
 }
+void I8BlockRowsEntry(const int8_t* q, const float* wsc, const void* xq, size_t rows, size_t nb,
+                      float* out, size_t out_stride) {
+  I8BlockRows(q, wsc, static_cast<const uint8_t*>(xq), rows, nb, out, out_stride);
+}
 void KqLanesEntry(const int8_t* q, const int8_t* a, size_t a_stride, const int32_t* sc16, size_t nb,
                   int32_t* lanes) {
   KqLanes(q, a, a_stride, sc16, nb, lanes);
@@ -45,6 +49,7 @@ HWY_EXPORT(GemmBf16Entry);
 HWY_EXPORT(GemmF16Entry);
 HWY_EXPORT(Q8_0RowsEntry);
 HWY_EXPORT(KqLanesEntry);
+HWY_EXPORT(I8BlockRowsEntry);
 HWY_EXPORT(SparseAttnHeadEntry);
 
 namespace kernels {
@@ -63,6 +68,10 @@ void gemm(const float* x, std::size_t ldx, std::size_t rows, const f16* w, std::
 void q8_0_rows(const void* w, const void* xq, std::size_t rows, std::size_t nb, float* out,
                std::size_t out_stride) {
   HWY_DYNAMIC_DISPATCH(Q8_0RowsEntry)(w, xq, rows, nb, out, out_stride);
+}
+void i8_block_rows(const std::int8_t* q, const float* wsc, const void* xq, std::size_t rows,
+                   std::size_t nb, float* out, std::size_t out_stride) {
+  HWY_DYNAMIC_DISPATCH(I8BlockRowsEntry)(q, wsc, xq, rows, nb, out, out_stride);
 }
 void kq_lanes(const std::int8_t* q, const std::int8_t* a, std::size_t a_stride,
               const std::int32_t* sc16, std::size_t nb, std::int32_t* lanes) {

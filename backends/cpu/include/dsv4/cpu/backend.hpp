@@ -267,7 +267,9 @@ class Backend : public ref::Backend {
               A::quantize(x.row(r) + j * A::block_elems, xq[r * na + j]);
         });
         for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
-          if constexpr (kKQuant<F>) {
+          if constexpr (kQ8Family<F>) {
+            q8_family_tile<N>(w, xq.data(), x.rows, y, o0, o1);
+          } else if constexpr (kKQuant<F>) {
             kquant_tile<N>(w, xq.data(), x.rows, y, o0, o1);
           } else if constexpr (std::same_as<F, Q8_0>) {
             for (std::size_t o = o0; o < o1; ++o)
@@ -300,6 +302,57 @@ class Backend : public ref::Backend {
         round_columns<N>(y, o0, o1);
       });
     }
+  }
+
+  template <class F>
+  static constexpr bool kQ8Family = std::same_as<F, Q4_0> || std::same_as<F, Q5_0> ||
+                                    std::same_as<F, IQ4_NL> || std::same_as<F, MXFP4>;
+
+  // Q4_0 / Q5_0 / IQ4_NL / MXFP4 × Q8_0 for output columns [o0, o1): each weight row unpacked
+  // once to int8 values and block scales, then kernels::i8_block_rows (bit-identical to F::dot).
+  template <NumericsPolicy N, class F>
+  static void q8_family_tile(const Linear<F, PartnerDot>& w, const Q8_0::block_type* xq,
+                             std::size_t rows, View2<float> y, std::size_t o0, std::size_t o1) {
+    constexpr std::int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                        1,    13,   25,  38,  53,  69,  89,  113};
+    constexpr std::int8_t kMxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    const std::size_t nb = w.row_blocks();
+    std::vector<std::int8_t> q(nb * 32);
+    std::vector<float> wsc(nb);
+    for (std::size_t o = o0; o < o1; ++o) {
+      const typename F::block_type* wr = w.blocks().data() + o * nb;
+      for (std::size_t b = 0; b < nb; ++b) {
+        const auto& blk = wr[b];
+        std::int8_t* qb = q.data() + b * 32;
+        if constexpr (std::same_as<F, Q5_0>) {
+          int v[32];
+          dsv4::detail::ggml::unpack_q5(blk.qs, blk.qh, v);
+          for (int j = 0; j < 32; ++j) qb[j] = static_cast<std::int8_t>(v[j] - 16);
+        } else {
+          for (int j = 0; j < 16; ++j) {
+            const int lo = blk.qs[j] & 0x0F;
+            const int hi = blk.qs[j] >> 4;
+            if constexpr (std::same_as<F, Q4_0>) {
+              qb[j] = static_cast<std::int8_t>(lo - 8);
+              qb[j + 16] = static_cast<std::int8_t>(hi - 8);
+            } else if constexpr (std::same_as<F, IQ4_NL>) {
+              qb[j] = kIq4nl[lo];
+              qb[j + 16] = kIq4nl[hi];
+            } else {
+              qb[j] = kMxfp4[lo];
+              qb[j + 16] = kMxfp4[hi];
+            }
+          }
+        }
+        if constexpr (std::same_as<F, MXFP4>) {
+          wsc[b] = dsv4::detail::ggml::e8m0_to_fp32_half(blk.e.bits);
+        } else {
+          wsc[b] = blk.d.to_float();
+        }
+      }
+      kernels::i8_block_rows(q.data(), wsc.data(), xq, rows, nb, y.data + o, y.stride);
+    }
+    round_columns<N>(y, o0, o1);
   }
 
   template <class F>

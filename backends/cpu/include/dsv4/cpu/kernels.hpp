@@ -23,6 +23,12 @@ void gemm(const float* x, std::size_t ldx, std::size_t rows, const f16* w, std::
 void q8_0_rows(const void* w, const void* xq, std::size_t rows, std::size_t nb, float* out,
                std::size_t out_stride);
 
+/// Dots of unpacked 32-value weight blocks (int8 values q [nb·32], block scales wsc [nb]) with
+/// `rows` Q8_0 activation rows at xq: out[r·out_stride] = Σ_i float(Σ_j q·a) · (wsc_i · d_a,i),
+/// block order (the Q4_0 / Q5_0 / IQ4_NL / MXFP4 dots bit for bit).
+void i8_block_rows(const std::int8_t* q, const float* wsc, const void* xq, std::size_t rows,
+                   std::size_t nb, float* out, std::size_t out_stride);
+
 /// The integer lanes of the k-quant dots: for super-block i < nb, lanes[8i + l] =
 /// Σ_{e ≡ l (mod 8)} sc16[16i + e/16] · a[i·a_stride + e] · q[256i + e] (exact int32).
 void kq_lanes(const std::int8_t* q, const std::int8_t* a, std::size_t a_stride,
