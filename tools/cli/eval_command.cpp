@@ -1,10 +1,10 @@
 // `dsv4 eval MODEL --tokens 1,2,3 | --tokens-file F.i32 [--numerics reference|llama.cpp]
-// [--out logits.f32] [--step]`: runs a model (a llama.cpp deepseek4 GGUF file or a checkpoint
-// directory) on token ids and prints the top-1 id of every position, or writes the logits as raw
-// little-endian float32 [T][vocab]. `reference`: the official reference's numerics (bf16
-// activations, FP8/FP4 activation simulation; GGUF weights as fp32 dots of their dequantized
-// values); `llama.cpp`: fp32 activations without the simulation, GGUF weights with llama.cpp's CPU
-// dot products (the activation quantized to the format's vec_dot partner).
+// [--out logits.f32] [--step] [--backend cpu|reference] [-t N]`: runs a model (a llama.cpp
+// deepseek4 GGUF file or a checkpoint directory) on token ids and prints the top-1 id of every
+// position, or writes the logits as raw little-endian float32 [T][vocab]. `reference`: the official
+// reference's numerics (bf16 activations, FP8/FP4 activation simulation; GGUF weights as fp32 dots
+// of their dequantized values); `llama.cpp`: fp32 activations without the simulation, GGUF weights
+// with llama.cpp's CPU dot products (the activation quantized to the format's vec_dot partner).
 #include <fmt/core.h>
 
 #include <CLI/CLI.hpp>
@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "backend_choice.hpp"
 #include "commands.hpp"
 
 namespace dsv4::cli {
@@ -35,6 +36,7 @@ struct EvalCliOptions {
   std::string numerics = "reference";
   std::string out;
   bool step = false;
+  BackendChoice backend;
 };
 
 std::vector<std::int32_t> parse_token_list(const std::string& s) {
@@ -72,9 +74,9 @@ std::vector<std::int32_t> read_token_file(const std::string& path) {
   return ids;
 }
 
-template <class N, class Src>
-void run_model(const Src& src, const ModelConfig& cfg, const std::vector<std::int32_t>& tokens,
-               const EvalCliOptions& o) {
+template <class N, class B, class Src>
+void run_model(B backend, const Src& src, const ModelConfig& cfg,
+               const std::vector<std::int32_t>& tokens, const EvalCliOptions& o) {
   for (std::size_t i = 0; i < tokens.size(); ++i) {
     DSV4_CHECK(tokens[i] >= 0 && tokens[i] < cfg.vocab_size, InputError,
                "token {} (position {}) is outside the vocabulary [0, {})", tokens[i], i,
@@ -82,8 +84,8 @@ void run_model(const Src& src, const ModelConfig& cfg, const std::vector<std::in
   }
   DSV4_CHECK(static_cast<std::int64_t>(tokens.size()) <= cfg.max_seq_len, InputError,
              "{} tokens: more than the model's max_seq_len {}", tokens.size(), cfg.max_seq_len);
-  using M = ReferenceModel<N, HyperConnection<4>, AnyLinear>;
-  const M model = M::load(src, cfg);
+  using M = Model<B, N, HyperConnection<4>, AnyLinear>;
+  const M model = M::load(src, cfg, std::move(backend));
   auto st = model.new_state();
   std::vector<float> logits;
   if (o.step) {
@@ -126,20 +128,24 @@ void run_eval(const EvalCliOptions& o) {
   DSV4_CHECK(fs::exists(o.model), InputError, "{}: no such file or directory", o.model);
   if (fs::is_directory(o.model)) {
     const auto ckpt = io::Checkpoint::open(o.model);
-    if (llama) {
-      run_model<PlainFp32Numerics>(ckpt, ckpt.config(), tokens, o);
-    } else {
-      run_model<ReferenceNumerics>(ckpt, ckpt.config(), tokens, o);
-    }
+    with_backend(o.backend, [&](auto b) {
+      if (llama) {
+        run_model<PlainFp32Numerics>(b, ckpt, ckpt.config(), tokens, o);
+      } else {
+        run_model<ReferenceNumerics>(b, ckpt, ckpt.config(), tokens, o);
+      }
+    });
     return;
   }
   const io::GgufModel src(
       o.model, llama ? io::GgufLinearSemantics::partner_dot : io::GgufLinearSemantics::dequant_dot);
-  if (llama) {
-    run_model<PlainFp32Numerics>(src, src.config(), tokens, o);
-  } else {
-    run_model<ReferenceNumerics>(src, src.config(), tokens, o);
-  }
+  with_backend(o.backend, [&](auto b) {
+    if (llama) {
+      run_model<PlainFp32Numerics>(b, src, src.config(), tokens, o);
+    } else {
+      run_model<ReferenceNumerics>(b, src, src.config(), tokens, o);
+    }
+  });
 }
 
 }  // namespace
@@ -157,6 +163,7 @@ void add_eval_command(CLI::App& app) {
                   "activations, llama.cpp's quantized dot products)");
   cmd->add_option("--out", o->out, "write the logits as raw float32 [T][vocab] to this file");
   cmd->add_flag("--step", o->step, "one token per forward call instead of one prefill");
+  add_backend_options(cmd, o->backend);
   cmd->callback([o] { run_eval(*o); });
 }
 

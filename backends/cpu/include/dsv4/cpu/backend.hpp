@@ -3,11 +3,44 @@
 // Kernels take plain pointers and sizes (STYLE.md §1.1: nothing SIMD crosses the dispatch).
 // Every kernel here is tested against the scalar reference on every compiled SIMD target
 // (tests/cpu/).
+//
+// `cpu::Backend` runs every op of the Backend concept (backend/concept.hpp) on a oneTBB arena of
+// its own. Work is split into fixed tiles (output columns of a linear layer, rows or tokens of
+// the other ops) and every value is computed by one thread with a summation order that does not
+// depend on the split, so results are identical for any thread count. Against the reference
+// backend:
+//  * dense GEMMs (DenseLinear<float>, DenseLinear<bf16>, Linear<F32/F16/BF16>) use lane-parallel
+//    fp32 accumulation (Highway), so they differ from the reference's sequential sums by rounding;
+//  * quantized Linear<F, PartnerDot> quantizes the activation to F's partner exactly as the
+//    reference does and uses the reference's own block dot (Q8_0: vectorised integer block sums,
+//    bit-identical), threaded over output columns;
+//  * Linear<F, DequantDot> dequantizes a tile of weight rows, then runs the dense GEMM;
+//  * sparse attention (the reference's online softmax, its dots and P·V vectorised), rms_norm and
+//    the indexer scores (vectorised dots) are threaded and differ by rounding; SwiGLU is threaded
+//    with the reference's arithmetic (bit-identical); the compressor pooling, RoPE, the per-head
+//    q norm and top-k are the reference's (scalar, one thread).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
+#include <concepts>
 #include <cstddef>
+#include <cstdint>
+#include <dsv4/backend/concept.hpp>
+#include <dsv4/backend/reference.hpp>
 #include <dsv4/core/numeric.hpp>
+#include <dsv4/core/numerics.hpp>
+#include <dsv4/core/tensor.hpp>
+#include <dsv4/layers/linear.hpp>
+#include <limits>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+#include <vector>
 
+#include "dsv4/cpu/kernels.hpp"
 #include "dsv4/cpu/threads.hpp"
 
 namespace dsv4::cpu {
@@ -24,4 +57,403 @@ void f32_to_bf16(const float* in, bf16* out, std::size_t n);
 /// Σ a[i]·b[i] in fp32 (lane-parallel partial sums, so the summation order is not sequential).
 float dot(const float* a, const float* b, std::size_t n);
 
+namespace detail {
+template <class L>
+struct is_any_linear : std::false_type {};
+template <class List>
+struct is_any_linear<AnyLinearOf<List>> : std::true_type {};
+
+template <class L>
+concept FormatLinear = requires {
+  typename L::format;
+  typename L::semantics;
+}
+&&std::same_as<L, Linear<typename L::format, typename L::semantics>>;
+}  // namespace detail
+
+/// The CPU backend: the reference backend's op set on `threads` threads with Highway kernels.
+/// Copies share one thread arena (copying is cheap; a Model holds its backend by value).
+class Backend : public ref::Backend {
+ public:
+  static constexpr std::string_view name = "cpu";
+
+  /// A backend on `threads` threads; 0 means the machine's physical cores.
+  explicit Backend(int threads = 0)
+      : threads_(std::make_shared<Threads>(threads > 0 ? threads : kernels::physical_cores())) {}
+
+  /// The number of threads of the arena.
+  int threads() const { return threads_->size(); }
+
+  // ---- linear ----
+
+  /// y [rows, out] = x [rows, in] · Wᵀ for DenseLinear<float|bf16>, Linear<F, S> of every
+  /// weight format and AnyLinear (any other LinearOp runs its own scalar forward).
+  template <NumericsPolicy N, LinearOp L>
+  void linear(const L& w, ConstView2<float> x, View2<float> y) const {
+    if constexpr (std::same_as<L, DenseLinear<float>> || std::same_as<L, DenseLinear<bf16>>) {
+      check_linear_shapes("DenseLinear", w.in_features(), w.out_features(), x, y);
+      dense<N>(w.weight().data(), w.out_features(), w.in_features(), x, y);
+    } else if constexpr (detail::is_any_linear<L>::value) {
+      std::visit([&](const auto& l) { this->linear<N>(l, x, y); }, w.variant());
+    } else if constexpr (detail::FormatLinear<L>) {
+      check_linear_shapes("Linear", w.in_features(), w.out_features(), x, y);
+      format_linear<N>(w, x, y);
+    } else {
+      w.template forward<N>(x, y);
+    }
+  }
+
+  // ---- elementwise ----
+
+  /// RMSNorm of every row (as ref::Backend::rms_norm; the sum of squares vectorised).
+  template <NumericsPolicy N>
+  void rms_norm(std::span<const float> x, std::span<const float> weight, float eps,
+                std::span<float> y) const {
+    const std::size_t d = weight.size();
+    DSV4_CHECK(d > 0 && x.size() % d == 0 && y.size() == x.size(), ShapeError,
+               "rms_norm of dim {}: input of {} values, output of {}", d, x.size(), y.size());
+    const std::size_t rows = x.size() / d;
+    for_tiles(rows, 8, rows * d * 4, [&](std::size_t r0, std::size_t r1) {
+      for (std::size_t r = r0; r < r1; ++r) {
+        const float* xr = x.data() + r * d;
+        float* yr = y.data() + r * d;
+        const float sum = cpu::dot(xr, xr, d);
+        const float inv = 1.0f / std::sqrt(sum / static_cast<float>(d) + eps);
+        for (std::size_t i = 0; i < d; ++i) yr[i] = N::round(weight[i] * (xr[i] * inv));
+      }
+    });
+  }
+
+  /// Clamped SwiGLU (as ref::Backend::swiglu, bit for bit), threaded over rows.
+  template <NumericsPolicy N>
+  void swiglu(View2<float> g, ConstView2<float> v, std::span<const float> row_weights,
+              float limit) const {
+    DSV4_CHECK(v.rows == g.rows && v.cols == g.cols &&
+                   (row_weights.empty() || row_weights.size() == g.rows),
+               ShapeError, "swiglu: gate [{}, {}], up [{}, {}], {} row weights", g.rows, g.cols,
+               v.rows, v.cols, row_weights.size());
+    for_tiles(g.rows, 4, g.rows * g.cols * 16, [&](std::size_t r0, std::size_t r1) {
+      const View2<float> gs(g.row(r0), r1 - r0, g.cols, g.stride);
+      const ConstView2<float> vs(v.row(r0), r1 - r0, v.cols, v.stride);
+      ref::Backend::swiglu<N>(
+          gs, vs, row_weights.empty() ? row_weights : row_weights.subspan(r0, r1 - r0), limit);
+    });
+  }
+
+  // ---- attention pieces ----
+
+  /// Sparse attention with sinks (ref::Backend::sparse_attention's algorithm and activation
+  /// mode, the dots and P·V vectorised), threaded over the queries. Throws InputError for an
+  /// index outside [-1, kv_rows).
+  template <NumericsPolicy N>
+  void sparse_attention(const SparseAttentionArgs& a) const {
+    for (std::size_t i = 0; i < a.tokens * a.width; ++i) {
+      DSV4_CHECK(a.idx[i] >= -1 && (a.idx[i] < 0 || static_cast<std::size_t>(a.idx[i]) < a.kv_rows),
+                 InputError, "sparse_attention: index [{}][{}] must be -1 or in [0, {}), got {}",
+                 i / a.width, i % a.width, a.kv_rows, a.idx[i]);
+    }
+    constexpr bool fp32 = std::is_same_v<typename N::act, Fp32Act>;
+    const std::size_t d = a.head_dim;
+    for_tiles(
+        a.tokens, 1, a.tokens * a.heads * a.width * d * 4, [&](std::size_t t0, std::size_t t1) {
+          std::vector<float> acc(d);
+          for (std::size_t t = t0; t < t1; ++t) {
+            for (std::size_t h = 0; h < a.heads; ++h) {
+              float* o = a.out + (t * a.heads + h) * d;
+              kernels::sparse_attention_head(a.q + (t * a.heads + h) * d, a.kv, a.idx + t * a.width,
+                                             a.width, d, a.sink[h], a.scale, !fp32, o, acc.data());
+              if constexpr (!fp32)
+                for (std::size_t j = 0; j < d; ++j) o[j] = bf16(o[j]).to_float();
+            }
+          }
+        });
+  }
+
+  /// Lightning-indexer scores (as ref::Backend::index_scores, the q·key dots vectorised),
+  /// threaded over the queries.
+  template <NumericsPolicy N>
+  void index_scores(ConstView2<float> q, ConstView2<float> keys, ConstView2<float> head_weights,
+                    std::span<const std::size_t> visible, View2<float> scores) const {
+    const std::size_t hi = head_weights.cols;
+    const std::size_t di = keys.cols;
+    DSV4_CHECK(q.rows == scores.rows && head_weights.rows == scores.rows &&
+                   visible.size() == scores.rows && q.cols == hi * di && keys.rows >= scores.cols,
+               ShapeError,
+               "index_scores: q [{}, {}], keys [{}, {}], head weights [{}, {}], {} visible counts, "
+               "scores [{}, {}]",
+               q.rows, q.cols, keys.rows, keys.cols, head_weights.rows, head_weights.cols,
+               visible.size(), scores.rows, scores.cols);
+    for_tiles(scores.rows, 1, scores.rows * scores.cols * hi * di,
+              [&](std::size_t t0, std::size_t t1) {
+                for (std::size_t t = t0; t < t1; ++t) {
+                  const std::size_t vis = std::min(visible[t], scores.cols);
+                  for (std::size_t j = 0; j < scores.cols; ++j) {
+                    if (j >= vis) {
+                      scores(t, j) = -std::numeric_limits<float>::infinity();
+                      continue;
+                    }
+                    const float* key = keys.row(j);
+                    float total = 0.0f;
+                    for (std::size_t h = 0; h < hi; ++h) {
+                      const float dotv = cpu::dot(q.row(t) + h * di, key, di);
+                      const float relu = std::fmax(N::round(dotv), 0.0f);
+                      total += N::round(relu * head_weights(t, h));
+                    }
+                    scores(t, j) = N::round(total);
+                  }
+                }
+              });
+  }
+
+ private:
+  // Runs fn(begin, end) over [0, n) in tiles of `tile` on the arena, or inline when the work
+  // (an estimate in multiply-adds) is too small to share. fn must compute each element the same
+  // way whatever range holds it.
+  template <class Fn>
+  void for_tiles(std::size_t n, std::size_t tile, std::size_t work, Fn&& fn) const {
+    if (n == 0) return;
+    const std::size_t tiles = (n + tile - 1) / tile;
+    if (threads_->size() <= 1 || tiles <= 1 || work < (std::size_t{1} << 15)) {
+      fn(std::size_t{0}, n);
+      return;
+    }
+    threads_->for_range(tiles, 1,
+                        [&](std::size_t b, std::size_t e) { fn(b * tile, std::min(e * tile, n)); });
+  }
+
+  // y = N(x · Wᵀ) for a dense row-major weight of T (float, bf16 or f16).
+  template <NumericsPolicy N, class T>
+  void dense(const T* w, std::size_t out, std::size_t in, ConstView2<float> x,
+             View2<float> y) const {
+    for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
+      kernels::gemm(x.data, x.stride, x.rows, w, in, o0, o1, in, y.data, y.stride);
+      round_columns<N>(y, o0, o1);
+    });
+  }
+
+  template <NumericsPolicy N>
+  static void round_columns(View2<float> y, std::size_t o0, std::size_t o1) {
+    if constexpr (!std::is_same_v<typename N::act, Fp32Act>) {
+      for (std::size_t r = 0; r < y.rows; ++r)
+        for (std::size_t o = o0; o < o1; ++o) y(r, o) = N::round(y(r, o));
+    }
+  }
+
+  template <NumericsPolicy N, class F, class S>
+  void format_linear(const Linear<F, S>& w, ConstView2<float> x, View2<float> y) const {
+    const std::size_t out = w.out_features();
+    const std::size_t in = w.in_features();
+    const std::size_t nb = w.row_blocks();
+    if constexpr (std::same_as<S, PartnerDot>) {
+      if constexpr (std::same_as<F, F32>) {
+        static_assert(sizeof(typename F::block_type) == sizeof(float));
+        dense<N>(reinterpret_cast<const float*>(w.blocks().data()), out, in, x, y);
+      } else if constexpr (std::same_as<F, F16> || std::same_as<F, BF16>) {
+        // the activation rounded to the weight's type, then the dense GEMM
+        using T = typename F::block_type;
+        std::vector<float> xr(x.rows * in);
+        for_tiles(x.rows, 4, x.rows * in * 4, [&](std::size_t r0, std::size_t r1) {
+          for (std::size_t r = r0; r < r1; ++r)
+            for (std::size_t k = 0; k < in; ++k) xr[r * in + k] = T(x(r, k)).to_float();
+        });
+        dense<N>(w.blocks().data(), out, in, ConstView2<float>(xr.data(), x.rows, in), y);
+      } else {
+        using A = typename F::activation;
+        const std::size_t na = in / A::block_elems;
+        std::vector<typename A::block_type> xq(x.rows * na);
+        for_tiles(x.rows, 1, x.rows * in * 8, [&](std::size_t r0, std::size_t r1) {
+          for (std::size_t r = r0; r < r1; ++r)
+            for (std::size_t j = 0; j < na; ++j)
+              A::quantize(x.row(r) + j * A::block_elems, xq[r * na + j]);
+        });
+        for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
+          if constexpr (kQ8Family<F>) {
+            q8_family_tile<N>(w, xq.data(), x.rows, y, o0, o1);
+          } else if constexpr (kKQuant<F>) {
+            kquant_tile<N>(w, xq.data(), x.rows, y, o0, o1);
+          } else if constexpr (std::same_as<F, Q8_0>) {
+            for (std::size_t o = o0; o < o1; ++o)
+              kernels::q8_0_rows(w.blocks().data() + o * nb, xq.data(), x.rows, nb, y.data + o,
+                                 y.stride);
+            round_columns<N>(y, o0, o1);
+          } else {
+            std::vector<typename F::block_type> gathered(PlanarFormat<F> ? nb : 0);
+            for (std::size_t o = o0; o < o1; ++o) {
+              const typename F::block_type* wr;
+              if constexpr (PlanarFormat<F>) {
+                for (std::size_t b = 0; b < nb; ++b) gathered[b] = w.block(o, b);
+                wr = gathered.data();
+              } else {
+                wr = w.blocks().data() + o * nb;
+              }
+              for (std::size_t r = 0; r < x.rows; ++r)
+                y(r, o) = N::round(F::dot(wr, xq.data() + r * na, nb));
+            }
+          }
+        });
+      }
+    } else {
+      // DequantDot: a tile of dequantised rows, then the dense GEMM on it
+      for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
+        std::vector<float> wt((o1 - o0) * in);
+        for (std::size_t o = o0; o < o1; ++o) w.dequantize_row(o, wt.data() + (o - o0) * in);
+        kernels::gemm(x.data, x.stride, x.rows, wt.data(), in, 0, o1 - o0, in, y.data + o0,
+                      y.stride);
+        round_columns<N>(y, o0, o1);
+      });
+    }
+  }
+
+  template <class F>
+  static constexpr bool kQ8Family = std::same_as<F, Q4_0> || std::same_as<F, Q5_0> ||
+                                    std::same_as<F, IQ4_NL> || std::same_as<F, MXFP4>;
+
+  // Q4_0 / Q5_0 / IQ4_NL / MXFP4 × Q8_0 for output columns [o0, o1): each weight row unpacked
+  // once to int8 values and block scales, then kernels::i8_block_rows (bit-identical to F::dot).
+  template <NumericsPolicy N, class F>
+  static void q8_family_tile(const Linear<F, PartnerDot>& w, const Q8_0::block_type* xq,
+                             std::size_t rows, View2<float> y, std::size_t o0, std::size_t o1) {
+    constexpr std::int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                        1,    13,   25,  38,  53,  69,  89,  113};
+    constexpr std::int8_t kMxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    const std::size_t nb = w.row_blocks();
+    std::vector<std::int8_t> q(nb * 32);
+    std::vector<float> wsc(nb);
+    for (std::size_t o = o0; o < o1; ++o) {
+      const typename F::block_type* wr = w.blocks().data() + o * nb;
+      for (std::size_t b = 0; b < nb; ++b) {
+        const auto& blk = wr[b];
+        std::int8_t* qb = q.data() + b * 32;
+        if constexpr (std::same_as<F, Q5_0>) {
+          int v[32];
+          dsv4::detail::ggml::unpack_q5(blk.qs, blk.qh, v);
+          for (int j = 0; j < 32; ++j) qb[j] = static_cast<std::int8_t>(v[j] - 16);
+        } else {
+          for (int j = 0; j < 16; ++j) {
+            const int lo = blk.qs[j] & 0x0F;
+            const int hi = blk.qs[j] >> 4;
+            if constexpr (std::same_as<F, Q4_0>) {
+              qb[j] = static_cast<std::int8_t>(lo - 8);
+              qb[j + 16] = static_cast<std::int8_t>(hi - 8);
+            } else if constexpr (std::same_as<F, IQ4_NL>) {
+              qb[j] = kIq4nl[lo];
+              qb[j + 16] = kIq4nl[hi];
+            } else {
+              qb[j] = kMxfp4[lo];
+              qb[j + 16] = kMxfp4[hi];
+            }
+          }
+        }
+        if constexpr (std::same_as<F, MXFP4>) {
+          wsc[b] = dsv4::detail::ggml::e8m0_to_fp32_half(blk.e.bits);
+        } else {
+          wsc[b] = blk.d.to_float();
+        }
+      }
+      kernels::i8_block_rows(q.data(), wsc.data(), xq, rows, nb, y.data + o, y.stride);
+    }
+    round_columns<N>(y, o0, o1);
+  }
+
+  template <class F>
+  static constexpr bool kKQuant =
+      std::same_as<F, Q2_K> || std::same_as<F, Q3_K> || std::same_as<F, Q4_K> ||
+      std::same_as<F, Q5_K> || std::same_as<F, Q6_K>;
+
+  // The k-quant × Q8_K dots of output columns [o0, o1): each weight row unpacked once to int8
+  // quants and per-16 integer scales, the integer lanes vectorised (kernels::kq_lanes), then the
+  // reference's float combination, so the result equals F::dot bit for bit.
+  template <NumericsPolicy N, class F>
+  static void kquant_tile(const Linear<F, PartnerDot>& w, const Q8_K::block_type* xq,
+                          std::size_t rows, View2<float> y, std::size_t o0, std::size_t o1) {
+    const std::size_t nb = w.row_blocks();
+    std::vector<std::int8_t> q(nb * 256);
+    std::vector<std::int32_t> sc(nb * 16);
+    std::vector<std::int32_t> lanes(nb * 8);
+    for (std::size_t o = o0; o < o1; ++o) {
+      const typename F::block_type* wr = w.blocks().data() + o * nb;
+      for (std::size_t b = 0; b < nb; ++b) {
+        const auto& blk = wr[b];
+        for (int e = 0; e < 256; ++e) {
+          int v = 0;
+          if constexpr (std::same_as<F, Q2_K>) {
+            v = dsv4::detail::kq::low2(blk.qs, e);
+          } else {
+            v = F::quant(blk, e);
+          }
+          q[b * 256 + static_cast<std::size_t>(e)] = static_cast<std::int8_t>(v);
+        }
+        for (int g = 0; g < 16; ++g) {
+          int s = 0;
+          if constexpr (std::same_as<F, Q2_K>) {
+            s = blk.scales[g] & 0xF;
+          } else if constexpr (std::same_as<F, Q3_K>) {
+            s = dsv4::detail::kq::q3_scale(blk.scales, g);
+          } else if constexpr (std::same_as<F, Q6_K>) {
+            s = blk.scales[g];
+          } else {
+            int m = 0;
+            dsv4::detail::kq::get_scale_min_k4(g / 2, blk.scales, s, m);
+          }
+          sc[b * 16 + static_cast<std::size_t>(g)] = s;
+        }
+      }
+      for (std::size_t r = 0; r < rows; ++r) {
+        const Q8_K::block_type* a = xq + r * nb;
+        kernels::kq_lanes(q.data(), a[0].qs, sizeof(Q8_K::block_type), sc.data(), nb, lanes.data());
+        y(r, o) = N::round(kquant_combine<F>(wr, a, lanes.data(), nb));
+      }
+    }
+  }
+
+  // The float part of F::dot given the integer lanes (the reference's order).
+  template <class F>
+  static float kquant_combine(const typename F::block_type* w, const Q8_K::block_type* a,
+                              const std::int32_t* lanes, std::size_t nb) {
+    if constexpr (std::same_as<F, Q2_K>) {
+      float sumf = 0.f;
+      for (std::size_t i = 0; i < nb; ++i) {
+        int summs = 0;
+        for (int j = 0; j < 16; ++j) summs += a[i].bsums[j] * (w[i].scales[j] >> 4);
+        const float dall = a[i].d * w[i].d.to_float();
+        const float dmin = a[i].d * w[i].dmin.to_float();
+        int isum = 0;
+        for (int l = 0; l < 8; ++l) isum += lanes[i * 8 + static_cast<std::size_t>(l)];
+        sumf += dall * static_cast<float>(isum) - dmin * static_cast<float>(summs);
+      }
+      return sumf;
+    } else if constexpr (std::same_as<F, Q4_K> || std::same_as<F, Q5_K>) {
+      dsv4::detail::kq::EightLanes acc;
+      float sumf = 0.f;
+      for (std::size_t i = 0; i < nb; ++i) {
+        int sc[8];
+        int mn[8];
+        for (int j = 0; j < 8; ++j)
+          dsv4::detail::kq::get_scale_min_k4(j, w[i].scales, sc[j], mn[j]);
+        int sumi = 0;
+        for (int j = 0; j < 16; ++j) sumi += a[i].bsums[j] * mn[j / 2];
+        acc.add_block(w[i].d.to_float() * a[i].d, lanes + i * 8);
+        const float dmin = w[i].dmin.to_float() * a[i].d;
+        sumf -= dmin * static_cast<float>(sumi);
+      }
+      return acc.finish(sumf);
+    } else {
+      dsv4::detail::kq::EightLanes acc;
+      for (std::size_t i = 0; i < nb; ++i) acc.add_block(w[i].d.to_float() * a[i].d, lanes + i * 8);
+      return acc.finish(0.f);
+    }
+  }
+
+  static constexpr std::size_t kTile = 16;  // output columns per tile of a linear layer
+  std::shared_ptr<Threads> threads_;
+};
+
+static_assert(offsetof(Q8_0::block_type, qs) == 2 && sizeof(Q8_0::block_type) == 34,
+              "kernels::q8_0_rows reads the block as f16 d, int8 qs[32]");
+
 }  // namespace dsv4::cpu
+
+namespace dsv4 {
+static_assert(Backend<cpu::Backend>);
+static_assert(SupportsLinear<cpu::Backend, AnyLinear>);
+}  // namespace dsv4

@@ -1,0 +1,266 @@
+// cpu::Backend (backends/cpu/include/dsv4/cpu/backend.hpp) op by op against the reference backend:
+// linear layers of every weight format under both semantics and both activation precisions, the
+// elementwise and attention ops, with odd sizes (K not a multiple of the vector width where the
+// format allows, output columns and rows not multiples of the tile or the thread count), on 1
+// and 3 threads (bit-identical to each other) and on every compiled SIMD target.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <dsv4/backend/reference.hpp>
+#include <dsv4/cpu/backend.hpp>
+#include <dsv4/layers/linear.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu/simd_targets.hpp"
+
+namespace {
+
+namespace d = dsv4;
+
+std::vector<float> random_values(std::size_t n, std::uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+/// max |a - b| / (Σ_k |x_k·w_k| of that output), the error relative to the dot's magnitude.
+struct LinearRun {
+  std::vector<float> ref, cpu1, cpu3;
+};
+
+template <class N, class L>
+LinearRun run_linear(const L& w, const std::vector<float>& x, std::size_t rows) {
+  const std::size_t in = w.in_features(), out = w.out_features();
+  const d::ConstView2<float> xv(x.data(), rows, in);
+  LinearRun r;
+  r.ref.assign(rows * out, 0.0f);
+  r.cpu1.assign(rows * out, 0.0f);
+  r.cpu3.assign(rows * out, 0.0f);
+  d::ReferenceBackend{}.linear<N>(w, xv, d::View2<float>(r.ref.data(), rows, out));
+  d::cpu::Backend(1).linear<N>(w, xv, d::View2<float>(r.cpu1.data(), rows, out));
+  d::cpu::Backend(3).linear<N>(w, xv, d::View2<float>(r.cpu3.data(), rows, out));
+  return r;
+}
+
+/// max over outputs of |cpu - ref| / max(Σ_k |x_k|·|w_k|, tiny): the dense GEMMs' rounding error
+/// relative to the scale of the dot product.
+double relative_error(const std::vector<float>& got, const std::vector<float>& want,
+                      const std::vector<float>& x, const std::vector<float>& w, std::size_t rows,
+                      std::size_t out, std::size_t in) {
+  double worst = 0;
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t o = 0; o < out; ++o) {
+      double mag = 0;
+      for (std::size_t k = 0; k < in; ++k) mag += std::abs(double(x[r * in + k]) * w[o * in + k]);
+      const double e = std::abs(double(got[r * out + o]) - want[r * out + o]);
+      worst = std::max(worst, e / std::max(mag, 1e-30));
+    }
+  }
+  return worst;
+}
+
+// the shape of a test weight of format F under semantics S: K the smallest multiple of every
+// block the layer needs, times 3 (or 67, odd, for the one-value formats)
+template <class F, class S>
+std::size_t test_in() {
+  std::size_t need = F::block_elems;
+  if constexpr (std::same_as<S, d::PartnerDot>) need = std::max(need, F::activation::block_elems);
+  return need == 1 ? 67 : 3 * need;
+}
+constexpr std::size_t kOut = 37;  // not a multiple of the tile (16) or of 2 or 3 threads
+constexpr std::size_t kRows = 7;  // not a multiple of the 4-row GEMM tile
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("cpu::Backend dense linear against the reference", T, float, d::bf16) {
+  // DenseLinear<float|bf16>: lane-parallel fp32 sums, so not bit-exact; measured relative error
+  // (|Δ| / Σ|x·w|) up to 2.1e-7 over the targets, the bound 10x of the fp32 epsilon 1.2e-7
+  for (const std::size_t in : {std::size_t{1}, std::size_t{7}, std::size_t{67}, std::size_t{256}}) {
+    CAPTURE(in);
+    const auto wf = random_values(kOut * in, 1);
+    std::vector<T> wt(wf.begin(), wf.end());
+    std::vector<float> wv(wt.begin(), wt.end());  // the weight's values as float
+    const d::DenseLinear<T> w(wt, kOut, in);
+    const auto x = random_values(kRows * in, 2);
+    d::test::for_each_simd_target([&] {
+      const auto r = run_linear<d::PlainFp32Numerics>(w, x, kRows);
+      CHECK(same_bits(r.cpu1, r.cpu3));
+      const double rel = relative_error(r.cpu1, r.ref, x, wv, kRows, kOut, in);
+      MESSAGE("dense relative error ", rel);
+      CHECK(rel <= 1.2e-6);
+      // bf16 activations: the result rounded to bf16 after the sum (one bf16 step at most)
+      const auto b = run_linear<d::ReferenceNumerics>(w, x, kRows);
+      CHECK(same_bits(b.cpu1, b.cpu3));
+      for (std::size_t i = 0; i < b.ref.size(); ++i) {
+        const float step = std::abs(b.ref[i]) * 0x1p-7f;
+        CHECK(std::abs(b.cpu1[i] - b.ref[i]) <= step + 1e-6f);
+      }
+    });
+  }
+}
+
+TEST_CASE_TEMPLATE_DEFINE("cpu::Backend Linear<F, PartnerDot> against the reference", F,
+                          partner_dot) {
+  using L = d::Linear<F, d::PartnerDot>;
+  const std::size_t in = test_in<F, d::PartnerDot>();
+  const auto wf = random_values(kOut * in, 3);
+  const auto w = L::quantize(d::ConstView2<float>(wf.data(), kOut, in));
+  const auto x = random_values(kRows * in, 4);
+  std::vector<float> wd(kOut * in);
+  for (std::size_t o = 0; o < kOut; ++o) w.dequantize_row(o, wd.data() + o * in);
+  // the activation as the weight's partner sees it (for the dense-GEMM formats' bound)
+  std::vector<float> xa(x.size());
+  using A = typename F::activation;
+  for (std::size_t i = 0; i < x.size(); i += A::block_elems) {
+    typename A::block_type blk{};
+    A::quantize(x.data() + i, blk);
+    A::dequantize(blk, xa.data() + i);
+  }
+  const d::AnyLinear any = w;
+  d::test::for_each_simd_target([&] {
+    const auto r = run_linear<d::PlainFp32Numerics>(w, x, kRows);
+    CHECK(same_bits(r.cpu1, r.cpu3));
+    if constexpr (std::same_as<F, d::F32> || std::same_as<F, d::F16> || std::same_as<F, d::BF16>) {
+      // the dense GEMM on the partner-rounded activation (the dense test measures up to 2.1e-7)
+      CHECK(relative_error(r.cpu1, r.ref, xa, wd, kRows, kOut, in) <= 1.2e-6);
+    } else {
+      // the reference's own block dot on the same quantized activation: bit for bit
+      CHECK(same_bits(r.cpu1, r.ref));
+    }
+    std::vector<float> via_any(kRows * kOut);
+    d::cpu::Backend(2).linear<d::PlainFp32Numerics>(any, d::ConstView2<float>(x.data(), kRows, in),
+                                                    d::View2<float>(via_any.data(), kRows, kOut));
+    CHECK(same_bits(via_any, r.cpu1));
+  });
+}
+TEST_CASE_TEMPLATE_APPLY(partner_dot, d::LinearFormats::tuple);
+
+TEST_CASE_TEMPLATE_DEFINE("cpu::Backend Linear<F, DequantDot> against the reference", F,
+                          dequant_dot) {
+  using L = d::Linear<F, d::DequantDot>;
+  const std::size_t in = test_in<F, d::DequantDot>();
+  const auto wf = random_values(kOut * in, 5);
+  const auto w = L::quantize(d::ConstView2<float>(wf.data(), kOut, in));
+  const auto x = random_values(kRows * in, 6);
+  std::vector<float> wd(kOut * in);
+  for (std::size_t o = 0; o < kOut; ++o) w.dequantize_row(o, wd.data() + o * in);
+  d::test::for_each_simd_target([&] {
+    const auto r = run_linear<d::PlainFp32Numerics>(w, x, kRows);
+    CHECK(same_bits(r.cpu1, r.cpu3));
+    // the dense GEMM on the dequantised rows (the dense test measures up to 2.1e-7)
+    CHECK(relative_error(r.cpu1, r.ref, x, wd, kRows, kOut, in) <= 1.2e-6);
+  });
+}
+TEST_CASE_TEMPLATE_APPLY(dequant_dot, d::LinearFormats::tuple);
+
+TEST_CASE("cpu::Backend rms_norm, swiglu, index_scores, sparse_attention against the reference") {
+  const d::ReferenceBackend ref;
+  for (const int threads : {1, 3}) {
+    CAPTURE(threads);
+    const d::cpu::Backend cpu(threads);
+    d::test::for_each_simd_target([&] {
+      {  // rms_norm: 301 rows of 67 (a vectorised sum of squares: not bit-exact)
+        const std::size_t dim = 67, rows = 301;
+        const auto x = random_values(rows * dim, 7, 3.0f);
+        const auto w = random_values(dim, 8);
+        std::vector<float> a(x.size()), b(x.size());
+        ref.rms_norm<d::PlainFp32Numerics>(x, w, 1e-6f, a);
+        cpu.rms_norm<d::PlainFp32Numerics>(x, w, 1e-6f, b);
+        double worst = 0;
+        for (std::size_t i = 0; i < a.size(); ++i)
+          worst = std::max(worst, std::abs(double(a[i]) - b[i]) / (std::abs(w[i % dim]) + 1e-30));
+        MESSAGE("rms_norm max |Δ|/|w|: ", worst);
+        CHECK(worst <= 1e-5);  // measured 9.1e-7 (AVX2, SSE4, scalar targets)
+      }
+      {  // swiglu: bit for bit
+        const std::size_t rows = 53, cols = 45;
+        auto g = random_values(rows * cols, 9, 4.0f);
+        const auto v = random_values(rows * cols, 10, 4.0f);
+        const auto rw = random_values(rows, 11);
+        auto g2 = g;
+        ref.swiglu<d::ReferenceNumerics>(d::View2<float>(g.data(), rows, cols),
+                                         d::ConstView2<float>(v.data(), rows, cols), rw, 3.0f);
+        cpu.swiglu<d::ReferenceNumerics>(d::View2<float>(g2.data(), rows, cols),
+                                         d::ConstView2<float>(v.data(), rows, cols), rw, 3.0f);
+        CHECK(same_bits(g, g2));
+      }
+      {  // index scores: vectorised q·key dots
+        const std::size_t t = 29, n = 41, hi = 3, di = 33;
+        const auto q = random_values(t * hi * di, 12);
+        const auto keys = random_values(n * di, 13);
+        const auto hw = random_values(t * hi, 14);
+        std::vector<std::size_t> vis(t);
+        for (std::size_t i = 0; i < t; ++i) vis[i] = (i * 7) % (n + 3);
+        std::vector<float> a(t * n), b(t * n);
+        ref.index_scores<d::PlainFp32Numerics>(
+            d::ConstView2<float>(q.data(), t, hi * di), d::ConstView2<float>(keys.data(), n, di),
+            d::ConstView2<float>(hw.data(), t, hi), vis, d::View2<float>(a.data(), t, n));
+        cpu.index_scores<d::PlainFp32Numerics>(
+            d::ConstView2<float>(q.data(), t, hi * di), d::ConstView2<float>(keys.data(), n, di),
+            d::ConstView2<float>(hw.data(), t, hi), vis, d::View2<float>(b.data(), t, n));
+        double worst = 0;
+        for (std::size_t i = 0; i < a.size(); ++i) {
+          CHECK(std::isinf(a[i]) == std::isinf(b[i]));
+          if (!std::isinf(a[i])) worst = std::max(worst, std::abs(double(a[i]) - b[i]));
+        }
+        MESSAGE("index_scores max |Δ|: ", worst);
+        CHECK(worst <= 5e-5);  // measured 7.6e-6 on every target (one ulp of scores near 100)
+      }
+      {  // sparse attention: vectorised dots and P·V, both activation modes
+        const std::size_t t = 13, h = 3, dd = 35, n = 150, width = 137;  // 3 chunks of 64
+        const auto q = random_values(t * h * dd, 15);
+        const auto kv = random_values(n * dd, 16);
+        const auto sink = random_values(h, 17);
+        std::vector<std::int32_t> idx(t * width);
+        for (std::size_t i = 0; i < idx.size(); ++i)
+          idx[i] = (i % 5 == 4) ? -1 : static_cast<std::int32_t>((i * 11) % n);
+        std::vector<float> a(t * h * dd), b(t * h * dd);
+        d::SparseAttentionArgs args{q.data(), kv.data(), sink.data(), idx.data(), t,       h,
+                                    dd,       n,         width,       0.17f,      a.data()};
+        auto max_diff = [&] {
+          double worst = 0;
+          for (std::size_t i = 0; i < a.size(); ++i)
+            worst = std::max(worst, std::abs(double(a[i]) - b[i]));
+          return worst;
+        };
+        ref.sparse_attention<d::PlainFp32Numerics>(args);
+        args.out = b.data();
+        cpu.sparse_attention<d::PlainFp32Numerics>(args);
+        const double f32 = max_diff();
+        MESSAGE("sparse_attention fp32 max |Δ|: ", f32);
+        CHECK(f32 <= 2e-6);  // measured 4.2e-7 (AVX2, SSE4, scalar), outputs ~1
+        args.out = a.data();
+        ref.sparse_attention<d::ReferenceNumerics>(args);
+        args.out = b.data();
+        cpu.sparse_attention<d::ReferenceNumerics>(args);
+        const double bf = max_diff();
+        MESSAGE("sparse_attention bf16 max |Δ|: ", bf);
+        CHECK(bf <= 0x1p-7);  // measured 0; one bf16 step of an output below 1 at most
+        args.out = a.data();
+        idx[5] = static_cast<std::int32_t>(n);  // out of range: the reference's InputError
+        CHECK_THROWS_AS(cpu.sparse_attention<d::PlainFp32Numerics>(args), d::InputError);
+      }
+    });
+  }
+}
+
+TEST_CASE("cpu::Backend: thread counts, copies share the arena") {
+  const d::cpu::Backend a(3);
+  CHECK(a.threads() == 3);
+  const d::cpu::Backend b = a;
+  CHECK(b.threads() == 3);
+  CHECK(d::cpu::Backend().threads() >= 1);
+  CHECK(d::cpu::kernels::physical_cores() >= 1);
+}
