@@ -54,7 +54,10 @@ inline std::filesystem::path resolved(const std::filesystem::path& p) {
 /// The process id in a temporary file name ".<name>.tmp-<pid>-XXXXXX", 0 for the older form
 /// ".<name>.tmp-XXXXXX" (no id), -1 when `file` is not a temporary file of `name`.
 inline long temp_owner(std::string_view file, std::string_view name) {
-  const std::string prefix = "." + std::string(name) + ".tmp-";
+  // built by appending: g++ 12 -O3 warns falsely (-Wrestrict) on "." + std::string
+  std::string prefix(1, '.');
+  prefix += name;
+  prefix += ".tmp-";
   if (file.size() <= prefix.size() || file.substr(0, prefix.size()) != prefix) return -1;
   const std::string_view rest = file.substr(prefix.size());
   if (rest.size() == 6 && rest.find('-') == std::string_view::npos) return 0;
