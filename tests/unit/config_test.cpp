@@ -134,14 +134,23 @@ TEST_CASE("invalid configs are rejected with a message naming the problem") {
       {"dtype", {{"dtype", "int4"}}, "'dtype' = \"int4\""},
       {"scale fmt", {{"scale_fmt", "e4m3"}}, "'scale_fmt'"},
       {"huge", {{"n_layers", 1e12}}, "out of range"},
-      // found by fuzzing: sizes whose products overflowed (UBSan), a uint64 read as -1
+      // found by fuzzing: sizes whose products overflowed (UBSan), a uint64 read as -1; the
+      // sizes are now stopped by dsv4's fixed ceilings (config_limits) before any product
       {"uint64",
        {{"dim", 18446744073709551615ull}},
        "'dim' = 18446744073709551615 is out of range"},
-      {"block count", {{"n_layers", 2147483647}, {"n_mtp_layers", 1}}, "n_layers + n_mtp_layers"},
-      {"q features", {{"n_heads", 1ll << 40}, {"head_dim", 1ll << 40}}, "n_heads * head_dim"},
-      {"wo_b", {{"o_groups", 1ll << 40}, {"o_lora_rank", 1ll << 40}}, "o_groups * o_lora_rank"},
-      {"hc width", {{"hc_mult", 1 << 20}, {"dim", 1ll << 50}}, "hc_mult * dim"},
+      {"block count",
+       {{"n_layers", 2147483647}, {"n_mtp_layers", 1}},
+       "'n_layers' = 2147483647 is larger than dsv4's limit 1024"},
+      {"q features",
+       {{"n_heads", 1ll << 40}, {"head_dim", 1ll << 40}},
+       "'n_heads' = 1099511627776 is larger than"},
+      {"wo_b",
+       {{"o_groups", 1ll << 40}, {"o_lora_rank", 1ll << 40}},
+       "'o_lora_rank' = 1099511627776 is larger than"},
+      {"hc width",
+       {{"hc_mult", 1 << 20}, {"dim", 1ll << 50}},
+       "'dim' = 1125899906842624 is larger than"},
   };
   for (const Bad& b : cases) {
     CAPTURE(b.what);
@@ -151,10 +160,13 @@ TEST_CASE("invalid configs are rejected with a message naming the problem") {
     CHECK_MESSAGE(contains(msg, b.message), msg);
     CHECK(contains(msg, "cfg.json"));
   }
-  // the widest accepted hc_mult: its mixing width is computed in 64 bits
+  // the widest accepted hc_mult (config_limits::hc_mult) and the first one refused
   json wide = base;
-  wide["hc_mult"] = 2147483647;
-  CHECK(dsv4::parse_config(wide).hc_mix_width() == 2147483649ll * 2147483647ll);
+  wide["hc_mult"] = 64;
+  CHECK(dsv4::parse_config(wide).hc_mix_width() == 66 * 64);
+  wide["hc_mult"] = 65;
+  CHECK(contains(config_error([&] { (void)dsv4::parse_config(wide); }),
+                 "'hc_mult' = 65 is larger than dsv4's limit 64"));
 
   // Hugging Face form specifics.
   json hf = read_json("configs/tiny_fp8_hf.json");
@@ -188,4 +200,54 @@ TEST_CASE("invalid configs are rejected with a message naming the problem") {
                  "nested deeper than 64 levels"));
   CHECK(contains(config_error([] { (void)dsv4::load_config("no/such/config.json"); }),
                  "cannot open"));
+}
+
+TEST_CASE("a Hugging Face config without a shape field is an error naming it") {
+  // found on a new user's checkout: without hidden_size the config silently became V4-Pro's 7168
+  for (const char* field : {"hidden_size", "vocab_size", "n_routed_experts", "num_hidden_layers"}) {
+    CAPTURE(field);
+    json j = read_json("configs/tiny_fp8_hf.json");
+    j.erase(field);
+    const std::string msg = config_error([&] { (void)dsv4::parse_config(j, "c.json"); });
+    CHECK(contains(msg, "c.json: required field '" + std::string(field) + "' is missing"));
+  }
+}
+
+TEST_CASE("sizes beyond dsv4's ceilings are errors naming the field, before any table is built") {
+  const json base = read_json("configs/tiny_fp8_hf.json");
+  struct Case {
+    const char* key;
+    double value;
+    const char* field;
+  };
+  for (const Case& c :
+       {Case{"hidden_size", 1e12, "'dim'"}, Case{"vocab_size", 1e12, "'vocab_size'"},
+        Case{"n_routed_experts", 2147483648.0, "'n_routed_experts'"},
+        Case{"moe_intermediate_size", 1e9, "'moe_inter_dim'"},
+        Case{"num_attention_heads", 1e7, "'n_heads'"}}) {
+    CAPTURE(c.key);
+    json j = base;
+    j[c.key] = static_cast<std::int64_t>(c.value);
+    const std::string msg = config_error([&] { (void)dsv4::parse_config(j, "c.json"); });
+    CHECK(contains(msg, c.field));
+    CHECK(contains(msg, "larger than dsv4's limit"));
+  }
+  // within each ceiling, but too many experts in all (blocks x experts)
+  json j = base;
+  j["n_routed_experts"] = 4096;
+  j["num_hidden_layers"] = 60;
+  j["compress_ratios"] = std::vector<int>(61, 0);
+  CHECK(contains(config_error([&] { (void)dsv4::parse_config(j, "c.json"); }),
+                 "x n_routed_experts = 61 x 4096"));
+}
+
+TEST_CASE("check_config_fits: a config the tensor bytes cannot back is an error") {
+  const ModelConfig tiny = dsv4::load_config(dsv4::test::data_path("configs/tiny_fp8_hf.json"));
+  // tiny: 6 blocks x 16 experts x 3 x 128 x 128 + 2 x 512 x 128 = 4,849,664 values, at 1.5 bits
+  // = 909,312 bytes at least
+  CHECK(dsv4::min_weight_values(tiny) == 4849664.0);
+  CHECK_NOTHROW(dsv4::check_config_fits(tiny, 909312, "m"));
+  const std::string msg = config_error([&] { dsv4::check_config_fits(tiny, 909311, "m"); });
+  CHECK(contains(msg, "m: 6 blocks with 'n_routed_experts' = 16"));
+  CHECK(contains(msg, "the tensors present hold 909311 bytes"));
 }

@@ -532,6 +532,38 @@ TEST_CASE("bad GGUF metadata and tensors: errors name the key or the tensor") {
   }
 }
 
+TEST_CASE("sizes the file cannot back are errors before any table of tensors is built") {
+  // found on main: expert_count 2^31 - 1 made inspect/plan/eval/convert grow by ~1.2 KB per
+  // expert (std::bad_alloc, or the kernel's OOM killer) before any shape check
+  const GgufFile& f = *tiny_file();
+  auto expect_error = [&](const char* key, GgufValue v, const std::string& needle) {
+    CAPTURE(key);
+    GgufMetadata m = f.metadata();
+    m.set(key, std::move(v));
+    auto file = std::make_shared<const GgufFile>(rewrite(f, m, {}, {}, {}), "big.gguf");
+    CHECK_THROWS_WITH_AS(io::config_from_gguf(*file), doctest::Contains(needle.c_str()),
+                         dsv4::Error);
+    CHECK_THROWS_WITH_AS(GgufModel{file}, doctest::Contains(needle.c_str()), dsv4::Error);
+  };
+  expect_error("deepseek4.expert_count", GgufValue(std::uint32_t{2147483647}),
+               "deepseek4.expert_count");
+  expect_error("deepseek4.block_count", GgufValue(std::uint32_t{1} << 30),
+               "key 'deepseek4.block_count': is 1073741824 (larger than dsv4's limit");
+  expect_error("deepseek4.embedding_length", GgufValue(std::uint64_t{1000000000000}),
+               "deepseek4.embedding_length");
+  // within the ceilings, but more than the file's 20 MB of tensors can hold
+  expect_error("deepseek4.expert_count", GgufValue(std::uint32_t{4096}),
+               "bytes; the tensors present hold ");
+}
+
+TEST_CASE("fuzz finding: a 512 MB table of tensor names from a 15 KB file is an error") {
+  // fuzz_gguf found this input (tests/data/fuzz/README.md): GgufModel built the tensor map of the
+  // sizes the header claims before comparing them with the file
+  const auto file =
+      std::make_shared<const GgufFile>(dsv4::test::data_path("fuzz/gguf-oom-tensor-map.gguf"));
+  CHECK_THROWS_WITH_AS(GgufModel{file}, doctest::Contains("gguf-oom-tensor-map.gguf"), dsv4::Error);
+}
+
 TEST_CASE("model: the tiny F32 GGUF reproduces llama.cpp's logits (prefill and token by token)") {
   // fp32 activations, no FP8/FP4 activation simulation (llama.cpp's F32 path), the file's own
   // weights as zero-copy views

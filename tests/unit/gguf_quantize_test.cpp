@@ -6,6 +6,7 @@
 // MTP tensors through every recipe (the MTP sample's listing and manifest), rows that are
 // multiples of 32 but not of 256 (fallback types), and failed runs that must leave no output.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -551,14 +552,64 @@ TEST_CASE("quantize to a file: same bytes, any thread count, in place, progress 
   CHECK(last_done == total);
   CHECK(dir_entries(dir) == std::vector<std::string>{"q8_0_1.gguf", "q8_0_3.gguf"});
 
-  // in place: the input is mapped while the output replaces it
+  // in place (found on main: `quantize m.gguf m.gguf` replaced the F32 model): refused before
+  // any work, under any spelling of the same file, and the input stays as it was
   const fs::path inplace = dir / "model.gguf";
   fs::copy_file(in_path, inplace);
+  fs::create_symlink("model.gguf", dir / "link.gguf");
+  const std::string before = dsv4::test::sha256_hex(GgufFile(inplace).bytes());
   QuantizeOptions opt;
   opt.file_type = g::FileType::q2_k;
-  dsv4::io::quantize_gguf_file(inplace, inplace, opt);
-  CHECK(dsv4::test::sha256_hex(GgufFile(inplace).bytes()) ==
-        read_manifest("dsv4-tiny-q2_k")["sha256"].get<std::string>());
+  for (const fs::path& out : {inplace, dir / "." / "model.gguf", dir / "link.gguf"}) {
+    CAPTURE(out);
+    CHECK_THROWS_WITH_AS(dsv4::io::quantize_gguf_file(inplace, out, opt),
+                         doctest::Contains("the output is the input"), dsv4::InputError);
+  }
+  CHECK(dsv4::test::sha256_hex(GgufFile(inplace).bytes()) == before);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("output checks: inside an input directory, unwritable directory, stale temp files") {
+  const fs::path dir = scratch_dir("checks");
+  fs::create_directories(dir / "ckpt");
+  write_file(dir / "ckpt" / "config.json", std::vector<std::byte>(3, std::byte{1}));
+  using dsv4::io::check_output_path;
+  // `convert DIR DIR/config.json` overwrote the checkpoint's config on main
+  CHECK_THROWS_WITH_AS(check_output_path(dir / "ckpt" / "config.json", {dir / "ckpt"}),
+                       doctest::Contains("lies inside the input directory"), dsv4::InputError);
+  CHECK_THROWS_WITH_AS(check_output_path(dir / "ckpt" / "new.gguf", {dir / "ckpt" / "."}),
+                       doctest::Contains("lies inside the input directory"), dsv4::InputError);
+  CHECK_NOTHROW(check_output_path(dir / "ckpt.gguf", {dir / "ckpt"}));  // a sibling, not inside
+  CHECK_THROWS_WITH_AS(check_output_path(dir / "no" / "o.gguf", {}),
+                       doctest::Contains("does not exist"), dsv4::InputError);
+  CHECK_THROWS_WITH_AS(check_output_path(dir / "ckpt", {}), doctest::Contains("is a directory"),
+                       dsv4::InputError);
+  if (::geteuid() != 0) {  // root writes anywhere
+    fs::permissions(dir / "ckpt", fs::perms::owner_write, fs::perm_options::remove);
+    CHECK_THROWS_WITH_AS(check_output_path(dir / "ckpt" / "o.gguf", {}),
+                         doctest::Contains("cannot write in the output directory"),
+                         dsv4::InputError);
+    fs::permissions(dir / "ckpt", fs::perms::owner_write, fs::perm_options::add);
+  }
+
+  // a killed run's temporary files (its process gone; the older name form without an id) are
+  // removed by the next run for that output; a live writer's file and other files are kept
+  const std::vector<std::byte> junk(5, std::byte{7});
+  pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ::waitpid(dead, nullptr, 0);
+  const std::string live = fmt::format(".out.gguf.tmp-{}-abcdef", ::getpid());
+  for (const std::string& f :
+       {fmt::format(".out.gguf.tmp-{}-abcdef", dead), std::string(".out.gguf.tmp-XyZ123"), live,
+        std::string(".other.gguf.tmp-XyZ123")}) {
+    write_file(dir / f, junk);
+  }
+  const fs::path in_path = dsv4::test::data_path("llamacpp/models/dsv4-tiny-f32.gguf");
+  QuantizeOptions opt;
+  opt.file_type = g::FileType::q8_0;
+  dsv4::io::quantize_gguf_file(in_path, dir / "out.gguf", opt);
+  CHECK(dir_entries(dir) ==
+        std::vector<std::string>{".other.gguf.tmp-XyZ123", live, "ckpt", "out.gguf"});
   fs::remove_all(dir);
 }
 

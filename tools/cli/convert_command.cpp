@@ -10,7 +10,6 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
-#include <csignal>
 #include <cstdint>
 #include <dsv4/core/check.hpp>
 #include <dsv4/core/error.hpp>
@@ -18,6 +17,7 @@
 #include <dsv4/io/checkpoint.hpp>
 #include <dsv4/io/gguf_convert.hpp>
 #include <dsv4/io/gguf_model.hpp>
+#include <dsv4/io/output_file.hpp>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -45,6 +45,7 @@ struct ConvertCliOptions {
   bool allow_incompatible = false;
   bool quiet = false;
   bool dry_run = false;
+  unsigned threads = 0;
 };
 
 /// The checkpoint of `dir` (see the top of this file).
@@ -64,8 +65,18 @@ void run_convert(const ConvertCliOptions& o) {
   DSV4_CHECK(ft.has_value(), InputError, "--type {}: unknown file type (expected one of: {})",
              o.type, file_type_list());
   const fs::path dir(o.input);
+  // from the first step: a signal while the checkpoint is read or planned is honoured too
+  std::optional<InterruptScope> signals;
+  if (!o.dry_run) signals.emplace();
+  const std::string not_written = o.output + " was not written";
+  if (!o.dry_run) {
+    std::vector<fs::path> inputs{dir};
+    if (!o.tokenizer.empty()) inputs.emplace_back(o.tokenizer);
+    io::check_output_path(o.output, inputs);
+  }
   const io::Checkpoint ckpt = open_checkpoint(dir);
   const ModelConfig& cfg = ckpt.config();
+  check_interrupted(not_written);
 
   std::optional<io::GgufTokenizer> tok;
   if (!o.no_tokenizer) {
@@ -106,25 +117,21 @@ void run_convert(const ConvertCliOptions& o) {
     return;
   }
 
+  check_interrupted(not_written);
   const bool bar = !o.quiet && ::isatty(STDERR_FILENO) != 0;
   ProgressBar progress_bar;
-  install_interrupt_handlers();
   io::ConvertPlan plan;
   try {
     plan = io::convert_to_gguf_file(ckpt, cfg, o.output, opt, [&](const io::ConvertProgress& p) {
       // cancelling = throwing from here: the output's temporary file is removed on the way out
-      if (interrupted()) throw InputError("interrupted; " + o.output + " was not written");
+      check_interrupted(not_written);
       if (bar) progress_bar.update(p);
     });
   } catch (...) {
     progress_bar.clear();
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
     throw;
   }
   progress_bar.clear();
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
   if (o.quiet) return;
 
   for (const auto& n : plan.notes) fmt::print(stderr, "convert: note: {}\n", n);
@@ -158,7 +165,7 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("output", opts->output,
                   "output GGUF file (written to a temporary file first, renamed when complete)")
       ->required();
-  cmd->add_option("--type,-t", opts->type,
+  cmd->add_option("--type", opts->type,
                   "file type: " + file_type_list() +
                       " (not F32: the file `dsv4 quantize --type T` makes from the F32 one)")
       ->capture_default_str();
@@ -170,6 +177,9 @@ void add_convert_command(CLI::App& app) {
   cmd->add_flag("--allow-incompatible", opts->allow_incompatible,
                 "write models llama.cpp cannot load (e.g. compress ratios other than 0, 4, 128); "
                 "dsv4 reads them");
+  cmd->add_option("-t,--threads", opts->threads,
+                  "worker threads (accepted for every command; the conversion runs on one)")
+      ->capture_default_str();
   cmd->add_flag("--quiet,-q", opts->quiet, "no progress bar and no summary");
   cmd->add_flag("--dry-run", opts->dry_run, "print every tensor's type and size, write nothing");
   cmd->callback([opts] { run_convert(*opts); });

@@ -311,6 +311,43 @@ std::string gguf_value_text(const io::GgufValue& v) {
   return out + "]";
 }
 
+/// A key's value as typed JSON: numbers, booleans and strings as such, arrays as JSON arrays
+/// (the first kJsonArrayMax elements; "count" gives the length).
+nlohmann::ordered_json gguf_value_json(const io::GgufValue& v) {
+  constexpr std::uint64_t kJsonArrayMax = 1024;
+  auto element = [&](std::uint64_t i) -> nlohmann::ordered_json {
+    if (v.type() == io::GgufType::string) return v.is_array() ? v.strings()[i] : v.str();
+    const auto raw = v.raw();
+    const std::size_t size = io::gguf_type_size(v.type());
+    switch (v.type()) {
+      case io::GgufType::float32: {
+        float f;
+        std::memcpy(&f, raw.data() + i * size, size);
+        return f;
+      }
+      case io::GgufType::float64: {
+        double d;
+        std::memcpy(&d, raw.data() + i * size, size);
+        return d;
+      }
+      case io::GgufType::boolean:
+        return raw[i] != std::byte{0};
+      case io::GgufType::uint64: {
+        std::uint64_t u;
+        std::memcpy(&u, raw.data() + i * size, size);
+        return u;
+      }
+      default:
+        if (const auto n = v.element_as_int(i); n.has_value()) return *n;
+        return nullptr;
+    }
+  };
+  if (!v.is_array()) return element(0);
+  nlohmann::ordered_json a = nlohmann::ordered_json::array();
+  for (std::uint64_t i = 0; i < std::min(v.size(), kJsonArrayMax); ++i) a.push_back(element(i));
+  return a;
+}
+
 /// A GGUF file: header, key/values, the deepseek4 config and tensor layout (io/gguf_model.hpp)
 /// when the architecture is deepseek4, and every tensor with the reference tensors it holds.
 void inspect_gguf(const fs::path& file, bool json) {
@@ -348,7 +385,10 @@ void inspect_gguf(const fs::path& file, bool json) {
     j["size"] = f->bytes().size();
     nlohmann::ordered_json kv = nlohmann::ordered_json::array();
     for (const auto& [k, v] : f->metadata()) {
-      kv.push_back({{"key", k}, {"type", v.type_string()}, {"value", gguf_value_text(v)}});
+      nlohmann::ordered_json e = {{"key", k}, {"type", v.type_string()}};
+      if (v.is_array()) e["count"] = v.size();
+      e["value"] = gguf_value_json(v);
+      kv.push_back(std::move(e));
     }
     j["metadata"] = kv;
     j["config"] = cfg ? config_json(*cfg) : nlohmann::ordered_json(nullptr);

@@ -1,20 +1,22 @@
-// `dsv4 quantize IN.gguf OUT.gguf --type Q4_K_M [--pure]`: llama-quantize's per-tensor recipe
-// for a GGUF model, written byte for byte as llama-quantize writes it (io/gguf_quantize.hpp,
-// formats/gguf_recipe.hpp). Streams tensor by tensor; OUT appears only when the run succeeded.
+// `dsv4 quantize IN.gguf OUT.gguf Q4_K_M [-t N] [--pure]` (or `--type Q4_K_M`): llama-quantize's
+// per-tensor recipe for a GGUF model, written byte for byte as llama-quantize writes it
+// (io/gguf_quantize.hpp, formats/gguf_recipe.hpp). Streams tensor by tensor; OUT appears only
+// when the run succeeded, and an OUT that is IN or cannot be written is refused before any work.
 #include <fmt/core.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
-#include <csignal>
 #include <cstdint>
 #include <dsv4/core/check.hpp>
 #include <dsv4/core/error.hpp>
 #include <dsv4/formats/gguf_recipe.hpp>
 #include <dsv4/io/gguf.hpp>
 #include <dsv4/io/gguf_quantize.hpp>
+#include <dsv4/io/output_file.hpp>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -28,8 +30,10 @@ namespace {
 struct QuantizeCliOptions {
   std::string input;
   std::string output;
-  std::string type;
+  std::string type;      // --type
+  std::string type_arg;  // the third positional argument
   bool pure = false;
+  bool json = false;
   bool allow_requantize = false;
   unsigned threads = 0;
   bool quiet = false;
@@ -46,9 +50,22 @@ void print_plan(const io::GgufFile& in, const io::QuantizePlan& plan) {
 }
 
 void run_quantize(const QuantizeCliOptions& o) {
-  const auto ft = gguf::file_type_from_name(o.type);
-  DSV4_CHECK(ft.has_value(), InputError, "--type {}: unknown file type (expected one of: {})",
-             o.type, file_type_list());
+  // usage errors (exit code 2): no file type, or two different ones
+  if (o.type.empty() && o.type_arg.empty()) {
+    throw CLI::ValidationError(
+        "no file type (give it as the third argument or with --type; one of: " + file_type_list() +
+            ")",
+        CLI::ExitCodes::ValidationError);
+  }
+  if (!o.type.empty() && !o.type_arg.empty() && o.type != o.type_arg) {
+    throw CLI::ValidationError(
+        fmt::format("two file types, {} (argument) and --type {}", o.type_arg, o.type),
+        CLI::ExitCodes::ValidationError);
+  }
+  const std::string type = o.type.empty() ? o.type_arg : o.type;
+  const auto ft = gguf::file_type_from_name(type);
+  DSV4_CHECK(ft.has_value(), InputError, "file type {}: unknown (expected one of: {})", type,
+             file_type_list());
   io::QuantizeOptions opt;
   opt.file_type = *ft;
   opt.pure = o.pure;
@@ -66,25 +83,23 @@ void run_quantize(const QuantizeCliOptions& o) {
     return;
   }
 
-  const bool bar = !o.quiet && ::isatty(STDERR_FILENO) != 0;
+  const InterruptScope signals;  // from the first step: a signal during planning is honoured too
+  io::check_output_path(o.output, {o.input});
+  const std::string not_written = o.output + " was not written";
+  const bool bar = !o.quiet && !o.json && ::isatty(STDERR_FILENO) != 0;
   ProgressBar progress_bar;
-  install_interrupt_handlers();
   io::QuantizePlan plan;
   try {
     plan = io::quantize_gguf_file(o.input, o.output, opt, [&](const io::QuantizeProgress& p) {
       // cancelling = throwing from here: the output's temporary file is removed on the way out
-      if (interrupted()) throw InputError("interrupted; " + o.output + " was not written");
+      check_interrupted(not_written);
       if (bar) progress_bar.update(p);
     });
   } catch (...) {
     progress_bar.clear();
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
     throw;
   }
   progress_bar.clear();
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
   if (o.quiet) return;
 
   const double seconds =
@@ -95,14 +110,30 @@ void run_quantize(const QuantizeCliOptions& o) {
     ++counts[std::string(gguf::type_name(t.type))];
     elements += static_cast<std::uint64_t>(t.n_elements());
   }
+  const double bpw = elements > 0 ? 8.0 * double(plan.file_size) / double(elements) : 0.0;
+  if (o.json) {
+    nlohmann::ordered_json j;
+    j["input"] = o.input;
+    j["output"] = o.output;
+    j["file_type"] = gguf::file_type_name(*ft);
+    j["pure"] = o.pure;
+    j["requantized"] = o.allow_requantize;
+    j["tensors"] = plan.tensors.size();
+    j["tensor_types"] = counts;
+    j["bytes"] = plan.file_size;
+    j["elements"] = elements;
+    j["bits_per_weight"] = bpw;
+    j["seconds"] = seconds;
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
   std::string types;
   for (const auto& [name, n] : counts)
     types += fmt::format("{}{} x{}", types.empty() ? "" : ", ", name, n);
   fmt::print("{} -> {}: {} ({}{}), {} tensors ({}), {}, {:.2f} bits per weight, {:.1f} s\n",
              o.input, o.output, gguf::file_type_name(*ft), o.pure ? "pure" : "recipe",
              o.allow_requantize ? ", requantized" : "", plan.tensors.size(), types,
-             human_bytes(double(plan.file_size)),
-             elements > 0 ? 8.0 * double(plan.file_size) / double(elements) : 0.0, seconds);
+             human_bytes(double(plan.file_size)), bpw, seconds);
 }
 
 }  // namespace
@@ -118,13 +149,15 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("output", opts->output,
                   "output GGUF file (written to a temporary file first, renamed when complete)")
       ->required();
-  cmd->add_option("--type,-t", opts->type, "file type: " + file_type_list())->required();
+  cmd->add_option("type", opts->type_arg, "file type: " + file_type_list());
+  cmd->add_option("--type", opts->type, "file type, instead of the third argument");
   cmd->add_flag("--pure", opts->pure,
                 "every 2-D weight gets the requested type (no per-tensor mix; fallbacks remain)");
   cmd->add_flag("--allow-requantize", opts->allow_requantize,
                 "allow re-quantizing tensors that are already quantized (loses accuracy)");
-  cmd->add_option("--threads", opts->threads, "worker threads (0: all cores)")
+  cmd->add_option("-t,--threads", opts->threads, "worker threads (0: all cores)")
       ->capture_default_str();
+  cmd->add_flag("--json", opts->json, "print the summary as JSON");
   cmd->add_flag("--quiet,-q", opts->quiet, "no progress bar and no summary");
   cmd->add_flag("--dry-run", opts->dry_run, "print every tensor's type and size, write nothing");
   cmd->callback([opts] { run_quantize(*opts); });

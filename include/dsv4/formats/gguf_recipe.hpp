@@ -491,7 +491,11 @@ class Recipe {
     FormatId type = base_;
     if (!traits_of(base_).quantized) return type;
     if (!pure_) type = rules(t, type);
-    return fallback_type(type, t.ne[0]);
+    try {
+      return fallback_type(type, t.ne[0]);
+    } catch (const FormatError& e) {
+      throw FormatError(fmt::format("tensor '{}': {}", t.name, e.what()));
+    }
   }
 
  private:

@@ -273,6 +273,8 @@ class Checkpoint {
         total_bytes_ += ti.bytes.size();
       }
     }
+    // before any per-tensor table of the config (layouts, conversions) is built
+    check_config_fits(cfg_, total_bytes_, label_ + "/config.json");
     for (std::size_t i = 0; i < tensors_.size(); ++i) {
       const CheckpointTensor& t = tensors_[i];
       if (t.reference.empty()) continue;

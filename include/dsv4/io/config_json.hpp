@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
@@ -19,6 +20,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/config.hpp"
@@ -41,6 +43,23 @@ constexpr const char* weight_dtype_name(WeightDtype d) {
   }
   return "?";
 }
+
+/// Fixed ceilings a configuration must respect (validate()), far above any DeepSeek-V4 model
+/// (V4-Pro: dim 7168, 61 + 1 blocks, 384 experts, vocabulary 129,280) and low enough that the
+/// tables built from a config (per-tensor and per-expert lists) cost a few MB at most.
+struct config_limits {
+  static constexpr std::int64_t max_batch_size = std::int64_t{1} << 20;
+  static constexpr std::int64_t max_seq_len = std::int64_t{1} << 32;
+  static constexpr std::int64_t vocab_size = std::int64_t{1} << 24;
+  static constexpr std::int64_t width = std::int64_t{1} << 20;  ///< dim, ranks, moe_inter_dim
+  static constexpr std::int64_t blocks = 1024;                  ///< n_layers, n_mtp_layers
+  static constexpr std::int64_t heads = std::int64_t{1} << 14;
+  static constexpr std::int64_t head_dim = std::int64_t{1} << 16;
+  static constexpr std::int64_t experts = 4096;            ///< n_routed_experts
+  static constexpr std::int64_t expert_tensors = 1 << 15;  ///< blocks x n_routed_experts
+  static constexpr std::int64_t hc_mult = 64;
+  static constexpr std::int64_t sinkhorn_iters = 1 << 16;
+};
 
 namespace config_detail {
 
@@ -220,7 +239,19 @@ inline bool is_common_field(std::string_view k) {
   return false;
 }
 
+/// Fields a Hugging Face config.json must have: they define the tensor shapes, and the Hugging
+/// Face form documents no default for them (ModelArgs' defaults are V4-Pro's sizes, which a
+/// missing field must not silently become).
+inline constexpr std::string_view kHfRequired[] = {
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size",
+    "head_dim",    "qk_rope_head_dim",  "q_lora_rank",         "o_lora_rank",
+    "o_groups",    "n_routed_experts",  "num_experts_per_tok", "moe_intermediate_size"};
+
 inline ModelConfig parse_hf(const json& j, std::string_view origin) {
+  for (const std::string_view k : kHfRequired) {
+    if (!j.contains(k))
+      fail(origin, fmt::format("required field '{}' is missing (it has no default)", k));
+  }
   ModelConfig c;
   c.dtype = WeightDtype::bf16;  // no quantization_config: plain bf16 weights
   bool expert_null = !j.contains("expert_dtype");
@@ -324,6 +355,39 @@ inline void validate(const ModelConfig& c, std::string_view origin = "config") {
   positive(c.hc_sinkhorn_iters, "hc_sinkhorn_iters");
   if (c.n_mtp_layers < 0)
     fail(origin, fmt::format("'n_mtp_layers' must be >= 0, got {}", c.n_mtp_layers));
+  // Fixed sanity ceilings (config_limits): every table built from a config stays small before
+  // any tensor is read, whatever the numbers in the file.
+  auto at_most = [&](std::int64_t v, std::int64_t limit, const char* name) {
+    if (v > limit)
+      fail(origin, fmt::format("'{}' = {} is larger than dsv4's limit {}", name, v, limit));
+  };
+  using L = config_limits;
+  at_most(c.max_batch_size, L::max_batch_size, "max_batch_size");
+  at_most(c.max_seq_len, L::max_seq_len, "max_seq_len");
+  at_most(c.vocab_size, L::vocab_size, "vocab_size");
+  at_most(c.dim, L::width, "dim");
+  at_most(c.moe_inter_dim, L::width, "moe_inter_dim");
+  at_most(c.q_lora_rank, L::width, "q_lora_rank");
+  at_most(c.o_lora_rank, L::width, "o_lora_rank");
+  at_most(c.n_layers, L::blocks, "n_layers");
+  at_most(c.n_mtp_layers, L::blocks, "n_mtp_layers");
+  at_most(c.n_heads, L::heads, "n_heads");
+  at_most(c.head_dim, L::head_dim, "head_dim");
+  at_most(c.rope_head_dim, L::head_dim, "rope_head_dim");
+  at_most(c.o_groups, L::heads, "o_groups");
+  at_most(c.n_routed_experts, L::experts, "n_routed_experts");
+  at_most(c.window_size, L::max_seq_len, "window_size");
+  at_most(c.index_n_heads, L::heads, "index_n_heads");
+  at_most(c.index_head_dim, L::head_dim, "index_head_dim");
+  at_most(c.index_topk, L::max_seq_len, "index_topk");
+  at_most(c.hc_mult, L::hc_mult, "hc_mult");
+  at_most(c.hc_sinkhorn_iters, L::sinkhorn_iters, "hc_sinkhorn_iters");
+  if ((std::int64_t{c.n_layers} + c.n_mtp_layers) * c.n_routed_experts > L::expert_tensors) {
+    fail(origin, fmt::format("(n_layers + n_mtp_layers) x n_routed_experts = {} x {} is larger "
+                             "than dsv4's limit {} experts in all",
+                             std::int64_t{c.n_layers} + c.n_mtp_layers, c.n_routed_experts,
+                             L::expert_tensors));
+  }
   // The derived sizes (ModelConfig's accessors, the tensor shapes) must be representable.
   if (std::int64_t{c.n_layers} + c.n_mtp_layers > INT32_MAX)
     fail(origin, fmt::format("n_layers + n_mtp_layers = {} + {} is out of range", c.n_layers,
@@ -413,6 +477,36 @@ inline void validate(const ModelConfig& c, std::string_view origin = "config") {
   }
 }
 
+/// The fewest weight values a model of `c` holds: its routed experts (3 matrices of
+/// moe_inter_dim x dim per expert and block) and its embedding and output head (vocab x dim
+/// each). As double: exact for every config validate() accepts.
+inline double min_weight_values(const ModelConfig& c) {
+  const double experts = static_cast<double>(c.n_blocks()) *
+                         static_cast<double>(c.n_routed_experts) * 3.0 *
+                         static_cast<double>(c.moe_inter_dim) * static_cast<double>(c.dim);
+  return experts + 2.0 * static_cast<double>(c.vocab_size) * static_cast<double>(c.dim);
+}
+
+/// The smallest storage any weight format dsv4 reads takes per value (bits): llama.cpp's IQ1_S
+/// holds 1.5625; the bound leaves a margin below it.
+inline constexpr double kMinBitsPerWeight = 1.5;
+
+/// Checks that `bytes` (the tensor bytes a file or checkpoint holds) can hold the model `c`
+/// describes, before any table of its tensors is built: a count or dimension inflated in a header
+/// (2^31 experts, a 10^12 vocabulary) is an error naming the sizes, not an allocation.
+inline void check_config_fits(const ModelConfig& c, std::uint64_t bytes, std::string_view origin) {
+  const double need = min_weight_values(c) * kMinBitsPerWeight / 8.0;
+  if (need > static_cast<double>(bytes)) {
+    config_detail::fail(
+        origin,
+        fmt::format("{} blocks with 'n_routed_experts' = {}, 'moe_inter_dim' = {}, 'dim' = {} "
+                    "and 'vocab_size' = {} describe at least {:.0f} weight values, at least {:.0f} "
+                    "bytes; the tensors present hold {} bytes",
+                    c.n_blocks(), c.n_routed_experts, c.moe_inter_dim, c.dim, c.vocab_size,
+                    min_weight_values(c), need, bytes));
+  }
+}
+
 /// Parses a config from JSON (either naming scheme, optionally wrapped in "model_args") and
 /// validates it. `origin` names the source in error messages.
 inline ModelConfig parse_config(const nlohmann::json& j, std::string_view origin = "config") {
@@ -438,6 +532,9 @@ inline ModelConfig parse_config_text(std::string_view text, std::string_view ori
 
 /// Reads and parses a config.json file.
 inline ModelConfig load_config(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
+    throw ConfigError(fmt::format("{}: is not a file (expected a config.json)", path));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(fmt::format("{}: cannot open config file", path));
   std::ostringstream ss;

@@ -296,6 +296,10 @@ inline ModelConfig config_from_gguf(const GgufMetadata& meta,
   // blocks and MTP (load_arch_hparams: nextn blocks count only when their eh_proj exists)
   const int n_all = to_int(r.req_int("block_count", "every GGUF model has it"), "block_count");
   if (n_all <= 0) r.bad(key("block_count"), "is 0 (expected at least one block)");
+  if (n_all > 2 * config_limits::blocks) {  // before any per-block list is read or built
+    r.bad(key("block_count"),
+          fmt::format("is {} (larger than dsv4's limit {})", n_all, 2 * config_limits::blocks));
+  }
   int n_nextn = to_int(r.opt_int("nextn_predict_layers").value_or(0), "nextn_predict_layers");
   if (n_nextn >= n_all) {
     r.bad(key("nextn_predict_layers"),
@@ -463,9 +467,20 @@ inline ModelConfig config_from_gguf(const GgufMetadata& meta,
   return c;
 }
 
+/// The ModelConfig of a deepseek4 GGUF file, checked against the tensor bytes the file holds
+/// (check_config_fits) so that no table of the model's tensors is built for sizes the file cannot
+/// back.
 inline ModelConfig config_from_gguf(const GgufFile& f) {
-  return config_from_gguf(
+  ModelConfig c = config_from_gguf(
       f.metadata(), [&f](std::string_view n) { return f.find_tensor(n) != nullptr; }, f.label());
+  std::uint64_t bytes = 0;
+  for (const GgufTensorInfo& t : f.tensors()) bytes += t.n_bytes;
+  try {
+    check_config_fits(c, bytes, "gguf " + f.label());
+  } catch (const ConfigError& e) {
+    throw ConfigError(detail::gguf_model::with_key_names(e.what()));
+  }
+  return c;
 }
 
 /// Why a config cannot become a GGUF that llama.cpp (commit 82bb485) loads; empty when it can.
@@ -1035,6 +1050,11 @@ class GgufModel {
       return L::view_bytes(e.raw, out, in, file_);
     }
     using B = typename F::block_type;
+    DSV4_CHECK(in % F::block_elems == 0, FormatError,
+               "gguf {}: tensor '{}' ({}, ne {}): its halves e_proj and h_proj have {} columns "
+               "each, not whole {} blocks of {}; load it as Linear<F32> or AnyLinear (dequantized)",
+               label(), e.tensor->name, F::name, gguf_shape_string(e.tensor->ne), in, F::name,
+               F::block_elems);
     const auto data = file_->tensor_data(*e.tensor);
     const std::size_t nb = in / F::block_elems;  // blocks per half row
     std::vector<B> blocks(out * nb);
@@ -1056,6 +1076,15 @@ class GgufModel {
         using D = Linear<F, DequantDot>;
         constexpr bool has_p = std::is_constructible_v<Any, P>;
         constexpr bool has_d = std::is_constructible_v<Any, D>;
+        if (e.packing == GgufPacking::concat_cols && in % F::block_elems != 0) {
+          // a half of eh_proj whose columns split the stored type's blocks (a model whose width
+          // is not a multiple of the block, e.g. dim 128 under Q4_K): the exact values as F32
+          using W = Linear<F32, DequantDot>;
+          if constexpr (std::is_constructible_v<Any, W>) {
+            const std::vector<float> v = to_float(name);
+            return Any(W::quantize(ConstView2<float>(v.data(), out, in)));
+          }
+        }
         if constexpr (has_p && has_d) {
           if (semantics_ == GgufLinearSemantics::partner_dot) return Any(view_as<P>(e, out, in));
           return Any(view_as<D>(e, out, in));

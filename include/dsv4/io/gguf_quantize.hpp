@@ -379,12 +379,14 @@ inline void quantize_gguf(const GgufFile& in, const QuantizePlan& plan, GgufWrit
 /// Quantizes the GGUF file `in_path` into `out_path` (see the top of this file). The output
 /// appears only when the whole run succeeded: on any error (including one thrown by `progress`,
 /// which is how a caller cancels a run) no file `out_path` is created (an existing one is left
-/// as it was) and the temporary file is removed. Returns the plan that was written. `in_path`
-/// may equal `out_path`.
+/// as it was) and the temporary file is removed. Returns the plan that was written. An
+/// `out_path` that is `in_path` (or cannot be written) is refused before any work
+/// (check_output_path).
 inline QuantizePlan quantize_gguf_file(const std::filesystem::path& in_path,
                                        const std::filesystem::path& out_path,
                                        const QuantizeOptions& opt,
                                        const QuantizeProgressFn& progress = {}) {
+  check_output_path(out_path, {in_path});
   const GgufFile in(in_path);
   QuantizePlan plan = plan_quantization(in, opt);
   AtomicOutputFile out(out_path);
