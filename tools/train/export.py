@@ -149,6 +149,10 @@ def main() -> int:
         mrows = [p for p in rows if p < t - 1]
         mtp[mrows].numpy().astype(np.float32).tofile(a.logits / "heldout.mtp_logits.f32")
         loss = -logp[:-1].mean().item()
+        # greedy draft agreement: the MTP block's argmax at i (token i+2) against the trunk's
+        # argmax at i+1, on held-out text (what greedy speculative decoding would accept)
+        agree = (mtp.argmax(-1) == logits[1:].argmax(-1)).float().mean().item()
+        print(f"MTP draft = trunk's greedy token on {agree:.1%} of the {t - 1} held-out positions")
         print(f"{a.logits}: {t} tokens, logits of {len(rows)} rows, MTP logits of {len(mrows)} rows; "
               f"loss on them {loss:.4f}")
         print("text:", repr(tok.decode(ids[1:])[:200]))
