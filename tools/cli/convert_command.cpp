@@ -3,12 +3,14 @@
 // (io/gguf_convert.hpp). A directory with model.safetensors.index.json is read through its index;
 // one with a single `weights.safetensors` (the golden tiny checkpoints) through that file; any
 // other through its *.safetensors files. The tokenizer keys come from DIR/tokenizer.json when it
-// exists. Streams tensor by tensor; OUT appears only when the run succeeded.
+// exists; --meta KEY=VALUE / --meta-u32 KEY=N add further keys (license, description, data set).
+// Streams tensor by tensor; OUT appears only when the run succeeded.
 #include <fmt/core.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <dsv4/core/check.hpp>
@@ -23,6 +25,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
+#include <utility>
 #include <vector>
 
 #include "cancellation.hpp"
@@ -41,12 +45,40 @@ struct ConvertCliOptions {
   std::string name;
   std::string tokenizer;
   bool no_tokenizer = false;
+  std::vector<std::string> meta;      // KEY=VALUE, string values
+  std::vector<std::string> meta_u32;  // KEY=N, uint32 values
   bool no_mtp = false;
   bool allow_incompatible = false;
   bool quiet = false;
   bool dry_run = false;
   unsigned threads = 0;
 };
+
+/// "KEY=VALUE" of --meta / --meta-u32 split at the first '='.
+std::pair<std::string, std::string> split_meta(const std::string& arg, const char* option) {
+  const auto eq = arg.find('=');
+  DSV4_CHECK(eq != std::string::npos && eq > 0, InputError,
+             "{} {}: expected KEY=VALUE (e.g. general.license=MIT)", option, arg);
+  return {arg.substr(0, eq), arg.substr(eq + 1)};
+}
+
+std::vector<std::pair<std::string, io::GgufValue>> extra_metadata(const ConvertCliOptions& o) {
+  std::vector<std::pair<std::string, io::GgufValue>> out;
+  for (const auto& m : o.meta) {
+    auto [k, v] = split_meta(m, "--meta");
+    out.emplace_back(std::move(k), io::GgufValue(std::move(v)));
+  }
+  for (const auto& m : o.meta_u32) {
+    const auto [k, v] = split_meta(m, "--meta-u32");
+    std::uint32_t n = 0;
+    const auto* end = v.data() + v.size();
+    const auto r = std::from_chars(v.data(), end, n);
+    DSV4_CHECK(!v.empty() && r.ec == std::errc() && r.ptr == end, InputError,
+               "--meta-u32 {}: '{}' is not an unsigned 32-bit integer", m, v);
+    out.emplace_back(k, io::GgufValue(n));
+  }
+  return out;
+}
 
 /// The checkpoint of `dir` (see the top of this file).
 io::Checkpoint open_checkpoint(const fs::path& dir) {
@@ -101,6 +133,7 @@ void run_convert(const ConvertCliOptions& o) {
   opt.include_mtp = !o.no_mtp;
   opt.llama_cpp_compatible = !o.allow_incompatible;
   opt.tokenizer = tok ? &*tok : nullptr;
+  opt.extra_metadata = extra_metadata(o);
 
   const auto t0 = std::chrono::steady_clock::now();
   if (o.dry_run) {
@@ -173,6 +206,11 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("--tokenizer", opts->tokenizer,
                   "tokenizer.json for the tokenizer keys (default: DIR/tokenizer.json if present)");
   cmd->add_flag("--no-tokenizer", opts->no_tokenizer, "write no tokenizer keys");
+  cmd->add_option("--meta", opts->meta,
+                  "KEY=VALUE: a further string key, e.g. general.license=MIT or "
+                  "general.description=...; repeatable");
+  cmd->add_option("--meta-u32", opts->meta_u32,
+                  "KEY=N: a further uint32 key, e.g. general.dataset.count=1; repeatable");
   cmd->add_flag("--no-mtp", opts->no_mtp, "leave the MTP blocks out");
   cmd->add_flag("--allow-incompatible", opts->allow_incompatible,
                 "write models llama.cpp cannot load (e.g. compress ratios other than 0, 4, 128); "

@@ -31,6 +31,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "dsv4/core/check.hpp"
@@ -53,6 +54,9 @@ struct ConvertOptions {
   bool include_mtp = true;                   ///< write the MTP blocks of the config
   bool llama_cpp_compatible = true;          ///< refuse configs llama.cpp cannot load
   const GgufTokenizer* tokenizer = nullptr;  ///< tokenizer.ggml.* keys when given
+  /// Further keys written after the converter's own (general.license, general.description,
+  /// general.dataset.*, ...). A key the converter writes itself is a ConfigError.
+  std::vector<std::pair<std::string, GgufValue>> extra_metadata;
 };
 
 /// What a conversion writes.
@@ -263,6 +267,12 @@ inline ConvertPlan plan_conversion(const ModelConfig& cfg, const ConvertOptions&
   mo.tokenizer = opt.tokenizer;
   mo.llama_cpp_compatible = opt.llama_cpp_compatible;
   plan.metadata = gguf_metadata(cfg, mo);
+  for (const auto& [k, v] : opt.extra_metadata) {
+    DSV4_CHECK(!k.empty() && !plan.metadata.contains(k) && k != "general.quantization_version",
+               ConfigError, "convert: metadata key '{}' {}", k,
+               k.empty() ? "is empty" : "is written by the converter itself and cannot be set");
+    plan.metadata.add(k, v);
+  }
 
   plan.sources = gguf_tensor_map(cfg, opt.include_mtp);
   std::stable_sort(plan.sources.begin(), plan.sources.end(),
