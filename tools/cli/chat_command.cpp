@@ -22,8 +22,10 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "backend_choice.hpp"
 #include "commands.hpp"
 #include "model_files.hpp"
 
@@ -38,7 +40,7 @@ struct ChatCliOptions {
   float temp = 0.8f;
   float top_p = 0.95f;
   std::int64_t seed = -1;
-  int threads = 0;
+  BackendChoice backend;
 };
 
 template <class B>
@@ -158,8 +160,8 @@ void add_chat_command(CLI::App& app) {
   cmd->add_option("--temp", o->temp, "sampling temperature (0: greedy)")->capture_default_str();
   cmd->add_option("--top-p", o->top_p, "nucleus sampling mass")->capture_default_str();
   cmd->add_option("--seed", o->seed, "random seed (default: a random one)");
-  cmd->add_option("-t,--threads", o->threads, "CPU threads (backends that use threads)");
-  cmd->callback([o] { run_chat(*o, ReferenceBackend{}); });
+  add_backend_options(cmd, o->backend);
+  cmd->callback([o] { with_backend(o->backend, [&](auto b) { run_chat(*o, std::move(b)); }); });
 }
 
 }  // namespace dsv4::cli

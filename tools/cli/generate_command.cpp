@@ -15,8 +15,10 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "backend_choice.hpp"
 #include "commands.hpp"
 #include "model_files.hpp"
 
@@ -31,7 +33,7 @@ struct GenerateCliOptions {
   float temp = 0.8f;
   float top_p = 0.95f;
   std::int64_t seed = -1;
-  int threads = 0;
+  BackendChoice backend;
   bool no_speculative = false;
   bool json = false;
 };
@@ -113,13 +115,13 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--temp", o->temp, "sampling temperature (0: greedy)")->capture_default_str();
   cmd->add_option("--top-p", o->top_p, "nucleus sampling mass")->capture_default_str();
   cmd->add_option("--seed", o->seed, "random seed (default: a random one)");
-  cmd->add_option("-t,--threads", o->threads, "CPU threads (backends that use threads)");
+  add_backend_options(cmd, o->backend);
   cmd->add_flag("--no-speculative", o->no_speculative,
                 "decode one token per step instead of drafting with the MTP block");
   cmd->add_flag("--json", o->json,
                 "print one JSON object at the end (text, tokens, prompt_tps, gen_tps, "
                 "acceptance_rate, ...) instead of streaming");
-  cmd->callback([o] { run_generate(*o, ReferenceBackend{}); });
+  cmd->callback([o] { with_backend(o->backend, [&](auto b) { run_generate(*o, std::move(b)); }); });
 }
 
 }  // namespace dsv4::cli

@@ -22,8 +22,10 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "backend_choice.hpp"
 #include "commands.hpp"
 #include "model_files.hpp"
 
@@ -37,7 +39,7 @@ struct PerplexityCliOptions {
   std::string text_file;
   std::size_t ctx = 512;
   std::size_t chunks = 0;
-  int threads = 0;
+  BackendChoice backend;
   bool json = false;
   std::string save_base;
   std::string kl_base;
@@ -218,13 +220,14 @@ void add_perplexity_command(CLI::App& app) {
   cmd->add_option("-f,--file", o->text_file, "the text ('-': stdin)")->required();
   cmd->add_option("-c,--ctx", o->ctx, "tokens per chunk")->capture_default_str();
   cmd->add_option("--chunks", o->chunks, "evaluate at most this many chunks (0: all)");
-  cmd->add_option("-t,--threads", o->threads, "CPU threads (backends that use threads)");
+  add_backend_options(cmd, o->backend);
   cmd->add_flag("--json", o->json, "print one JSON object (perplexity, tokens, chunks, ...)");
   cmd->add_option("--save-base", o->save_base,
                   "write this model's log-probabilities, the base for --kl-base");
   cmd->add_option("--kl-base", o->kl_base,
                   "KL divergence and top-1 agreement against a --save-base file");
-  cmd->callback([o] { run_perplexity(*o, ReferenceBackend{}); });
+  cmd->callback(
+      [o] { with_backend(o->backend, [&](auto b) { run_perplexity(*o, std::move(b)); }); });
 }
 
 }  // namespace dsv4::cli
