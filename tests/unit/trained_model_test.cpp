@@ -115,11 +115,11 @@ TEST_CASE("trained model: dsv4 reproduces the trainer's logits and MTP logits on
                                      dsv4::DenseLinear<float>>;
   const auto e = trained_errors<Exact>();
   // measured: logits max 0.0186 (at position 255, where the HCA(128) compressor emits its second
-  // entry; every other row <= 1e-3), next-token log-prob max 0.0133 (position 168), MTP logits
-  // 2.5e-4, held-out loss 4.95 on these tokens
+  // entry; every other row <= 1e-3), next-token log-prob max 0.0133 (position 168) and median
+  // 3.6e-5, MTP logits 2.5e-4, held-out loss 4.95 on these tokens
   CHECK(e.logits < 0.1);
   CHECK(e.logprob < 0.1);
-  CHECK(e.median_logprob < 1e-3);
+  CHECK(e.median_logprob < 3.5e-4);
   CHECK(e.mtp < 2.5e-3);
   CHECK(e.loss < 5.5);  // trained: far below ln(4096) = 8.3 of a uniform guess
 }
@@ -133,7 +133,7 @@ TEST_CASE("trained model: the F16 file as llama.cpp runs it (activations rounded
   // measured: logits max 0.0187, log-prob max 0.0132, median 8e-5, MTP logits 7.4e-4
   CHECK(e.logits < 0.1);
   CHECK(e.logprob < 0.1);
-  CHECK(e.median_logprob < 1e-3);
+  CHECK(e.median_logprob < 8e-4);
   CHECK(e.mtp < 7.5e-3);
 }
 
