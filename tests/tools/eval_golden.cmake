@@ -1,0 +1,43 @@
+# One golden case reproduced by `dsv4 eval` (run with cmake -P):
+#   [quantize]  dsv4 quantize QUANTIZE_FROM MODEL --type QUANTIZE_TYPE    (when QUANTIZE_TYPE is set)
+#   [tokens]    logits_check tokens TOKENS_FROM TOKENS                    (when TOKENS_FROM is set)
+#   eval        dsv4 eval MODEL --tokens-file TOKENS --numerics NUMERICS [--decode-from N] --out OUT
+#   top-1       the ids eval printed must be the arg max of every row of OUT (read back)
+#   compare     logits_check compare OUT WANT [KEY] --first-row FIRST_ROW ${BOUNDS}
+# Variables: DSV4, CHECK (programs), MODEL, TOKENS, NUMERICS, OUT, WANT, and optionally KEY,
+# DECODE_FROM, FIRST_ROW (0), BOUNDS (a ;-list of logits_check options), TOKENS_FROM,
+# QUANTIZE_FROM, QUANTIZE_TYPE.
+function(run_step what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message(STATUS "${what}: ${out}${err}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${what} failed (${rc})")
+  endif()
+  set(step_out "${out}" PARENT_SCOPE)
+endfunction()
+
+if(DEFINED QUANTIZE_TYPE)
+  run_step(quantize ${DSV4} quantize ${QUANTIZE_FROM} ${MODEL} --type ${QUANTIZE_TYPE} --quiet)
+endif()
+if(DEFINED TOKENS_FROM)
+  run_step(tokens ${CHECK} tokens ${TOKENS_FROM} ${TOKENS})
+endif()
+set(mode)
+if(DEFINED DECODE_FROM)
+  set(mode --decode-from ${DECODE_FROM})
+endif()
+file(REMOVE ${OUT})
+run_step(eval ${DSV4} eval ${MODEL} --tokens-file ${TOKENS} --numerics ${NUMERICS} ${mode} --out ${OUT})
+if(NOT step_out MATCHES "top-1 \\([^)]*\\): ([0-9 ]+)\n")
+  message(FATAL_ERROR "eval printed no top-1 line")
+endif()
+set(printed "${CMAKE_MATCH_1}")
+run_step(top1 ${CHECK} top1 ${OUT})
+string(STRIP "${step_out}" read_back)
+if(NOT printed STREQUAL read_back)
+  message(FATAL_ERROR "the top-1 ids printed differ from those of ${OUT}:\n${printed}\n${read_back}")
+endif()
+if(NOT DEFINED FIRST_ROW)
+  set(FIRST_ROW 0)
+endif()
+run_step(compare ${CHECK} compare ${OUT} ${WANT} ${KEY} --first-row ${FIRST_ROW} ${BOUNDS})
