@@ -129,9 +129,9 @@ class Block {
     b.ffn_norm_ = RmsNorm{io::load_float(f, prefix + ".ffn_norm.weight", {d}), eps};
     b.attn_.emplace(load_attention_weights<Lin>(f, prefix + ".attn.", cfg, layer));
     if (cfg.is_hash_layer(layer)) {
-      b.ffn_ = load_moe<HashRouter<S>, ExpertLin>(f, prefix + ".ffn", cfg);
+      b.ffn_ = load_moe<HashRouter<S>, ExpertLin>(f, prefix + ".ffn", cfg, layer);
     } else {
-      b.ffn_ = load_moe<TopKRouter<S>, ExpertLin>(f, prefix + ".ffn", cfg);
+      b.ffn_ = load_moe<TopKRouter<S>, ExpertLin>(f, prefix + ".ffn", cfg, layer);
     }
     return b;
   }
