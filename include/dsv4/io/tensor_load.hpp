@@ -14,6 +14,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -377,6 +378,25 @@ L load_linear(const S& src, std::string_view weight_name, std::size_t out, std::
   } else {
     return LinearLoader<L>::load(src, weight_name, out, in);
   }
+}
+
+/// For a source whose weights compute with llama.cpp's dot products (io::GgufModel with
+/// partner-dot semantics): `weight_name` [out, in] as a view in its stored format when that is not
+/// F32, whose product quantizes the activation to the format's vec_dot partner as ggml's mul_mat
+/// does. std::nullopt for any other source or an F32 tensor (the model then uses its float copy).
+template <TensorSource S>
+std::optional<AnyLinear> load_partner_view(const S& src, const std::string& weight_name,
+                                           std::size_t out, std::size_t in) {
+  if constexpr (requires {
+                  src.semantics() == decltype(src.semantics())::partner_dot;
+                  src.stored_type(weight_name) == FormatId::f32;
+                }) {
+    if (src.semantics() == decltype(src.semantics())::partner_dot &&
+        src.stored_type(weight_name) != FormatId::f32) {
+      return load_linear<AnyLinear>(src, weight_name, out, in);
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace dsv4::io
