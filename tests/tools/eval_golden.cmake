@@ -5,7 +5,7 @@
 #   top-1       the ids eval printed must be the arg max of every row of OUT (read back)
 #   compare     logits_check compare OUT WANT [KEY] --first-row FIRST_ROW ${BOUNDS}
 # Variables: DSV4, CHECK (programs), MODEL, TOKENS, NUMERICS, OUT, WANT, and optionally KEY,
-# DECODE_FROM, FIRST_ROW (0), BOUNDS (a ;-list of logits_check options), TOKENS_FROM,
+# DECODE_FROM, FIRST_ROW (0), BOUNDS (logits_check options separated by commas), TOKENS_FROM,
 # QUANTIZE_FROM, QUANTIZE_TYPE.
 function(run_step what)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
@@ -37,6 +37,7 @@ string(STRIP "${step_out}" read_back)
 if(NOT printed STREQUAL read_back)
   message(FATAL_ERROR "the top-1 ids printed differ from those of ${OUT}:\n${printed}\n${read_back}")
 endif()
+string(REPLACE "," ";" BOUNDS "${BOUNDS}")
 if(NOT DEFINED FIRST_ROW)
   set(FIRST_ROW 0)
 endif()
