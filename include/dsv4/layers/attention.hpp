@@ -198,7 +198,7 @@ AttentionWeights<Lin> load_attention_weights(const S& f, const std::string& pref
                     f.file_ptr();
                   }) {
       if (f.semantics() == decltype(f.semantics())::partner_dot &&
-          f.stored_type(name) != FormatId::f32) {
+          io::partner_view_format(f.stored_type(name))) {
         // rows g·R_o… of the stored tensor: whole rows of blocks, viewed in place
         const FormatId id = f.stored_type(name);
         const auto raw = f.stored_bytes(name);
