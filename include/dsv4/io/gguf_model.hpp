@@ -872,8 +872,13 @@ inline bool is_gguf_weight_type(FormatId id) noexcept {
 
 /// Which semantics the Linear views of a GgufModel get when the caller's type leaves the choice
 /// open (AnyLinear): llama.cpp's CPU semantics (PartnerDot: x quantized to the type's
-/// vec_dot_type) or an fp32 dot of the dequantized weight (DequantDot).
-enum class GgufLinearSemantics : std::uint8_t { partner_dot, dequant_dot };
+/// vec_dot_type) or an fp32 dot of the dequantized weight (DequantDot). With `partner_dot` the
+/// tensors a model holds as float (head, wo_a, compressors, the indexer's weights_proj, mHC mixers)
+/// also run in their stored format with the activation partner, as ggml computes them
+/// (io::load_partner_view); `partner_dot_projections` keeps those as fp32 products of their
+/// dequantized values (what load_quantized's recipe over all tensors computes) and gives the
+/// projections PartnerDot views.
+enum class GgufLinearSemantics : std::uint8_t { partner_dot, dequant_dot, partner_dot_projections };
 
 /// A deepseek4 GGUF file read under the reference's tensor names (see the top of this file).
 /// Construction checks every tensor against the config the metadata describes (present, shape,
@@ -1061,7 +1066,7 @@ class GgufModel {
         constexpr bool has_p = std::is_constructible_v<Any, P>;
         constexpr bool has_d = std::is_constructible_v<Any, D>;
         if constexpr (has_p && has_d) {
-          if (semantics_ == GgufLinearSemantics::partner_dot) return Any(view_as<P>(e, out, in));
+          if (semantics_ != GgufLinearSemantics::dequant_dot) return Any(view_as<P>(e, out, in));
           return Any(view_as<D>(e, out, in));
         } else if constexpr (has_p) {
           return Any(view_as<P>(e, out, in));
