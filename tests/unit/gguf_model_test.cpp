@@ -487,9 +487,15 @@ TEST_CASE("bad GGUF metadata and tensors: errors name the key or the tensor") {
   }
   {
     GgufMetadata m = f.metadata();
-    const std::vector<float> clamp = {10, 10, 7, 10, 10};
+    const std::vector<float> clamp = {10, 10, -7, 10, 10};
     m.set("deepseek4.swiglu_clamp_exp", GgufValue::array(clamp));
-    expect_error(m, "'deepseek4.swiglu_clamp_exp'");
+    expect_error(m, "'deepseek4.swiglu_clamp_exp': block 2 has -7 (< 0)");
+  }
+  {
+    GgufMetadata m = f.metadata();
+    const std::vector<float> clamp = {10, 10, 10, 10};
+    m.set("deepseek4.swiglu_clamp_shexp", GgufValue::array(clamp));
+    expect_error(m, "'deepseek4.swiglu_clamp_shexp'");
   }
   {
     GgufMetadata m = f.metadata();
@@ -776,4 +782,67 @@ TEST_CASE("GgufModel: zero-copy views in the stored types of Q4_K_M, Q2_K, MXFP4
     MESSAGE(std::string(type), ": weight types ", types);
     CHECK(!seen.empty());
   }
+}
+
+TEST_CASE("GGUF: swiglu_clamp_exp / swiglu_clamp_shexp per layer reach each block's experts") {
+  // llama.cpp stores the clamps per layer; a file whose values differ per block loads with each
+  // block's own limits for its routed and its shared experts. Small limits, so that they bite.
+  using M =
+      dsv4::ReferenceModel<dsv4::PlainFp32Numerics, dsv4::HyperConnection<4>, dsv4::AnyLinear>;
+  const GgufFile& f = *tiny_file();
+  const std::vector<float> exp = {0.5f, 10.0f, 0.25f, 2.0f, 0.75f};
+  const std::vector<float> shexp = {0.3f, 10.0f, 0.25f, 0.125f, 4.0f};
+  GgufMetadata meta = f.metadata();
+  meta.set("deepseek4.swiglu_clamp_exp", GgufValue::array(exp));
+  meta.set("deepseek4.swiglu_clamp_shexp", GgufValue::array(shexp));
+  const GgufModel per_layer(std::make_shared<const GgufFile>(rewrite(f, meta), "per-layer"));
+  const ModelConfig& cfg = per_layer.config();
+  REQUIRE(cfg.n_blocks() == 5);
+  CHECK(cfg.swiglu_limit == 0.5);
+  const std::vector<double> want_exp(exp.begin(), exp.end());
+  const std::vector<double> want_shexp(shexp.begin(), shexp.end());
+  CHECK(cfg.swiglu_limits == want_exp);
+  CHECK(cfg.shared_swiglu_limits == want_shexp);
+  // the uniform file keeps one limit and no per-block lists
+  CHECK(tiny().config().swiglu_limits.empty());
+  CHECK(tiny().config().shared_swiglu_limits.empty());
+  // ModelConfig -> metadata writes the per-layer arrays back
+  const GgufMetadata written = io::gguf_metadata(cfg, io::GgufMetadataOptions{});
+  CHECK(*written.find("deepseek4.swiglu_clamp_exp") == GgufValue::array(exp));
+  CHECK(*written.find("deepseek4.swiglu_clamp_shexp") == GgufValue::array(shexp));
+
+  const M model = M::load(per_layer, cfg);
+  for (int l = 0; l < 5; ++l) {
+    CAPTURE(l);
+    std::visit(
+        [&](const auto& moe) {
+          for (std::size_t e = 0; e < moe.n_experts(); ++e) {
+            CHECK(moe.expert(e).swiglu_limit() == exp[static_cast<std::size_t>(l)]);
+          }
+          REQUIRE(moe.shared_expert().has_value());
+          CHECK(moe.shared_expert()->swiglu_limit() == shexp[static_cast<std::size_t>(l)]);
+        },
+        model.block(static_cast<std::size_t>(l)).ffn());
+  }
+  // Logits: equal to a model built from the uniform file with those per-layer values in its
+  // config, different from the uniform file's own.
+  const auto tokens = dsv4::test::read_raw<std::int32_t>("llamacpp/tokens300.i32");
+  const std::span<const std::int32_t> first(tokens.data(), 48);
+  auto st = model.new_state();
+  const auto got = model.prefill(first, st).logits;
+  ModelConfig built = tiny().config();
+  built.swiglu_limits = want_exp;
+  built.shared_swiglu_limits = want_shexp;
+  const M same = M::load(tiny(), built);
+  auto st2 = same.new_state();
+  CHECK(same.prefill(first, st2).logits == got);
+  const M uniform = M::load(tiny(), tiny().config());
+  auto st3 = uniform.new_state();
+  const auto base = uniform.prefill(first, st3).logits;
+  double max_diff = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    max_diff = std::max(max_diff, static_cast<double>(std::abs(got[i] - base[i])));
+  }
+  MESSAGE("per-layer clamps vs uniform 10: max logit difference ", max_diff);
+  CHECK(max_diff > 1e-3);
 }

@@ -440,7 +440,8 @@ TEST_CASE(
     }
   } remove{q4};
   const io::GgufModel src(f32);
-  const io::GgufModel file(q4);
+  // the float-held tensors as fp32 products in both (load_quantized does not model their partner)
+  const io::GgufModel file(q4, io::GgufLinearSemantics::partner_dot_projections);
   const d::ModelConfig& cfg = src.config();
   REQUIRE(file.config() == cfg);
   using FileModel = d::ReferenceModel<d::PlainFp32Numerics, d::HyperConnection<4>, d::AnyLinear>;

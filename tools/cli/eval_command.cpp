@@ -1,10 +1,16 @@
-// `dsv4 eval MODEL --tokens 1,2,3 | --tokens-file F.i32 [--numerics reference|llama.cpp]
-// [--out logits.f32] [--step] [--backend cpu|reference] [-t N]`: runs a model (a llama.cpp
-// deepseek4 GGUF file or a checkpoint directory) on token ids and prints the top-1 id of every
-// position, or writes the logits as raw little-endian float32 [T][vocab]. `reference`: the official
-// reference's numerics (bf16 activations, FP8/FP4 activation simulation; GGUF weights as fp32 dots
-// of their dequantized values); `llama.cpp`: fp32 activations without the simulation, GGUF weights
-// with llama.cpp's CPU dot products (the activation quantized to the format's vec_dot partner).
+// `dsv4 eval MODEL --tokens 1,2,3 | --tokens-file F.i32 [--numerics NAME] [--decode-from N |
+// --step] [--out logits.npy|logits.f32] [--backend cpu|reference] [-t N]`: runs a model (a
+// llama.cpp deepseek4 GGUF file, a checkpoint directory, or one reference-named .safetensors file
+// with config.json beside it) on token ids and prints the top-1 id of every position; with --out it
+// also writes the logits [T][vocab], as a NumPy .npy array (float32, little-endian) when the name
+// ends in .npy and as raw little-endian float32 otherwise. Numerics (model_choice.hpp): `reference`
+// (bf16 activations as PyTorch 2, FP8/FP4 activation simulation; GGUF weights as fp32 dots of their
+// dequantized values), `reference-torch1` (bf16 as PyTorch 1.x rounds a bf16 mean),
+// `reference-fp32` (fp32 activations, simulation on), `fp32` (no simulation) and `llama.cpp` (fp32
+// activations without the simulation, GGUF weights with llama.cpp's CPU dot products: the
+// activation quantized to the format's vec_dot partner). `--decode-from N` prefills the first N
+// tokens and decodes the rest one at a time
+// (`--step` is `--decode-from 0`).
 #include <fmt/core.h>
 
 #include <CLI/CLI.hpp>
@@ -13,18 +19,20 @@
 #include <cstring>
 #include <dsv4/core/check.hpp>
 #include <dsv4/core/error.hpp>
-#include <dsv4/io/checkpoint.hpp>
-#include <dsv4/io/gguf_model.hpp>
+#include <dsv4/io/npy.hpp>
+#include <dsv4/io/output_file.hpp>
 #include <dsv4/model/model.hpp>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend_choice.hpp"
 #include "commands.hpp"
+#include "model_choice.hpp"
 
 namespace dsv4::cli {
 namespace {
@@ -36,6 +44,7 @@ struct EvalCliOptions {
   std::string numerics = "reference";
   std::string out;
   bool step = false;
+  std::int64_t decode_from = -1;  ///< -1: prefill everything
   BackendChoice backend;
 };
 
@@ -74,77 +83,95 @@ std::vector<std::int32_t> read_token_file(const std::string& path) {
   return ids;
 }
 
-template <class N, class B, class Src>
-void run_model(B backend, const Src& src, const ModelConfig& cfg,
-               const std::vector<std::int32_t>& tokens, const EvalCliOptions& o) {
-  for (std::size_t i = 0; i < tokens.size(); ++i) {
-    DSV4_CHECK(tokens[i] >= 0 && tokens[i] < cfg.vocab_size, InputError,
-               "token {} (position {}) is outside the vocabulary [0, {})", tokens[i], i,
-               cfg.vocab_size);
-  }
-  DSV4_CHECK(static_cast<std::int64_t>(tokens.size()) <= cfg.max_seq_len, InputError,
-             "{} tokens: more than the model's max_seq_len {}", tokens.size(), cfg.max_seq_len);
-  using M = Model<B, N, HyperConnection<4>, AnyLinear>;
+/// Logits [T][vocab] of `tokens` on backend B with numerics N and weight type Lin: one prefill of
+/// the first `decode_from` tokens (all of them when decode_from >= T), then one decode call per
+/// remaining token. The model is loaded from `src` (a checkpoint or GGUF source) for `cfg`.
+template <class B, class N, class Lin, class Src>
+std::vector<float> eval_logits(const Src& src, const ModelConfig& cfg,
+                               std::span<const std::int32_t> tokens, std::size_t decode_from,
+                               B backend = B{}) {
+  using M = Model<B, N, HyperConnection<4>, Lin>;
   const M model = M::load(src, cfg, std::move(backend));
   auto st = model.new_state();
   std::vector<float> logits;
-  if (o.step) {
-    for (const std::int32_t t : tokens) {
-      const auto out = model.decode(t, st);
-      logits.insert(logits.end(), out.logits.begin(), out.logits.end());
+  const std::size_t n_prefill = std::min(decode_from, tokens.size());
+  if (n_prefill > 0) logits = model.prefill(tokens.first(n_prefill), st).logits;
+  for (std::size_t i = n_prefill; i < tokens.size(); ++i) {
+    const auto out = model.decode(tokens[i], st);
+    logits.insert(logits.end(), out.logits.begin(), out.logits.end());
+  }
+  return logits;
+}
+
+/// Writes logits [T][vocab]: .npy for a name ending in .npy, raw float32 otherwise; atomically
+/// (a failure leaves no file; the error names the cause).
+void write_logits(const std::string& path, const std::vector<float>& logits, std::size_t rows,
+                  std::size_t vocab) {
+  const bool npy = path.size() >= 4 && path.compare(path.size() - 4, 4, ".npy") == 0;
+  try {
+    if (npy) {
+      const std::uint64_t shape[] = {rows, vocab};
+      io::write_npy_f32(path, logits, shape);
+    } else {
+      io::AtomicOutputFile f(path);
+      f.write(std::as_bytes(std::span<const float>(logits)));
+      f.commit();
     }
-  } else {
-    logits = model.prefill(tokens, st).logits;
+  } catch (const Error& e) {
+    throw Error(fmt::format("--out {}: {}", path, e.what()));
   }
-  const auto vocab = static_cast<std::size_t>(cfg.vocab_size);
-  if (!o.out.empty()) {
-    std::ofstream f(o.out, std::ios::binary);
-    DSV4_CHECK(f.good(), InputError, "--out {}: cannot create", o.out);
-    f.write(reinterpret_cast<const char*>(logits.data()),
-            static_cast<std::streamsize>(logits.size() * sizeof(float)));
-    DSV4_CHECK(f.good(), InputError, "--out {}: write failed", o.out);
-    fmt::print("{}: {} x {} float32 logits ({} numerics, {})\n", o.out, tokens.size(), vocab,
-               o.numerics, o.step ? "token by token" : "prefill");
-    return;
-  }
-  fmt::print("top-1 ({} numerics, {}):", o.numerics, o.step ? "token by token" : "prefill");
-  for (std::size_t p = 0; p < tokens.size(); ++p) {
-    const float* row = logits.data() + p * vocab;
-    fmt::print(" {}", std::max_element(row, row + vocab) - row);
-  }
-  fmt::print("\n");
+}
+
+std::string mode_name(std::size_t decode_from, std::size_t n) {
+  if (decode_from >= n) return "prefill";
+  if (decode_from == 0) return "token by token";
+  return fmt::format("prefill of {}, then token by token", decode_from);
 }
 
 void run_eval(const EvalCliOptions& o) {
-  DSV4_CHECK(o.numerics == "reference" || o.numerics == "llama.cpp", InputError,
-             "--numerics {}: expected reference or llama.cpp", o.numerics);
   DSV4_CHECK(o.tokens.empty() != o.tokens_file.empty(), InputError,
              "give the token ids with exactly one of --tokens and --tokens-file");
+  DSV4_CHECK(!(o.step && o.decode_from >= 0), InputError,
+             "--step and --decode-from: give one (--step is --decode-from 0)");
+  DSV4_CHECK(o.decode_from >= -1, InputError, "--decode-from {}: expected a count >= 0",
+             o.decode_from);
   const auto tokens =
       o.tokens.empty() ? read_token_file(o.tokens_file) : parse_token_list(o.tokens);
   DSV4_CHECK(!tokens.empty(), InputError, "no token ids to evaluate");
-  const bool llama = o.numerics == "llama.cpp";
-  namespace fs = std::filesystem;
-  DSV4_CHECK(fs::exists(o.model), InputError, "{}: no such file or directory", o.model);
-  if (fs::is_directory(o.model)) {
-    const auto ckpt = io::Checkpoint::open(o.model);
-    with_backend(o.backend, [&](auto b) {
-      if (llama) {
-        run_model<PlainFp32Numerics>(b, ckpt, ckpt.config(), tokens, o);
-      } else {
-        run_model<ReferenceNumerics>(b, ckpt, ckpt.config(), tokens, o);
-      }
+  DSV4_CHECK(o.decode_from <= static_cast<std::int64_t>(tokens.size()), InputError,
+             "--decode-from {}: only {} token ids", o.decode_from, tokens.size());
+  const std::size_t decode_from = o.step               ? 0
+                                  : o.decode_from >= 0 ? static_cast<std::size_t>(o.decode_from)
+                                                       : tokens.size();
+  with_backend(o.backend, [&](auto backend) {
+    using B = decltype(backend);
+    visit_model_types(o.numerics, [&]<class N, class Lin>() {
+      visit_model_source(
+          o.model, gguf_semantics(o.numerics), [&](const auto& src, const ModelConfig& cfg) {
+            for (std::size_t i = 0; i < tokens.size(); ++i) {
+              DSV4_CHECK(tokens[i] >= 0 && tokens[i] < cfg.vocab_size, InputError,
+                         "token {} (position {}) is outside the vocabulary [0, {})", tokens[i], i,
+                         cfg.vocab_size);
+            }
+            DSV4_CHECK(static_cast<std::int64_t>(tokens.size()) <= cfg.max_seq_len, InputError,
+                       "{} tokens: more than the model's max_seq_len {}", tokens.size(),
+                       cfg.max_seq_len);
+            const auto logits = eval_logits<B, N, Lin>(src, cfg, tokens, decode_from, backend);
+            const auto vocab = static_cast<std::size_t>(cfg.vocab_size);
+            const std::string mode = mode_name(decode_from, tokens.size());
+            fmt::print("top-1 ({} numerics, {}):", o.numerics, mode);
+            for (std::size_t p = 0; p < tokens.size(); ++p) {
+              const float* row = logits.data() + p * vocab;
+              fmt::print(" {}", std::max_element(row, row + vocab) - row);
+            }
+            fmt::print("\n");
+            if (!o.out.empty()) {
+              write_logits(o.out, logits, tokens.size(), vocab);
+              fmt::print("{}: {} x {} float32 logits ({} numerics, {})\n", o.out, tokens.size(),
+                         vocab, o.numerics, mode);
+            }
+          });
     });
-    return;
-  }
-  const io::GgufModel src(
-      o.model, llama ? io::GgufLinearSemantics::partner_dot : io::GgufLinearSemantics::dequant_dot);
-  with_backend(o.backend, [&](auto b) {
-    if (llama) {
-      run_model<PlainFp32Numerics>(b, src, src.config(), tokens, o);
-    } else {
-      run_model<ReferenceNumerics>(b, src, src.config(), tokens, o);
-    }
   });
 }
 
@@ -155,15 +182,24 @@ void add_eval_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "eval",
       "Run a model (GGUF file or checkpoint directory) on token ids; print or write logits");
-  cmd->add_option("MODEL", o->model, "a deepseek4 GGUF file or a checkpoint directory")->required();
+  cmd->add_option("MODEL", o->model,
+                  "a deepseek4 GGUF file, a checkpoint directory, or a reference-named "
+                  ".safetensors file with config.json beside it")
+      ->required();
   cmd->add_option("--tokens", o->tokens, "token ids separated by commas");
   cmd->add_option("--tokens-file", o->tokens_file, "token ids as raw little-endian int32");
-  cmd->add_option("--numerics", o->numerics,
-                  "reference (bf16 activations, FP8/FP4 simulation; default) or llama.cpp (fp32 "
-                  "activations, llama.cpp's quantized dot products)");
-  cmd->add_option("--out", o->out, "write the logits as raw float32 [T][vocab] to this file");
+  std::string numerics_help = "numerics policy (default reference):";
+  for (const auto& n : numerics_names) {
+    numerics_help += fmt::format("\n  {}: {}", n.name, n.help);
+  }
+  cmd->add_option("--numerics", o->numerics, numerics_help);
+  cmd->add_option("--out", o->out,
+                  "also write the logits [T][vocab]: a NumPy float32 array for a name ending in "
+                  ".npy, raw little-endian float32 otherwise");
   cmd->add_flag("--step", o->step, "one token per forward call instead of one prefill");
   add_backend_options(cmd, o->backend);
+  cmd->add_option("--decode-from", o->decode_from,
+                  "prefill the first N tokens, then decode the rest one at a time");
   cmd->callback([o] { run_eval(*o); });
 }
 

@@ -59,6 +59,11 @@ struct ModelConfig {
   std::string score_func = "sqrtsoftplus";  ///< sqrtsoftplus | softmax | sigmoid
   double route_scale = 2.5;
   double swiglu_limit = 10.0;
+  /// Per-block SwiGLU limits of the routed experts and of the shared expert (llama.cpp stores
+  /// swiglu_clamp_exp / swiglu_clamp_shexp per layer), n_layers + n_mtp_layers entries each; empty:
+  /// swiglu_limit for every block.
+  std::vector<double> swiglu_limits;
+  std::vector<double> shared_swiglu_limits;
 
   // attention
   std::int64_t q_lora_rank = 1536;
@@ -104,6 +109,15 @@ struct ModelConfig {
   }
   AttentionKind attention(int layer) const { return attention_kind(compress_ratio(layer)); }
   bool is_hash_layer(int layer) const { return layer < n_hash_layers; }
+  /// SwiGLU limit of the routed experts of block `layer` (MTP block j is layer n_layers + j).
+  double routed_swiglu_limit(int layer) const {
+    return swiglu_limits.empty() ? swiglu_limit : swiglu_limits.at(static_cast<std::size_t>(layer));
+  }
+  /// SwiGLU limit of the shared expert of block `layer`.
+  double shared_swiglu_limit(int layer) const {
+    return shared_swiglu_limits.empty() ? routed_swiglu_limit(layer)
+                                        : shared_swiglu_limits.at(static_cast<std::size_t>(layer));
+  }
 };
 
 }  // namespace dsv4

@@ -391,22 +391,22 @@ inline ModelConfig config_from_gguf(const GgufMetadata& meta,
     const auto exp = r.opt_float_or_array("swiglu_clamp_exp", n);
     if (!exp.has_value()) r.missing(key("swiglu_clamp_exp"), "required by llama.cpp's loader");
     const auto shexp = r.opt_float_or_array("swiglu_clamp_shexp", n).value_or(*exp);
+    bool uniform = true;
     for (std::size_t i = 0; i < n; ++i) {
-      if ((*exp)[i] != (*exp)[0]) {
-        r.bad(key("swiglu_clamp_exp"),
-              fmt::format("block {} has {} and block 0 has {}; dsv4 models take one swiglu_limit "
-                          "for every block",
-                          i, (*exp)[i], (*exp)[0]));
+      if ((*exp)[i] < 0) {
+        r.bad(key("swiglu_clamp_exp"), fmt::format("block {} has {} (< 0)", i, (*exp)[i]));
       }
-      if (shexp[i] != (*exp)[i]) {
-        r.bad(key("swiglu_clamp_shexp"),
-              fmt::format("block {} has {} but swiglu_clamp_exp has {}; dsv4 clamps the shared "
-                          "expert like the routed ones",
-                          i, shexp[i], (*exp)[i]));
+      if (shexp[i] < 0) {
+        r.bad(key("swiglu_clamp_shexp"), fmt::format("block {} has {} (< 0)", i, shexp[i]));
       }
+      uniform = uniform && (*exp)[i] == (*exp)[0] && shexp[i] == (*exp)[0];
     }
-    if ((*exp)[0] < 0) r.bad(key("swiglu_clamp_exp"), fmt::format("is {} (< 0)", (*exp)[0]));
     c.swiglu_limit = (*exp)[0];
+    // llama.cpp clamps each block with its own values: kept per block when they differ
+    if (!uniform) {
+      c.swiglu_limits = *exp;
+      c.shared_swiglu_limits = shexp;
+    }
   }
 
   // attention variants
@@ -590,11 +590,15 @@ inline GgufMetadata gguf_metadata(const ModelConfig& c, const GgufMetadataOption
   m.add(key("expert_shared_count"), u32(c.n_shared_experts));
   m.add(key("expert_weights_scale"), f32(c.route_scale));
   m.add(key("expert_weights_norm"), GgufValue(c.score_func != "softmax"));
-  if (c.swiglu_limit > 0) {
-    const std::vector<float> clamp(static_cast<std::size_t>(n_all),
-                                   static_cast<float>(c.swiglu_limit));
+  if (c.swiglu_limit > 0 || !c.swiglu_limits.empty() || !c.shared_swiglu_limits.empty()) {
+    std::vector<float> clamp(static_cast<std::size_t>(n_all));
+    std::vector<float> shared(static_cast<std::size_t>(n_all));
+    for (int i = 0; i < n_all; ++i) {
+      clamp[static_cast<std::size_t>(i)] = static_cast<float>(c.routed_swiglu_limit(i));
+      shared[static_cast<std::size_t>(i)] = static_cast<float>(c.shared_swiglu_limit(i));
+    }
     m.add(key("swiglu_clamp_exp"), GgufValue::array(clamp));
-    m.add(key("swiglu_clamp_shexp"), GgufValue::array(clamp));
+    m.add(key("swiglu_clamp_shexp"), GgufValue::array(shared));
   }
   m.add(key("attention.indexer.head_count"), u32(c.index_n_heads));
   m.add(key("attention.indexer.key_length"), u32(c.index_head_dim));
@@ -883,8 +887,13 @@ inline bool is_gguf_weight_type(FormatId id) noexcept {
 
 /// Which semantics the Linear views of a GgufModel get when the caller's type leaves the choice
 /// open (AnyLinear): llama.cpp's CPU semantics (PartnerDot: x quantized to the type's
-/// vec_dot_type) or an fp32 dot of the dequantized weight (DequantDot).
-enum class GgufLinearSemantics : std::uint8_t { partner_dot, dequant_dot };
+/// vec_dot_type) or an fp32 dot of the dequantized weight (DequantDot). With `partner_dot` the
+/// tensors a model holds as float (head, wo_a, compressors, the indexer's weights_proj, mHC mixers)
+/// also run in their stored format with the activation partner, as ggml computes them
+/// (io::load_partner_view); `partner_dot_projections` keeps those as fp32 products of their
+/// dequantized values (what load_quantized's recipe over all tensors computes) and gives the
+/// projections PartnerDot views.
+enum class GgufLinearSemantics : std::uint8_t { partner_dot, dequant_dot, partner_dot_projections };
 
 /// A deepseek4 GGUF file read under the reference's tensor names (see the top of this file).
 /// Construction checks every tensor against the config the metadata describes (present, shape,
@@ -1086,7 +1095,7 @@ class GgufModel {
           }
         }
         if constexpr (has_p && has_d) {
-          if (semantics_ == GgufLinearSemantics::partner_dot) return Any(view_as<P>(e, out, in));
+          if (semantics_ != GgufLinearSemantics::dequant_dot) return Any(view_as<P>(e, out, in));
           return Any(view_as<D>(e, out, in));
         } else if constexpr (has_p) {
           return Any(view_as<P>(e, out, in));

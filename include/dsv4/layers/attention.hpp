@@ -78,7 +78,10 @@ struct AttentionWeights {
   Lin wkv;                               ///< [Dh, dim]
   RmsNorm kv_norm;                       ///< [Dh]
   std::vector<DenseLinear<float>> wo_a;  ///< G matrices [R_o, H·Dh/G] (rows g·R_o… of wo_a)
-  Lin wo_b;                              ///< [dim, G·R_o]
+  /// The same G matrices in their GGUF format when read with llama.cpp's dot products (used
+  /// instead; empty otherwise).
+  std::vector<AnyLinear> wo_a_partner;
+  Lin wo_b;                                     ///< [dim, G·R_o]
   std::optional<CompressorWeights> compressor;  ///< ratio > 0
   std::optional<IndexerWeights<Lin>> indexer;   ///< ratio 4
   Rope rope;                                    ///< the layer's table (spec §3.4)
@@ -186,6 +189,26 @@ AttentionWeights<Lin> load_attention_weights(const S& f, const std::string& pref
       const auto first = full.begin() + static_cast<std::ptrdiff_t>(u(g) * per);
       w.wo_a.emplace_back(std::vector<float>(first, first + static_cast<std::ptrdiff_t>(per)),
                           u(cfg.o_lora_rank), cols);
+    }
+    const std::string name = prefix + "wo_a.weight";
+    if constexpr (requires {
+                    f.semantics() == decltype(f.semantics())::partner_dot;
+                    f.stored_type(name) == FormatId::f32;
+                    f.stored_bytes(name);
+                    f.file_ptr();
+                  }) {
+      if (f.semantics() == decltype(f.semantics())::partner_dot &&
+          io::partner_view_format(f.stored_type(name))) {
+        // rows g·R_o… of the stored tensor: whole rows of blocks, viewed in place
+        const FormatId id = f.stored_type(name);
+        const auto raw = f.stored_bytes(name);
+        const std::size_t group_bytes = u(cfg.o_lora_rank) * row_bytes(id, cols);
+        for (std::int64_t g = 0; g < cfg.o_groups; ++g) {
+          w.wo_a_partner.push_back(
+              any_linear_view<PartnerDot>(id, raw.subspan(u(g) * group_bytes, group_bytes),
+                                          u(cfg.o_lora_rank), cols, f.file_ptr()));
+        }
+      }
     }
   }
   w.wo_b = io::load_linear<Lin>(f, prefix + "wo_b.weight", u(cfg.dim), u(cfg.wo_b_in_features()));
@@ -477,9 +500,10 @@ void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> 
   const std::size_t group_in = h * dh / groups;
   auto y = b.template alloc<float>(t_count * groups * rank);  // [T, G, R_o]
   for (std::size_t g = 0; g < groups; ++g) {
-    b.template linear<N>(w.wo_a[g],
-                         ConstView2<float>(o.data() + g * group_in, t_count, group_in, h * dh),
-                         View2<float>(y.data() + g * rank, t_count, rank, groups * rank));
+    detail::dense_or_partner<N>(
+        b, w.wo_a[g], w.wo_a_partner.empty() ? nullptr : &w.wo_a_partner[g],
+        ConstView2<float>(o.data() + g * group_in, t_count, group_in, h * dh),
+        View2<float>(y.data() + g * rank, t_count, rank, groups * rank));
   }
   b.template linear<N>(w.wo_b, ConstView2<float>(y.data(), t_count, groups * rank),
                        View2<float>(out.data(), t_count, dim));

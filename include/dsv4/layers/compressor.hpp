@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -45,6 +46,30 @@
 
 namespace dsv4 {
 
+namespace detail {
+/// y = x·Wᵀ with `partner` (a GGUF weight in its stored format, llama.cpp's dot products) when it
+/// is set, with the float weight `dense` otherwise.
+template <NumericsPolicy N, Backend B>
+void dense_or_partner(const B& b, const DenseLinear<float>& dense, const AnyLinear* partner,
+                      ConstView2<float> x, View2<float> y) {
+  if (partner != nullptr) {
+    if constexpr (SupportsLinear<B, AnyLinear>) {
+      b.template linear<N>(*partner, x, y);
+    } else {
+      partner->template forward<N>(x, y);
+    }
+    return;
+  }
+  b.template linear<N>(dense, x, y);
+}
+template <NumericsPolicy N, Backend B>
+void dense_or_partner(const B& b, const DenseLinear<float>& dense,
+                      const std::optional<AnyLinear>& partner, ConstView2<float> x,
+                      View2<float> y) {
+  dense_or_partner<N>(b, dense, partner ? &*partner : nullptr, x, y);
+}
+}  // namespace detail
+
 /// Parameters of one compressor. `c` = 2 in overlap mode (ratio 4), else 1.
 struct CompressorWeights {
   int ratio = 0;              ///< tokens per entry r (> 0)
@@ -53,8 +78,11 @@ struct CompressorWeights {
   bool rotate = false;        ///< indexer mode: Hadamard + FP4 instead of FP8 on the nope dims
   DenseLinear<float> wkv;     ///< [c·D, dim], float32 as the reference holds it
   DenseLinear<float> wgate;   ///< [c·D, dim]
-  std::vector<float> ape;     ///< [r, c·D] additive score bias by position inside a block
-  RmsNorm norm;               ///< [D]
+  /// wkv and wgate in their GGUF format when read with llama.cpp's dot products (used instead)
+  std::optional<AnyLinear> wkv_partner;
+  std::optional<AnyLinear> wgate_partner;
+  std::vector<float> ape;  ///< [r, c·D] additive score bias by position inside a block
+  RmsNorm norm;            ///< [D]
 
   bool overlap() const noexcept { return ratio == 4; }
   std::size_t coff() const noexcept { return overlap() ? 2 : 1; }
@@ -80,6 +108,8 @@ CompressorWeights load_compressor_weights(const S& src, const std::string& prefi
   const auto d = static_cast<std::size_t>(dim);
   w.wkv = io::load_linear<DenseLinear<float>>(src, prefix + "wkv.weight", width, d);
   w.wgate = io::load_linear<DenseLinear<float>>(src, prefix + "wgate.weight", width, d);
+  w.wkv_partner = io::load_partner_view(src, prefix + "wkv.weight", width, d);
+  w.wgate_partner = io::load_partner_view(src, prefix + "wgate.weight", width, d);
   w.ape = io::load_float(src, prefix + "ape", {static_cast<std::uint64_t>(ratio), width});
   w.norm.weight =
       io::load_float(src, prefix + "norm.weight", {static_cast<std::uint64_t>(head_dim)});
@@ -177,8 +207,10 @@ CompressorEmitted compressor_forward(const B& b, const CompressorWeights& w, con
 
   auto kv = b.template alloc<float>(t_count * width);     // [T, c·D]
   auto score = b.template alloc<float>(t_count * width);  // [T, c·D]
-  b.template linear<Fp32N>(w.wkv, x, View2<float>(kv.data(), t_count, width));
-  b.template linear<Fp32N>(w.wgate, x, View2<float>(score.data(), t_count, width));
+  detail::dense_or_partner<Fp32N>(b, w.wkv, w.wkv_partner, x,
+                                  View2<float>(kv.data(), t_count, width));
+  detail::dense_or_partner<Fp32N>(b, w.wgate, w.wgate_partner, x,
+                                  View2<float>(score.data(), t_count, width));
 
   CompressorEmitted emitted{-1, 0};
   std::vector<float> y(d);

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -45,12 +46,13 @@ namespace dsv4 {
 /// sources such as an F32 GGUF load exactly).
 template <LinearOp Lin>
 struct IndexerWeights {
-  std::int64_t n_heads = 0;         ///< Hi
-  std::int64_t head_dim = 0;        ///< Di (a power of two, a multiple of 32)
-  std::int64_t topk = 0;            ///< index_topk
-  Lin wq_b;                         ///< [Hi·Di, q_lora_rank]
-  DenseLinear<float> weights_proj;  ///< [Hi, dim]
-  CompressorWeights compressor;     ///< ratio 4, width Di, rotate mode
+  std::int64_t n_heads = 0;                       ///< Hi
+  std::int64_t head_dim = 0;                      ///< Di (a power of two, a multiple of 32)
+  std::int64_t topk = 0;                          ///< index_topk
+  Lin wq_b;                                       ///< [Hi·Di, q_lora_rank]
+  DenseLinear<float> weights_proj;                ///< [Hi, dim]
+  std::optional<AnyLinear> weights_proj_partner;  ///< its GGUF format (llama.cpp's dots), if used
+  CompressorWeights compressor;                   ///< ratio 4, width Di, rotate mode
 };
 
 /// Reads "<prefix>wq_b.weight", "weights_proj.weight" and "compressor.*" of a ratio-4 layer.
@@ -76,6 +78,9 @@ IndexerWeights<Lin> load_indexer_weights(const S& f, const std::string& prefix,
   w.weights_proj = io::load_linear<DenseLinear<float>>(f, prefix + "weights_proj.weight",
                                                        static_cast<std::size_t>(cfg.index_n_heads),
                                                        static_cast<std::size_t>(cfg.dim));
+  w.weights_proj_partner = io::load_partner_view(f, prefix + "weights_proj.weight",
+                                                 static_cast<std::size_t>(cfg.index_n_heads),
+                                                 static_cast<std::size_t>(cfg.dim));
   w.compressor = load_compressor_weights(f, prefix + "compressor.", cfg.dim, 4, cfg.index_head_dim,
                                          cfg.rope_head_dim, cfg.norm_eps, /*rotate=*/true);
   return w;
@@ -158,7 +163,8 @@ IndexerSelection indexer_forward(const B& b, const IndexerWeights<Lin>& w, const
 
   // Head weights: [T, Hi].
   auto hw = b.template alloc<float>(t_count * hi);
-  b.template linear<N>(w.weights_proj, x, View2<float>(hw.data(), t_count, hi));
+  detail::dense_or_partner<N>(b, w.weights_proj, w.weights_proj_partner, x,
+                              View2<float>(hw.data(), t_count, hi));
   const float sigma = N::round(static_cast<float>(std::pow(static_cast<double>(di), -0.5) *
                                                   std::pow(static_cast<double>(hi), -0.5)));
   for (float& v : hw) v = N::round(v * sigma);

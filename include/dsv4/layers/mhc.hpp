@@ -20,6 +20,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstddef>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -32,6 +33,7 @@
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
 #include "dsv4/io/tensor_load.hpp"
+#include "dsv4/layers/linear.hpp"
 #include "dsv4/layers/norm.hpp"
 #include "dsv4/ops/sinkhorn.hpp"
 
@@ -54,6 +56,22 @@ inline void hc_mixes(std::span<const float> fn, std::span<const float> z, float 
     for (std::size_t c = 0; c < n; ++c) acc += fn[r * n + c] * z[c];
     m[r] = acc * rs;
   }
+}
+
+/// m [T, rows] = (z_t · rs_t) · fnᵀ for every row z_t of x [T, width] with `fn` a GGUF weight in
+/// its stored format (llama.cpp's dot products): the normalised row is the activation, quantized
+/// to the format's vec_dot partner as ggml's mul_mat does with hc_*_fn.
+inline void hc_mixes_partner(const AnyLinear& fn, std::span<const float> x, std::size_t width,
+                             float eps, std::span<float> m) {
+  const std::size_t t = x.size() / width;
+  std::vector<float> zn(x.begin(), x.end());
+  for (std::size_t r = 0; r < t; ++r) {
+    const auto z = x.subspan(r * width, width);
+    const float rs = hc_rsqrt(z, eps);
+    for (std::size_t c = 0; c < width; ++c) zn[r * width + c] = z[c] * rs;
+  }
+  fn.forward<PlainFp32Numerics>(ConstView2<float>(zn.data(), t, width),
+                                View2<float>(m.data(), t, fn.out_features()));
 }
 
 /// u[c] = N(Σ_i pre_i · z[i·d + c]).
@@ -107,6 +125,9 @@ class HyperConnection {
   }
 
   std::size_t dim() const noexcept { return dim_; }
+  /// Computes the mixes with `fn` (the same weight in its GGUF format, llama.cpp's dot products)
+  /// instead of the float copy.
+  void set_partner_fn(std::optional<AnyLinear> fn) { fn_partner_ = std::move(fn); }
 
   /// x: [T, HC, dim] residual state; u: [T, dim] the sub-layer input; mix receives the
   /// coefficients of every token.
@@ -123,10 +144,13 @@ class HyperConnection {
     mix.pre.resize(t * HC);
     mix.post.resize(t * HC);
     mix.comb.resize(t * HC * HC);
+    if (fn_partner_) detail::hc_mixes_partner(*fn_partner_, x, w, norm_eps_, mix.mixes);
     for (std::size_t r = 0; r < t; ++r) {
       const auto z = x.subspan(r * w, w);
       float* m = mix.mixes.data() + r * mix_width;
-      detail::hc_mixes(fn_, z, detail::hc_rsqrt(z, norm_eps_), std::span<float>(m, mix_width));
+      if (!fn_partner_) {
+        detail::hc_mixes(fn_, z, detail::hc_rsqrt(z, norm_eps_), std::span<float>(m, mix_width));
+      }
       float* pre = mix.pre.data() + r * HC;
       ops::hc_split_sinkhorn<HC>(m, scale_.data(), base_.data(), iters_, hc_eps_, pre,
                                  mix.post.data() + r * HC, mix.comb.data() + r * HC * HC);
@@ -165,6 +189,7 @@ class HyperConnection {
 
  private:
   std::vector<float> fn_;
+  std::optional<AnyLinear> fn_partner_;
   std::vector<float> base_;
   std::vector<float> scale_;
   std::size_t dim_ = 0;
@@ -197,6 +222,9 @@ class HyperConnectionHead {
   }
 
   std::size_t dim() const noexcept { return dim_; }
+  /// Computes the mixes with `fn` (the same weight in its GGUF format, llama.cpp's dot products)
+  /// instead of the float copy.
+  void set_partner_fn(std::optional<AnyLinear> fn) { fn_partner_ = std::move(fn); }
 
   /// x: [T, HC, dim] -> y: [T, dim] = N(Σ_j (sigmoid(m_j · scale + base_j) + eps) · x_j).
   template <NumericsPolicy N>
@@ -205,11 +233,18 @@ class HyperConnectionHead {
     DSV4_CHECK(x.size() % w == 0 && y.size() * HC == x.size(), ShapeError,
                "HyperConnectionHead<{}> of dim {}: state of {} values, output of {}", HC, dim_,
                x.size(), y.size());
-    float m[HC];
     float pre[HC];
-    for (std::size_t r = 0; r < x.size() / w; ++r) {
+    const std::size_t t = x.size() / w;
+    std::vector<float> mixes(fn_partner_ ? t * HC : 0);
+    if (fn_partner_) detail::hc_mixes_partner(*fn_partner_, x, w, norm_eps_, mixes);
+    for (std::size_t r = 0; r < t; ++r) {
       const auto z = x.subspan(r * w, w);
-      detail::hc_mixes(fn_, z, detail::hc_rsqrt(z, norm_eps_), m);
+      float m[HC];
+      if (fn_partner_) {
+        std::copy_n(mixes.data() + r * HC, HC, m);
+      } else {
+        detail::hc_mixes(fn_, z, detail::hc_rsqrt(z, norm_eps_), m);
+      }
       for (std::size_t j = 0; j < HC; ++j)
         pre[j] = ops::sigmoid(m[j] * scale_[0] + base_[j]) + hc_eps_;
       detail::hc_weighted_sum<N>(pre, z, dim_, y.subspan(r * dim_, dim_));
@@ -218,6 +253,7 @@ class HyperConnectionHead {
 
  private:
   std::vector<float> fn_;
+  std::optional<AnyLinear> fn_partner_;
   std::vector<float> base_;
   std::vector<float> scale_;
   std::size_t dim_ = 0;
@@ -364,13 +400,15 @@ HyperConnection<HC> load_hyper_connection(const Src& src, const std::string& pre
              HC);
   const auto d = static_cast<std::uint64_t>(cfg.dim);
   constexpr std::uint64_t m = HyperConnection<HC>::mix_width;
-  return {io::load_float(src, prefix + "_fn", {m, HC * d}),
-          io::load_float(src, prefix + "_base", {m}),
-          io::load_float(src, prefix + "_scale", {3}),
-          static_cast<std::size_t>(d),
-          static_cast<float>(cfg.norm_eps),
-          static_cast<float>(cfg.hc_eps),
-          cfg.hc_sinkhorn_iters};
+  HyperConnection<HC> hc{io::load_float(src, prefix + "_fn", {m, HC * d}),
+                         io::load_float(src, prefix + "_base", {m}),
+                         io::load_float(src, prefix + "_scale", {3}),
+                         static_cast<std::size_t>(d),
+                         static_cast<float>(cfg.norm_eps),
+                         static_cast<float>(cfg.hc_eps),
+                         cfg.hc_sinkhorn_iters};
+  hc.set_partner_fn(io::load_partner_view(src, prefix + "_fn", m, HC * d));
+  return hc;
 }
 
 /// Loads `<prefix>_fn`, `<prefix>_base`, `<prefix>_scale` (prefix "hc_head" or "mtp.0.hc_head").
@@ -381,12 +419,14 @@ HyperConnectionHead<HC> load_hyper_connection_head(const Src& src, const std::st
              "{}: hc_mult = {} but the model is built for {} streams", src.label(), cfg.hc_mult,
              HC);
   const auto d = static_cast<std::uint64_t>(cfg.dim);
-  return {io::load_float(src, prefix + "_fn", {HC, HC * d}),
-          io::load_float(src, prefix + "_base", {HC}),
-          io::load_float(src, prefix + "_scale", {1}),
-          static_cast<std::size_t>(d),
-          static_cast<float>(cfg.norm_eps),
-          static_cast<float>(cfg.hc_eps)};
+  HyperConnectionHead<HC> head{io::load_float(src, prefix + "_fn", {HC, HC * d}),
+                               io::load_float(src, prefix + "_base", {HC}),
+                               io::load_float(src, prefix + "_scale", {1}),
+                               static_cast<std::size_t>(d),
+                               static_cast<float>(cfg.norm_eps),
+                               static_cast<float>(cfg.hc_eps)};
+  head.set_partner_fn(io::load_partner_view(src, prefix + "_fn", HC, HC * d));
+  return head;
 }
 
 }  // namespace dsv4

@@ -129,9 +129,9 @@ class Block {
     b.ffn_norm_ = RmsNorm{io::load_float(f, prefix + ".ffn_norm.weight", {d}), eps};
     b.attn_.emplace(load_attention_weights<Lin>(f, prefix + ".attn.", cfg, layer));
     if (cfg.is_hash_layer(layer)) {
-      b.ffn_ = load_moe<HashRouter<S>, ExpertLin>(f, prefix + ".ffn", cfg);
+      b.ffn_ = load_moe<HashRouter<S>, ExpertLin>(f, prefix + ".ffn", cfg, layer);
     } else {
-      b.ffn_ = load_moe<TopKRouter<S>, ExpertLin>(f, prefix + ".ffn", cfg);
+      b.ffn_ = load_moe<TopKRouter<S>, ExpertLin>(f, prefix + ".ffn", cfg, layer);
     }
     return b;
   }
@@ -249,6 +249,9 @@ class Model {
     const auto eps = static_cast<float>(cfg.norm_eps);
     m.embed_ = io::load_float(src, "embed.weight", {v, d});
     m.head_ = io::load_linear<DenseLinear<float>>(src, "head.weight", v, d);
+    // A GGUF read with llama.cpp's dot products: the head runs in its stored format with the
+    // activation quantized to the format's vec_dot partner, as ggml's mul_mat computes it.
+    m.head_partner_ = io::load_partner_view(src, "head.weight", v, d);
     m.norm_ = RmsNorm{io::load_float(src, "norm.weight", {d}), eps};
     m.hc_head_ = ResidualLoader<R>::load_head(src, "hc_head", cfg);
     for (int l = 0; l < cfg.n_layers; ++l) {
@@ -482,8 +485,9 @@ class Model {
     hc_head.template collapse<N>(x.subspan(first * streams * d, rows * streams * d), y);
     b.template rms_norm<N>(y, norm.weight, norm.eps, y);
     std::vector<float> out(rows * vocab_size());
-    b.template linear<Numerics<Fp32Act, N::simulate_quant>>(
-        head_, ConstView2<float>(y.data(), rows, d), View2<float>(out.data(), rows, vocab_size()));
+    detail::dense_or_partner<Numerics<Fp32Act, N::simulate_quant>>(
+        b, head_, head_partner_, ConstView2<float>(y.data(), rows, d),
+        View2<float>(out.data(), rows, vocab_size()));
     return out;
   }
 
@@ -533,8 +537,9 @@ class Model {
 
   B backend_{};
   ModelConfig cfg_;
-  std::vector<float> embed_;  // [vocab, dim] (bf16 values in the release)
-  DenseLinear<float> head_;   // [vocab, dim], fp32 GEMM (bf16 values in the release)
+  std::vector<float> embed_;               // [vocab, dim] (bf16 values in the release)
+  DenseLinear<float> head_;                // [vocab, dim], fp32 GEMM (bf16 values in the release)
+  std::optional<AnyLinear> head_partner_;  // the head in its GGUF format (partner-dot semantics)
   RmsNorm norm_;
   head_type hc_head_;
   std::vector<block_type> blocks_;

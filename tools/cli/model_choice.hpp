@@ -1,0 +1,92 @@
+// The command line's runtime → type bridge: the numerics named by `--numerics`, the weight types
+// and the backend become the template arguments of the model, in this one place; the model
+// source a MODEL argument names is opened here too.
+#pragma once
+
+#include <array>
+#include <dsv4/backend/reference.hpp>
+#include <dsv4/core/check.hpp>
+#include <dsv4/core/error.hpp>
+#include <dsv4/core/numerics.hpp>
+#include <dsv4/io/checkpoint.hpp>
+#include <dsv4/io/gguf_model.hpp>
+#include <dsv4/layers/linear.hpp>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace dsv4::cli {
+
+/// The numerics policies `--numerics` names, each with what it computes.
+struct NumericsName {
+  std::string_view name;
+  std::string_view help;
+};
+inline constexpr std::array<NumericsName, 5> numerics_names = {{
+    {"reference", "bf16 activations as PyTorch 2 computes them, FP8/FP4 simulation on"},
+    {"reference-torch1", "bf16 activations as PyTorch 1.x rounds a bf16 mean, simulation on"},
+    {"reference-fp32", "fp32 activations, FP8/FP4 simulation on"},
+    {"fp32", "fp32 activations, no simulation"},
+    {"llama.cpp", "fp32 activations, no simulation, GGUF weights with llama.cpp's dot products"},
+}};
+
+/// "reference, reference-torch1, ..." for help texts and errors.
+inline std::string numerics_list() {
+  std::string s;
+  for (const auto& n : numerics_names) {
+    if (!s.empty()) s += ", ";
+    s += n.name;
+  }
+  return s;
+}
+
+/// How a GGUF's quantized weights compute under `numerics`: llama.cpp's dot products (the
+/// activation quantized to the format's vec_dot partner) or fp32 dots of the dequantized values.
+inline io::GgufLinearSemantics gguf_semantics(std::string_view numerics) {
+  return numerics == "llama.cpp" ? io::GgufLinearSemantics::partner_dot
+                                 : io::GgufLinearSemantics::dequant_dot;
+}
+
+/// Calls `f.template operator()<Numerics, Linear>()` for the numerics named `numerics` and the
+/// weight type the command line runs (AnyLinear: every stored format, in its
+/// own encoding). Throws InputError for an unknown numerics name.
+template <class F>
+decltype(auto) visit_model_types(std::string_view numerics, F&& f) {
+  using Lin = AnyLinear;
+  if (numerics == "reference") return f.template operator()<ReferenceNumerics, Lin>();
+  if (numerics == "reference-torch1") {
+    return f.template operator()<ReferenceTorch1Numerics, Lin>();
+  }
+  if (numerics == "reference-fp32") return f.template operator()<ReferenceFp32Numerics, Lin>();
+  if (numerics == "fp32" || numerics == "llama.cpp") {
+    return f.template operator()<PlainFp32Numerics, Lin>();
+  }
+  throw InputError("--numerics " + std::string(numerics) + ": expected one of " + numerics_list());
+}
+
+/// Opens the model `path` names and calls f(source, config): a llama.cpp deepseek4 GGUF file
+/// (weights computed with `semantics`), a checkpoint directory (config.json and its safetensors
+/// shards), or one .safetensors file in reference names with config.json beside it.
+template <class F>
+void visit_model_source(const std::string& path, io::GgufLinearSemantics semantics, F&& f) {
+  namespace fs = std::filesystem;
+  DSV4_CHECK(fs::exists(path), InputError, "{}: no such file or directory", path);
+  if (fs::is_directory(path)) {
+    const auto ckpt = io::Checkpoint::open(path);
+    f(ckpt, ckpt.config());
+    return;
+  }
+  if (fs::path(path).extension() == ".safetensors") {
+    fs::path config = fs::path(path).parent_path() / "config.json";
+    DSV4_CHECK(fs::exists(config), InputError,
+               "{}: a single safetensors file needs config.json in its directory", path);
+    const io::Checkpoint ckpt(config, {fs::path(path)});
+    f(ckpt, ckpt.config());
+    return;
+  }
+  const io::GgufModel src(path, semantics);
+  f(src, src.config());
+}
+
+}  // namespace dsv4::cli
