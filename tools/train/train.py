@@ -25,10 +25,18 @@ Writes into OUT/:
   model.pt           the trained state (HF names + mtp.*), float32
   loss.csv           step, tokens, seconds, train loss, train MTP loss, held-out loss, MTP held-out loss
   run.json           the configuration, the data sizes and the final figures
+  optim.pt           the optimisers' state (for --resume)
+
+--resume RUN_DIR continues a run: the weights (and the optimisers' state where RUN_DIR has an
+optim.pt; else fresh optimisers) from RUN_DIR/model.pt, a new warm-up (--warmup-resume steps) and
+cosine schedule over the new budget, new random windows, and RUN_DIR's loss.csv continued into
+OUT/loss.csv (steps, tokens and seconds counted on from RUN_DIR's).
 
 Usage (see README.md):
   python3 tools/train/train.py --corpus build/train/corpus --tokenizer build/train/tokenizer.json \
       --out build/train/run --minutes 35
+  python3 tools/train/train.py --corpus build/train/corpus --tokenizer build/train/tokenizer.json \
+      --out build/train/run2 --minutes 25 --resume build/train/run
 """
 
 from __future__ import annotations
@@ -439,6 +447,10 @@ def main() -> int:
                     help="1 is fastest on a loaded machine (OpenMP threads wait for each other)")
     ap.add_argument("--seed", type=int, default=20261203)
     ap.add_argument("--dry-steps", type=int, default=0, help="time this many steps and stop")
+    ap.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                    help="continue the run in RUN_DIR (model.pt, optim.pt if present, loss.csv)")
+    ap.add_argument("--warmup-resume", type=int, default=10,
+                    help="warm-up steps of a resumed run with fresh optimisers")
     a = ap.parse_args()
 
     from tokenizers import Tokenizer
@@ -453,37 +465,58 @@ def main() -> int:
           f"{held.numel()} held-out tokens ({n_held} chapters)", flush=True)
 
     model = init_model(c, a.seed)
+    step0, tokens0, seconds0, prev_rows, prev_info = 0, 0, 0.0, [], {}
+    resumed_opt = False
+    if a.resume is not None:
+        ck = torch.load(a.resume / "model.pt", map_location="cpu")
+        if ck["config"] != c:
+            sys.exit(f"{a.resume / 'model.pt'}: its model configuration differs from this script's")
+        model.load_state_dict(ck["state"])
+        if (a.resume / "run.json").exists():
+            prev_info = json.loads((a.resume / "run.json").read_text())
+        with open(a.resume / "loss.csv", newline="") as f:
+            prev_rows = list(csv.reader(f))[1:]
+        last = prev_rows[-1]
+        step0, tokens0, seconds0 = int(last[0]), int(last[1]), float(last[2])
+        print(f"resumed {a.resume}: step {step0}, {tokens0} tokens, {seconds0:.0f} s", flush=True)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
     n_mtp = sum(p.numel() for p in model.mtp.parameters())
     print(f"model: {n_params} parameters ({n_mtp} in the MTP block)", flush=True)
     opts, opt_info = make_optimizers(model, a.muon_lr, a.adam_lr)
+    if a.resume is not None and (a.resume / "optim.pt").exists():
+        for o, sd in zip(opts, torch.load(a.resume / "optim.pt", map_location="cpu")):
+            o.load_state_dict(sd)
+        resumed_opt = True
     for o in opts:
         for gr in o.param_groups:
             gr["base_lr"] = gr["lr"]
     balancer = BiasBalancer(model, rate=1e-3)
-    g = random.Random(a.seed)
+    # a resumed run draws new windows
+    g = random.Random(a.seed + step0)
     it = batches(train, a.batch, a.seq, g)
 
     a.out.mkdir(parents=True, exist_ok=True)
     log = open(a.out / "loss.csv", "w", newline="")
     w = csv.writer(log)
     w.writerow(["step", "tokens", "seconds", "train_loss", "train_mtp_loss", "heldout_loss", "heldout_mtp_loss"])
+    for row in prev_rows:  # the run resumed, its closing full evaluation included
+        w.writerow(row)
     budget = a.minutes * 60.0
-    warmup = 30
-    t0 = time.time()
-    step, tokens = 0, 0
+    warmup = 30 if a.resume is None else (1 if resumed_opt else a.warmup_resume)
+    t0 = time.time() - seconds0
+    step, tokens = step0, tokens0
     ema = ema_mtp = None
     held_loss = held_mtp = float("nan")
     while step < a.max_steps:
-        elapsed = time.time() - t0
-        if a.dry_steps and step >= a.dry_steps:
+        elapsed = time.time() - t0 - seconds0
+        if a.dry_steps and step - step0 >= a.dry_steps:
             break
         if not a.dry_steps and elapsed > budget:
             break
         # schedule by time: linear warm-up, then cosine to 10 % at the end of the budget
         frac = min(1.0, elapsed / budget)
-        mult = min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        mult = min(1.0, (step - step0 + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for o in opts:
             for gr in o.param_groups:
                 gr["lr"] = gr["base_lr"] * mult
@@ -501,7 +534,7 @@ def main() -> int:
         tokens += a.batch * a.seq
         ema = main_loss.item() if ema is None else 0.9 * ema + 0.1 * main_loss.item()
         ema_mtp = mtp_loss.item() if ema_mtp is None else 0.9 * ema_mtp + 0.1 * mtp_loss.item()
-        if step % a.eval_every == 0 or step == 1:
+        if step % a.eval_every == 0 or step == 1 or step == step0 + 1:
             held_loss, held_mtp = evaluate(model, held, a.seq, a.eval_windows)
             print(f"step {step:5d}  {time.time() - t0:7.1f} s  train {ema:.3f} (mtp {ema_mtp:.3f})  "
                   f"held-out {held_loss:.3f} (mtp {held_mtp:.3f})  lr x{mult:.2f}", flush=True)
@@ -520,7 +553,8 @@ def main() -> int:
     log.close()
     print(f"done: {step} steps, {tokens} tokens, {seconds:.0f} s; held-out loss {held_loss:.4f} "
           f"(perplexity {math.exp(held_loss):.2f}), MTP held-out loss {held_mtp:.4f}", flush=True)
-    torch.save({"config": c, "state": model.state_dict()}, a.out / "model.pt")
+    torch.save({"config": c, "state": model.state_dict(), "step": step}, a.out / "model.pt")
+    torch.save([o.state_dict() for o in opts], a.out / "optim.pt")
     for prompt in ["In the beginning", "And the LORD said unto Moses,"]:
         print(f"greedy: {greedy(model, tok, prompt, 40, bos)!r}", flush=True)
     info = {
@@ -531,6 +565,10 @@ def main() -> int:
         "heldout_loss": held_loss, "heldout_mtp_loss": held_mtp, "heldout_windows": full_windows,
         "torch": torch.__version__.split("+")[0], "transformers": transformers.__version__,
     }
+    if a.resume is not None:
+        info["resumed"] = {"from_step": step0, "from_tokens": tokens0, "from_seconds": seconds0,
+                           "from_heldout_loss": prev_info.get("heldout_loss"), "optimizer_state": resumed_opt,
+                           "warmup": warmup, "minutes": a.minutes, "threads": a.threads}
     (a.out / "run.json").write_text(json.dumps(info, indent=1) + "\n")
     return 0
 
