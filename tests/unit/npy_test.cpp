@@ -35,7 +35,7 @@ void spit(const fs::path& p, const std::string& bytes) {
 
 }  // namespace
 
-TEST_CASE("npy: the version 1.0 header numpy writes for a float32 [T, V] array") {
+TEST_CASE("npy: the version 1.0 header numpy writes for a float32 array of T rows and V columns") {
   const std::uint64_t shape[] = {3, 512};
   const std::string h = dsv4::io::npy_header(shape);
   REQUIRE(h.size() == 128);  // 10 lead bytes + the 61-byte dict, padded to 64-byte alignment
