@@ -163,7 +163,7 @@ TEST_CASE("trained model: the GGUF carries the tokenizer it was trained with and
   CHECK(meta.at("general.description").str().find("King James") != std::string::npos);
 }
 
-TEST_CASE("convert: extra metadata keys are written after the converter's, and its own keys are refused") {
+TEST_CASE("convert: extra metadata keys follow the converter's, its own keys are refused") {
   const GgufModel& src = trained();
   io::ConvertOptions opt;
   opt.extra_metadata = {{"general.license", GgufValue(std::string("CC0-1.0"))},
