@@ -12,11 +12,13 @@
 #include <array>
 #include <cstdint>
 #include <dsv4/io/checkpoint.hpp>
+#include <dsv4/model/any_model.hpp>
 #include <dsv4/model/generate.hpp>
 #include <dsv4/model/model.hpp>
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -355,4 +357,43 @@ TEST_CASE("a chunked prefill and a resumed sequence give the tokens of one fresh
   const auto fresh = d::generate(m, conversation, g);
   CHECK(resumed.tokens == fresh.tokens);
   CHECK(st.next_pos == static_cast<std::int64_t>(conversation.size()) + 5);
+}
+
+TEST_CASE("a type-erased model computes and generates what the model it holds does") {
+  const auto& m = model<Fp32>("tiny_b");
+  const auto dir = d::test::data_path("reference/tiny_b");
+  const d::io::Checkpoint ckpt(dir / "config.json", {dir / "weights.safetensors"});
+  const d::AnyModel any(TinyModel<Fp32>::load(ckpt), "reference");
+  CHECK(any.label() == "reference");
+  CHECK(any.vocab_size() == m.vocab_size());
+  CHECK(any.n_mtp() == m.n_mtp());
+  const auto prompt = prompt_of("tiny_b", 9);
+
+  // Prefill, a decode step and the MTP block: bit for bit.
+  auto st = m.new_state();
+  auto ast = any.new_state();
+  const auto want = m.prefill(prompt, st);
+  const auto got = any.prefill(prompt, ast);
+  CHECK(got.logits == want.logits);
+  CHECK(got.hidden == want.hidden);
+  CHECK(any.decode(5, ast).logits == m.decode(5, st).logits);
+  CHECK(ast.next_pos == st.next_pos);
+  const std::vector<std::int32_t> next(prompt.begin() + 1, prompt.end());
+  const auto h =
+      std::span<const float>(want.hidden).first(next.size() * d::AnyModel::streams * m.dim());
+  CHECK(any.mtp_forward(h, next, 0, ast).logits == m.mtp_forward(h, next, 0, st).logits);
+
+  // generate(): the same tokens, plain and speculative.
+  d::GenerateOptions g;
+  g.max_new_tokens = 12;
+  CHECK(d::generate(any, prompt, g).tokens == d::generate(m, prompt, g).tokens);
+  g.speculative = true;
+  const auto spec = d::generate(any, prompt, g);
+  CHECK(spec.tokens == d::generate(m, prompt, g).tokens);
+  CHECK(spec.drafted > 0);
+
+  // An empty one refuses to run.
+  const d::AnyModel empty;
+  CHECK_FALSE(empty.has_value());
+  CHECK_THROWS_AS(empty.new_state(), d::InputError);
 }

@@ -1,16 +1,12 @@
 // The command line's choice of backend: `--backend cpu|reference` (default cpu) and
 // `--threads N` / `-t N` (default 0: the machine's physical cores), and the one place where that
-// run-time choice becomes a backend type: with_backend(choice, f) calls f with the backend object.
-// A build without the CPU backend (DSV4_CPU=OFF) runs the reference backend and refuses `cpu`.
+// choice is checked; model_loader.hpp turns it into a backend type. A build without the CPU backend
+// (DSV4_CPU=OFF) runs the reference backend and refuses `cpu`.
 #pragma once
 
 #include <CLI/CLI.hpp>
-#include <dsv4/backend/reference.hpp>
 #include <dsv4/core/check.hpp>
 #include <dsv4/core/error.hpp>
-#if DSV4_CLI_HAVE_CPU
-#include <dsv4/cpu/backend.hpp>
-#endif
 #include <string>
 #include <utility>
 
@@ -30,22 +26,14 @@ inline void add_backend_options(CLI::App* cmd, BackendChoice& c) {
                   "threads of the cpu backend (default: the machine's physical cores)");
 }
 
-/// Checks the choice (InputError naming the option) and calls f(backend) with a cpu::Backend or
-/// the ReferenceBackend; returns what f returns.
-template <class F>
-decltype(auto) with_backend(const BackendChoice& c, F&& f) {
+/// Checks the choice: InputError naming the option.
+inline void check_backend_choice(const BackendChoice& c) {
   DSV4_CHECK(c.name == "cpu" || c.name == "reference", InputError,
              "--backend {}: expected cpu or reference", c.name);
   DSV4_CHECK(c.threads >= 0 && c.threads <= 4096, InputError,
              "--threads {}: expected 0 (the physical cores) up to 4096", c.threads);
   DSV4_CHECK(c.name == "cpu" || c.threads == 0, InputError,
              "--threads {}: the reference backend runs on one thread", c.threads);
-#if DSV4_CLI_HAVE_CPU
-  if (c.name == "cpu") return std::forward<F>(f)(cpu::Backend(c.threads));
-#else
-  DSV4_CHECK(c.name != "cpu", InputError, "--backend cpu: this build has no CPU backend");
-#endif
-  return std::forward<F>(f)(ReferenceBackend{});
 }
 
 }  // namespace dsv4::cli

@@ -43,11 +43,10 @@ struct ChatCliOptions {
   BackendChoice backend;
 };
 
-template <class B>
-void run_chat(const ChatCliOptions& o, B backend) {
+void run_chat(const ChatCliOptions& o) {
   const text::ReasoningMode mode = text::parse_reasoning_mode(o.think);
   const bool thinking = mode != text::ReasoningMode::non_think;
-  const auto m = open_model(model_path_or_default(o.model), std::move(backend));
+  const auto m = open_model(model_path_or_default(o.model), o.backend);
   const text::Tokenizer& tok = m.tok.tokenizer;
   const text::TokenId eos = tok.special_id(text::chat::eos_token);
   const text::TokenId think_end = tok.special_id(text::chat::think_end_token);
@@ -64,7 +63,7 @@ void run_chat(const ChatCliOptions& o, B backend) {
   g.stop_tokens = {eos};
   g.prefill_chunk = 64;
 
-  auto st = m.model->new_state();
+  auto st = m.model.new_state();
   std::vector<std::int32_t> unfed;  // tokens of the conversation the model has not read yet
   std::size_t turn = 0;
   if (tty_in) {
@@ -80,7 +79,7 @@ void run_chat(const ChatCliOptions& o, B backend) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line == "/exit" || line == "/quit") break;
     if (line == "/reset") {
-      st = m.model->new_state();
+      st = m.model.new_state();
       unfed.clear();
       turn = 0;
       fmt::print(stderr, "[conversation reset]\n");
@@ -104,7 +103,7 @@ void run_chat(const ChatCliOptions& o, B backend) {
     std::vector<std::int32_t> feed = unfed;
     tok.encode(added, feed);
     const std::int64_t resumed_at = st.next_pos;
-    if (static_cast<std::int64_t>(feed.size()) + st.next_pos + 1 >= m.model->config().max_seq_len) {
+    if (static_cast<std::int64_t>(feed.size()) + st.next_pos + 1 >= m.model.config().max_seq_len) {
       fmt::print(stderr, "[the conversation is longer than the context; use /reset]\n");
       continue;
     }
@@ -128,7 +127,7 @@ void run_chat(const ChatCliOptions& o, B backend) {
       }
       std::fflush(stdout);
     };
-    const GenerateResult r = generate(*m.model, st, std::span<const std::int32_t>(feed), g);
+    const GenerateResult r = generate(m.model, st, std::span<const std::int32_t>(feed), g);
     prefill.finish();
     fmt::print("{}{}\n", stream.flush(), in_reasoning ? plain : "");
     std::fflush(stdout);
@@ -161,7 +160,7 @@ void add_chat_command(CLI::App& app) {
   cmd->add_option("--top-p", o->top_p, "nucleus sampling mass")->capture_default_str();
   cmd->add_option("--seed", o->seed, "random seed (default: a random one)");
   add_backend_options(cmd, o->backend);
-  cmd->callback([o] { with_backend(o->backend, [&](auto b) { run_chat(*o, std::move(b)); }); });
+  cmd->callback([o] { run_chat(*o); });
 }
 
 }  // namespace dsv4::cli

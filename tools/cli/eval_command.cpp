@@ -21,7 +21,7 @@
 #include <dsv4/core/error.hpp>
 #include <dsv4/io/npy.hpp>
 #include <dsv4/io/output_file.hpp>
-#include <dsv4/model/model.hpp>
+#include <dsv4/model/any_model.hpp>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -33,6 +33,7 @@
 #include "backend_choice.hpp"
 #include "commands.hpp"
 #include "model_choice.hpp"
+#include "model_loader.hpp"
 
 namespace dsv4::cli {
 namespace {
@@ -83,15 +84,10 @@ std::vector<std::int32_t> read_token_file(const std::string& path) {
   return ids;
 }
 
-/// Logits [T][vocab] of `tokens` on backend B with numerics N and weight type Lin: one prefill of
-/// the first `decode_from` tokens (all of them when decode_from >= T), then one decode call per
-/// remaining token. The model is loaded from `src` (a checkpoint or GGUF source) for `cfg`.
-template <class B, class N, class Lin, class Src>
-std::vector<float> eval_logits(const Src& src, const ModelConfig& cfg,
-                               std::span<const std::int32_t> tokens, std::size_t decode_from,
-                               B backend = B{}) {
-  using M = Model<B, N, HyperConnection<4>, Lin>;
-  const M model = M::load(src, cfg, std::move(backend));
+/// Logits [T][vocab] of `tokens`: one prefill of the first `decode_from` tokens (all of them
+/// when decode_from >= T), then one decode call per remaining token.
+std::vector<float> eval_logits(const AnyModel& model, std::span<const std::int32_t> tokens,
+                               std::size_t decode_from) {
   auto st = model.new_state();
   std::vector<float> logits;
   const std::size_t n_prefill = std::min(decode_from, tokens.size());
@@ -143,36 +139,29 @@ void run_eval(const EvalCliOptions& o) {
   const std::size_t decode_from = o.step               ? 0
                                   : o.decode_from >= 0 ? static_cast<std::size_t>(o.decode_from)
                                                        : tokens.size();
-  with_backend(o.backend, [&](auto backend) {
-    using B = decltype(backend);
-    visit_model_types(o.numerics, [&]<class N, class Lin>() {
-      visit_model_source(
-          o.model, gguf_semantics(o.numerics), [&](const auto& src, const ModelConfig& cfg) {
-            for (std::size_t i = 0; i < tokens.size(); ++i) {
-              DSV4_CHECK(tokens[i] >= 0 && tokens[i] < cfg.vocab_size, InputError,
-                         "token {} (position {}) is outside the vocabulary [0, {})", tokens[i], i,
-                         cfg.vocab_size);
-            }
-            DSV4_CHECK(static_cast<std::int64_t>(tokens.size()) <= cfg.max_seq_len, InputError,
-                       "{} tokens: more than the model's max_seq_len {}", tokens.size(),
-                       cfg.max_seq_len);
-            const auto logits = eval_logits<B, N, Lin>(src, cfg, tokens, decode_from, backend);
-            const auto vocab = static_cast<std::size_t>(cfg.vocab_size);
-            const std::string mode = mode_name(decode_from, tokens.size());
-            fmt::print("top-1 ({} numerics, {}):", o.numerics, mode);
-            for (std::size_t p = 0; p < tokens.size(); ++p) {
-              const float* row = logits.data() + p * vocab;
-              fmt::print(" {}", std::max_element(row, row + vocab) - row);
-            }
-            fmt::print("\n");
-            if (!o.out.empty()) {
-              write_logits(o.out, logits, tokens.size(), vocab);
-              fmt::print("{}: {} x {} float32 logits ({} numerics, {})\n", o.out, tokens.size(),
-                         vocab, o.numerics, mode);
-            }
-          });
-    });
-  });
+  const AnyModel model = load_any_model(o.model, o.backend, o.numerics);
+  const ModelConfig& cfg = model.config();
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    DSV4_CHECK(tokens[i] >= 0 && tokens[i] < cfg.vocab_size, InputError,
+               "token {} (position {}) is outside the vocabulary [0, {})", tokens[i], i,
+               cfg.vocab_size);
+  }
+  DSV4_CHECK(static_cast<std::int64_t>(tokens.size()) <= cfg.max_seq_len, InputError,
+             "{} tokens: more than the model's max_seq_len {}", tokens.size(), cfg.max_seq_len);
+  const auto logits = eval_logits(model, tokens, decode_from);
+  const auto vocab = static_cast<std::size_t>(cfg.vocab_size);
+  const std::string mode = mode_name(decode_from, tokens.size());
+  fmt::print("top-1 ({} numerics, {}):", o.numerics, mode);
+  for (std::size_t p = 0; p < tokens.size(); ++p) {
+    const float* row = logits.data() + p * vocab;
+    fmt::print(" {}", std::max_element(row, row + vocab) - row);
+  }
+  fmt::print("\n");
+  if (!o.out.empty()) {
+    write_logits(o.out, logits, tokens.size(), vocab);
+    fmt::print("{}: {} x {} float32 logits ({} numerics, {})\n", o.out, tokens.size(), vocab,
+               o.numerics, mode);
+  }
 }
 
 }  // namespace

@@ -38,14 +38,13 @@ struct GenerateCliOptions {
   bool json = false;
 };
 
-template <class B>
-void run_generate(const GenerateCliOptions& o, B backend) {
+void run_generate(const GenerateCliOptions& o) {
   std::string prompt = o.prompt;
   if (!o.prompt_file.empty()) {
     prompt = read_text_file(o.prompt_file, "-f");
     if (!prompt.empty() && prompt.back() == '\n') prompt.pop_back();
   }
-  const auto m = open_model(model_path_or_default(o.model), std::move(backend));
+  const auto m = open_model(model_path_or_default(o.model), o.backend);
   const auto ids = prompt_ids(m.tok, prompt);
   DSV4_CHECK(!ids.empty(), InputError, "the prompt is empty (and the tokenizer adds no BOS)");
 
@@ -54,7 +53,7 @@ void run_generate(const GenerateCliOptions& o, B backend) {
   g.sampling.temperature = o.temp;
   g.sampling.top_p = o.top_p;
   g.sampling.seed = o.seed >= 0 ? static_cast<std::uint64_t>(o.seed) : std::random_device{}();
-  g.speculative = !o.no_speculative && m.model->config().n_mtp_layers > 0;
+  g.speculative = !o.no_speculative && m.model.config().n_mtp_layers > 0;
   if (m.tok.eos) g.stop_tokens.push_back(*m.tok.eos);
   g.prefill_chunk = 64;
   Progress prefill("prefill", "tokens");
@@ -69,7 +68,7 @@ void run_generate(const GenerateCliOptions& o, B backend) {
       std::fflush(stdout);
     };
   }
-  const GenerateResult r = generate(*m.model, std::span<const std::int32_t>(ids), g);
+  const GenerateResult r = generate(m.model, std::span<const std::int32_t>(ids), g);
   prefill.finish();
   const double acceptance = r.acceptance_rate();
   if (o.json) {
@@ -121,7 +120,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_flag("--json", o->json,
                 "print one JSON object at the end (text, tokens, prompt_tps, gen_tps, "
                 "acceptance_rate, ...) instead of streaming");
-  cmd->callback([o] { with_backend(o->backend, [&](auto b) { run_generate(*o, std::move(b)); }); });
+  cmd->callback([o] { run_generate(*o); });
 }
 
 }  // namespace dsv4::cli

@@ -48,23 +48,6 @@ inline io::GgufLinearSemantics gguf_semantics(std::string_view numerics) {
                                  : io::GgufLinearSemantics::dequant_dot;
 }
 
-/// Calls `f.template operator()<Numerics, Linear>()` for the numerics named `numerics` and the
-/// weight type the command line runs (AnyLinear: every stored format, in its
-/// own encoding). Throws InputError for an unknown numerics name.
-template <class F>
-decltype(auto) visit_model_types(std::string_view numerics, F&& f) {
-  using Lin = AnyLinear;
-  if (numerics == "reference") return f.template operator()<ReferenceNumerics, Lin>();
-  if (numerics == "reference-torch1") {
-    return f.template operator()<ReferenceTorch1Numerics, Lin>();
-  }
-  if (numerics == "reference-fp32") return f.template operator()<ReferenceFp32Numerics, Lin>();
-  if (numerics == "fp32" || numerics == "llama.cpp") {
-    return f.template operator()<PlainFp32Numerics, Lin>();
-  }
-  throw InputError("--numerics " + std::string(numerics) + ": expected one of " + numerics_list());
-}
-
 /// Opens the model `path` names and calls f(source, config): a llama.cpp deepseek4 GGUF file
 /// (weights computed with `semantics`), a checkpoint directory (config.json and its safetensors
 /// shards), or one .safetensors file in reference names with config.json beside it.

@@ -20,7 +20,7 @@
 #include <dsv4/io/checkpoint.hpp>
 #include <dsv4/io/gguf_model.hpp>
 #include <dsv4/io/gguf_tokenizer.hpp>
-#include <dsv4/model/model.hpp>
+#include <dsv4/model/any_model.hpp>
 #include <dsv4/text/chat.hpp>
 #include <dsv4/text/tokenizer.hpp>
 #include <dsv4/text/utf8.hpp>
@@ -34,6 +34,8 @@
 #include <system_error>
 #include <variant>
 #include <vector>
+
+#include "backend_choice.hpp"
 
 namespace dsv4::cli {
 
@@ -114,46 +116,18 @@ inline TextTokenizer open_model_tokenizer(const fs::path& model) {
   return io::text_tokenizer_from_gguf(f);
 }
 
-/// The model type of the model commands on backend B: fp32 activations, GGUF weights with
-/// llama.cpp's dot products, checkpoint weights as stored.
-template <class B>
-using CliModel = Model<B, PlainFp32Numerics, HyperConnection<4>, AnyLinear>;
-
 /// A model and its tokenizer.
-template <class B>
 struct OpenModel {
   fs::path path;
-  std::shared_ptr<const CliModel<B>> model;
+  AnyModel model;
   TextTokenizer tok;
   double load_seconds = 0.0;
 };
 
-/// Opens `path` (a GGUF file or a checkpoint directory), loading it onto backend `b`. Prints
-/// "loading …" on stderr, and the time taken when over a second.
-template <class B>
-OpenModel<B> open_model(const fs::path& path, B b = B{}) {
-  std::error_code ec;
-  DSV4_CHECK(fs::exists(path, ec), InputError, "{}: no such file or directory", path.string());
-  const auto t0 = std::chrono::steady_clock::now();
-  OpenModel<B> m{path, nullptr, open_model_tokenizer(path), 0.0};
-  if (fs::is_directory(path, ec)) {
-    const auto ckpt = io::Checkpoint::open(path);
-    m.model =
-        std::make_shared<const CliModel<B>>(CliModel<B>::load(ckpt, ckpt.config(), std::move(b)));
-  } else {
-    const io::GgufModel src(path, io::GgufLinearSemantics::partner_dot);
-    m.model =
-        std::make_shared<const CliModel<B>>(CliModel<B>::load(src, src.config(), std::move(b)));
-  }
-  DSV4_CHECK(m.tok.tokenizer.vocab_size() <= m.model->config().vocab_size, FormatError,
-             "{}: the tokenizer has {} ids but the model's vocabulary only {}", path.string(),
-             m.tok.tokenizer.vocab_size(), m.model->config().vocab_size);
-  m.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (m.load_seconds > 1.0) {
-    fmt::print(stderr, "loaded {} in {:.1f} s\n", path.string(), m.load_seconds);
-  }
-  return m;
-}
+/// Opens `path` (a GGUF file or a checkpoint directory) on the chosen backend with the model
+/// commands' numerics (fp32 activations, GGUF weights with llama.cpp's dot products, checkpoint
+/// weights as stored). Prints the time taken on stderr when over a second. (model_loader.cpp)
+OpenModel open_model(const fs::path& path, const BackendChoice& backend);
 
 /// The token ids of a prompt text: BOS first when the tokenizer asks for it.
 inline std::vector<std::int32_t> prompt_ids(const TextTokenizer& t, const std::string& text) {

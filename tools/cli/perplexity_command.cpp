@@ -89,14 +89,13 @@ class BaseReader {
   std::vector<std::uint16_t> row_;
 };
 
-template <class B>
-void run_perplexity(const PerplexityCliOptions& o, B backend) {
+void run_perplexity(const PerplexityCliOptions& o) {
   DSV4_CHECK(o.save_base.empty() || o.kl_base.empty(), InputError,
              "--save-base and --kl-base are exclusive");
   const std::string text = read_text_file(o.text_file, "-f");
-  const auto m = open_model(model_path_or_default(o.model), std::move(backend));
+  const auto m = open_model(model_path_or_default(o.model), o.backend);
   const auto tokens = prompt_ids(m.tok, text);
-  const std::size_t vocab = m.model->vocab_size();
+  const std::size_t vocab = m.model.vocab_size();
 
   PerplexityOptions opt;
   opt.n_ctx = o.ctx;
@@ -170,7 +169,7 @@ void run_perplexity(const PerplexityCliOptions& o, B backend) {
       }
     }
   };
-  const PerplexityResult r = perplexity(*m.model, std::span<const std::int32_t>(tokens), opt);
+  const PerplexityResult r = perplexity(m.model, std::span<const std::int32_t>(tokens), opt);
   progress.finish();
   if (!o.save_base.empty()) {
     io::AtomicOutputFile out(o.save_base);
@@ -226,8 +225,7 @@ void add_perplexity_command(CLI::App& app) {
                   "write this model's log-probabilities, the base for --kl-base");
   cmd->add_option("--kl-base", o->kl_base,
                   "KL divergence and top-1 agreement against a --save-base file");
-  cmd->callback(
-      [o] { with_backend(o->backend, [&](auto b) { run_perplexity(*o, std::move(b)); }); });
+  cmd->callback([o] { run_perplexity(*o); });
 }
 
 }  // namespace dsv4::cli

@@ -180,6 +180,22 @@ class Block {
 
 // ---- the model ---------------------------------------------------------------------------------
 
+/// Per-sequence state of a Model: the caches of every trunk block and every MTP block. The same
+/// type for every Model instantiation, so a type-erased model (AnyModel) shares it.
+struct ModelState {
+  std::vector<AttentionState> layers;
+  std::vector<AttentionState> mtp;
+  std::int64_t next_pos = 0;               ///< trunk: the next call's start_pos
+  std::vector<std::int64_t> mtp_next_pos;  ///< per MTP block
+};
+
+/// What a Model call returns.
+struct ModelOutput {
+  std::size_t tokens = 0;
+  std::vector<float> logits;  ///< [T, vocab] (or [1, vocab] when only the last is asked for)
+  std::vector<float> hidden;  ///< [T, streams, dim]: the last block's output (MTP input)
+};
+
 /// DeepSeek-V4 on backend B with numerics N, residual policy R (V4: HyperConnection<4>),
 /// projection type Lin (the release's FP8 projections), routed/shared expert type ExpertLin and
 /// gate function S. `Model<>` is the reference backend with the reference's bf16 numerics;
@@ -198,20 +214,10 @@ class Model {
   using head_type = residual_head_t<R>;
   static constexpr std::size_t streams = R::streams;
 
-  /// Per-sequence state: the caches of every trunk block and every MTP block.
-  struct State {
-    std::vector<AttentionState> layers;
-    std::vector<AttentionState> mtp;
-    std::int64_t next_pos = 0;               ///< trunk: the next call's start_pos
-    std::vector<std::int64_t> mtp_next_pos;  ///< per MTP block
-  };
-
-  /// What a call returns.
-  struct Output {
-    std::size_t tokens = 0;
-    std::vector<float> logits;  ///< [T, vocab] (or [1, vocab] when only the last is asked for)
-    std::vector<float> hidden;  ///< [T, streams, dim]: the last block's output (MTP input)
-  };
+  /// Per-sequence state (ModelState): the caches of every trunk block and every MTP block.
+  using State = ModelState;
+  /// What a call returns (ModelOutput).
+  using Output = ModelOutput;
 
   /// One sequence of a batched call (forward_batch).
   struct BatchItem {
