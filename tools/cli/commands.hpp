@@ -32,5 +32,6 @@ void add_chat_command(CLI::App& app);
 /// `dsv4 perplexity`: llama-perplexity's figure, and KL divergence from a base
 /// (perplexity_command.cpp).
 void add_perplexity_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace dsv4::cli

@@ -126,6 +126,7 @@ int main(int argc, char** argv) {
   dsv4::cli::add_generate_command(app);
   dsv4::cli::add_chat_command(app);
   dsv4::cli::add_perplexity_command(app);
+  dsv4::cli::add_bench_command(app);
   try {
     if (const std::string p = usage_problem(app, argc, argv); !p.empty())
       return report(p, kExitUsage);
