@@ -56,7 +56,7 @@ def key(r):
     test = f"pp{r['n_prompt']}" if r['n_prompt'] else f"tg{r['n_gen']}"
     if r.get('n_depth'):
         test += f" @ d{r['n_depth']}"
-    return (r['model_filename'], r['n_threads'], test)
+    return (os.path.basename(r['model_filename']), r['n_threads'], test)
 d = {key(r): r for r in rows('dsv4.jsonl')}
 l = {key(r): r for r in rows('llama.jsonl')}
 print("| model | threads | test | llama.cpp t/s | dsv4 t/s | dsv4 / llama.cpp |")
