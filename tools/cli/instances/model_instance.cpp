@@ -1,5 +1,5 @@
 // The command line's model types on one backend, every numerics policy (model_loader.hpp);
-// compiled once per backend with DSV4_INSTANCE_BACKEND (reference or cpu) defined by CMake. The
+// compiled once per backend, with DSV4_INSTANCE_CPU 1 (the CPU backend) or 0 (the reference). The
 // numerics share one translation unit because most of the work (loading, the weight formats'
 // kernels) does not depend on them.
 #include <dsv4/backend/reference.hpp>
@@ -12,24 +12,14 @@
 #include "../model_choice.hpp"
 #include "../model_loader.hpp"
 
-#define DSV4_CONCAT_(a, b, c) a##_##b##_##c
-#define DSV4_CONCAT(a, b, c) DSV4_CONCAT_(a, b, c)
-
-// Each backend name maps to its type and its constructor from a thread count; the cpu one exists
-// only in builds with the CPU backend (model_loader.cpp refuses it otherwise).
-#define DSV4_BACKEND_reference 1
-#define DSV4_BACKEND_cpu 2
-#define DSV4_ID_(kind, name) DSV4_##kind##_##name
-#define DSV4_ID(kind, name) DSV4_ID_(kind, name)
-
-#if DSV4_ID(BACKEND, DSV4_INSTANCE_BACKEND) == 2
+#if DSV4_INSTANCE_CPU
 #include <dsv4/cpu/backend.hpp>
 #endif
 
 namespace dsv4::cli::instances {
 namespace {
 
-#if DSV4_ID(BACKEND, DSV4_INSTANCE_BACKEND) == 2
+#if DSV4_INSTANCE_CPU
 using B = cpu::Backend;
 B make_backend(int threads) { return B(threads); }
 constexpr const char* kLabel = "cpu";
@@ -51,9 +41,13 @@ AnyModel load_as(const std::string& path, io::GgufLinearSemantics semantics, int
 
 }  // namespace
 
-AnyModel DSV4_CONCAT(load, DSV4_INSTANCE_BACKEND,
-                     model)(const std::string& path, ModelNumerics numerics,
-                            io::GgufLinearSemantics semantics, int threads) {
+#if DSV4_INSTANCE_CPU
+AnyModel load_cpu_model(const std::string& path, ModelNumerics numerics,
+                        io::GgufLinearSemantics semantics, int threads) {
+#else
+AnyModel load_reference_model(const std::string& path, ModelNumerics numerics,
+                              io::GgufLinearSemantics semantics, int threads) {
+#endif
   switch (numerics) {
     case ModelNumerics::reference:
       return load_as<ReferenceNumerics>(path, semantics, threads);
