@@ -82,6 +82,14 @@ std::size_t test_in() {
 constexpr std::size_t kOut = 37;  // not a multiple of the tile (16) or of 2 or 3 threads
 constexpr std::size_t kRows = 7;  // not a multiple of the 4-row GEMM tile
 
+// the formats cpu::Backend dots with its integer SIMD kernels (not bit-identical to F::dot)
+template <class F>
+constexpr bool kIntegerSimd =
+    std::same_as<F, d::Q8_0> || std::same_as<F, d::Q4_0> || std::same_as<F, d::Q5_0> ||
+    std::same_as<F, d::IQ4_NL> || std::same_as<F, d::MXFP4> || std::same_as<F, d::Q2_K> ||
+    std::same_as<F, d::Q3_K> || std::same_as<F, d::Q4_K> || std::same_as<F, d::Q5_K> ||
+    std::same_as<F, d::Q6_K>;
+
 }  // namespace
 
 TEST_CASE_TEMPLATE("cpu::Backend dense linear against the reference", T, float, d::bf16) {
@@ -135,6 +143,12 @@ TEST_CASE_TEMPLATE_DEFINE("cpu::Backend Linear<F, PartnerDot> against the refere
     if constexpr (std::same_as<F, d::F32> || std::same_as<F, d::F16> || std::same_as<F, d::BF16>) {
       // the dense GEMM on the partner-rounded activation (the dense test measures up to 2.1e-7)
       CHECK(relative_error(r.cpu1, r.ref, xa, wd, kRows, kOut, in) <= 1.2e-6);
+    } else if constexpr (kIntegerSimd<F>) {
+      // exact integer block sums, the blocks accumulated in fp32 lanes: the reference's block
+      // dot up to fp32 rounding (measured up to 6.3e-8 relative to Σ|x·w|)
+      const double rel = relative_error(r.cpu1, r.ref, xa, wd, kRows, kOut, in);
+      MESSAGE(F::name, " relative error ", rel);
+      CHECK(rel <= 5e-7);
     } else {
       // the reference's own block dot on the same quantized activation: bit for bit
       CHECK(same_bits(r.cpu1, r.ref));

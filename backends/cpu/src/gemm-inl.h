@@ -1,5 +1,5 @@
-// Per-target kernels of gemm.cc: dense GEMM tiles (f32, bf16 and f16 weights), the Q8_0 × Q8_0
-// block dot and a sum of squares. Re-included once per SIMD target by hwy/foreach_target.h.
+// Per-target kernels of gemm.cc: dense GEMM tiles (f32, bf16 and f16 weights) and one head of
+// sparse attention. Re-included once per SIMD target by hwy/foreach_target.h.
 //
 // Every output value is computed by the same instruction sequence whichever tile or range it
 // falls in (one vector accumulator per output, lanes reduced once, the tail added in order), so a
@@ -116,105 +116,6 @@ HWY_INLINE void GemmTile(const float* HWY_RESTRICT x, size_t ldx, size_t rows,
         a0 = hn::MulAdd(hn::LoadU(df, x0 + k), LoadW(df, w0 + k), a0);
       }
       y[r * ldy + o] = finish(a0, x0, w0);
-    }
-  }
-}
-
-// Σ_j w[j]·a[j] of one 32-value int8 block pair, exact in int32.
-HWY_INLINE int32_t DotI8x32(const int8_t* HWY_RESTRICT a, const int8_t* HWY_RESTRICT b) {
-  const hn::CappedTag<int16_t, 32> d16;
-  const hn::Rebind<int8_t, decltype(d16)> d8;
-  const hn::RepartitionToWide<decltype(d16)> d32;
-  const size_t N = hn::Lanes(d16);
-  auto s0 = hn::Zero(d32);
-  auto s1 = hn::Zero(d32);
-  for (size_t j = 0; j < 32; j += N) {
-    const auto va = hn::PromoteTo(d16, hn::LoadU(d8, a + j));
-    const auto vb = hn::PromoteTo(d16, hn::LoadU(d8, b + j));
-    s0 = hn::ReorderWidenMulAccumulate(d32, va, vb, s0, s1);
-  }
-  return hn::GetLane(hn::SumOfLanes(d32, hn::Add(s0, s1)));
-}
-
-// The Q8_0 dot (formats/q8_0.hpp, ggml's generic order): per block the exact integer sum, times
-// the product of the two f16 scales, accumulated in fp32 in block order. Block layout: f16 d,
-// int8 qs[32] (34 bytes). out[r] for each activation row r (rows of nb blocks, stride ldx blocks).
-HWY_INLINE void Q8_0Rows(const uint8_t* HWY_RESTRICT w, const uint8_t* HWY_RESTRICT xq, size_t rows,
-                         size_t nb, float* HWY_RESTRICT out, size_t out_stride) {
-  constexpr size_t kBytes = 34;
-  for (size_t r = 0; r < rows; ++r) {
-    const uint8_t* a = xq + r * nb * kBytes;
-    float sum = 0.f;
-    for (size_t i = 0; i < nb; ++i) {
-      const uint8_t* wb = w + i * kBytes;
-      const uint8_t* ab = a + i * kBytes;
-      const int32_t sumi = DotI8x32(reinterpret_cast<const int8_t*>(wb + 2),
-                                    reinterpret_cast<const int8_t*>(ab + 2));
-      f16 wd, ad;
-      wd.bits = static_cast<uint16_t>(wb[0] | (wb[1] << 8));
-      ad.bits = static_cast<uint16_t>(ab[0] | (ab[1] << 8));
-      sum += static_cast<float>(sumi) * (wd.to_float() * ad.to_float());
-    }
-    out[r * out_stride] = sum;
-  }
-}
-
-// The dots of the 32-value weight formats with a Q8_0 activation (Q4_0, Q5_0, IQ4_NL, MXFP4):
-// the weight row unpacked to signed int8 values q [nb·32] and one float scale per block wsc
-// [nb]; per block the exact integer sum, times (wsc · the activation's f16 scale), accumulated
-// in fp32 in block order (the formats' own dots, bit for bit).
-HWY_INLINE void I8BlockRows(const int8_t* HWY_RESTRICT q, const float* HWY_RESTRICT wsc,
-                            const uint8_t* HWY_RESTRICT xq, size_t rows, size_t nb,
-                            float* HWY_RESTRICT out, size_t out_stride) {
-  constexpr size_t kBytes = 34;
-  for (size_t r = 0; r < rows; ++r) {
-    const uint8_t* a = xq + r * nb * kBytes;
-    float sum = 0.f;
-    for (size_t i = 0; i < nb; ++i) {
-      const uint8_t* ab = a + i * kBytes;
-      const int32_t sumi = DotI8x32(q + i * 32, reinterpret_cast<const int8_t*>(ab + 2));
-      f16 ad;
-      ad.bits = static_cast<uint16_t>(ab[0] | (ab[1] << 8));
-      sum += static_cast<float>(sumi) * (wsc[i] * ad.to_float());
-    }
-    out[r * out_stride] = sum;
-  }
-}
-
-// The integer part of the k-quant dots (formats/k_quants.hpp): for each 256-value super-block i,
-// lane[8·i + l] = Σ_{e ≡ l mod 8} sc16[16·i + e/16] · a[e] · q[e], exact in int32 (the order of
-// an integer sum does not matter, so the float combination that follows equals the reference's).
-// q: unpacked signed weight quants [nb·256]; a: the Q8_K blocks' qs, `a_stride` bytes apart.
-HWY_INLINE void KqLanes(const int8_t* HWY_RESTRICT q, const int8_t* HWY_RESTRICT a, size_t a_stride,
-                        const int32_t* HWY_RESTRICT sc16, size_t nb, int32_t* HWY_RESTRICT lanes) {
-  const hn::CappedTag<int32_t, 8> d32;
-  const hn::Rebind<int8_t, decltype(d32)> d8;
-  const size_t N = hn::Lanes(d32);
-  for (size_t i = 0; i < nb; ++i) {
-    const int8_t* qb = q + i * 256;
-    const int8_t* ab = a + i * a_stride;
-    int32_t* out = lanes + i * 8;
-    if (N == 8 || N == 4) {
-      auto acc0 = hn::Zero(d32);
-      auto acc1 = hn::Zero(d32);
-      for (size_t g = 0; g < 16; ++g) {
-        const auto s = hn::Set(d32, sc16[i * 16 + g]);
-        for (size_t e = 16 * g; e < 16 * g + 16; e += 8) {
-          const auto p0 = hn::Mul(hn::PromoteTo(d32, hn::LoadU(d8, ab + e)),
-                                  hn::PromoteTo(d32, hn::LoadU(d8, qb + e)));
-          acc0 = hn::Add(acc0, hn::Mul(s, p0));
-          if (N == 4) {
-            const auto p1 = hn::Mul(hn::PromoteTo(d32, hn::LoadU(d8, ab + e + 4)),
-                                    hn::PromoteTo(d32, hn::LoadU(d8, qb + e + 4)));
-            acc1 = hn::Add(acc1, hn::Mul(s, p1));
-          }
-        }
-      }
-      hn::StoreU(acc0, d32, out);
-      if (N == 4) hn::StoreU(acc1, d32, out + 4);
-    } else {
-      for (size_t l = 0; l < 8; ++l) out[l] = 0;
-      for (size_t e = 0; e < 256; ++e) out[e % 8] += sc16[i * 16 + e / 16] * (ab[e] * qb[e]);
     }
   }
 }

@@ -61,8 +61,9 @@ inline void hc_mixes(std::span<const float> fn, std::span<const float> z, float 
 /// m [T, rows] = (z_t · rs_t) · fnᵀ for every row z_t of x [T, width] with `fn` a GGUF weight in
 /// its stored format (llama.cpp's dot products): the normalised row is the activation, quantized
 /// to the format's vec_dot partner as ggml's mul_mat does with hc_*_fn.
-inline void hc_mixes_partner(const AnyLinear& fn, std::span<const float> x, std::size_t width,
-                             float eps, std::span<float> m) {
+template <Backend B>
+void hc_mixes_partner(const B& b, const AnyLinear& fn, std::span<const float> x, std::size_t width,
+                      float eps, std::span<float> m) {
   const std::size_t t = x.size() / width;
   std::vector<float> zn(x.begin(), x.end());
   for (std::size_t r = 0; r < t; ++r) {
@@ -70,8 +71,13 @@ inline void hc_mixes_partner(const AnyLinear& fn, std::span<const float> x, std:
     const float rs = hc_rsqrt(z, eps);
     for (std::size_t c = 0; c < width; ++c) zn[r * width + c] = z[c] * rs;
   }
-  fn.forward<PlainFp32Numerics>(ConstView2<float>(zn.data(), t, width),
-                                View2<float>(m.data(), t, fn.out_features()));
+  const ConstView2<float> xv(zn.data(), t, width);
+  const View2<float> yv(m.data(), t, fn.out_features());
+  if constexpr (SupportsLinear<B, AnyLinear>) {
+    b.template linear<PlainFp32Numerics>(fn, xv, yv);
+  } else {
+    fn.forward<PlainFp32Numerics>(xv, yv);
+  }
 }
 
 /// u[c] = N(Σ_i pre_i · z[i·d + c]).
@@ -133,6 +139,11 @@ class HyperConnection {
   /// coefficients of every token.
   template <NumericsPolicy N>
   void pre(std::span<const float> x, std::span<float> u, Mix& mix) const {
+    pre<N>(ReferenceBackend{}, x, u, mix);
+  }
+  /// As above, the mixes of a GGUF `fn` computed on backend b.
+  template <NumericsPolicy N, Backend B>
+  void pre(const B& b, std::span<const float> x, std::span<float> u, Mix& mix) const {
     const std::size_t w = HC * dim_;
     DSV4_CHECK(x.size() % w == 0 && u.size() * HC == x.size(), ShapeError,
                "HyperConnection<{}>::pre of dim {}: state of {} values, output of {} (expected "
@@ -144,7 +155,7 @@ class HyperConnection {
     mix.pre.resize(t * HC);
     mix.post.resize(t * HC);
     mix.comb.resize(t * HC * HC);
-    if (fn_partner_) detail::hc_mixes_partner(*fn_partner_, x, w, norm_eps_, mix.mixes);
+    if (fn_partner_) detail::hc_mixes_partner(b, *fn_partner_, x, w, norm_eps_, mix.mixes);
     for (std::size_t r = 0; r < t; ++r) {
       const auto z = x.subspan(r * w, w);
       float* m = mix.mixes.data() + r * mix_width;
@@ -229,6 +240,11 @@ class HyperConnectionHead {
   /// x: [T, HC, dim] -> y: [T, dim] = N(Σ_j (sigmoid(m_j · scale + base_j) + eps) · x_j).
   template <NumericsPolicy N>
   void collapse(std::span<const float> x, std::span<float> y) const {
+    collapse<N>(ReferenceBackend{}, x, y);
+  }
+  /// As above, the mixes of a GGUF `fn` computed on backend b.
+  template <NumericsPolicy N, Backend B>
+  void collapse(const B& b, std::span<const float> x, std::span<float> y) const {
     const std::size_t w = HC * dim_;
     DSV4_CHECK(x.size() % w == 0 && y.size() * HC == x.size(), ShapeError,
                "HyperConnectionHead<{}> of dim {}: state of {} values, output of {}", HC, dim_,
@@ -236,7 +252,7 @@ class HyperConnectionHead {
     float pre[HC];
     const std::size_t t = x.size() / w;
     std::vector<float> mixes(fn_partner_ ? t * HC : 0);
-    if (fn_partner_) detail::hc_mixes_partner(*fn_partner_, x, w, norm_eps_, mixes);
+    if (fn_partner_) detail::hc_mixes_partner(b, *fn_partner_, x, w, norm_eps_, mixes);
     for (std::size_t r = 0; r < t; ++r) {
       const auto z = x.subspan(r * w, w);
       float m[HC];
@@ -375,7 +391,11 @@ void residual_step(const B& b, const R& residual, const RmsNorm& norm, std::span
   typename R::Mix local;
   typename R::Mix& mix = mix_out != nullptr ? *mix_out : local;
   auto u = b.template alloc<float>(t * d);
-  residual.template pre<N>(x, u, mix);
+  if constexpr (requires { residual.template pre<N>(b, x, std::span<float>(u), mix); }) {
+    residual.template pre<N>(b, x, u, mix);
+  } else {
+    residual.template pre<N>(x, u, mix);
+  }
   b.template rms_norm<N>(u, norm.weight, norm.eps, u);
   auto a = b.template alloc<float>(t * d);
   std::forward<F>(f)(std::span<const float>(u), std::span<float>(a));

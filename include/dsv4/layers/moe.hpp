@@ -142,41 +142,56 @@ class Moe {
     const std::size_t t = rt.tokens;
     const std::size_t k = rt.k;
 
+    // the tokens routed to each expert, with their routing weights
+    std::vector<std::vector<std::size_t>> rows(experts_.size());
+    std::vector<std::vector<float>> wts(experts_.size());
+    for (std::size_t r = 0; r < t; ++r) {
+      for (std::size_t j = 0; j < k; ++j) {
+        const auto e = static_cast<std::size_t>(rt.experts[r * k + j]);
+        DSV4_CHECK(e < experts_.size(), InputError, "Moe: token {} routed to expert {} of {}", r,
+                   rt.experts[r * k + j], experts_.size());
+        rows[e].push_back(r);
+        wts[e].push_back(rt.weights[r * k + j]);
+      }
+    }
+    std::vector<std::size_t> active;  // experts with tokens, in expert order
+    for (std::size_t e = 0; e < experts_.size(); ++e)
+      if (!rows[e].empty()) active.push_back(e);
+    // outputs: [n_e, dim] per active expert, then the shared expert's [T, dim]
+    const std::size_t tasks = active.size() + (shared_ ? 1 : 0);
+    std::vector<std::vector<float>> ye(tasks);
+    auto run = [&](std::size_t i, const auto& be) {
+      if (i == active.size()) {
+        ye[i].resize(t * d);
+        shared_->template forward<N>(be, ConstView2<float>(x.data(), t, d), {},
+                                     View2<float>(ye[i].data(), t, d));
+        return;
+      }
+      const std::size_t e = active[i];
+      const std::size_t n = rows[e].size();
+      std::vector<float> xe(n * d);
+      for (std::size_t r = 0; r < n; ++r)
+        std::copy_n(x.data() + rows[e][r] * d, d, xe.data() + r * d);
+      ye[i].resize(n * d);
+      experts_[e].template forward<N>(be, ConstView2<float>(xe.data(), n, d), wts[e],
+                                      View2<float>(ye[i].data(), n, d));
+    };
+    if constexpr (requires { b.parallel_tasks(tasks, run); }) {
+      b.parallel_tasks(tasks, run);  // the experts as independent tasks (same values)
+    } else {
+      for (std::size_t i = 0; i < tasks; ++i) run(i, b);
+    }
+    // sum in expert order, then the shared expert (the reference's order)
     std::vector<float> y(t * d, 0.0f);  // [T, dim] fp32 accumulator
-    std::vector<std::size_t> rows;      // tokens routed to expert e
-    std::vector<float> wts;             // their routing weights
-    std::vector<float> xe;              // [n, dim] gathered inputs
-    std::vector<float> ye;              // [n, dim] expert outputs
-    for (std::size_t e = 0; e < experts_.size(); ++e) {
-      rows.clear();
-      wts.clear();
-      for (std::size_t r = 0; r < t; ++r) {
-        for (std::size_t j = 0; j < k; ++j) {
-          if (static_cast<std::size_t>(rt.experts[r * k + j]) == e) {
-            rows.push_back(r);
-            wts.push_back(rt.weights[r * k + j]);
-          }
-        }
-      }
-      if (rows.empty()) continue;
-      const std::size_t n = rows.size();
-      xe.resize(n * d);
-      ye.resize(n * d);
-      for (std::size_t i = 0; i < n; ++i) {
-        std::copy_n(x.data() + rows[i] * d, d, xe.data() + i * d);
-      }
-      experts_[e].template forward<N>(b, ConstView2<float>(xe.data(), n, d), wts,
-                                      View2<float>(ye.data(), n, d));
-      for (std::size_t i = 0; i < n; ++i) {
-        float* yr = y.data() + rows[i] * d;
-        for (std::size_t c = 0; c < d; ++c) yr[c] += ye[i * d + c];
+    for (std::size_t i = 0; i < active.size(); ++i) {
+      const auto& re = rows[active[i]];
+      for (std::size_t r = 0; r < re.size(); ++r) {
+        float* yr = y.data() + re[r] * d;
+        for (std::size_t c = 0; c < d; ++c) yr[c] += ye[i][r * d + c];
       }
     }
     if (shared_) {
-      ye.resize(t * d);
-      shared_->template forward<N>(b, ConstView2<float>(x.data(), t, d), {},
-                                   View2<float>(ye.data(), t, d));
-      for (std::size_t i = 0; i < t * d; ++i) y[i] += ye[i];
+      for (std::size_t i = 0; i < t * d; ++i) y[i] += ye[active.size()][i];
     }
     for (std::size_t i = 0; i < t * d; ++i) out[i] = N::round(y[i]);
   }

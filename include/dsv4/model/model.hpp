@@ -488,7 +488,12 @@ class Model {
     const std::size_t d = dim();
     const std::size_t rows = rows_end - first;
     auto y = b.template alloc<float>(rows * d);
-    hc_head.template collapse<N>(x.subspan(first * streams * d, rows * streams * d), y);
+    const auto xs = x.subspan(first * streams * d, rows * streams * d);
+    if constexpr (requires { hc_head.template collapse<N>(b, xs, std::span<float>(y)); }) {
+      hc_head.template collapse<N>(b, xs, y);
+    } else {
+      hc_head.template collapse<N>(xs, y);
+    }
     b.template rms_norm<N>(y, norm.weight, norm.eps, y);
     std::vector<float> out(rows * vocab_size());
     detail::dense_or_partner<Numerics<Fp32Act, N::simulate_quant>>(

@@ -12,8 +12,10 @@
 //  * dense GEMMs (DenseLinear<float>, DenseLinear<bf16>, Linear<F32/F16/BF16>) use lane-parallel
 //    fp32 accumulation (Highway), so they differ from the reference's sequential sums by rounding;
 //  * quantized Linear<F, PartnerDot> quantizes the activation to F's partner exactly as the
-//    reference does and uses the reference's own block dot (Q8_0: vectorised integer block sums,
-//    bit-identical), threaded over output columns;
+//    reference does; Q8_0, Q4_0, Q5_0, IQ4_NL, MXFP4 and the k-quants then run integer SIMD dots
+//    (kernels::q8_0_row / i8_rows / kq_row: exact integer block sums, the blocks accumulated in
+//    fp32 lanes, so they differ from the reference's block-order sums by rounding), the other
+//    formats the reference's own block dot; threaded over output columns;
 //  * Linear<F, DequantDot> dequantizes a tile of weight rows, then runs the dense GEMM;
 //  * sparse attention (the reference's online softmax, its dots and P·V vectorised), rms_norm and
 //    the indexer scores (vectorised dots) are threaded and differ by rounding; SwiGLU is threaded
@@ -37,6 +39,7 @@
 #include <span>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -79,10 +82,27 @@ class Backend : public ref::Backend {
 
   /// A backend on `threads` threads; 0 means the machine's physical cores.
   explicit Backend(int threads = 0)
-      : threads_(std::make_shared<Threads>(threads > 0 ? threads : kernels::physical_cores())) {}
+      : threads_(std::make_shared<Threads>(threads > 0 ? threads : kernels::physical_cores())),
+        serial_(std::make_shared<Threads>(1)) {}
 
   /// The number of threads of the arena.
   int threads() const { return threads_->size(); }
+
+  /// Runs fn(i, sub) for every i < n as independent tasks on the arena, `sub` a one-thread copy
+  /// of this backend (each task's ops run on the thread that runs the task). Used where many
+  /// small ops are independent (the routed experts of a MoE layer on a few tokens): one
+  /// fork/join for all of them instead of one per op. Every op computes the same values on one
+  /// thread as on many, so results do not change.
+  template <class Fn>
+  void parallel_tasks(std::size_t n, Fn&& fn) const {
+    if (threads_->size() <= 1 || n <= 1) {
+      for (std::size_t i = 0; i < n; ++i) fn(i, *this);
+      return;
+    }
+    Backend sub = *this;
+    sub.threads_ = serial_;
+    threads_->for_each(n, [&](std::size_t i) { fn(i, std::as_const(sub)); });
+  }
 
   // ---- linear ----
 
@@ -266,15 +286,29 @@ class Backend : public ref::Backend {
             for (std::size_t j = 0; j < na; ++j)
               A::quantize(x.row(r) + j * A::block_elems, xq[r * na + j]);
         });
+        // the Q8_0 activation scales as float, once per call
+        std::vector<float> xd;
+        if constexpr (std::same_as<A, Q8_0>) {
+          xd.resize(xq.size());
+          kernels::half_to_float(reinterpret_cast<const std::uint16_t*>(xq.data()),
+                                 sizeof(Q8_0::block_type) / 2, xq.size(), xd.data());
+        }
         for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
           if constexpr (kQ8Family<F>) {
-            q8_family_tile<N>(w, xq.data(), x.rows, y, o0, o1);
+            q8_family_tile<N>(w, xq.data(), xd.data(), x.rows, y, o0, o1);
           } else if constexpr (kKQuant<F>) {
-            kquant_tile<N>(w, xq.data(), x.rows, y, o0, o1);
-          } else if constexpr (std::same_as<F, Q8_0>) {
+            std::vector<std::uint8_t> q(nb * 256);
+            std::vector<kernels::KqBlock> k(nb);
             for (std::size_t o = o0; o < o1; ++o)
-              kernels::q8_0_rows(w.blocks().data() + o * nb, xq.data(), x.rows, nb, y.data + o,
-                                 y.stride);
+              kernels::kq_row(kq_kind<F>(), w.blocks().data() + o * nb, nb, xq.data(), x.rows,
+                              y.data + o, y.stride, q.data(), k.data());
+            round_columns<N>(y, o0, o1);
+          } else if constexpr (std::same_as<F, Q8_0>) {
+            std::vector<std::int8_t> q(nb * 32);
+            std::vector<float> wsc(nb);
+            for (std::size_t o = o0; o < o1; ++o)
+              kernels::q8_0_row(w.blocks().data() + o * nb, nb, xq.data(), xd.data(), x.rows,
+                                y.data + o, y.stride, q.data(), wsc.data());
             round_columns<N>(y, o0, o1);
           } else {
             std::vector<typename F::block_type> gathered(PlanarFormat<F> ? nb : 0);
@@ -309,10 +343,11 @@ class Backend : public ref::Backend {
                                     std::same_as<F, IQ4_NL> || std::same_as<F, MXFP4>;
 
   // Q4_0 / Q5_0 / IQ4_NL / MXFP4 × Q8_0 for output columns [o0, o1): each weight row unpacked
-  // once to int8 values and block scales, then kernels::i8_block_rows (bit-identical to F::dot).
+  // once to int8 values and block scales, then kernels::i8_rows.
   template <NumericsPolicy N, class F>
   static void q8_family_tile(const Linear<F, PartnerDot>& w, const Q8_0::block_type* xq,
-                             std::size_t rows, View2<float> y, std::size_t o0, std::size_t o1) {
+                             const float* xd, std::size_t rows, View2<float> y, std::size_t o0,
+                             std::size_t o1) {
     constexpr std::int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                         1,    13,   25,  38,  53,  69,  89,  113};
     constexpr std::int8_t kMxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
@@ -350,7 +385,7 @@ class Backend : public ref::Backend {
           wsc[b] = blk.d.to_float();
         }
       }
-      kernels::i8_block_rows(q.data(), wsc.data(), xq, rows, nb, y.data + o, y.stride);
+      kernels::i8_rows(q.data(), wsc.data(), xq, xd, rows, nb, y.data + o, y.stride);
     }
     round_columns<N>(y, o0, o1);
   }
@@ -360,96 +395,25 @@ class Backend : public ref::Backend {
       std::same_as<F, Q2_K> || std::same_as<F, Q3_K> || std::same_as<F, Q4_K> ||
       std::same_as<F, Q5_K> || std::same_as<F, Q6_K>;
 
-  // The k-quant × Q8_K dots of output columns [o0, o1): each weight row unpacked once to int8
-  // quants and per-16 integer scales, the integer lanes vectorised (kernels::kq_lanes), then the
-  // reference's float combination, so the result equals F::dot bit for bit.
-  template <NumericsPolicy N, class F>
-  static void kquant_tile(const Linear<F, PartnerDot>& w, const Q8_K::block_type* xq,
-                          std::size_t rows, View2<float> y, std::size_t o0, std::size_t o1) {
-    const std::size_t nb = w.row_blocks();
-    std::vector<std::int8_t> q(nb * 256);
-    std::vector<std::int32_t> sc(nb * 16);
-    std::vector<std::int32_t> lanes(nb * 8);
-    for (std::size_t o = o0; o < o1; ++o) {
-      const typename F::block_type* wr = w.blocks().data() + o * nb;
-      for (std::size_t b = 0; b < nb; ++b) {
-        const auto& blk = wr[b];
-        for (int e = 0; e < 256; ++e) {
-          int v = 0;
-          if constexpr (std::same_as<F, Q2_K>) {
-            v = dsv4::detail::kq::low2(blk.qs, e);
-          } else {
-            v = F::quant(blk, e);
-          }
-          q[b * 256 + static_cast<std::size_t>(e)] = static_cast<std::int8_t>(v);
-        }
-        for (int g = 0; g < 16; ++g) {
-          int s = 0;
-          if constexpr (std::same_as<F, Q2_K>) {
-            s = blk.scales[g] & 0xF;
-          } else if constexpr (std::same_as<F, Q3_K>) {
-            s = dsv4::detail::kq::q3_scale(blk.scales, g);
-          } else if constexpr (std::same_as<F, Q6_K>) {
-            s = blk.scales[g];
-          } else {
-            int m = 0;
-            dsv4::detail::kq::get_scale_min_k4(g / 2, blk.scales, s, m);
-          }
-          sc[b * 16 + static_cast<std::size_t>(g)] = s;
-        }
-      }
-      for (std::size_t r = 0; r < rows; ++r) {
-        const Q8_K::block_type* a = xq + r * nb;
-        kernels::kq_lanes(q.data(), a[0].qs, sizeof(Q8_K::block_type), sc.data(), nb, lanes.data());
-        y(r, o) = N::round(kquant_combine<F>(wr, a, lanes.data(), nb));
-      }
-    }
-  }
-
-  // The float part of F::dot given the integer lanes (the reference's order).
   template <class F>
-  static float kquant_combine(const typename F::block_type* w, const Q8_K::block_type* a,
-                              const std::int32_t* lanes, std::size_t nb) {
-    if constexpr (std::same_as<F, Q2_K>) {
-      float sumf = 0.f;
-      for (std::size_t i = 0; i < nb; ++i) {
-        int summs = 0;
-        for (int j = 0; j < 16; ++j) summs += a[i].bsums[j] * (w[i].scales[j] >> 4);
-        const float dall = a[i].d * w[i].d.to_float();
-        const float dmin = a[i].d * w[i].dmin.to_float();
-        int isum = 0;
-        for (int l = 0; l < 8; ++l) isum += lanes[i * 8 + static_cast<std::size_t>(l)];
-        sumf += dall * static_cast<float>(isum) - dmin * static_cast<float>(summs);
-      }
-      return sumf;
-    } else if constexpr (std::same_as<F, Q4_K> || std::same_as<F, Q5_K>) {
-      dsv4::detail::kq::EightLanes acc;
-      float sumf = 0.f;
-      for (std::size_t i = 0; i < nb; ++i) {
-        int sc[8];
-        int mn[8];
-        for (int j = 0; j < 8; ++j)
-          dsv4::detail::kq::get_scale_min_k4(j, w[i].scales, sc[j], mn[j]);
-        int sumi = 0;
-        for (int j = 0; j < 16; ++j) sumi += a[i].bsums[j] * mn[j / 2];
-        acc.add_block(w[i].d.to_float() * a[i].d, lanes + i * 8);
-        const float dmin = w[i].dmin.to_float() * a[i].d;
-        sumf -= dmin * static_cast<float>(sumi);
-      }
-      return acc.finish(sumf);
-    } else {
-      dsv4::detail::kq::EightLanes acc;
-      for (std::size_t i = 0; i < nb; ++i) acc.add_block(w[i].d.to_float() * a[i].d, lanes + i * 8);
-      return acc.finish(0.f);
-    }
+  static constexpr kernels::KqKind kq_kind() {
+    if constexpr (std::same_as<F, Q2_K>) return kernels::KqKind::q2_k;
+    if constexpr (std::same_as<F, Q3_K>) return kernels::KqKind::q3_k;
+    if constexpr (std::same_as<F, Q4_K>) return kernels::KqKind::q4_k;
+    if constexpr (std::same_as<F, Q5_K>) return kernels::KqKind::q5_k;
+    return kernels::KqKind::q6_k;
   }
 
   static constexpr std::size_t kTile = 16;  // output columns per tile of a linear layer
   std::shared_ptr<Threads> threads_;
+  std::shared_ptr<Threads> serial_;  // the one-thread arena of parallel_tasks' sub-backends
 };
 
 static_assert(offsetof(Q8_0::block_type, qs) == 2 && sizeof(Q8_0::block_type) == 34,
-              "kernels::q8_0_rows reads the block as f16 d, int8 qs[32]");
+              "the Q8_0 kernels read a block as f16 d, int8 qs[32]");
+static_assert(offsetof(Q8_K::block_type, qs) == 4 && offsetof(Q8_K::block_type, bsums) == 260 &&
+                  sizeof(Q8_K::block_type) == 292,
+              "kernels::kq_row reads a Q8_K block as float d, int8 qs[256], int16 bsums[16]");
 
 }  // namespace dsv4::cpu
 

@@ -18,21 +18,42 @@ void gemm(const float* x, std::size_t ldx, std::size_t rows, const bf16* w, std:
 void gemm(const float* x, std::size_t ldx, std::size_t rows, const f16* w, std::size_t ldw,
           std::size_t o0, std::size_t o1, std::size_t in, float* y, std::size_t ldy);
 
-/// The Q8_0 × Q8_0 dot of one weight row (nb blocks at w) with `rows` activation rows (nb blocks
-/// each, contiguous at xq): out[r·out_stride], bit for bit Q8_0::dot (exact integer block sums).
-void q8_0_rows(const void* w, const void* xq, std::size_t rows, std::size_t nb, float* out,
-               std::size_t out_stride);
+/// The quantized weight × quantized activation dots (quant_dot.cc). Integer sums are exact; each
+/// block's sum is scaled and accumulated into fp32 lanes added once per output, so results
+/// differ from the formats' own dots (block order, one scalar sum) by fp32 rounding.
 
-/// Dots of unpacked 32-value weight blocks (int8 values q [nb·32], block scales wsc [nb]) with
-/// `rows` Q8_0 activation rows at xq: out[r·out_stride] = Σ_i float(Σ_j q·a) · (wsc_i · d_a,i),
-/// block order (the Q4_0 / Q5_0 / IQ4_NL / MXFP4 dots bit for bit).
-void i8_block_rows(const std::int8_t* q, const float* wsc, const void* xq, std::size_t rows,
-                   std::size_t nb, float* out, std::size_t out_stride);
+/// One Q8_0 weight row (nb blocks) · `rows` Q8_0 activation rows (xq, nb blocks each, their
+/// scales as float in xd [rows·nb]) → y[r·ldy]. Scratch: q [nb·32], wsc [nb].
+void q8_0_row(const void* w, std::size_t nb, const void* xq, const float* xd, std::size_t rows,
+              float* y, std::size_t ldy, std::int8_t* q, float* wsc);
 
-/// The integer lanes of the k-quant dots: for super-block i < nb, lanes[8i + l] =
-/// Σ_{e ≡ l (mod 8)} sc16[16i + e/16] · a[i·a_stride + e] · q[256i + e] (exact int32).
-void kq_lanes(const std::int8_t* q, const std::int8_t* a, std::size_t a_stride,
-              const std::int32_t* sc16, std::size_t nb, std::int32_t* lanes);
+/// An unpacked 32-value-block weight row (signed values q [nb·32], block scales wsc [nb]) ·
+/// `rows` Q8_0 activation rows (as q8_0_row) → y[r·ldy].
+void i8_rows(const std::int8_t* q, const float* wsc, const void* xq, const float* xd,
+             std::size_t rows, std::size_t nb, float* y, std::size_t ldy);
+
+/// The k-quant weight formats kq_row reads.
+enum class KqKind : std::uint8_t { q2_k, q3_k, q4_k, q5_k, q6_k };
+
+/// One unpacked k-quant super-block (with its unsigned quants q [256] kept apart): its dot with a
+/// Q8_K block a is d·a.d·(Σ_g sc[g]·Σ_{e∈g} q[e]·a.qs[e] + Σ_g bias[g]·a.bsums[g]) −
+/// dmin·a.d·Σ_g mn[g]·a.bsums[g] over the 16-value groups g (bias: the signed formats' offset,
+/// e.g. −32·sc for Q6_K; mn: the mins of Q2_K / Q4_K / Q5_K).
+struct KqBlock {
+  float d;
+  float dmin;
+  std::int16_t sc[16];
+  std::int16_t bias[16];
+  std::int16_t mn[16];
+};
+
+/// One k-quant weight row (nb super-blocks of `kind`) · `rows` Q8_K activation rows (xq, nb
+/// blocks each) → y[r·ldy]. Scratch: q [nb·256], k [nb].
+void kq_row(KqKind kind, const void* w, std::size_t nb, const void* xq, std::size_t rows, float* y,
+            std::size_t ldy, std::uint8_t* q, KqBlock* k);
+
+/// out[i] = float(binary16 in[i·stride]) for i < n.
+void half_to_float(const std::uint16_t* in, std::size_t stride, std::size_t n, float* out);
 
 /// One (query, head) of sparse attention (ops::sparse_attention_head's algorithm: chunks of 64
 /// slots, online softmax, sink in the denominator, P rounded to bf16 when round_p) with the dots

@@ -30,6 +30,12 @@ class Threads {
     });
   }
 
+  /// Calls fn(i) for every i < n as independent tasks (dynamically balanced).
+  template <class Fn>
+  void for_each(std::size_t n, Fn&& fn) {
+    arena_.execute([&] { tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) { fn(i); }); });
+  }
+
  private:
   tbb::task_arena arena_;
 };
