@@ -12,6 +12,7 @@
 #include <cstring>
 #include <dsv4/backend/reference.hpp>
 #include <dsv4/cpu/backend.hpp>
+#include <dsv4/cpu/kernels.hpp>
 #include <dsv4/layers/linear.hpp>
 #include <random>
 #include <string>
@@ -277,4 +278,33 @@ TEST_CASE("cpu::Backend: thread counts, copies share the arena") {
   CHECK(b.threads() == 3);
   CHECK(d::cpu::Backend().threads() >= 1);
   CHECK(d::cpu::kernels::physical_cores() >= 1);
+}
+
+TEST_CASE("cpu kernels: the Q8_0 and Q8_K activation quantizers equal the formats' bit for bit") {
+  constexpr std::size_t kBlocks = 5;
+  std::vector<float> x = random_values(256 * kBlocks, 11, 2.0f);
+  // block 0: halves that round away from zero (amax 127 so the scale is exactly 1)
+  for (std::size_t j = 0; j < 32; ++j) x[j] = static_cast<float>(j % 7) - 3.5f;
+  x[5] = 127.f;
+  // block 1 (of Q8_0) all zero; Q8_K block 1: the largest magnitude twice, negative first
+  std::fill(x.begin() + 32, x.begin() + 64, 0.0f);
+  x[256 + 3] = -9.0f;
+  x[256 + 10] = 9.0f;
+  // Q8_K block 2 all zero
+  std::fill(x.begin() + 512, x.begin() + 768, 0.0f);
+  // tiny values (f16 subnormal scales)
+  for (std::size_t j = 768; j < 800; ++j) x[j] *= 1e-6f;
+  d::test::for_each_simd_target([&] {
+    const std::size_t n0 = x.size() / 32;
+    std::vector<d::Q8_0::block_type> want0(n0), got0(n0);
+    std::vector<float> xd(n0);
+    for (std::size_t i = 0; i < n0; ++i) d::Q8_0::quantize(x.data() + 32 * i, want0[i]);
+    d::cpu::kernels::quantize_q8_0(x.data(), n0, got0.data(), xd.data());
+    CHECK(std::memcmp(want0.data(), got0.data(), n0 * sizeof(d::Q8_0::block_type)) == 0);
+    for (std::size_t i = 0; i < n0; ++i) CHECK(xd[i] == want0[i].d.to_float());
+    std::vector<d::Q8_K::block_type> wantk(kBlocks), gotk(kBlocks);
+    for (std::size_t i = 0; i < kBlocks; ++i) d::Q8_K::quantize(x.data() + 256 * i, wantk[i]);
+    d::cpu::kernels::quantize_q8_k(x.data(), kBlocks, gotk.data());
+    CHECK(std::memcmp(wantk.data(), gotk.data(), kBlocks * sizeof(d::Q8_K::block_type)) == 0);
+  });
 }

@@ -22,10 +22,12 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <dsv4/formats/k_quants.hpp>
+#include <dsv4/formats/q8_0.hpp>
 
 #include "dsv4/cpu/kernels.hpp"
 
@@ -363,7 +365,29 @@ HWY_INLINE void Q8_0RowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-  for (std::size_t i = 0; i < nb; ++i) {
+  std::size_t i = 0;
+  if constexpr (R == 1) {
+    // one row: two blocks per step into two accumulators (the FMA chain is the bound)
+    __m256 acc1 = _mm256_setzero_ps();
+    for (; i + 2 <= nb; i += 2) {
+      const std::uint8_t* b = w + i * kBytes;
+      const std::uint8_t* ab = xq + i * kBytes;
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
+      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kBytes + 2));
+      const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 2));
+      const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + kBytes + 2));
+      const __m256i p0 = _mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(a0, w0));
+      const __m256i p1 = _mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(a1, w1));
+      const float d0 = HalfToFloat(LoadU16(b)) * xd[i];
+      const float d1 = HalfToFloat(LoadU16(b + kBytes)) * xd[i + 1];
+      acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(_mm256_madd_epi16(p0, ones)),
+                               acc[0]);
+      acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1), _mm256_cvtepi32_ps(_mm256_madd_epi16(p1, ones)),
+                             acc1);
+    }
+    acc[0] = _mm256_add_ps(acc[0], acc1);
+  }
+  for (; i < nb; ++i) {
     const std::uint8_t* b = w + i * kBytes;
     const float wd = HalfToFloat(LoadU16(b));
     const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
@@ -381,6 +405,132 @@ HWY_INLINE void Q8_0RowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
 }
 
 #endif  // DSV4_CPU_QD_AVX2
+
+// ---- activation quantizers (bit for bit Q8_0::quantize / Q8_K::quantize) ----
+
+#if DSV4_CPU_QD_AVX2
+HWY_INLINE float HMax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
+// roundf (halves away from zero), exact: the truncation plus one step where the rest is >= 1/2.
+HWY_INLINE __m256 RoundHalfAway(__m256 v) {
+  const __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
+  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 rest = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(v, t));
+  const __m256 up = _mm256_cmp_ps(rest, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  return _mm256_add_ps(t, _mm256_and_ps(up, _mm256_or_ps(sign, _mm256_set1_ps(1.0f))));
+}
+
+// Four vectors of 8 integral floats in [-128, 127] → 32 int8 in order.
+HWY_INLINE __m256i PackI8(__m256 a, __m256 b, __m256 c, __m256 d) {
+  const __m256i ab = _mm256_packs_epi32(_mm256_cvttps_epi32(a), _mm256_cvttps_epi32(b));
+  const __m256i cd = _mm256_packs_epi32(_mm256_cvttps_epi32(c), _mm256_cvttps_epi32(d));
+  const __m256i q = _mm256_packs_epi16(ab, cd);
+  // the packs interleave the 128-bit halves: a0 b0 c0 d0 a1 b1 c1 d1 (4-value groups)
+  return _mm256_permutevar8x32_epi32(q, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+#endif
+
+// One row of n_blocks Q8_0 blocks (34 bytes each) from x, and their scales as float in xd.
+HWY_INLINE void QuantizeQ8_0(const float* HWY_RESTRICT x, std::size_t n_blocks,
+                             std::uint8_t* HWY_RESTRICT out, float* HWY_RESTRICT xd) {
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const float* in = x + 32 * i;
+    std::uint8_t* b = out + 34 * i;
+#if DSV4_CPU_QD_AVX2
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 v[4];
+    __m256 m = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm256_loadu_ps(in + 8 * k);
+      m = _mm256_max_ps(_mm256_and_ps(v[k], abs_mask), m);  // a NaN input is skipped (fmax)
+    }
+    const float d = HMax(m) / 127.f;
+    const float id = d != 0.f ? 1.f / d : 0.f;
+    const __m256 vid = _mm256_set1_ps(id);
+    for (int k = 0; k < 4; ++k) v[k] = RoundHalfAway(_mm256_mul_ps(v[k], vid));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(b + 2), PackI8(v[0], v[1], v[2], v[3]));
+    const auto h = static_cast<std::uint16_t>(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
+    std::memcpy(b, &h, 2);
+    xd[i] = _cvtsh_ss(h);
+#else
+    dsv4::Q8_0::block_type blk;
+    dsv4::Q8_0::quantize(in, blk);
+    std::memcpy(b, &blk, sizeof blk);
+    xd[i] = HalfToFloat(blk.d.bits);
+#endif
+  }
+}
+
+// One row of n_blocks Q8_K blocks (292 bytes each) from x.
+HWY_INLINE void QuantizeQ8_K(const float* HWY_RESTRICT x, std::size_t n_blocks,
+                             std::uint8_t* HWY_RESTRICT out) {
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const float* in = x + 256 * i;
+    std::uint8_t* b = out + 292 * i;
+#if DSV4_CPU_QD_AVX2
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 m = _mm256_setzero_ps();
+    for (int k = 0; k < 32; ++k)
+      m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(in + 8 * k), abs_mask), m);
+    const float amax = HMax(m);
+    if (!(amax > 0.f)) {  // all zero (or NaN): the scalar quantizer decides
+      dsv4::Q8_K::block_type blk;
+      dsv4::Q8_K::quantize(in, blk);
+      std::memcpy(b, &blk, sizeof blk);
+      continue;
+    }
+    // the first value of largest magnitude, with its sign
+    float max = 0.f;
+    for (int j = 0; j < 256; ++j) {
+      if (std::fabs(in[j]) == amax) {
+        max = in[j];
+        break;
+      }
+    }
+    const float iscale = -127.f / max;
+    const __m256 vs = _mm256_set1_ps(iscale);
+    const __m256i lim = _mm256_set1_epi32(127);
+    const __m256i ones = _mm256_set1_epi16(1);
+    std::int16_t bsums[16];
+    for (int c = 0; c < 8; ++c) {  // 32 values per step
+      __m256i qi[4];
+      for (int k = 0; k < 4; ++k) {
+        // nearest_int: round half to even (the default rounding mode), then min(127, v)
+        qi[k] = _mm256_min_epi32(
+            _mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(in + 32 * c + 8 * k))), lim);
+      }
+      const __m256i q16a = _mm256_packs_epi32(qi[0], qi[1]);
+      const __m256i q16b = _mm256_packs_epi32(qi[2], qi[3]);
+      const __m256i q = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q16a, q16b),
+                                                    _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(b + 4 + 32 * c), q);
+      // sums of each 16 values: widen and add pairs
+      const __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q));
+      const __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1));
+      const __m256i s0 = _mm256_madd_epi16(w0, ones);  // 8 pair sums of values 0..15
+      const __m256i s1 = _mm256_madd_epi16(w1, ones);  // of values 16..31
+      const __m256i h = _mm256_hadd_epi32(s0, s1);
+      const __m256i h2 = _mm256_hadd_epi32(h, h);
+      // h2 lanes: [s0 0-3 pairs.., ] → per 128-bit half: sum(s0 half), sum(s1 half), ...
+      alignas(32) std::int32_t t[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(t), h2);
+      bsums[2 * c] = static_cast<std::int16_t>(t[0] + t[4]);
+      bsums[2 * c + 1] = static_cast<std::int16_t>(t[1] + t[5]);
+    }
+    std::memcpy(b + 260, bsums, sizeof bsums);
+    const float d = 1.f / iscale;
+    std::memcpy(b, &d, sizeof d);
+#else
+    dsv4::Q8_K::block_type blk;
+    dsv4::Q8_K::quantize(in, blk);
+    std::memcpy(b, &blk, sizeof blk);
+#endif
+  }
+}
 
 // Scales and mins of the Q4_K / Q5_K 12-byte packing, repeated for both 16-value halves of
 // each 32-value sub-block.

@@ -48,6 +48,12 @@ void KqRowEntry(kernels::KqKind kind, const void* w, std::size_t nb, const void*
   UnpackKq(kind, wb, nb, q, k);
   KqRows(q, k, xb, rows, nb, y, ldy);
 }
+void QuantizeQ8_0Entry(const float* x, std::size_t n_blocks, void* out, float* xd) {
+  QuantizeQ8_0(x, n_blocks, static_cast<std::uint8_t*>(out), xd);
+}
+void QuantizeQ8_KEntry(const float* x, std::size_t n_blocks, void* out) {
+  QuantizeQ8_K(x, n_blocks, static_cast<std::uint8_t*>(out));
+}
 void HalfToFloatEntry(const std::uint16_t* in, std::size_t stride, std::size_t n, float* out) {
   for (std::size_t i = 0; i < n; ++i) out[i] = HalfToFloat(in[i * stride]);
 }
@@ -60,6 +66,8 @@ HWY_EXPORT(Q8_0RowEntry);
 HWY_EXPORT(I8RowsEntry);
 HWY_EXPORT(KqRowEntry);
 HWY_EXPORT(HalfToFloatEntry);
+HWY_EXPORT(QuantizeQ8_0Entry);
+HWY_EXPORT(QuantizeQ8_KEntry);
 
 namespace kernels {
 void q8_0_row(const void* w, std::size_t nb, const void* xq, const float* xd, std::size_t rows,
@@ -73,6 +81,12 @@ void i8_rows(const std::int8_t* q, const float* wsc, const void* xq, const float
 void kq_row(KqKind kind, const void* w, std::size_t nb, const void* xq, std::size_t rows, float* y,
             std::size_t ldy, std::uint8_t* q, KqBlock* k) {
   HWY_DYNAMIC_DISPATCH(KqRowEntry)(kind, w, nb, xq, rows, y, ldy, q, k);
+}
+void quantize_q8_0(const float* x, std::size_t n_blocks, void* out, float* xd) {
+  HWY_DYNAMIC_DISPATCH(QuantizeQ8_0Entry)(x, n_blocks, out, xd);
+}
+void quantize_q8_k(const float* x, std::size_t n_blocks, void* out) {
+  HWY_DYNAMIC_DISPATCH(QuantizeQ8_KEntry)(x, n_blocks, out);
 }
 void half_to_float(const std::uint16_t* in, std::size_t stride, std::size_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(HalfToFloatEntry)(in, stride, n, out);

@@ -281,18 +281,19 @@ class Backend : public ref::Backend {
         using A = typename F::activation;
         const std::size_t na = in / A::block_elems;
         std::vector<typename A::block_type> xq(x.rows * na);
+        std::vector<float> xd(std::same_as<A, Q8_0> ? xq.size() : 0);  // Q8_0 scales as float
         for_tiles(x.rows, 1, x.rows * in * 8, [&](std::size_t r0, std::size_t r1) {
-          for (std::size_t r = r0; r < r1; ++r)
-            for (std::size_t j = 0; j < na; ++j)
-              A::quantize(x.row(r) + j * A::block_elems, xq[r * na + j]);
+          for (std::size_t r = r0; r < r1; ++r) {
+            if constexpr (std::same_as<A, Q8_0>) {
+              kernels::quantize_q8_0(x.row(r), na, xq.data() + r * na, xd.data() + r * na);
+            } else if constexpr (std::same_as<A, Q8_K>) {
+              kernels::quantize_q8_k(x.row(r), na, xq.data() + r * na);
+            } else {
+              for (std::size_t j = 0; j < na; ++j)
+                A::quantize(x.row(r) + j * A::block_elems, xq[r * na + j]);
+            }
+          }
         });
-        // the Q8_0 activation scales as float, once per call
-        std::vector<float> xd;
-        if constexpr (std::same_as<A, Q8_0>) {
-          xd.resize(xq.size());
-          kernels::half_to_float(reinterpret_cast<const std::uint16_t*>(xq.data()),
-                                 sizeof(Q8_0::block_type) / 2, xq.size(), xd.data());
-        }
         for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
           if constexpr (kQ8Family<F>) {
             q8_family_tile<N>(w, xq.data(), xd.data(), x.rows, y, o0, o1);

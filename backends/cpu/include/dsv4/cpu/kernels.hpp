@@ -52,6 +52,13 @@ struct KqBlock {
 void kq_row(KqKind kind, const void* w, std::size_t nb, const void* xq, std::size_t rows, float* y,
             std::size_t ldy, std::uint8_t* q, KqBlock* k);
 
+/// n_blocks Q8_0 blocks of x [32·n_blocks] into out (bit for bit Q8_0::quantize), and their
+/// scales as float into xd [n_blocks].
+void quantize_q8_0(const float* x, std::size_t n_blocks, void* out, float* xd);
+
+/// n_blocks Q8_K blocks of x [256·n_blocks] into out (bit for bit Q8_K::quantize).
+void quantize_q8_k(const float* x, std::size_t n_blocks, void* out);
+
 /// out[i] = float(binary16 in[i·stride]) for i < n.
 void half_to_float(const std::uint16_t* in, std::size_t stride, std::size_t n, float* out);
 
