@@ -16,6 +16,7 @@
 #include <dsv4/layers/linear.hpp>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cpu/simd_targets.hpp"
@@ -211,13 +212,16 @@ TEST_CASE("cpu::Backend rms_norm, swiglu, index_scores, sparse_attention against
                                          d::ConstView2<float>(v.data(), rows, cols), rw, 3.0f);
         CHECK(same_bits(g, g2));
       }
-      {  // index scores: vectorised q·key dots
-        const std::size_t t = 29, n = 41, hi = 3, di = 33;
+      // index scores: the q·key dots one GEMM per 256 keys; 600 keys: 3 tiles, visibility
+      // ending inside and between them
+      for (const auto& [t, n] : {std::pair<std::size_t, std::size_t>{29, 41}, {4, 600}}) {
+        const std::size_t hi = 3, di = 33;
         const auto q = random_values(t * hi * di, 12);
         const auto keys = random_values(n * di, 13);
         const auto hw = random_values(t * hi, 14);
         std::vector<std::size_t> vis(t);
         for (std::size_t i = 0; i < t; ++i) vis[i] = (i * 7) % (n + 3);
+        if (n == 600) vis = {0, 256, 300, 603};
         std::vector<float> a(t * n), b(t * n);
         ref.index_scores<d::PlainFp32Numerics>(
             d::ConstView2<float>(q.data(), t, hi * di), d::ConstView2<float>(keys.data(), n, di),

@@ -254,10 +254,11 @@ class Model {
     const auto v = static_cast<std::uint64_t>(cfg.vocab_size);
     const auto eps = static_cast<float>(cfg.norm_eps);
     m.embed_ = io::load_float(src, "embed.weight", {v, d});
-    m.head_ = io::load_linear<DenseLinear<float>>(src, "head.weight", v, d);
     // A GGUF read with llama.cpp's dot products: the head runs in its stored format with the
-    // activation quantized to the format's vec_dot partner, as ggml's mul_mat computes it.
+    // activation quantized to the format's vec_dot partner, as ggml's mul_mat computes it (and
+    // no fp32 copy of it is made).
     m.head_partner_ = io::load_partner_view(src, "head.weight", v, d);
+    if (!m.head_partner_) m.head_ = io::load_linear<DenseLinear<float>>(src, "head.weight", v, d);
     m.norm_ = RmsNorm{io::load_float(src, "norm.weight", {d}), eps};
     m.hc_head_ = ResidualLoader<R>::load_head(src, "hc_head", cfg);
     for (int l = 0; l < cfg.n_layers; ++l) {
@@ -548,8 +549,9 @@ class Model {
 
   B backend_{};
   ModelConfig cfg_;
-  std::vector<float> embed_;               // [vocab, dim] (bf16 values in the release)
-  DenseLinear<float> head_;                // [vocab, dim], fp32 GEMM (bf16 values in the release)
+  std::vector<float> embed_;  // [vocab, dim] (bf16 values in the release)
+  DenseLinear<float> head_;   // [vocab, dim], fp32 GEMM (bf16 values in the release); empty
+                              // when head_partner_ is set
   std::optional<AnyLinear> head_partner_;  // the head in its GGUF format (partner-dot semantics)
   RmsNorm norm_;
   head_type hc_head_;

@@ -189,8 +189,8 @@ class Backend : public ref::Backend {
         });
   }
 
-  /// Lightning-indexer scores (as ref::Backend::index_scores, the q·key dots vectorised),
-  /// threaded over the queries.
+  /// Lightning-indexer scores (as ref::Backend::index_scores, the q·key dots of all heads one
+  /// GEMM per tile of keys), threaded over (query, 256 keys) tiles.
   template <NumericsPolicy N>
   void index_scores(ConstView2<float> q, ConstView2<float> keys, ConstView2<float> head_weights,
                     std::span<const std::size_t> visible, View2<float> scores) const {
@@ -203,20 +203,31 @@ class Backend : public ref::Backend {
                "scores [{}, {}]",
                q.rows, q.cols, keys.rows, keys.cols, head_weights.rows, head_weights.cols,
                visible.size(), scores.rows, scores.cols);
-    for_tiles(scores.rows, 1, scores.rows * scores.cols * hi * di,
-              [&](std::size_t t0, std::size_t t1) {
-                for (std::size_t t = t0; t < t1; ++t) {
+    // tiles of (query, 256 keys): one query (decode) still splits over the keys. Per tile the
+    // q·key dots of every head are one GEMM (heads × keys), then the reference's combination.
+    constexpr std::size_t kKeys = 256;
+    const std::size_t chunks = (scores.cols + kKeys - 1) / kKeys;
+    for_tiles(scores.rows * chunks, 1, scores.rows * scores.cols * hi * di,
+              [&](std::size_t i0, std::size_t i1) {
+                std::vector<float> dots(hi * kKeys);
+                for (std::size_t i = i0; i < i1; ++i) {
+                  const std::size_t t = i / chunks;
+                  const std::size_t j0 = (i % chunks) * kKeys;
+                  const std::size_t j1 = std::min(j0 + kKeys, scores.cols);
                   const std::size_t vis = std::min(visible[t], scores.cols);
-                  for (std::size_t j = 0; j < scores.cols; ++j) {
-                    if (j >= vis) {
+                  const std::size_t je = std::clamp(vis, j0, j1);  // keys [j0, je) are visible
+                  if (je > j0) {
+                    kernels::gemm(q.row(t), di, hi, keys.row(j0), keys.stride, 0, je - j0, di,
+                                  dots.data(), kKeys);
+                  }
+                  for (std::size_t j = j0; j < j1; ++j) {
+                    if (j >= je) {
                       scores(t, j) = -std::numeric_limits<float>::infinity();
                       continue;
                     }
-                    const float* key = keys.row(j);
                     float total = 0.0f;
                     for (std::size_t h = 0; h < hi; ++h) {
-                      const float dotv = cpu::dot(q.row(t) + h * di, key, di);
-                      const float relu = std::fmax(N::round(dotv), 0.0f);
+                      const float relu = std::fmax(N::round(dots[h * kKeys + (j - j0)]), 0.0f);
                       total += N::round(relu * head_weights(t, h));
                     }
                     scores(t, j) = N::round(total);

@@ -1,0 +1,208 @@
+// Kernel benchmark of the CPU backend's linear layers, one weight format at a time:
+//  * GEMV (one activation row, the decode case) in GB/s of weight bytes read, against the read
+//    bandwidth of the same buffer size measured in the same run (the decode roofline);
+//  * GEMM (512 activation rows, the prefill case) in GFLOP/s (2·rows·in·out per call), against
+//    the fp32 FMA peak of the machine measured in the same run (a register-only FMA loop per
+//    thread: 8-wide AVX2 FMAs on the targets this runs on, so quantized GEMMs, whose integer
+//    multiply-adds are not FMAs, can exceed it).
+//
+//   bench_kernels [weight MiB = 128] [threads = 1,2] [seconds per measurement = 0.5]
+//
+// Weights: rows quantized from seeded Gaussian values, repeated to fill the buffer (the values
+// do not change the speed). Prints one markdown table.
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <dsv4/cpu/backend.hpp>
+#include <dsv4/formats/registry.hpp>
+#include <dsv4/layers/linear.hpp>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace d = dsv4;
+using Clock = std::chrono::steady_clock;
+
+std::vector<float> gaussian(std::size_t n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+// Calls fn() until `seconds` have passed (at least 3 times); returns the best seconds per call.
+template <class Fn>
+double best_time(double seconds, Fn&& fn) {
+  fn();  // warm-up
+  double best = 1e30;
+  const auto start = Clock::now();
+  int n = 0;
+  while (n < 3 || std::chrono::duration<double>(Clock::now() - start).count() < seconds) {
+    const auto t0 = Clock::now();
+    fn();
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+    ++n;
+  }
+  return best;
+}
+
+// Read bandwidth of a `bytes` buffer on `threads` threads, GB/s (best pass).
+double read_bandwidth(std::size_t bytes, int threads, double seconds) {
+  const std::size_t n = bytes / sizeof(std::uint64_t);
+  std::vector<std::uint64_t> buf(n);
+  for (std::size_t i = 0; i < n; ++i) buf[i] = i;
+  std::vector<std::uint64_t> sums(static_cast<std::size_t>(threads));
+  const double t = best_time(seconds, [&] {
+    std::vector<std::thread> pool;
+    for (int k = 0; k < threads; ++k) {
+      pool.emplace_back([&, k] {
+        const std::size_t a = n * static_cast<std::size_t>(k) / static_cast<std::size_t>(threads);
+        const std::size_t b =
+            n * static_cast<std::size_t>(k + 1) / static_cast<std::size_t>(threads);
+        std::uint64_t s[8] = {};
+        for (std::size_t i = a; i + 8 <= b; i += 8)
+          for (int j = 0; j < 8; ++j) s[j] += buf[i + static_cast<std::size_t>(j)];
+        std::uint64_t tot = 0;
+        for (const auto v : s) tot += v;
+        sums[static_cast<std::size_t>(k)] = tot;
+      });
+    }
+    for (auto& th : pool) th.join();
+  });
+  std::uint64_t sink = 0;
+  for (const auto s : sums) sink += s;
+  if (sink == 42) fmt::print(stderr, " ");
+  return static_cast<double>(n * sizeof(std::uint64_t)) / t / 1e9;
+}
+
+// fp32 FMA peak on `threads` threads, GFLOP/s: 8 independent accumulator chains of 8 floats.
+double fma_peak(int threads, double seconds) {
+  constexpr int kIters = 1 << 22;
+  std::vector<float> out(static_cast<std::size_t>(threads) * 64);
+  const double t = best_time(seconds, [&] {
+    std::vector<std::thread> pool;
+    for (int k = 0; k < threads; ++k) {
+      pool.emplace_back([&, k] {
+        float acc[64];
+        for (int j = 0; j < 64; ++j) acc[j] = static_cast<float>(j);
+        const float a = 0.999999f, b = 1e-7f;
+        for (int i = 0; i < kIters; ++i) {
+#pragma GCC unroll 64
+          for (int j = 0; j < 64; ++j) acc[j] = __builtin_fmaf(acc[j], a, b);
+        }
+        std::copy_n(acc, 64, out.data() + static_cast<std::size_t>(k) * 64);
+      });
+    }
+    for (auto& th : pool) th.join();
+  });
+  return 2.0 * 64.0 * kIters * threads / t / 1e9;
+}
+
+struct Row {
+  std::string format;
+  double bytes_per_weight = 0;
+  std::vector<double> gemv_gbs, gemm_gflops;
+};
+
+template <class F>
+Row measure(std::size_t mib, const std::vector<int>& threads, double seconds) {
+  using L = d::Linear<F, d::PartnerDot>;
+  constexpr std::size_t in = 4096;
+  constexpr std::size_t seed_rows = 64;
+  const std::size_t row_bytes = in / F::block_elems * sizeof(typename F::block_type);
+  const std::size_t out = std::max<std::size_t>(
+      seed_rows, mib * (std::size_t{1} << 20) / row_bytes / seed_rows * seed_rows);
+  const auto seed =
+      L::quantize(d::ConstView2<float>(gaussian(seed_rows * in, 1).data(), seed_rows, in));
+  std::vector<typename F::block_type> blocks;
+  blocks.reserve(out * (in / F::block_elems));
+  for (std::size_t r = 0; r < out; r += seed_rows)
+    blocks.insert(blocks.end(), seed.blocks().begin(), seed.blocks().end());
+  const L w(std::move(blocks), out, in);
+  // the GEMM: 512 rows against the first 1024 output rows (the weight stays in cache)
+  constexpr std::size_t gemm_rows = 512, gemm_out = 1024;
+  const L wg = L::view(w.blocks().first(gemm_out * (in / F::block_elems)), gemm_out, in);
+  const auto x1 = gaussian(in, 2);
+  const auto xg = gaussian(gemm_rows * in, 3);
+  std::vector<float> y1(out), yg(gemm_rows * gemm_out);
+  Row row;
+  row.format = std::string(F::name);
+  row.bytes_per_weight = static_cast<double>(row_bytes) / in;
+  for (const int t : threads) {
+    const d::cpu::Backend b(t);
+    const double tv = best_time(seconds, [&] {
+      b.linear<d::PlainFp32Numerics>(w, d::ConstView2<float>(x1.data(), 1, in),
+                                     d::View2<float>(y1.data(), 1, out));
+    });
+    row.gemv_gbs.push_back(static_cast<double>(out * row_bytes) / tv / 1e9);
+    const double tg = best_time(seconds, [&] {
+      b.linear<d::PlainFp32Numerics>(wg, d::ConstView2<float>(xg.data(), gemm_rows, in),
+                                     d::View2<float>(yg.data(), gemm_rows, gemm_out));
+    });
+    row.gemm_gflops.push_back(2.0 * gemm_rows * in * gemm_out / tg / 1e9);
+  }
+  return row;
+}
+
+std::vector<int> parse_threads(const std::string& s) {
+  std::vector<int> v;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) v.push_back(std::atoi(item.c_str()));
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::size_t mib = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 128;
+  const std::vector<int> threads = parse_threads(argc > 2 ? argv[2] : "1,2");
+  const double seconds = argc > 3 ? std::atof(argv[3]) : 0.5;
+  if (mib == 0 || threads.empty() ||
+      std::any_of(threads.begin(), threads.end(), [](int t) { return t <= 0; }) || !(seconds > 0)) {
+    fmt::print(stderr, "usage: bench_kernels [weight MiB] [threads, comma-separated] [seconds]\n");
+    return 2;
+  }
+  fmt::print(stderr, "SIMD target: {}\n", d::cpu::simd_target_name());
+  std::vector<double> bw, peak;
+  for (const int t : threads) {
+    bw.push_back(read_bandwidth(mib << 20, t, seconds));
+    peak.push_back(fma_peak(t, seconds));
+  }
+  std::vector<Row> rows;
+  rows.push_back(measure<d::F32>(mib, threads, seconds));
+  rows.push_back(measure<d::BF16>(mib, threads, seconds));
+  rows.push_back(measure<d::F16>(mib, threads, seconds));
+  rows.push_back(measure<d::Q8_0>(mib, threads, seconds));
+  rows.push_back(measure<d::Q4_0>(mib, threads, seconds));
+  rows.push_back(measure<d::Q5_0>(mib, threads, seconds));
+  rows.push_back(measure<d::IQ4_NL>(mib, threads, seconds));
+  rows.push_back(measure<d::MXFP4>(mib, threads, seconds));
+  rows.push_back(measure<d::Q2_K>(mib, threads, seconds));
+  rows.push_back(measure<d::Q3_K>(mib, threads, seconds));
+  rows.push_back(measure<d::Q4_K>(mib, threads, seconds));
+  rows.push_back(measure<d::Q5_K>(mib, threads, seconds));
+  rows.push_back(measure<d::Q6_K>(mib, threads, seconds));
+  for (std::size_t i = 0; i < threads.size(); ++i) {
+    fmt::print("\n{} thread(s): read bandwidth {:.1f} GB/s, fp32 FMA peak {:.0f} GFLOP/s\n\n",
+               threads[i], bw[i], peak[i]);
+    fmt::print(
+        "| format | bytes/weight | GEMV GB/s | % of bandwidth | GEMM GFLOP/s | % of FMA peak |\n");
+    fmt::print("|---|---:|---:|---:|---:|---:|\n");
+    for (const auto& r : rows) {
+      fmt::print("| {} | {:.4f} | {:.1f} | {:.0f} % | {:.1f} | {:.0f} % |\n", r.format,
+                 r.bytes_per_weight, r.gemv_gbs[i], 100.0 * r.gemv_gbs[i] / bw[i], r.gemm_gflops[i],
+                 100.0 * r.gemm_gflops[i] / peak[i]);
+    }
+  }
+  return 0;
+}
