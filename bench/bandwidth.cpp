@@ -1,6 +1,7 @@
 // Read-bandwidth probe: the roofline of decode (the active weights are read once per token).
 // Sums a buffer much larger than the last-level cache with 1..T threads, each thread its own
-// contiguous slice, and prints the best of several passes in GB/s (1e9 bytes per second).
+// contiguous slice (AVX2 loads where the CPU has them: read_probe.hpp), and prints the best of
+// several passes in GB/s (1e9 bytes per second).
 //
 //   bench_bandwidth [MiB = 1024] [max threads = hardware threads] [passes = 5]
 #include <fmt/core.h>
@@ -14,23 +15,9 @@
 #include <thread>
 #include <vector>
 
-namespace {
+#include "read_probe.hpp"
 
-// Sums 8 independent lanes so that the compiler vectorises the loop and the adds never wait on
-// one another: the loop is bound by the loads.
-std::uint64_t sum_slice(const std::uint64_t* p, std::size_t n) {
-  std::uint64_t s[8] = {};
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) s[k] += p[i + k];
-  }
-  for (; i < n; ++i) s[0] += p[i];
-  std::uint64_t t = 0;
-  for (const auto v : s) t += v;
-  return t;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 int main(int argc, char** argv) {
   const std::size_t mib = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 1024;
@@ -55,7 +42,8 @@ int main(int argc, char** argv) {
       const auto t0 = std::chrono::steady_clock::now();
       for (unsigned k = 0; k < t; ++k) {
         const std::size_t a = n * k / t, b = n * (k + 1) / t;
-        pool.emplace_back([&, k, a, b] { sums[k] = sum_slice(buf.data() + a, b - a); });
+        pool.emplace_back(
+            [&, k, a, b] { sums[k] = dsv4::bench::sum_words(buf.data() + a, b - a); });
       }
       for (auto& th : pool) th.join();
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -2,9 +2,9 @@
 //  * GEMV (one activation row, the decode case) in GB/s of weight bytes read, against the read
 //    bandwidth of the same buffer size measured in the same run (the decode roofline);
 //  * GEMM (512 activation rows, the prefill case) in GFLOP/s (2·rows·in·out per call), against
-//    the fp32 FMA peak of the machine measured in the same run (a register-only FMA loop per
-//    thread: 8-wide AVX2 FMAs on the targets this runs on, so quantized GEMMs, whose integer
-//    multiply-adds are not FMAs, can exceed it).
+//    the fp32 FMA peak of the machine measured in the same run (kernels::fma_probe, a
+//    register-only multiply-add loop on the backend's SIMD target; quantized GEMMs, whose integer
+//    multiply-adds are not fp32 FMAs, can exceed it).
 //
 //   bench_kernels [weight MiB = 128] [threads = 1,2] [seconds per measurement = 0.5]
 //
@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <dsv4/cpu/backend.hpp>
+#include <dsv4/cpu/kernels.hpp>
 #include <dsv4/formats/registry.hpp>
 #include <dsv4/layers/linear.hpp>
 #include <random>
@@ -25,6 +26,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "read_probe.hpp"
 
 namespace {
 
@@ -68,11 +71,7 @@ double read_bandwidth(std::size_t bytes, int threads, double seconds) {
         const std::size_t a = n * static_cast<std::size_t>(k) / static_cast<std::size_t>(threads);
         const std::size_t b =
             n * static_cast<std::size_t>(k + 1) / static_cast<std::size_t>(threads);
-        std::uint64_t s[8] = {};
-        for (std::size_t i = a; i + 8 <= b; i += 8)
-          for (int j = 0; j < 8; ++j) s[j] += buf[i + static_cast<std::size_t>(j)];
-        std::uint64_t tot = 0;
-        for (const auto v : s) tot += v;
+        const std::uint64_t tot = dsv4::bench::sum_words(buf.data() + a, b - a);
         sums[static_cast<std::size_t>(k)] = tot;
       });
     }
@@ -84,27 +83,22 @@ double read_bandwidth(std::size_t bytes, int threads, double seconds) {
   return static_cast<double>(n * sizeof(std::uint64_t)) / t / 1e9;
 }
 
-// fp32 FMA peak on `threads` threads, GFLOP/s: 8 independent accumulator chains of 8 floats.
+// fp32 FMA peak on `threads` threads, GFLOP/s: the backend's own SIMD target running
+// independent multiply-add chains (kernels::fma_probe).
 double fma_peak(int threads, double seconds) {
-  constexpr int kIters = 1 << 22;
-  std::vector<float> out(static_cast<std::size_t>(threads) * 64);
+  constexpr std::size_t kIters = std::size_t{1} << 22;
+  std::vector<double> flops(static_cast<std::size_t>(threads));
   const double t = best_time(seconds, [&] {
     std::vector<std::thread> pool;
     for (int k = 0; k < threads; ++k) {
-      pool.emplace_back([&, k] {
-        float acc[64];
-        for (int j = 0; j < 64; ++j) acc[j] = static_cast<float>(j);
-        const float a = 0.999999f, b = 1e-7f;
-        for (int i = 0; i < kIters; ++i) {
-#pragma GCC unroll 64
-          for (int j = 0; j < 64; ++j) acc[j] = __builtin_fmaf(acc[j], a, b);
-        }
-        std::copy_n(acc, 64, out.data() + static_cast<std::size_t>(k) * 64);
-      });
+      pool.emplace_back(
+          [&, k] { flops[static_cast<std::size_t>(k)] = d::cpu::kernels::fma_probe(kIters); });
     }
     for (auto& th : pool) th.join();
   });
-  return 2.0 * 64.0 * kIters * threads / t / 1e9;
+  double total = 0;
+  for (const double f : flops) total += f;
+  return total / t / 1e9;
 }
 
 struct Row {

@@ -20,6 +20,33 @@ void GemmF16Entry(const float* x, size_t ldx, size_t rows, const f16* w, size_t 
                   size_t o1, size_t in, float* y, size_t ldy) {
   GemmTile(x, ldx, rows, w, ldw, o0, o1, in, y, ldy);
 }
+double FmaProbeEntry(std::size_t iters) {
+  const hn::ScalableTag<float> df;
+  auto a0 = hn::Set(df, 0.5f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  auto a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+  const auto m = hn::Set(df, 0.999999f);
+  const auto c = hn::Set(df, 1e-7f);
+  for (std::size_t i = 0; i < iters; ++i) {
+    a0 = hn::MulAdd(a0, m, c);
+    a1 = hn::MulAdd(a1, m, c);
+    a2 = hn::MulAdd(a2, m, c);
+    a3 = hn::MulAdd(a3, m, c);
+    a4 = hn::MulAdd(a4, m, c);
+    a5 = hn::MulAdd(a5, m, c);
+    a6 = hn::MulAdd(a6, m, c);
+    a7 = hn::MulAdd(a7, m, c);
+    a8 = hn::MulAdd(a8, m, c);
+    a9 = hn::MulAdd(a9, m, c);
+    a10 = hn::MulAdd(a10, m, c);
+    a11 = hn::MulAdd(a11, m, c);
+  }
+  const auto s = hn::Add(
+      hn::Add(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)), hn::Add(hn::Add(a4, a5), hn::Add(a6, a7))),
+      hn::Add(hn::Add(a8, a9), hn::Add(a10, a11)));
+  volatile float sink = hn::GetLane(hn::SumOfLanes(df, s));
+  (void)sink;
+  return 2.0 * 12.0 * static_cast<double>(hn::Lanes(df)) * static_cast<double>(iters);
+}
 void SparseAttnHeadEntry(const float* q, const float* kv, const int32_t* idx, size_t k, size_t d,
                          float sink, float scale, bool round_p, float* out, float* acc) {
   SparseAttnHead(q, kv, idx, k, d, sink, scale, round_p, out, acc);
@@ -35,6 +62,7 @@ HWY_EXPORT(GemmF32Entry);
 HWY_EXPORT(GemmBf16Entry);
 HWY_EXPORT(GemmF16Entry);
 HWY_EXPORT(SparseAttnHeadEntry);
+HWY_EXPORT(FmaProbeEntry);
 
 namespace kernels {
 void gemm(const float* x, std::size_t ldx, std::size_t rows, const float* w, std::size_t ldw,
@@ -49,6 +77,7 @@ void gemm(const float* x, std::size_t ldx, std::size_t rows, const f16* w, std::
           std::size_t o0, std::size_t o1, std::size_t in, float* y, std::size_t ldy) {
   HWY_DYNAMIC_DISPATCH(GemmF16Entry)(x, ldx, rows, w, ldw, o0, o1, in, y, ldy);
 }
+double fma_probe(std::size_t iters) { return HWY_DYNAMIC_DISPATCH(FmaProbeEntry)(iters); }
 void sparse_attention_head(const float* q, const float* kv, const std::int32_t* idx, std::size_t k,
                            std::size_t d, float sink, float scale, bool round_p, float* out,
                            float* acc) {

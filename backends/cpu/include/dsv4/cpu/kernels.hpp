@@ -69,6 +69,10 @@ void sparse_attention_head(const float* q, const float* kv, const std::int32_t* 
                            std::size_t d, float sink, float scale, bool round_p, float* out,
                            float* acc);
 
+/// Runs `iters` steps of 12 independent vector multiply-add chains on the dispatched target and
+/// returns the floating-point operations done (the FMA-peak probe of bench_kernels).
+double fma_probe(std::size_t iters);
+
 /// The number of physical cores of the machine (at least 1).
 int physical_cores();
 
