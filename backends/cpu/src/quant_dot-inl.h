@@ -72,6 +72,14 @@ HWY_INLINE float HSum(__m256 v) {
 }
 #endif
 
+// Calls kernel.template operator()<R>(r) for r in groups of 4 rows, then the rest one by one.
+template <class Kernel>
+HWY_INLINE void ForRowGroups(std::size_t rows, Kernel&& kernel) {
+  std::size_t r = 0;
+  for (; r + 4 <= rows; r += 4) kernel.template operator()<4>(r);
+  for (; r < rows; ++r) kernel.template operator()<1>(r);
+}
+
 // ---- 32-value blocks: signed int8 weights (one float scale per block) × Q8_0 activations ----
 
 // y[r·ldy] = Σ_i wsc[i] · xd[r·nb + i] · Σ_j q[32i + j] · a_r,i[j] for r < rows. xq: Q8_0
@@ -117,11 +125,9 @@ HWY_INLINE void I8RowsR(const std::int8_t* HWY_RESTRICT q, const float* HWY_REST
 HWY_INLINE void I8Rows(const std::int8_t* q, const float* wsc, const std::uint8_t* xq,
                        const float* xd, std::size_t rows, std::size_t nb, float* y,
                        std::size_t ldy) {
-  constexpr std::size_t kBytes = 34;
-  std::size_t r = 0;
-  for (; r + 4 <= rows; r += 4)
-    I8RowsR<4>(q, wsc, xq + r * nb * kBytes, xd + r * nb, nb, y + r * ldy, ldy);
-  for (; r < rows; ++r) I8RowsR<1>(q, wsc, xq + r * nb * kBytes, xd + r * nb, nb, y + r * ldy, ldy);
+  ForRowGroups(rows, [&]<int R>(std::size_t r) {
+    I8RowsR<R>(q, wsc, xq + r * nb * 34, xd + r * nb, nb, y + r * ldy, ldy);
+  });
 }
 
 // One Q8_0 weight row (nb blocks of f16 d, int8 qs[32]) into q [nb·32] and wsc [nb].
@@ -204,10 +210,9 @@ HWY_INLINE void KqRowsR(const std::uint8_t* HWY_RESTRICT q, const kernels::KqBlo
 
 HWY_INLINE void KqRows(const std::uint8_t* q, const kernels::KqBlock* k, const std::uint8_t* xq,
                        std::size_t rows, std::size_t nb, float* y, std::size_t ldy) {
-  constexpr std::size_t kBytes = 292;
-  std::size_t r = 0;
-  for (; r + 4 <= rows; r += 4) KqRowsR<4>(q, k, xq + r * nb * kBytes, nb, y + r * ldy, ldy);
-  for (; r < rows; ++r) KqRowsR<1>(q, k, xq + r * nb * kBytes, nb, y + r * ldy, ldy);
+  ForRowGroups(rows, [&]<int R>(std::size_t r) {
+    KqRowsR<R>(q, k, xq + r * nb * 292, nb, y + r * ldy, ldy);
+  });
 }
 
 #if DSV4_CPU_QD_AVX2
@@ -225,14 +230,6 @@ HWY_INLINE __m256i PairScale(__m256i s8x16, int c) {
                        lo + 1, lo, lo + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi,
                        hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1);
   return _mm256_shuffle_epi8(s8x16, mask);
-}
-
-// Calls kernel.template operator()<R>(r) for r in groups of 4 rows, then the rest one by one.
-template <class Kernel>
-HWY_INLINE void ForRowGroups(std::size_t rows, Kernel&& kernel) {
-  std::size_t r = 0;
-  for (; r + 4 <= rows; r += 4) kernel.template operator()<4>(r);
-  for (; r < rows; ++r) kernel.template operator()<1>(r);
 }
 
 template <int R>
@@ -640,6 +637,46 @@ HWY_INLINE void UnpackKq(kernels::KqKind kind, const std::uint8_t* HWY_RESTRICT 
       }
     }
   }
+}
+
+// One Q8_0 weight row · `rows` Q8_0 activation rows (kernels::q8_0_row): the fused kernel on
+// AVX2 targets, else the unpack into q / wsc and the generic one.
+HWY_INLINE void Q8_0Row(const std::uint8_t* w, std::size_t nb, const std::uint8_t* xq,
+                        const float* xd, std::size_t rows, float* y, std::size_t ldy,
+                        std::int8_t* q, float* wsc) {
+#if DSV4_CPU_QD_AVX2
+  (void)q;
+  (void)wsc;
+  ForRowGroups(rows, [&]<int R>(std::size_t r) {
+    Q8_0RowsR<R>(w, nb, xq + r * nb * 34, xd + r * nb, y + r * ldy, ldy);
+  });
+#else
+  UnpackQ8_0(w, nb, q, wsc);
+  I8Rows(q, wsc, xq, xd, rows, nb, y, ldy);
+#endif
+}
+
+// One k-quant weight row · `rows` Q8_K activation rows (kernels::kq_row): the fused kernels for
+// Q4_K / Q6_K on AVX2 targets, else the unpack into q / k and the generic one.
+HWY_INLINE void KqRow(kernels::KqKind kind, const std::uint8_t* w, std::size_t nb,
+                      const std::uint8_t* xq, std::size_t rows, float* y, std::size_t ldy,
+                      std::uint8_t* q, kernels::KqBlock* k) {
+#if DSV4_CPU_QD_AVX2
+  if (kind == kernels::KqKind::q4_k) {
+    ForRowGroups(rows, [&]<int R>(std::size_t r) {
+      Q4KRowsR<R>(w, nb, xq + r * nb * 292, y + r * ldy, ldy);
+    });
+    return;
+  }
+  if (kind == kernels::KqKind::q6_k) {
+    ForRowGroups(rows, [&]<int R>(std::size_t r) {
+      Q6KRowsR<R>(w, nb, xq + r * nb * 292, y + r * ldy, ldy);
+    });
+    return;
+  }
+#endif
+  UnpackKq(kind, w, nb, q, k);
+  KqRows(q, k, xq, rows, nb, y, ldy);
 }
 
 }  // namespace dsv4::cpu::HWY_NAMESPACE

@@ -18,7 +18,8 @@
 //    formats the reference's own block dot; threaded over output columns;
 //  * Linear<F, DequantDot> dequantizes a tile of weight rows, then runs the dense GEMM;
 //  * sparse attention (the reference's online softmax, its dots and P·V vectorised), rms_norm and
-//    the indexer scores (vectorised dots) are threaded and differ by rounding; SwiGLU is threaded
+//    the indexer scores (the q·key dots one GEMM per 256 keys) are threaded and differ by
+//    rounding; SwiGLU is threaded
 //    with the reference's arithmetic (bit-identical); the compressor pooling, RoPE, the per-head
 //    q norm and top-k are the reference's (scalar, one thread).
 #pragma once

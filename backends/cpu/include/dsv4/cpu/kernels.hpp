@@ -59,9 +59,6 @@ void quantize_q8_0(const float* x, std::size_t n_blocks, void* out, float* xd);
 /// n_blocks Q8_K blocks of x [256·n_blocks] into out (bit for bit Q8_K::quantize).
 void quantize_q8_k(const float* x, std::size_t n_blocks, void* out);
 
-/// out[i] = float(binary16 in[i·stride]) for i < n.
-void half_to_float(const std::uint16_t* in, std::size_t stride, std::size_t n, float* out);
-
 /// One (query, head) of sparse attention (ops::sparse_attention_head's algorithm: chunks of 64
 /// slots, online softmax, sink in the denominator, P rounded to bf16 when round_p) with the dots
 /// and P·V vectorised; out[d] unrounded, acc: [d] scratch. Indices are not checked.
