@@ -10,8 +10,15 @@ Each line is one of
   {"kind": "prompt", "name", "mode", "drop_thinking", "messages", "prompt", "ids"}
       mode: non-think (thinking_mode="chat"), think-high (thinking_mode="thinking",
       reasoning_effort="high") or think-max (thinking_mode="thinking", reasoning_effort="max");
-  {"kind": "completion", "mode", "text", "reasoning", "content"}
-      parse_message_from_completion_text on well-formed generated text.
+      conversations with tools, tool calls and results, the developer role, quick-instruction
+      tasks, response formats and unfinished replies (wo_eos) in OpenAI's message format;
+  {"kind": "continuation", "name", "mode", "drop_thinking", "context", "messages", "prompt"}
+      encode_messages(messages, context=context): the text that continues an encoded context;
+  {"kind": "completion", "mode", "text", "reasoning", "content", "tool_calls"}
+      parse_message_from_completion_text on well-formed generated text (tool calls in OpenAI
+      format, arguments as the JSON text the parser builds);
+  {"kind": "bad_completion", "mode", "text", "error"}
+      generated text the official parser rejects (its exception message).
 
 Usage: pip install tokenizers
        python3 tools/gen_chat_golden.py --encoding-dir DIR [tests/data/tokenizer]
@@ -30,6 +37,20 @@ MODES = {
 }
 
 S = {"role": "system", "content": "You are a helpful assistant."}
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_weather",
+        "description": "Weather forecast for a city.",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "description": "City name, e.g. \"Paris\""},
+            "days": {"type": "integer", "minimum": 1, "maximum": 7.5},
+            "units": {"type": ["string", "null"], "enum": ["C", "F", None]}},
+            "required": ["city"]}}},
+    {"type": "function", "function": {
+        "name": "get_time", "description": "Current time (ünïcödé, 時間).",
+        "parameters": {"type": "object", "properties": {}}}},
+]
+
 CONVERSATIONS = {
     "single_user": [{"role": "user", "content": "What is 2+2?"}],
     "system_user": [S, {"role": "user", "content": "Hello"}],
@@ -90,6 +111,96 @@ CONVERSATIONS = {
         {"role": "system", "content": "  padded system  \n"},
         {"role": "user", "content": "\ttabbed\r\nwindows lines  "},
     ],
+    # --- tools, tool calls and tool results (OpenAI message format) ---
+    "tools_system": [
+        {"role": "system", "content": "You are a helpful assistant.", "tools": TOOLS},
+        {"role": "user", "content": "What's the weather in Paris?"},
+    ],
+    "tools_call_and_results": [
+        {"role": "system", "content": "Use the tools.", "tools": TOOLS},
+        {"role": "user", "content": "Weather in Paris and Tokyo, and the time in Paris?"},
+        {"role": "assistant", "reasoning_content": "I need three calls.", "content": "",
+         "tool_calls": [
+             {"id": "call_a", "type": "function",
+              "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\", \"days\": 2}"}},
+             {"id": "call_b", "type": "function",
+              "function": {"name": "get_weather",
+                           "arguments": "{\"city\": \"東京\", \"units\": null, \"detail\": {\"hourly\": true, \"fields\": [\"temp\", 1.5e-7, 100.0]}}"}},
+             {"id": "call_c", "type": "function",
+              "function": {"name": "get_time", "arguments": "{}"}},
+         ]},
+        # results out of call order: the encoder orders them like the calls
+        {"role": "tool", "tool_call_id": "call_c", "content": "14:05"},
+        {"role": "tool", "tool_call_id": "call_a", "content": "Sunny, 21 C"},
+        {"role": "tool", "tool_call_id": "call_b",
+         "content": [{"type": "text", "text": "Rain"}, {"type": "image", "url": "x"},
+                     {"type": "text", "text": "12 C"}]},
+        {"role": "user", "content": "Thanks; summarise."},
+    ],
+    "tools_answered": [
+        {"role": "system", "content": "", "tools": TOOLS[:1]},
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "Let me check.",
+         "tool_calls": [{"id": "1", "type": "function",
+                         "function": {"name": "get_weather", "arguments": "not json at all"}}]},
+        {"role": "tool", "tool_call_id": "1", "content": "Cloudy"},
+        {"role": "assistant", "reasoning_content": "Cloudy it is.", "content": "It is cloudy."},
+        {"role": "user", "content": "And tomorrow?"},
+    ],
+    "tool_call_arguments_array": [
+        {"role": "user", "content": "Go"},
+        {"role": "assistant", "content": "",
+         "tool_calls": [{"type": "function", "function": {
+             "name": "run", "arguments": "{\"argv\": [\"ls\", \"-l\"], \"env\": {}, \"shell\": false, \"n\": -3, \"s\": \"a\\\"b\\\\c\\n\"}"}}]},
+        {"role": "tool", "content": "ok"},
+    ],
+    # --- the developer role ---
+    "developer": [
+        {"role": "system", "content": "You are DeepSeek."},
+        {"role": "developer", "content": "Answer in French.", "tools": TOOLS[1:],
+         "response_format": {"type": "json_object"}},
+        {"role": "user", "content": "Hello"},
+    ],
+    "developer_earlier": [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "reasoning_content": "greet", "content": "Hi."},
+        {"role": "developer", "content": "Now be verbose."},
+    ],
+    "response_format_system": [
+        {"role": "system", "content": "Reply in JSON.",
+         "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": {
+             "type": "object", "properties": {"answer": {"type": "string"}}}}}},
+        {"role": "user", "content": "2+2?"},
+    ],
+    # --- quick-instruction tasks ---
+    "task_action": [
+        {"role": "user", "content": "Find flights to Rome", "task": "action"},
+    ],
+    "task_query": [
+        {"role": "user", "content": "best pizza in Naples", "task": "query"},
+        {"role": "assistant", "content": "pizza Naples best"},
+    ],
+    "task_each": [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "a", "task": "authority"},
+        {"role": "assistant", "content": "x"},
+        {"role": "user", "content": "b", "task": "domain"},
+        {"role": "assistant", "content": "y"},
+        {"role": "user", "content": "c", "task": "title"},
+        {"role": "assistant", "content": "z"},
+        {"role": "user", "content": "https://example.com/page", "task": "read_url"},
+    ],
+    "task_then_user": [
+        {"role": "user", "content": "q1", "task": "query"},
+        {"role": "user", "content": "q2"},
+    ],
+    # --- an unfinished reply (wo_eos): the prompt continues it ---
+    "assistant_prefix": [
+        {"role": "user", "content": "Write a haiku."},
+        {"role": "assistant", "reasoning_content": "Five, seven, five.", "content": "Autumn moon",
+         "wo_eos": True},
+    ],
 }
 
 COMPLETIONS = [
@@ -99,7 +210,80 @@ COMPLETIONS = [
     ("non-think", "Direct answer.<｜end▁of▁sentence｜>"),
     ("non-think", "<｜end▁of▁sentence｜>"),
     ("think-high", "推理。</think>答案。<｜end▁of▁sentence｜>"),
+    # tool calls (string parameters verbatim, the others JSON)
+    ("non-think", "I will look it up.\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_weather\">\n"
+     "<｜DSML｜parameter name=\"city\" string=\"true\">Paris \"centre\"\n2nd line</｜DSML｜parameter>\n"
+     "<｜DSML｜parameter name=\"days\" string=\"false\">3</｜DSML｜parameter>\n"
+     "</｜DSML｜invoke>\n</｜DSML｜tool_calls><｜end▁of▁sentence｜>"),
+    ("think-high", "Two calls.</think>\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_time\">\n"
+     "</｜DSML｜invoke>\n<｜DSML｜invoke name=\"run\">\n"
+     "<｜DSML｜parameter name=\"argv\" string=\"false\">[\"ls\", \"-l\"]</｜DSML｜parameter>\n"
+     "<｜DSML｜parameter name=\"opts\" string=\"false\">{\"a\": {\"b\": null}}</｜DSML｜parameter>\n"
+     "<｜DSML｜parameter name=\"ünï\" string=\"true\"></｜DSML｜parameter>\n"
+     "</｜DSML｜invoke>\n</｜DSML｜tool_calls><｜end▁of▁sentence｜>"),
+    ("non-think", "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_time\">\n</｜DSML｜invoke>\n"
+     "</｜DSML｜tool_calls>"),
+    ("non-think", "\n\n<｜DSML｜tool_calls>\n</｜DSML｜tool_calls><｜end▁of▁sentence｜>"),
 ]
+
+# Generated text the official parser rejects.
+BAD_COMPLETIONS = [
+    ("think-high", "no end of reasoning<｜end▁of▁sentence｜>"),
+    ("non-think", "no end of sentence"),
+    ("non-think", "text<｜end▁of▁sentence｜>more"),
+    ("non-think", "a <think> inside<｜end▁of▁sentence｜>"),
+    ("think-high", "r</think>a </think> b<｜end▁of▁sentence｜>"),
+    ("non-think", "x\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n"),
+    ("non-think", "x\n\n<｜DSML｜tool_calls> <｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n"
+     "</｜DSML｜tool_calls><｜end▁of▁sentence｜>"),
+    ("non-think", "x\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke nom=\"f\">\n</｜DSML｜invoke>\n"
+     "</｜DSML｜tool_calls><｜end▁of▁sentence｜>"),
+    ("non-think", "x\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n"
+     "<｜DSML｜parameter name=\"a\" string=\"maybe\">1</｜DSML｜parameter>\n"
+     "</｜DSML｜invoke>\n</｜DSML｜tool_calls><｜end▁of▁sentence｜>"),
+    ("non-think", "x\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n"
+     "<｜DSML｜parameter name=\"a\" string=\"true\">1</｜DSML｜parameter>\n"
+     "<｜DSML｜parameter name=\"a\" string=\"true\">2</｜DSML｜parameter>\n"
+     "</｜DSML｜invoke>\n</｜DSML｜tool_calls><｜end▁of▁sentence｜>"),
+    ("non-think", "x\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n"
+     "<｜DSML｜parameter name=\"a\" string=\"true\">1</｜DSML｜parameter>"
+     "</｜DSML｜invoke>\n</｜DSML｜tool_calls><｜end▁of▁sentence｜>"),
+    ("non-think", "x\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n</｜DSML｜invoke>\n"
+     "</｜DSML｜tool_calls>trailing<｜end▁of▁sentence｜>"),
+    ("non-think", "x\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n"
+     "<｜DSML｜parameter name=\"a\" string=\"true\">1"),
+]
+
+# (context, messages) pairs: encode_messages(messages, context=context) continues the context.
+CONTINUATIONS = {
+    "next_user_turn": (
+        [S, {"role": "user", "content": "Hello"},
+         {"role": "assistant", "reasoning_content": "greet", "content": "Hi!"}],
+        [{"role": "user", "content": "How are you?"}],
+    ),
+    "tool_results_after_calls": (
+        [{"role": "system", "content": "Use tools.", "tools": TOOLS},
+         {"role": "user", "content": "Weather in Paris and Rome?"},
+         {"role": "assistant", "reasoning_content": "two calls", "content": "",
+          "tool_calls": [
+              {"id": "p", "type": "function",
+               "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}},
+              {"id": "r", "type": "function",
+               "function": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}}]}],
+        [{"role": "tool", "tool_call_id": "r", "content": "Hot"},
+         {"role": "tool", "tool_call_id": "p", "content": "Mild"}],
+    ),
+    "developer_after_context": (
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}],
+        [{"role": "developer", "content": "Switch to German."},
+         {"role": "user", "content": "Wie geht's?"}],
+    ),
+    "reply_after_context": (
+        [{"role": "user", "content": "Name a colour."}],
+        [{"role": "assistant", "reasoning_content": "pick one", "content": "Blue."},
+         {"role": "user", "content": "Another?"}],
+    ),
+}
 
 
 def main():
@@ -123,10 +307,31 @@ def main():
                 lines.append({"kind": "prompt", "name": name, "mode": mode, "drop_thinking": drop,
                               "messages": messages, "prompt": prompt,
                               "ids": tok.encode(prompt, add_special_tokens=True).ids})
+    for name, (context, messages) in CONTINUATIONS.items():
+        for mode, (thinking_mode, effort) in MODES.items():
+            for drop in (True, False):
+                if mode == "non-think" and not drop:
+                    continue
+                prompt = enc.encode_messages([dict(m) for m in messages], thinking_mode=thinking_mode,
+                                             context=[dict(m) for m in context],
+                                             drop_thinking=drop, reasoning_effort=effort)
+                lines.append({"kind": "continuation", "name": name, "mode": mode,
+                              "drop_thinking": drop, "context": context, "messages": messages,
+                              "prompt": prompt})
     for mode, text in COMPLETIONS:
         parsed = enc.parse_message_from_completion_text(text, thinking_mode=MODES[mode][0])
+        calls = [{"name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+                 for c in parsed["tool_calls"]]
         lines.append({"kind": "completion", "mode": mode, "text": text,
-                      "reasoning": parsed["reasoning_content"], "content": parsed["content"]})
+                      "reasoning": parsed["reasoning_content"], "content": parsed["content"],
+                      "tool_calls": calls})
+    for mode, text in BAD_COMPLETIONS:
+        try:
+            enc.parse_message_from_completion_text(text, thinking_mode=MODES[mode][0])
+        except (ValueError, AssertionError) as e:
+            lines.append({"kind": "bad_completion", "mode": mode, "text": text, "error": str(e)})
+            continue
+        raise SystemExit(f"the official parser accepted {text!r}")
     with open(out / "chat.jsonl", "w", encoding="utf-8") as f:
         for line in lines:
             f.write(json.dumps(line, ensure_ascii=False) + "\n")

@@ -1,10 +1,16 @@
-// `dsv4 chat [-m MODEL] [--think none|high|max] [--system TEXT] [-n N] [--temp T] [--top-p P]
-// [--seed S] [-t N]`: a conversation in DeepSeek-V4's chat format (text/chat.hpp), one user
-// message per line of stdin. The model's reasoning (thinking modes) is shown apart from its
-// answer. The KV cache continues across turns: each turn prefills only its own tokens (the
-// reply's last token and end-of-sentence, the user message and the assistant prefix), the model
-// state resuming at its last position. `/reset` starts a new conversation, `/exit` (or the end
-// of stdin) quits. Works with stdin a pipe: each turn ends with a statistics line on stderr.
+// `dsv4 chat [-m MODEL] [--think none|high|max] [--system TEXT] [--tools FILE.json] [-n N]
+// [--temp T] [--top-p P] [--seed S] [-t N]`: a conversation in DeepSeek-V4's chat format
+// (text/chat.hpp), one user message per line of stdin. The model's reasoning (thinking modes) is
+// shown apart from its answer. The KV cache continues across turns: each turn prefills only its
+// own tokens (the reply's last token and end-of-sentence, the user message and the assistant
+// prefix), the model state resuming at its last position. `/reset` starts a new conversation,
+// `/exit` (or the end of stdin) quits. Works with stdin a pipe: each turn ends with a statistics
+// line on stderr.
+//
+// --tools FILE.json (an OpenAI tool list, or an object with "tools") gives the model tools: their
+// schemas go into the system message, the calls a reply makes are parsed from its DSML markup and
+// shown one per line as `[tool call N] NAME ARGUMENTS-JSON`, and `/tool RESULT` lines give their
+// results in call order; the next turn starts when every call has one (or at the next message).
 //
 // The conversation keeps the reasoning of earlier turns in its context (what the model saw when
 // it wrote them): the chat format with drop_thinking off, which is what lets the cache continue.
@@ -16,10 +22,13 @@
 #include <cstdio>
 #include <dsv4/backend/reference.hpp>
 #include <dsv4/core/check.hpp>
+#include <dsv4/io/json_parse.hpp>
 #include <dsv4/model/generate.hpp>
 #include <dsv4/text/chat.hpp>
+#include <dsv4/text/chat_json.hpp>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <utility>
@@ -36,6 +45,7 @@ struct ChatCliOptions {
   std::string model;
   std::string think = "none";
   std::string system;
+  std::string tools;
   std::size_t n = 512;
   float temp = 0.8f;
   float top_p = 0.95f;
@@ -43,9 +53,19 @@ struct ChatCliOptions {
   BackendChoice backend;
 };
 
+/// The function schemas of a --tools file.
+std::vector<std::string> read_tools(const std::string& path) {
+  using Json = nlohmann::ordered_json;
+  const Json doc = io::parse_json_text<InputError, Json>(read_text_file(path, "--tools"), path);
+  if (doc.is_object() && doc.contains("tools")) return text::tools_from_json(doc["tools"], path);
+  return text::tools_from_json(doc, path);
+}
+
 void run_chat(const ChatCliOptions& o) {
   const text::ReasoningMode mode = text::parse_reasoning_mode(o.think);
   const bool thinking = mode != text::ReasoningMode::non_think;
+  const std::vector<std::string> tools =
+      o.tools.empty() ? std::vector<std::string>{} : read_tools(o.tools);
   const auto m = open_model(model_path_or_default(o.model), o.backend);
   const text::Tokenizer& tok = m.tok.tokenizer;
   const text::TokenId eos = tok.special_id(text::chat::eos_token);
@@ -64,11 +84,28 @@ void run_chat(const ChatCliOptions& o) {
   g.prefill_chunk = 64;
 
   auto st = m.model.new_state();
-  std::vector<std::int32_t> unfed;  // tokens of the conversation the model has not read yet
+  std::vector<std::int32_t> unfed;       // tokens of the conversation the model has not read yet
+  std::vector<text::ChatMessage> said;   // the conversation the model has read (or is to read)
+  std::vector<text::ChatMessage> added;  // messages of the next turn
+  std::size_t calls_open = 0;            // tool calls of the last reply without a result yet
   std::size_t turn = 0;
+  text::ChatOptions format;
+  format.drop_thinking = false;
+  const auto start_conversation = [&] {
+    said.clear();
+    added.clear();
+    calls_open = 0;
+    if (!o.system.empty() || !tools.empty()) {
+      added.push_back(text::ChatMessage::of(text::Role::system, o.system));
+      added.back().tools = tools;
+    }
+  };
+  start_conversation();
   if (tty_in) {
-    fmt::print(stderr, "dsv4 chat ({}): one message per line; /reset, /exit\n",
-               text::reasoning_mode_name(mode));
+    fmt::print(stderr, "dsv4 chat ({}{}): one message per line; {}/reset, /exit\n",
+               text::reasoning_mode_name(mode),
+               tools.empty() ? "" : fmt::format(", {} tools", tools.size()),
+               tools.empty() ? "" : "/tool RESULT, ");
   }
   for (std::string line;;) {
     if (tty_in) {
@@ -82,31 +119,42 @@ void run_chat(const ChatCliOptions& o) {
       st = m.model.new_state();
       unfed.clear();
       turn = 0;
+      start_conversation();
       fmt::print(stderr, "[conversation reset]\n");
       continue;
     }
     if (line.empty()) continue;
-
-    // The text this turn adds: the whole prompt for the first turn, else the user message and the
-    // assistant prefix after the last reply (build_prompt with drop_thinking off, turn by turn).
-    std::string added;
-    if (st.next_pos == 0 && unfed.empty()) {
-      std::vector<text::ChatMessage> msgs;
-      if (!o.system.empty()) msgs.push_back({text::Role::system, o.system, ""});
-      msgs.push_back({text::Role::user, line, ""});
-      added = text::build_prompt(msgs, mode, {true, false});
+    if (line == "/tool" || line.starts_with("/tool ")) {
+      if (calls_open == 0) {
+        fmt::print(stderr, "[no tool call is waiting for a result]\n");
+        continue;
+      }
+      const text::ChatMessage& asked = said.back();
+      const std::size_t call = asked.tool_calls.size() - calls_open;
+      text::ChatMessage result =
+          text::ChatMessage::of(text::Role::tool, line.size() > 6 ? line.substr(6) : "");
+      result.tool_call_id = asked.tool_calls[call].id;
+      added.push_back(std::move(result));
+      if (--calls_open > 0) continue;  // wait for the other results
     } else {
-      added = std::string(text::chat::user_token) + line +
-              std::string(text::chat::assistant_token) +
-              std::string(thinking ? text::chat::think_start_token : text::chat::think_end_token);
+      added.push_back(text::ChatMessage::of(text::Role::user, line));
+      calls_open = 0;
     }
+
+    // The text this turn adds after what the model has read (the chat format continuing the
+    // conversation, reasoning kept).
+    const std::string prompt = text::build_prompt(added, said, mode, format);
     std::vector<std::int32_t> feed = unfed;
-    tok.encode(added, feed);
+    tok.encode(prompt, feed);
     const std::int64_t resumed_at = st.next_pos;
     if (static_cast<std::int64_t>(feed.size()) + st.next_pos + 1 >= m.model.config().max_seq_len) {
       fmt::print(stderr, "[the conversation is longer than the context; use /reset]\n");
+      added.clear();
+      calls_open = 0;
       continue;
     }
+    said.insert(said.end(), added.begin(), added.end());
+    added.clear();
     ++turn;
 
     // Stream: reasoning first (thinking modes), then the answer.
@@ -132,6 +180,38 @@ void run_chat(const ChatCliOptions& o) {
     fmt::print("{}{}\n", stream.flush(), in_reasoning ? plain : "");
     std::fflush(stdout);
 
+    // The reply as a message of the conversation, and the tool calls it makes.
+    std::string reply = tok.decode(r.tokens);
+    if (r.stop == StopReason::stop_token) reply += text::chat::eos_token;
+    text::ChatMessage answer = text::ChatMessage::of(text::Role::assistant, "");
+    if (tools.empty()) {
+      const text::Completion c = text::split_completion(reply, mode);
+      answer.reasoning = c.reasoning;
+      answer.content = c.answer;
+    } else {
+      try {
+        text::ParsedReply p = text::parse_completion(
+            r.stop == StopReason::stop_token ? reply : reply + std::string(text::chat::eos_token),
+            mode);
+        answer.reasoning = std::move(p.reasoning);
+        answer.content = std::move(p.content);
+        answer.tool_calls = std::move(p.tool_calls);
+      } catch (const InputError& e) {
+        fmt::print(stderr, "[the reply's tool calls could not be read: {}]\n", e.what());
+      }
+      for (std::size_t i = 0; i < answer.tool_calls.size(); ++i) {
+        text::ToolCall& c = answer.tool_calls[i];
+        c.id = fmt::format("call_{}_{}", turn, i);
+        fmt::print("[tool call {}] {} {}\n", i + 1, c.name, c.arguments);
+      }
+      calls_open = answer.tool_calls.size();
+      if (calls_open > 0) {
+        fmt::print(stderr, "[{} tool call{}: give each result with /tool RESULT]\n", calls_open,
+                   calls_open == 1 ? "" : "s");
+      }
+    }
+    said.push_back(std::move(answer));
+
     // What the model has not read yet: the reply's tokens after st.next_pos, and EOS.
     const auto fed_of_reply =
         static_cast<std::size_t>(st.next_pos - resumed_at - static_cast<std::int64_t>(feed.size()));
@@ -155,6 +235,9 @@ void add_chat_command(CLI::App& app) {
                   "a deepseek4 GGUF file or a checkpoint directory (default: the embedded model)");
   cmd->add_option("--think", o->think, "reasoning: none, high or max")->capture_default_str();
   cmd->add_option("--system", o->system, "a system prompt");
+  cmd->add_option("--tools", o->tools,
+                  "tools the model may call: a JSON file with an OpenAI tool list (calls are "
+                  "shown parsed; answer them with /tool RESULT)");
   cmd->add_option("-n,--n-predict", o->n, "tokens per reply at most")->capture_default_str();
   cmd->add_option("--temp", o->temp, "sampling temperature (0: greedy)")->capture_default_str();
   cmd->add_option("--top-p", o->top_p, "nucleus sampling mass")->capture_default_str();

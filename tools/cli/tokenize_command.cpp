@@ -1,6 +1,11 @@
-// `dsv4 tokenize [-m MODEL | --tokenizer FILE] [--chat MODE] [--system TEXT] [TEXT|-]`: the token
-// ids of TEXT (or of the chat prompt asking TEXT in a reasoning mode), comma-separated; `dsv4
-// detokenize IDS`: the text of comma- or space-separated ids (text/tokenizer.hpp, text/chat.hpp).
+// `dsv4 tokenize [-m MODEL | --tokenizer FILE] [--chat MODE|FILE.json] [--system TEXT] [--render]
+// [TEXT|-]`: the token ids of TEXT, comma-separated; with --chat, of the chat prompt that asks
+// TEXT in a reasoning mode, or of a whole conversation given as JSON (text/chat_json.hpp: a list
+// of OpenAI-style messages or a request object with tools, tool calls and results, developer
+// messages, tasks...) — as TEXT or stdin when it starts with '[' or '{', or as the file named by
+// --chat (its mode then comes from the request's thinking_mode / reasoning_effort, else
+// non-think). --render prints the prompt text instead of the ids. `dsv4 detokenize IDS`: the text
+// of comma- or space-separated ids (text/tokenizer.hpp, text/chat.hpp).
 //
 // -m MODEL uses the tokenizer of a model (inside a GGUF file, or a checkpoint directory's
 // tokenizer.json). Without -m or --tokenizer the embedded default model's tokenizer is used, and
@@ -15,9 +20,11 @@
 #include <cstdint>
 #include <dsv4/core/check.hpp>
 #include <dsv4/text/chat.hpp>
+#include <dsv4/text/chat_json.hpp>
 #include <dsv4/text/tokenizer.hpp>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -103,7 +110,55 @@ struct TokenizeOptions {
   std::string system;
   std::string text;
   bool text_given = false;
+  bool render = false;
 };
+
+bool is_mode_name(const std::string& s) {
+  try {
+    (void)text::parse_reasoning_mode(s);
+    return true;
+  } catch (const InputError&) {
+    return false;
+  }
+}
+
+/// The prompt text of `--chat`: a question in a mode, or a JSON conversation.
+std::string chat_prompt(const TokenizeOptions& o) {
+  std::optional<text::ReasoningMode> mode;
+  std::string body;
+  std::string what;
+  if (is_mode_name(o.chat)) {
+    mode = text::parse_reasoning_mode(o.chat);
+    body = text_or_stdin(o.text, o.text_given);
+    what = o.text_given && o.text != "-" ? "TEXT" : "stdin";
+  } else {
+    std::error_code ec;
+    DSV4_CHECK(fs::is_regular_file(o.chat, ec), InputError,
+               "--chat '{}' is neither a reasoning mode (expected non-think, think-high or "
+               "think-max) nor a JSON conversation file",
+               o.chat);
+    DSV4_CHECK(!o.text_given, InputError, "TEXT and a conversation file (--chat {}) are exclusive",
+               o.chat);
+    body = read_text_file(o.chat, "--chat");
+    what = o.chat;
+  }
+  const auto first = body.find_first_not_of(" \t\r\n");
+  const bool json = first != std::string::npos && (body[first] == '[' || body[first] == '{');
+  if (!json) {
+    DSV4_CHECK(mode.has_value(), InputError, "{}: expected a JSON conversation", what);
+    std::vector<text::ChatMessage> msgs;
+    if (!o.system.empty()) msgs.push_back(text::ChatMessage::of(text::Role::system, o.system));
+    msgs.push_back(text::ChatMessage::of(text::Role::user, body));
+    return text::build_prompt(msgs, *mode);
+  }
+  DSV4_CHECK(o.system.empty(), InputError,
+             "--system applies to a TEXT question; a JSON conversation has its own system "
+             "message");
+  const text::ChatRequest req = text::parse_chat_request(body, what);
+  return text::build_prompt(req.messages, req.context,
+                            mode.value_or(req.mode.value_or(text::ReasoningMode::non_think)),
+                            req.options);
+}
 
 struct DetokenizeOptions {
   std::string tokenizer;
@@ -113,16 +168,17 @@ struct DetokenizeOptions {
 };
 
 void run_tokenize(const TokenizeOptions& o) {
-  const std::string body = text_or_stdin(o.text, o.text_given);
-  std::string input = body;
+  std::string input;
   if (!o.chat.empty()) {
-    const text::ReasoningMode mode = text::parse_reasoning_mode(o.chat);
-    std::vector<text::ChatMessage> msgs;
-    if (!o.system.empty()) msgs.push_back({text::Role::system, o.system, ""});
-    msgs.push_back({text::Role::user, body, ""});
-    input = text::build_prompt(msgs, mode);
+    input = chat_prompt(o);
   } else {
     DSV4_CHECK(o.system.empty(), InputError, "--system needs --chat MODE");
+    DSV4_CHECK(!o.render, InputError, "--render needs --chat");
+    input = text_or_stdin(o.text, o.text_given);
+  }
+  if (o.render) {
+    fmt::print("{}", input);
+    return;
   }
   const text::Tokenizer tok = open_tokenizer(o.tokenizer, o.model);
   const auto ids = tok.encode(input);
@@ -144,8 +200,10 @@ void add_tokenize_commands(CLI::App& app) {
   t->add_option("--tokenizer", tk->tokenizer,
                 "tokenizer.json to use (default: the DeepSeek-V4 tokenizer shipped with dsv4)");
   t->add_option("--chat", tk->chat,
-                "tokenize the chat prompt that asks TEXT in this reasoning mode: non-think, "
-                "think-high or think-max");
+                "tokenize a chat prompt: MODE (non-think, think-high or think-max) asks TEXT, or "
+                "renders TEXT when it is a JSON conversation; FILE.json renders that "
+                "conversation");
+  t->add_flag("--render", tk->render, "print the --chat prompt's text instead of its token ids");
   t->add_option("--system", tk->system, "system prompt of the --chat prompt");
   t->add_option("-m,--model", tk->model,
                 "use the tokenizer of this model (a GGUF file's tokenizer.ggml keys, or a "

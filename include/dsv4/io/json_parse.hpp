@@ -21,12 +21,13 @@ inline constexpr int max_json_depth = 64;
 
 /// Parses `text`; throws ErrType("{what}: not valid JSON: ...") for a syntax error or a number
 /// out of range and ErrType("{what}: ... nested deeper than ...") for nesting deeper than
-/// `max_depth` levels.
-template <class ErrType>
-nlohmann::json parse_json_text(std::string_view text, std::string_view what,
-                               int max_depth = max_json_depth) {
-  using json = nlohmann::json;
-  const json::parser_callback_t limit_depth = [&](int depth, json::parse_event_t event, json&) {
+/// `max_depth` levels. `Json` may be nlohmann::ordered_json where key order matters.
+template <class ErrType, class Json = nlohmann::json>
+Json parse_json_text(std::string_view text, std::string_view what, int max_depth = max_json_depth) {
+  using json = Json;
+  const typename json::parser_callback_t limit_depth = [&](int depth,
+                                                           typename json::parse_event_t event,
+                                                           json&) {
     // `depth` counts the containers around the one that starts
     if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
         depth >= max_depth) {
@@ -39,7 +40,7 @@ nlohmann::json parse_json_text(std::string_view text, std::string_view what,
   };
   try {
     return json::parse(text.begin(), text.end(), limit_depth);
-  } catch (const json::exception& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw ErrType(fmt::format("{}: not valid JSON: {}", what, e.what()));
   }
 }
