@@ -14,6 +14,9 @@ rejection). Python standard library only; deterministic (fixed random seed).
                        {"model_args": ...} config and malformed ones
   checkpoint_index/    model.safetensors.index.json files for the two shards the checkpoint_index
                        target writes (fuzz/checkpoint_index_fuzz.cpp), and malformed ones
+  chat_json/           tests/data/tokenizer/chat_request.json, a few conversations of
+                       tests/data/tokenizer/chat.jsonl (tools, developer, tasks, an unfinished
+                       reply, a continuation) and its generated replies, good and malformed
 
 Usage (from the repository root): python3 tools/gen_fuzz_seeds.py [OUT_DIR (default fuzz/corpus)]
 Inputs that once crashed a reader are kept beside these seeds (named crash-*, found by the
@@ -274,10 +277,31 @@ def index_seeds():
                                            }).encode()
 
 
+def chat_seeds():
+    yield "request.json", (ROOT / "tests/data/tokenizer/chat_request.json").read_bytes()
+    rows = [json.loads(line) for line in
+            (ROOT / "tests/data/tokenizer/chat.jsonl").read_text(encoding="utf-8").splitlines()]
+    seen = set()
+    for r in rows:
+        if r["kind"] == "prompt" and r["name"] not in seen and r["name"] in (
+                "tools_call_and_results", "developer", "task_each", "assistant_prefix"):
+            seen.add(r["name"])
+            yield f"{r['name']}.json", json.dumps(r["messages"], ensure_ascii=False).encode()
+        if r["kind"] == "continuation" and "continuation" not in seen:
+            seen.add("continuation")
+            yield "continuation.json", json.dumps(
+                {"context": r["context"], "messages": r["messages"], "thinking_mode": "thinking"},
+                ensure_ascii=False).encode()
+    replies = [r["text"] for r in rows if r["kind"] in ("completion", "bad_completion")]
+    for i, text in enumerate(replies):
+        yield f"reply_{i}.txt", text.encode()
+
+
 def main() -> None:
     out = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "fuzz/corpus"
     for target, seeds in (("safetensors_header", safetensors_seeds()), ("gguf", gguf_seeds()),
-                          ("config_json", config_seeds()), ("checkpoint_index", index_seeds())):
+                          ("config_json", config_seeds()), ("checkpoint_index", index_seeds()),
+                          ("chat_json", chat_seeds())):
         d = out / target
         d.mkdir(parents=True, exist_ok=True)
         for name, blob in seeds:

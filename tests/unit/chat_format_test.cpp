@@ -199,16 +199,23 @@ TEST_CASE("JSON conversations: request fields, and bad input named") {
   CHECK_THROWS_WITH_AS(bad("[{\"role\": "), doctest::Contains("not valid JSON"), dsv4::InputError);
   CHECK_THROWS_WITH_AS(bad(R"({"message": []})"), doctest::Contains("\"messages\""),
                        dsv4::InputError);
-  // Arguments that are JSON but not an object, and developer messages without content.
-  CHECK_THROWS_WITH_AS(
-      build_prompt(bad(R"([{"role": "assistant", "tool_calls": [{"function": {"name": "f",
-                          "arguments": "[1]"}}]}])")
-                       .messages,
-                   ReasoningMode::non_think),
-      doctest::Contains("not a JSON object"), dsv4::InputError);
-  CHECK_THROWS_WITH_AS(
-      build_prompt(bad(R"([{"role": "developer"}])").messages, ReasoningMode::non_think),
-      doctest::Contains("developer message"), dsv4::InputError);
+  // Arguments that are JSON but not an object, and developer messages without content: named
+  // by the reader, refused by build_prompt for messages made in C++.
+  CHECK_THROWS_WITH_AS(bad(R"([{"role": "assistant", "tool_calls": [{"function": {"name": "f",
+                          "arguments": "[1]"}}]}])"),
+                       doctest::Contains("bad.json: message 0, tool call 0: the arguments are JSON "
+                                         "but not an object"),
+                       dsv4::InputError);
+  CHECK_THROWS_WITH_AS(bad(R"([{"role": "developer"}])"),
+                       doctest::Contains("bad.json: message 0: a developer message needs"),
+                       dsv4::InputError);
+  ChatMessage call = ChatMessage::of(Role::assistant, "");
+  call.tool_calls.push_back({"id", "f", "[1]"});
+  CHECK_THROWS_WITH_AS(build_prompt({&call, 1}, ReasoningMode::non_think),
+                       doctest::Contains("not a JSON object"), dsv4::InputError);
+  const ChatMessage developer = ChatMessage::of(Role::developer, "");
+  CHECK_THROWS_WITH_AS(build_prompt({&developer, 1}, ReasoningMode::non_think),
+                       doctest::Contains("developer message"), dsv4::InputError);
 }
 
 TEST_CASE("JSON text as Python writes it") {

@@ -110,6 +110,7 @@ inline std::vector<std::string> tools_from_json(const nlohmann::ordered_json& li
 inline std::vector<ChatMessage> chat_messages_from_json(const nlohmann::ordered_json& list,
                                                         std::string_view what) {
   using detail_chat_json::field;
+  using detail_chat_json::Json;
   using detail_chat_json::string_field;
   DSV4_CHECK(list.is_array(), InputError, "{}: the messages must be a list, not {}", what,
              list.type_name());
@@ -124,7 +125,7 @@ inline std::vector<ChatMessage> chat_messages_from_json(const nlohmann::ordered_
     try {
       m.role = parse_role(string_field(j, "role", where));
       if (field(j, "task") != nullptr) m.task = parse_task(string_field(j, "task", where));
-      } catch (const InputError& e) {
+    } catch (const InputError& e) {
       throw InputError(fmt::format("{}: {}", where, e.what()));
     }
     m.content = detail_chat_json::content_of(j, where);
@@ -158,9 +159,16 @@ inline std::vector<ChatMessage> chat_messages_from_json(const nlohmann::ordered_
         } else {
           call.arguments = "{}";
         }
+        // Text that is JSON must be an object (other text is passed on as one string).
+        const auto args = Json::parse(call.arguments, nullptr, /*allow_exceptions=*/false);
+        DSV4_CHECK(args.is_discarded() || args.is_object(), InputError,
+                   "{}: the arguments are JSON but not an object: '{}'", cw,
+                   call.arguments.substr(0, 80));
         m.tool_calls.push_back(std::move(call));
       }
     }
+    DSV4_CHECK(m.role != Role::developer || !m.content.empty(), InputError,
+               "{}: a developer message needs a content", where);
     out.push_back(std::move(m));
   }
   return out;
