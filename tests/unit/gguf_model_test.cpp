@@ -28,6 +28,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sha256.hpp"
@@ -568,6 +569,27 @@ TEST_CASE("fuzz finding: a 512 MB table of tensor names from a 15 KB file is an 
   const auto file =
       std::make_shared<const GgufFile>(dsv4::test::data_path("fuzz/gguf-oom-tensor-map.gguf"));
   CHECK_THROWS_WITH_AS(GgufModel{file}, doctest::Contains("gguf-oom-tensor-map.gguf"), dsv4::Error);
+}
+
+TEST_CASE("load progress: every tensor's bytes counted once, up to the file's total") {
+  using M =
+      dsv4::ReferenceModel<dsv4::PlainFp32Numerics, dsv4::HyperConnection<4>, dsv4::AnyLinear>;
+  GgufModel src(tiny_file());
+  std::uint64_t total_bytes = 0;
+  for (const GgufTensorInfo& t : tiny_file()->tensors()) total_bytes += t.n_bytes;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> reports;
+  src.report_reads(
+      [&](std::uint64_t done, std::uint64_t total) { reports.emplace_back(done, total); });
+  const M model = M::load(std::as_const(src), src.config());
+  REQUIRE_FALSE(reports.empty());
+  for (std::size_t i = 1; i < reports.size(); ++i) CHECK(reports[i].first > reports[i - 1].first);
+  // the loader reads every tensor of the file (expert slices add up to their stacked tensor)
+  CHECK(reports.back().first == reports.back().second);
+  CHECK(reports.back().second == total_bytes);
+  // reading a tensor again (a model loaded twice from one source) adds nothing
+  const std::size_t n = reports.size();
+  (void)M::load(std::as_const(src), src.config());
+  CHECK(reports.size() == n);
 }
 
 TEST_CASE("model: the tiny F32 GGUF reproduces llama.cpp's logits (prefill and token by token)") {

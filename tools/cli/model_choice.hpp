@@ -50,26 +50,31 @@ inline io::GgufLinearSemantics gguf_semantics(std::string_view numerics) {
 
 /// Opens the model `path` names and calls f(source, config): a llama.cpp deepseek4 GGUF file
 /// (weights computed with `semantics`), a checkpoint directory (config.json and its safetensors
-/// shards), or one .safetensors file in reference names with config.json beside it.
+/// shards), or one .safetensors file in reference names with config.json beside it. `on_read`,
+/// when set, hears the progress of the load (io/load_meter.hpp).
 template <class F>
-void visit_model_source(const std::string& path, io::GgufLinearSemantics semantics, F&& f) {
+void visit_model_source(const std::string& path, io::GgufLinearSemantics semantics, F&& f,
+                        const io::LoadMeter::Callback& on_read = {}) {
   namespace fs = std::filesystem;
   DSV4_CHECK(fs::exists(path), InputError, "{}: no such file or directory", path);
   if (fs::is_directory(path)) {
-    const auto ckpt = io::Checkpoint::open(path);
-    f(ckpt, ckpt.config());
+    auto ckpt = io::Checkpoint::open(path);
+    if (on_read) ckpt.report_reads(on_read);
+    f(std::as_const(ckpt), ckpt.config());
     return;
   }
   if (fs::path(path).extension() == ".safetensors") {
     fs::path config = fs::path(path).parent_path() / "config.json";
     DSV4_CHECK(fs::exists(config), InputError,
                "{}: a single safetensors file needs config.json in its directory", path);
-    const io::Checkpoint ckpt(config, {fs::path(path)});
-    f(ckpt, ckpt.config());
+    io::Checkpoint ckpt(config, {fs::path(path)});
+    if (on_read) ckpt.report_reads(on_read);
+    f(std::as_const(ckpt), ckpt.config());
     return;
   }
-  const io::GgufModel src(path, semantics);
-  f(src, src.config());
+  io::GgufModel src(path, semantics);
+  if (on_read) src.report_reads(on_read);
+  f(std::as_const(src), src.config());
 }
 
 }  // namespace dsv4::cli

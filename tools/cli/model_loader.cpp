@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <dsv4/core/check.hpp>
 #include <dsv4/core/error.hpp>
 #include <filesystem>
@@ -38,10 +39,14 @@ AnyModel load_any_model(const std::string& path, const BackendChoice& c,
     throw InputError("--numerics " + std::string(numerics) + ": expected one of " +
                      numerics_list());
   }
+  Progress progress("loading", "MiB");
+  const io::LoadMeter::Callback on_read = [&](std::uint64_t done, std::uint64_t total) {
+    progress.update(static_cast<std::size_t>(done >> 20), static_cast<std::size_t>(total >> 20));
+  };
 #if DSV4_CLI_HAVE_CPU
-  if (cpu) return instances::load_cpu_model(path, n, sem, c.threads);
+  if (cpu) return instances::load_cpu_model(path, n, sem, c.threads, on_read);
 #endif
-  return instances::load_reference_model(path, n, sem, c.threads);
+  return instances::load_reference_model(path, n, sem, c.threads, on_read);
 }
 
 OpenModel open_model(const fs::path& path, const BackendChoice& backend) {

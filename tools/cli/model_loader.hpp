@@ -5,6 +5,7 @@
 #pragma once
 
 #include <dsv4/io/gguf_model.hpp>
+#include <dsv4/io/load_meter.hpp>
 #include <dsv4/model/any_model.hpp>
 #include <string>
 #include <string_view>
@@ -16,6 +17,8 @@ namespace dsv4::cli {
 /// Loads `path` (a deepseek4 GGUF file, a checkpoint directory, or one reference-named
 /// .safetensors file with config.json beside it) onto the chosen backend, computing with the
 /// numerics named `numerics` (model_choice.hpp's numerics_names). Errors name the option or file.
+/// A load that takes over a second shows its progress on stderr (MiB of tensors read, the rate
+/// and the time left).
 AnyModel load_any_model(const std::string& path, const BackendChoice& backend,
                         std::string_view numerics);
 
@@ -25,11 +28,13 @@ namespace instances {
 enum class ModelNumerics { reference, reference_torch1, reference_fp32, fp32 };
 
 /// One function per backend (instances/model_instance.cpp, compiled once per backend): loads
-/// `path` with GGUF weights computed as `semantics` says.
+/// `path` with GGUF weights computed as `semantics` says, telling `on_read` its progress.
 AnyModel load_reference_model(const std::string& path, ModelNumerics numerics,
-                              io::GgufLinearSemantics semantics, int threads);
+                              io::GgufLinearSemantics semantics, int threads,
+                              const io::LoadMeter::Callback& on_read);
 AnyModel load_cpu_model(const std::string& path, ModelNumerics numerics,
-                        io::GgufLinearSemantics semantics, int threads);
+                        io::GgufLinearSemantics semantics, int threads,
+                        const io::LoadMeter::Callback& on_read);
 
 }  // namespace instances
 }  // namespace dsv4::cli

@@ -46,6 +46,7 @@
 #include "dsv4/core/config.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/io/config_json.hpp"
+#include "dsv4/io/load_meter.hpp"
 #include "dsv4/io/safetensors.hpp"
 #include "dsv4/io/tensor_load.hpp"
 #include "dsv4/io/tensor_names.hpp"
@@ -133,6 +134,16 @@ class Checkpoint {
   }
 
   // ---- TensorSource (reference names) ----
+  /// From now on, reports the bytes of the tensors read (each counted once) against the bytes of
+  /// all of them: the progress of a model being loaded from this checkpoint (io/load_meter.hpp).
+  void report_reads(LoadMeter::Callback cb) {
+    std::uint64_t total = 0;
+    for (const CheckpointTensor& t : tensors_) {
+      if (!t.reference.empty()) total += t.info->bytes.size();
+    }
+    meter_ = std::make_shared<LoadMeter>(total, std::move(cb));
+  }
+
   bool has(std::string_view name) const { return by_reference_.find(name) != by_reference_.end(); }
   const TensorInfo& info(std::string_view name) const { return *entry(name).info; }
   std::vector<float> to_float(std::string_view name) const {
@@ -327,7 +338,9 @@ class Checkpoint {
     const auto it = by_reference_.find(name);
     DSV4_CHECK(it != by_reference_.end(), FormatError, "checkpoint {}: no tensor named '{}'",
                label_, name);
-    return tensors_[it->second];
+    const CheckpointTensor& t = tensors_[it->second];
+    if (meter_) meter_->read(&t, t.info->bytes.size());
+    return t;
   }
 
   std::string label_;
@@ -336,6 +349,7 @@ class Checkpoint {
   std::vector<std::shared_ptr<const SafetensorsFile>> files_;
   std::vector<CheckpointTensor> tensors_;
   std::map<std::string, std::size_t, std::less<>> by_reference_;  // reference name -> tensors_
+  std::shared_ptr<LoadMeter> meter_;                              // set by report_reads
   std::optional<CheckpointIndex> index_;
   std::uint64_t total_bytes_ = 0;
 };

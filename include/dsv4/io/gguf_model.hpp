@@ -58,6 +58,7 @@
 #include "dsv4/formats/registry.hpp"
 #include "dsv4/io/config_json.hpp"
 #include "dsv4/io/gguf.hpp"
+#include "dsv4/io/load_meter.hpp"
 #include "dsv4/io/safetensors.hpp"
 #include "dsv4/io/tensor_load.hpp"
 #include "dsv4/layers/linear.hpp"
@@ -937,6 +938,15 @@ class GgufModel {
 
   // ---- TensorSource ----
   std::string label() const { return file_->label(); }
+
+  /// From now on, reports the bytes of the tensors read (each counted once) against the bytes of
+  /// all of them: the progress of a model being loaded from this source (io/load_meter.hpp).
+  void report_reads(LoadMeter::Callback cb) {
+    std::uint64_t total = 0;
+    for (const auto& [n, e] : entries_) total += e.raw.size();
+    meter_ = std::make_shared<LoadMeter>(total, std::move(cb));
+  }
+
   bool has(std::string_view name) const { return entries_.find(name) != entries_.end(); }
   const TensorInfo& info(std::string_view name) const { return entry(name).info; }
   /// The values of `name` as float (dequantized for block types). I32 tensors are FormatError.
@@ -1031,6 +1041,7 @@ class GgufModel {
                "gguf {}: no tensor named '{}' (reference names: layers.N.attn.wq_a.weight, "
                "layers.N.ffn.experts.E.w1.weight, mtp.J.e_proj.weight, ...)",
                label(), name);
+    if (meter_) meter_->read(&it->second, it->second.raw.size());
     return it->second;
   }
 
@@ -1212,6 +1223,7 @@ class GgufModel {
   GgufLinearSemantics semantics_ = GgufLinearSemantics::partner_dot;
   ModelConfig cfg_;
   std::map<std::string, Entry, std::less<>> entries_;
+  std::shared_ptr<LoadMeter> meter_;  // set by report_reads
 };
 
 static_assert(TensorSource<GgufModel>);

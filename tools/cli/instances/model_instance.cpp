@@ -30,12 +30,16 @@ constexpr const char* kLabel = "reference";
 #endif
 
 template <class N>
-AnyModel load_as(const std::string& path, io::GgufLinearSemantics semantics, int threads) {
+AnyModel load_as(const std::string& path, io::GgufLinearSemantics semantics, int threads,
+                 const io::LoadMeter::Callback& on_read) {
   using M = Model<B, N, HyperConnection<4>, AnyLinear>;
   AnyModel out;
-  visit_model_source(path, semantics, [&](const auto& src, const ModelConfig& cfg) {
-    out = AnyModel(M::load(src, cfg, make_backend(threads)), kLabel);
-  });
+  visit_model_source(
+      path, semantics,
+      [&](const auto& src, const ModelConfig& cfg) {
+        out = AnyModel(M::load(src, cfg, make_backend(threads)), kLabel);
+      },
+      on_read);
   return out;
 }
 
@@ -43,22 +47,24 @@ AnyModel load_as(const std::string& path, io::GgufLinearSemantics semantics, int
 
 #if DSV4_INSTANCE_CPU
 AnyModel load_cpu_model(const std::string& path, ModelNumerics numerics,
-                        io::GgufLinearSemantics semantics, int threads) {
+                        io::GgufLinearSemantics semantics, int threads,
+                        const io::LoadMeter::Callback& on_read) {
 #else
 AnyModel load_reference_model(const std::string& path, ModelNumerics numerics,
-                              io::GgufLinearSemantics semantics, int threads) {
+                              io::GgufLinearSemantics semantics, int threads,
+                              const io::LoadMeter::Callback& on_read) {
 #endif
   switch (numerics) {
     case ModelNumerics::reference:
-      return load_as<ReferenceNumerics>(path, semantics, threads);
+      return load_as<ReferenceNumerics>(path, semantics, threads, on_read);
     case ModelNumerics::reference_torch1:
-      return load_as<ReferenceTorch1Numerics>(path, semantics, threads);
+      return load_as<ReferenceTorch1Numerics>(path, semantics, threads, on_read);
     case ModelNumerics::reference_fp32:
-      return load_as<ReferenceFp32Numerics>(path, semantics, threads);
+      return load_as<ReferenceFp32Numerics>(path, semantics, threads, on_read);
     case ModelNumerics::fp32:
       break;
   }
-  return load_as<PlainFp32Numerics>(path, semantics, threads);
+  return load_as<PlainFp32Numerics>(path, semantics, threads, on_read);
 }
 
 }  // namespace dsv4::cli::instances
