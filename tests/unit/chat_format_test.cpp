@@ -35,6 +35,17 @@ std::vector<ChatMessage> messages_of(const nlohmann::ordered_json& list) {
   return chat_messages_from_json(list, "chat.jsonl");
 }
 
+/// A prompt row's reasoning mode and options.
+struct RowMode {
+  ReasoningMode mode;
+  ChatOptions options;
+};
+RowMode mode_of(const nlohmann::ordered_json& row) {
+  RowMode r{parse_reasoning_mode(row["mode"].get<std::string>()), {}};
+  r.options.drop_thinking = row["drop_thinking"].get<bool>();
+  return r;
+}
+
 }  // namespace
 
 TEST_CASE("prompts equal the official encoder's, text and ids, in every reasoning mode") {
@@ -42,12 +53,8 @@ TEST_CASE("prompts equal the official encoder's, text and ids, in every reasonin
   const auto rows = chat_rows("prompt");
   REQUIRE(rows.size() >= 130);
   for (const auto& row : rows) {
-    const auto mode = parse_reasoning_mode(row["mode"].get<std::string>());
-    ChatOptions options;
-    options.drop_thinking = row["drop_thinking"].get<bool>();
-    CAPTURE(row["name"].get<std::string>());
-    CAPTURE(row["mode"].get<std::string>());
-    CAPTURE(options.drop_thinking);
+    const auto [mode, options] = mode_of(row);
+    CAPTURE(row.dump());
     const std::string prompt = build_prompt(messages_of(row["messages"]), mode, options);
     CHECK(prompt == row["prompt"].get<std::string>());
     CHECK(tok.encode(prompt) == row["ids"].get<std::vector<TokenId>>());
@@ -58,12 +65,8 @@ TEST_CASE("continuations of an encoded context equal the official encoder's") {
   const auto rows = chat_rows("continuation");
   REQUIRE(rows.size() >= 20);
   for (const auto& row : rows) {
-    const auto mode = parse_reasoning_mode(row["mode"].get<std::string>());
-    ChatOptions options;
-    options.drop_thinking = row["drop_thinking"].get<bool>();
-    CAPTURE(row["name"].get<std::string>());
-    CAPTURE(row["mode"].get<std::string>());
-    CAPTURE(options.drop_thinking);
+    const auto [mode, options] = mode_of(row);
+    CAPTURE(row.dump());
     const auto context = messages_of(row["context"]);
     const auto messages = messages_of(row["messages"]);
     CHECK(build_prompt(messages, context, mode, options) == row["prompt"].get<std::string>());
