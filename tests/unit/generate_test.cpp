@@ -9,12 +9,14 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <dsv4/io/checkpoint.hpp>
 #include <dsv4/model/any_model.hpp>
 #include <dsv4/model/generate.hpp>
 #include <dsv4/model/model.hpp>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -357,6 +359,144 @@ TEST_CASE("a chunked prefill and a resumed sequence give the tokens of one fresh
   const auto fresh = d::generate(m, conversation, g);
   CHECK(resumed.tokens == fresh.tokens);
   CHECK(st.next_pos == static_cast<std::int64_t>(conversation.size()) + 5);
+}
+
+namespace {
+
+/// The MTP drafter with a carry (generate() keeps it between calls), remembering its last logits
+/// and the position they predict. With `script`, it proposes script(position) instead (one-hot),
+/// the MTP block still running so that its cache evolves as in a real run.
+struct KeptDrafter {
+  d::DraftCarry carry;
+  std::function<std::int32_t(std::int64_t)> script;
+  std::size_t vocab = 0;
+  std::vector<float> last_mtp_logits;
+  std::int64_t last_target = -1;
+
+  template <class M>
+  std::vector<float> draft(const M& m, typename M::State& st, std::span<const float> hidden,
+                           std::span<const std::int32_t> tokens, std::int64_t pos) {
+    last_mtp_logits = d::MtpDrafter{}.draft(m, st, hidden, tokens, pos);
+    last_target = pos + static_cast<std::int64_t>(tokens.size()) + 1;
+    if (!script) return last_mtp_logits;
+    std::vector<float> out(vocab, 0.0f);
+    out[static_cast<std::size_t>(script(last_target))] = 1.0f;
+    return out;
+  }
+};
+
+/// The tokens a resumed call must start with: those of `r` the state has not read (and the stop
+/// token unless a verified draft fed it), as a chat keeps them.
+std::vector<std::int32_t> unread(const d::GenerateResult& r, std::int64_t fed_before,
+                                 std::size_t prompt, std::int64_t next_pos, std::int32_t stop) {
+  const auto fed = static_cast<std::size_t>(next_pos - fed_before) - prompt;
+  const std::size_t of_reply = fed - (r.stop_token_fed ? 1 : 0);
+  std::vector<std::int32_t> out(r.tokens.begin() + static_cast<std::ptrdiff_t>(of_reply),
+                                r.tokens.end());
+  if (r.stop == d::StopReason::stop_token && !r.stop_token_fed) out.push_back(stop);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("speculative decoding continues across resumed calls when the drafter is kept") {
+  const auto& m = model<Fp32>("tiny_b");
+  const auto prompt = prompt_of("tiny_b", 9);
+  d::GenerateOptions g;
+  g.max_new_tokens = 7;
+  g.speculative = true;
+  d::GenerateOptions plain = g;
+  plain.speculative = false;
+  auto st = m.new_state();
+  KeptDrafter drafter;
+  std::vector<std::int32_t> conversation = prompt;  // every token of the sequence so far
+  std::vector<std::int32_t> feed = prompt;
+  for (int turn = 0; turn < 3; ++turn) {
+    CAPTURE(turn);
+    const std::int64_t before = st.next_pos;
+    const auto r = d::generate(m, st, feed, g, drafter);
+    // The tokens of one fresh greedy generation over the whole sequence, drafting in every turn.
+    CHECK(r.tokens == d::generate(m, conversation, plain).tokens);
+    CHECK(r.drafted > 0);
+    // The drafter carries the last position the trunk read; its cache covers all before it,
+    // and its last logits are a fresh MTP prefill's over the sequence.
+    CHECK(drafter.carry.pos == st.next_pos - 1);
+    CHECK(st.mtp_next_pos[0] == st.next_pos - 1);
+    std::vector<std::int32_t> seq = conversation;
+    seq.insert(seq.end(), r.tokens.begin(), r.tokens.end());
+    const auto target = static_cast<std::size_t>(drafter.last_target);
+    REQUIRE(target <= seq.size());
+    auto fresh = m.new_state();
+    const auto trunk = m.prefill(std::span<const std::int32_t>(seq.data(), target - 1), fresh);
+    const auto mtp =
+        m.mtp_forward(trunk.hidden, std::span<const std::int32_t>(seq.data() + 1, target - 1), 0,
+                      fresh, 0, false);
+    CHECK(mtp.logits == drafter.last_mtp_logits);
+    // The next turn: what the state has not read, and three new tokens.
+    feed = unread(r, before, feed.size(), st.next_pos, -1);
+    conversation.insert(conversation.end(), r.tokens.begin(), r.tokens.end());
+    const std::vector<std::int32_t> extra = {5 + turn, 6, 7};
+    feed.insert(feed.end(), extra.begin(), extra.end());
+    conversation.insert(conversation.end(), extra.begin(), extra.end());
+  }
+  // A drafter that did not follow the sequence (a fresh one) does not draft on resume.
+  d::MtpDrafter fresh_drafter;
+  CHECK(d::generate(m, st, feed, g, fresh_drafter).drafted == 0);
+  CHECK(fresh_drafter.carry.pos == -1);
+}
+
+TEST_CASE("a stop token fed by a verified draft: the state holds it, and the sequence resumes") {
+  const auto& m = model<Fp32>("tiny_a");
+  const auto prompt = prompt_of("tiny_a", 8);
+  d::GenerateOptions plain;
+  plain.max_new_tokens = 12;
+  const auto greedy = d::generate(m, prompt, plain).tokens;
+  std::vector<std::int32_t> seq = prompt;
+  seq.insert(seq.end(), greedy.begin(), greedy.end());
+  int fed_stops = 0;
+  for (std::size_t at = 1; at <= 5; ++at) {
+    const std::int32_t stop = greedy[at];
+    if (std::find(greedy.begin(), greedy.begin() + static_cast<std::ptrdiff_t>(at), stop) !=
+        greedy.begin() + static_cast<std::ptrdiff_t>(at)) {
+      continue;  // the stop token must first appear at `at`
+    }
+    CAPTURE(at);
+    d::GenerateOptions g = plain;
+    g.speculative = true;
+    g.stop_tokens = {stop};
+    KeptDrafter drafter;
+    drafter.vocab = m.vocab_size();
+    drafter.script = [&](std::int64_t p) {  // always right
+      return p < static_cast<std::int64_t>(seq.size()) ? seq[static_cast<std::size_t>(p)] : 0;
+    };
+    auto st = m.new_state();
+    const auto r = d::generate(m, st, prompt, g, drafter);
+    REQUIRE(r.stop == d::StopReason::stop_token);
+    CHECK(r.tokens == std::vector<std::int32_t>(greedy.begin(),
+                                                greedy.begin() + static_cast<std::ptrdiff_t>(at)));
+    // Always-right drafts put the stop token in a draft at odd indices of the output.
+    CHECK(r.stop_token_fed == (at % 2 == 1));
+    fed_stops += r.stop_token_fed ? 1 : 0;
+    CHECK(drafter.carry.pos == st.next_pos - 1);
+    CHECK(st.mtp_next_pos[0] == st.next_pos - 1);
+    // Resuming with the unread tokens and more gives a fresh generation's tokens.
+    auto feed = unread(r, 0, prompt.size(), st.next_pos, stop);
+    std::vector<std::int32_t> conversation(
+        seq.begin(), seq.begin() + static_cast<std::ptrdiff_t>(prompt.size() + at));
+    conversation.push_back(stop);
+    for (const std::int32_t t : {3, 4}) {
+      feed.push_back(t);
+      conversation.push_back(t);
+    }
+    d::GenerateOptions next = plain;
+    next.max_new_tokens = 5;
+    d::GenerateOptions next_spec = next;
+    next_spec.speculative = true;
+    const auto resumed = d::generate(m, st, feed, next_spec, drafter);
+    CHECK(resumed.tokens == d::generate(m, conversation, next).tokens);
+    CHECK(resumed.drafted > 0);
+  }
+  CHECK(fed_stops > 0);
 }
 
 TEST_CASE("a type-erased model computes and generates what the model it holds does") {

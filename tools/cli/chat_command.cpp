@@ -1,11 +1,13 @@
 // `dsv4 chat [-m MODEL] [--think none|high|max] [--system TEXT] [--tools FILE.json] [-n N]
-// [--temp T] [--top-p P] [--seed S] [-t N]`: a conversation in DeepSeek-V4's chat format
-// (text/chat.hpp), one user message per line of stdin. The model's reasoning (thinking modes) is
-// shown apart from its answer. The KV cache continues across turns: each turn prefills only its
-// own tokens (the reply's last token and end-of-sentence, the user message and the assistant
-// prefix), the model state resuming at its last position. `/reset` starts a new conversation,
+// [--temp T] [--top-p P] [--seed S] [-t N] [--no-speculative]`: a conversation in DeepSeek-V4's
+// chat format (text/chat.hpp), one user message per line of stdin. The model's reasoning (thinking
+// modes) is shown apart from its answer. The KV cache continues across turns: each turn prefills
+// only its own tokens (the reply's last token and end-of-sentence, the user message and the
+// assistant prefix), the model state resuming at its last position. `/reset` starts a new
+// conversation,
 // `/exit` (or the end of stdin) quits. Works with stdin a pipe: each turn ends with a statistics
-// line on stderr.
+// line on stderr. A model with an MTP block drafts with it in every turn (MTP speculative
+// decoding continues across turns); --no-speculative turns that off.
 //
 // --tools FILE.json (an OpenAI tool list, or an object with "tools") gives the model tools: their
 // schemas go into the system message, the calls a reply makes are parsed from its DSML markup and
@@ -50,6 +52,7 @@ struct ChatCliOptions {
   float temp = 0.8f;
   float top_p = 0.95f;
   std::int64_t seed = -1;
+  bool no_speculative = false;
   BackendChoice backend;
 };
 
@@ -82,6 +85,10 @@ void run_chat(const ChatCliOptions& o) {
   g.sampling.seed = o.seed >= 0 ? static_cast<std::uint64_t>(o.seed) : std::random_device{}();
   g.stop_tokens = {eos};
   g.prefill_chunk = 64;
+  // MTP speculative decoding in every turn: one drafter for the conversation carries on from
+  // where the last turn stopped.
+  g.speculative = !o.no_speculative && m.model.config().n_mtp_layers > 0;
+  MtpDrafter drafter;
 
   auto st = m.model.new_state();
   std::vector<std::int32_t> unfed;       // tokens of the conversation the model has not read yet
@@ -117,6 +124,7 @@ void run_chat(const ChatCliOptions& o) {
     if (line == "/exit" || line == "/quit") break;
     if (line == "/reset") {
       st = m.model.new_state();
+      drafter = MtpDrafter{};
       unfed.clear();
       turn = 0;
       start_conversation();
@@ -175,7 +183,7 @@ void run_chat(const ChatCliOptions& o) {
       }
       std::fflush(stdout);
     };
-    const GenerateResult r = generate(m.model, st, std::span<const std::int32_t>(feed), g);
+    const GenerateResult r = generate(m.model, st, std::span<const std::int32_t>(feed), g, drafter);
     prefill.finish();
     fmt::print("{}{}\n", stream.flush(), in_reasoning ? plain : "");
     std::fflush(stdout);
@@ -212,15 +220,21 @@ void run_chat(const ChatCliOptions& o) {
     }
     said.push_back(std::move(answer));
 
-    // What the model has not read yet: the reply's tokens after st.next_pos, and EOS.
-    const auto fed_of_reply =
+    // What the model has not read yet: the reply's tokens after st.next_pos, and EOS (unless
+    // a verified draft fed it).
+    const auto fed =
         static_cast<std::size_t>(st.next_pos - resumed_at - static_cast<std::int64_t>(feed.size()));
+    const std::size_t fed_of_reply = fed - (r.stop_token_fed ? 1 : 0);
     unfed.assign(r.tokens.begin() + static_cast<std::ptrdiff_t>(fed_of_reply), r.tokens.end());
-    unfed.push_back(eos);
+    if (!r.stop_token_fed) unfed.push_back(eos);
+    const std::string drafts =
+        r.drafted == 0 ? std::string()
+                       : fmt::format("; MTP acceptance {:.1f}% ({} of {} drafts)",
+                                     100.0 * r.acceptance_rate(), r.accepted, r.drafted);
     fmt::print(stderr,
-               "[turn {}: prefilled {} tokens at position {}; {} tokens, {:.1f} tokens/s; "
+               "[turn {}: prefilled {} tokens at position {}; {} tokens, {:.1f} tokens/s{}; "
                "context {}]\n",
-               turn, feed.size(), resumed_at, r.tokens.size(), r.gen_tps(),
+               turn, feed.size(), resumed_at, r.tokens.size(), r.gen_tps(), drafts,
                st.next_pos + static_cast<std::int64_t>(unfed.size()));
   }
 }
@@ -242,6 +256,8 @@ void add_chat_command(CLI::App& app) {
   cmd->add_option("--temp", o->temp, "sampling temperature (0: greedy)")->capture_default_str();
   cmd->add_option("--top-p", o->top_p, "nucleus sampling mass")->capture_default_str();
   cmd->add_option("--seed", o->seed, "random seed (default: a random one)");
+  cmd->add_flag("--no-speculative", o->no_speculative,
+                "decode one token per step instead of drafting with the MTP block");
   add_backend_options(cmd, o->backend);
   cmd->callback([o] { run_chat(*o); });
 }

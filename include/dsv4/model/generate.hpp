@@ -76,8 +76,11 @@ struct GenerateResult {
   std::size_t drafted = 0;        ///< draft tokens the trunk verified
   std::size_t accepted = 0;       ///< of which it accepted
   std::size_t prompt_tokens = 0;  ///< tokens prefilled
-  double prefill_seconds = 0.0;   ///< wall time of the prefill (and the first token's choice)
-  double decode_seconds = 0.0;    ///< wall time after it
+  /// The stop token was read by the trunk (a verified draft): the state holds it, so a resumed
+  /// sequence starts after it.
+  bool stop_token_fed = false;
+  double prefill_seconds = 0.0;  ///< wall time of the prefill (and the first token's choice)
+  double decode_seconds = 0.0;   ///< wall time after it
 
   /// Prefill and generation speeds (0 when nothing was timed).
   double prompt_tps() const noexcept {
@@ -121,10 +124,22 @@ concept Drafter = GenerativeModel<M> &&
   { d.draft(m, st, h, tok, pos) } -> std::convertible_to<std::vector<float>>;
 };
 
+/// What lets a drafter continue a sequence across calls of generate(): the trunk's output at the
+/// last position the previous call fed it, which the drafter pairs with the first token of the
+/// next call's prompt. A drafter with a `carry` member gets it kept by generate(); a resumed
+/// sequence drafts when the carry is at the position before the prompt, and decodes without
+/// drafting otherwise.
+struct DraftCarry {
+  std::vector<float> hidden;  ///< [streams, dim]
+  std::int64_t pos = -1;      ///< its position; -1: nothing to continue from
+};
+
 /// The model's MTP block `block` as drafter (spec §8.2: the hidden state at i paired with token
-/// i+1 predicts token i+2); its cache lives in the model's State.
+/// i+1 predicts token i+2); its cache lives in the model's State. Keep one MtpDrafter per
+/// sequence (and reset it with the state) to draft in every turn of a conversation.
 struct MtpDrafter {
   std::size_t block = 0;
+  DraftCarry carry;
 
   template <GenerativeModel M>
   std::vector<float> draft(const M& m, typename M::State& st, std::span<const float> hidden,
@@ -183,8 +198,9 @@ inline std::span<const float> logit_row(const std::vector<float>& v, std::size_t
 /// and the emitted tokens except those at the end that were sampled but not fed (st.next_pos
 /// says how many were). With opt.speculative `drafter` proposes one token per trunk call
 /// (MtpDrafter needs a model with an MTP block: ConfigError otherwise); it is used in place, so a
-/// caller's drafter keeps what it recorded. A resumed sequence (st.next_pos > 0) decodes without
-/// drafting, since the drafter's cache does not carry over. Throws InputError on a bad prompt.
+/// caller's drafter keeps what it recorded. A resumed sequence (st.next_pos > 0) drafts when the
+/// drafter carries on from the previous call (DraftCarry: the same MtpDrafter passed again), and
+/// decodes without drafting otherwise. Throws InputError on a bad prompt.
 template <GenerativeModel M, class D>
 requires Drafter<std::remove_cvref_t<D>, M> GenerateResult
 generate(const M& model, typename M::State& st, std::span<const std::int32_t> prompt,
@@ -198,7 +214,11 @@ generate(const M& model, typename M::State& st, std::span<const std::int32_t> pr
   DSV4_CHECK(start + t_prompt < max_len, InputError,
              "generate: a prompt of {} tokens after {} leaves no room in max_seq_len = {}",
              t_prompt, start, max_len);
-  const bool speculative = opt.speculative && start == 0;
+  DraftCarry* carry = nullptr;
+  if constexpr (requires { drafter.carry.pos = 0; }) carry = &drafter.carry;
+  const bool resumes = carry != nullptr && start > 0 && carry->pos == start - 1;
+  const bool speculative = opt.speculative && (start == 0 || resumes);
+  if (carry != nullptr && !speculative) carry->pos = -1;  // the drafter falls behind the trunk
   if constexpr (std::same_as<std::remove_cvref_t<D>, MtpDrafter>) {
     DSV4_CHECK(!speculative || model.config().n_mtp_layers > 0, ConfigError,
                "generate: speculative decoding drafts with the MTP block, and this model has "
@@ -259,7 +279,43 @@ generate(const M& model, typename M::State& st, std::span<const std::int32_t> pr
   const auto t1 = clock::now();
   res.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
   decode_from = t1;
-  if (!emit(x, pos)) return res;
+
+  // The drafter's first pairs: (hidden_i, token_i+1) over the prompt, the last with x, led by the
+  // carried hidden state paired with the prompt's first token when the sequence resumes. `upto`
+  // pairs are drafted (the last prompt position's pair waits when x ends generation). At every
+  // exit a drafter that carries on has read every position the trunk has but the last, which
+  // it keeps.
+  const auto first_draft = [&](std::size_t upto) {
+    std::vector<float> h;
+    std::vector<std::int32_t> next;
+    std::int64_t from = 0;
+    if (resumes) {
+      h = carry->hidden;
+      next.push_back(prompt[0]);
+      from = start - 1;
+    }
+    h.insert(h.end(), out.hidden.begin(), out.hidden.end());
+    next.insert(next.end(), prompt.begin() + 1, prompt.end());
+    next.push_back(x);
+    h.resize(upto * width);
+    next.resize(upto);
+    return drafter.draft(model, st, h, next, from);
+  };
+  // Keeps the trunk's output at its last fed position for the next call.
+  const auto keep_carry = [&](std::span<const float> hidden_row, std::int64_t at) {
+    if (carry == nullptr) return;
+    carry->hidden.assign(hidden_row.begin(), hidden_row.end());
+    carry->pos = at;
+  };
+  if (!emit(x, pos)) {
+    if (speculative && carry != nullptr) {
+      // Pairs up to the one before the last prompt position; that position is carried.
+      const std::size_t pairs = static_cast<std::size_t>(t_prompt) - 1 + (resumes ? 1 : 0);
+      if (pairs > 0) (void)first_draft(pairs);
+      keep_carry(rows(out.hidden, static_cast<std::size_t>(t_prompt) - 1, 1, width), pos - 1);
+    }
+    return res;
+  }
 
   if (!speculative) {
     while (true) {
@@ -271,9 +327,7 @@ generate(const M& model, typename M::State& st, std::span<const std::int32_t> pr
   }
 
   // The drafter starts on the whole prompt: pairs (hidden_i, token_i+1), the last with x.
-  std::vector<std::int32_t> next(prompt.begin() + 1, prompt.end());
-  next.push_back(x);
-  std::vector<float> q_logits = drafter.draft(model, st, out.hidden, next, 0);
+  std::vector<float> q_logits = first_draft(static_cast<std::size_t>(t_prompt) + (resumes ? 1 : 0));
   while (true) {
     // Draft for pos+1, then verify it with [x, d] at pos, pos+1.
     std::int32_t d = 0;
@@ -297,9 +351,22 @@ generate(const M& model, typename M::State& st, std::span<const std::int32_t> pr
     }
     if (v.accepted) {
       ++res.accepted;
-      if (!emit(d, pos + 1)) return res;
+      // Generation ending here leaves [x, d] fed: for a drafter that carries on, the pair
+      // (hidden_pos, d) is drafted and position pos+1 carried.
+      const auto stop_after_d = [&] {
+        if (carry != nullptr) {
+          (void)drafter.draft(model, st, rows(out.hidden, 0, 1, width),
+                              std::span<const std::int32_t>(&d, 1), pos);
+          keep_carry(rows(out.hidden, 1, 1, width), pos + 1);
+        }
+        return res;
+      };
+      if (!emit(d, pos + 1)) {
+        res.stop_token_fed = res.stop == StopReason::stop_token;
+        return stop_after_d();
+      }
       const auto z = static_cast<std::int32_t>(sampler.sample(logit_row(out.logits, 1, vocab)));
-      if (!emit(z, pos + 2)) return res;
+      if (!emit(z, pos + 2)) return stop_after_d();
       const std::int32_t accepted_next[2] = {d, z};
       q_logits = drafter.draft(model, st, rows(out.hidden, 0, 2, width), accepted_next, pos);
       x = z;
@@ -307,7 +374,10 @@ generate(const M& model, typename M::State& st, std::span<const std::int32_t> pr
     } else {
       model.rewind(st, pos + 1);
       const auto y = static_cast<std::int32_t>(v.token);
-      if (!emit(y, pos + 1)) return res;
+      if (!emit(y, pos + 1)) {
+        keep_carry(rows(out.hidden, 0, 1, width), pos);  // x fed at pos, its pair waits for y
+        return res;
+      }
       q_logits = drafter.draft(model, st, rows(out.hidden, 0, 1, width),
                                std::span<const std::int32_t>(&y, 1), pos);
       x = y;
