@@ -4,10 +4,9 @@
 // modes) is shown apart from its answer. The KV cache continues across turns: each turn prefills
 // only its own tokens (the reply's last token and end-of-sentence, the user message and the
 // assistant prefix), the model state resuming at its last position. `/reset` starts a new
-// conversation,
-// `/exit` (or the end of stdin) quits. Works with stdin a pipe: each turn ends with a statistics
-// line on stderr. A model with an MTP block drafts with it in every turn (MTP speculative
-// decoding continues across turns); --no-speculative turns that off.
+// conversation, `/exit` (or the end of stdin) quits. Works with stdin a pipe: each turn ends with
+// a statistics line on stderr. A model with an MTP block drafts with it in every turn (MTP
+// speculative decoding continues across turns); --no-speculative turns that off.
 //
 // --tools FILE.json (an OpenAI tool list, or an object with "tools") gives the model tools: their
 // schemas go into the system message, the calls a reply makes are parsed from its DSML markup and
