@@ -19,6 +19,7 @@
 #include <dsv4/formats/registry.hpp>
 #include <dsv4/io/gguf.hpp>
 #include <dsv4/io/gguf_quantize.hpp>
+#include <dsv4/io/quantize_options.hpp>
 #include <dsv4/model/checkpoint_layout.hpp>
 #include <filesystem>
 #include <fstream>
@@ -179,6 +180,93 @@ TEST_CASE("quantize dsv4-tiny-f32 like llama-quantize: same key/values, tensors 
     CHECK(out.bytes().size() == m["size"].get<std::uint64_t>());
     CHECK(sha == m["sha256"].get<std::string>());
   }
+}
+
+TEST_CASE("llama-quantize's per-tensor options: same tensor types, key/values and bytes") {
+  // tests/data/llamacpp/manifests/quantize_options.json: llama-quantize runs with
+  // --output-tensor-type, --token-embedding-type, --tensor-type (a regular expression among
+  // them), --override-kv of each type, --leave-output-tensor and --pure; their sizes, sha256 and
+  // tensor types.
+  const GgufFile& in = tiny_f32();
+  std::ifstream f(dsv4::test::data_path("llamacpp/manifests/quantize_options.json"));
+  REQUIRE(f.good());
+  const json cases = json::parse(f)["cases"];
+  REQUIRE(cases.size() == 2);
+  for (const json& c : cases) {
+    const auto args = c["args"].get<std::vector<std::string>>();
+    CAPTURE(c["args"].dump());
+    QuantizeOptions opt;
+    opt.file_type = *g::file_type_from_name(c["type"].get<std::string>());
+    std::vector<std::string> patterns;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      if (a == "--leave-output-tensor") {
+        opt.overrides.quantize_output = false;
+      } else if (a == "--pure") {
+        opt.pure = true;
+      } else if (a == "--output-tensor-type") {
+        opt.overrides.output_type = dsv4::io::ggml_type_option(args.at(++i), a);
+      } else if (a == "--token-embedding-type") {
+        opt.overrides.token_embedding_type = dsv4::io::ggml_type_option(args.at(++i), a);
+      } else if (a == "--tensor-type") {
+        patterns.push_back(args.at(++i));
+      } else if (a == "--override-kv") {
+        opt.kv_overrides.push_back(dsv4::io::kv_override(args.at(++i)));
+      } else {
+        FAIL("unexpected argument " << a);
+      }
+    }
+    opt.overrides.tensor_type = dsv4::io::tensor_type_matcher(patterns);
+    auto bytes = quantize_to_memory(in, opt);
+    const std::string sha = dsv4::test::sha256_hex(bytes);
+    const GgufFile out(std::move(bytes), "options output");
+    // Types first (the clearest difference), then key order and the bytes.
+    std::size_t differ = 0;
+    for (const GgufTensorInfo& t : out.tensors()) {
+      const std::string want = c["tensor_types"].value(t.name, std::string("(absent)"));
+      if (std::string(g::type_name(t.type)) != want) {
+        MESSAGE(t.name, ": ", g::type_name(t.type), ", llama-quantize ", want);
+        ++differ;
+      }
+    }
+    CHECK(differ == 0);
+    CHECK(out.tensors().size() == c["tensor_types"].size());
+    CHECK(out.bytes().size() == c["size"].get<std::uint64_t>());
+    CHECK(sha == c["sha256"].get<std::string>());
+  }
+}
+
+TEST_CASE("llama-quantize's option syntax: bad types, patterns and key/values are named") {
+  using dsv4::io::kv_override;
+  CHECK_THROWS_WITH_AS(dsv4::io::ggml_type_option("q9_k", "--output-tensor-type q9_k"),
+                       doctest::Contains("--output-tensor-type q9_k: unknown ggml type 'q9_k'"),
+                       dsv4::InputError);
+  CHECK(dsv4::io::ggml_type_option("Q4_k", "x") == FormatId::q4_k);
+  CHECK_THROWS_WITH_AS(dsv4::io::tensor_type_matcher({"attn_q"}),
+                       doctest::Contains("expected NAME=TYPE"), dsv4::InputError);
+  CHECK_THROWS_WITH_AS(dsv4::io::tensor_type_matcher({"attn_q="}),
+                       doctest::Contains("expected NAME=TYPE"), dsv4::InputError);
+  CHECK_THROWS_WITH_AS(dsv4::io::tensor_type_matcher({"ffn=q9"}),
+                       doctest::Contains("--tensor-type ffn=q9: unknown ggml type 'q9'"),
+                       dsv4::InputError);
+  CHECK_THROWS_WITH_AS(dsv4::io::tensor_type_matcher({"blk.(=q8_0"}),
+                       doctest::Contains("not a regular expression"), dsv4::InputError);
+  const auto m = dsv4::io::tensor_type_matcher({"FFN_(UP|GATE)=q5_k", "ffn=q8_0"});
+  CHECK(m("blk.1.ffn_up_exps.weight") == FormatId::q5_k);  // the name is lower-cased
+  CHECK(m("blk.1.ffn_down_exps.weight") == FormatId::q8_0);
+  CHECK(m("output.weight") == std::nullopt);
+  CHECK_FALSE(dsv4::io::tensor_type_matcher({}));
+  CHECK(kv_override("a.b=int:-7").second.get<std::uint32_t>() == 7u);
+  CHECK(kv_override("a=float:0.25").second.get<float>() == 0.25f);
+  CHECK(kv_override("a=bool:false").second.get<bool>() == false);
+  CHECK(kv_override("a=str:x=y:z").second.str() == "x=y:z");
+  for (const char* bad : {"a", "=int:1", "a=int:", "a=int:1.5", "a=int:4294967296", "a=float:nan",
+                          "a=bool:yes", "a=list:1"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_WITH_AS(kv_override(bad), doctest::Contains("--override-kv"), dsv4::InputError);
+  }
+  CHECK_THROWS_AS(kv_override("a=str:" + std::string(128, 'x')), dsv4::InputError);
+  CHECK_THROWS_AS(kv_override(std::string(128, 'k') + "=int:1"), dsv4::InputError);
 }
 
 namespace {

@@ -2,6 +2,12 @@
 // per-tensor recipe for a GGUF model, written byte for byte as llama-quantize writes it
 // (io/gguf_quantize.hpp, formats/gguf_recipe.hpp). Streams tensor by tensor; OUT appears only
 // when the run succeeded, and an OUT that is IN or cannot be written is refused before any work.
+// llama-quantize's per-tensor options as it spells them: --leave-output-tensor,
+// --output-tensor-type TYPE, --token-embedding-type TYPE, --tensor-type NAME=TYPE (NAME
+// lower-cased and searched as a regular expression in tensor names, first match wins),
+// --tensor-type-file FILE (NAME=TYPE entries separated by white space) and --override-kv
+// KEY=TYPE:VALUE (int, float, bool or str; an int is written as UINT32 of its magnitude and a
+// float as F32, as llama-quantize writes them).
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -14,6 +20,8 @@
 #include <dsv4/io/gguf.hpp>
 #include <dsv4/io/gguf_quantize.hpp>
 #include <dsv4/io/output_file.hpp>
+#include <dsv4/io/quantize_options.hpp>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -38,7 +46,35 @@ struct QuantizeCliOptions {
   unsigned threads = 0;
   bool quiet = false;
   bool dry_run = false;
+  bool leave_output_tensor = false;
+  std::string output_tensor_type;
+  std::string token_embedding_type;
+  std::vector<std::string> tensor_types;
+  std::string tensor_type_file;
+  std::vector<std::string> override_kv;
 };
+
+/// llama-quantize's per-tensor type options (io/quantize_options.hpp).
+gguf::TypeOverrides type_overrides(const QuantizeCliOptions& o) {
+  gguf::TypeOverrides ov;
+  ov.quantize_output = !o.leave_output_tensor;
+  if (!o.output_tensor_type.empty()) {
+    ov.output_type =
+        io::ggml_type_option(o.output_tensor_type, "--output-tensor-type " + o.output_tensor_type);
+  }
+  if (!o.token_embedding_type.empty()) {
+    ov.token_embedding_type = io::ggml_type_option(
+        o.token_embedding_type, "--token-embedding-type " + o.token_embedding_type);
+  }
+  std::vector<std::string> entries = o.tensor_types;
+  if (!o.tensor_type_file.empty()) {
+    std::ifstream in(o.tensor_type_file);
+    DSV4_CHECK(in.good(), InputError, "--tensor-type-file {}: cannot be read", o.tensor_type_file);
+    for (std::string e; in >> e;) entries.push_back(e);
+  }
+  ov.tensor_type = io::tensor_type_matcher(entries);
+  return ov;
+}
 
 void print_plan(const io::GgufFile& in, const io::QuantizePlan& plan) {
   for (std::size_t k = 0; k < plan.tensors.size(); ++k) {
@@ -71,6 +107,8 @@ void run_quantize(const QuantizeCliOptions& o) {
   opt.pure = o.pure;
   opt.allow_requantize = o.allow_requantize;
   opt.threads = o.threads;
+  opt.overrides = type_overrides(o);
+  for (const std::string& kv : o.override_kv) opt.kv_overrides.push_back(io::kv_override(kv));
 
   const auto t0 = std::chrono::steady_clock::now();
   if (o.dry_run) {
@@ -160,6 +198,22 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_flag("--json", opts->json, "print the summary as JSON");
   cmd->add_flag("--quiet,-q", opts->quiet, "no progress bar and no summary");
   cmd->add_flag("--dry-run", opts->dry_run, "print every tensor's type and size, write nothing");
+  cmd->add_flag("--leave-output-tensor", opts->leave_output_tensor,
+                "leave output.weight in its input type (not quantized)");
+  cmd->add_option("--output-tensor-type", opts->output_tensor_type,
+                  "ggml type of output.weight (e.g. q8_0)");
+  cmd->add_option("--token-embedding-type", opts->token_embedding_type,
+                  "ggml type of token_embd.weight (e.g. q8_0)");
+  cmd->add_option("--tensor-type", opts->tensor_types,
+                  "NAME=TYPE: tensors whose name NAME (a regular expression, lower-cased) finds "
+                  "get TYPE; repeatable, first match wins")
+      ->allow_extra_args(false);
+  cmd->add_option("--tensor-type-file", opts->tensor_type_file,
+                  "a file of NAME=TYPE entries separated by white space");
+  cmd->add_option("--override-kv", opts->override_kv,
+                  "KEY=TYPE:VALUE (int, float, bool, str): set a key/value in the output; "
+                  "repeatable")
+      ->allow_extra_args(false);
   cmd->callback([opts] { run_quantize(*opts); });
 }
 

@@ -41,6 +41,11 @@
 //  * everything else (attn_q_a/b, attn_kv, attn_output_a/b, compressor, indexer, hc_*_fn, shared
 //    experts, nextn.eh_proj, MTP block tensors) gets the base type.
 // With `pure` none of the above applies: every quantizable tensor gets the base type.
+// llama-quantize's per-tensor options (TypeOverrides) come first: --leave-output-tensor keeps
+// output.weight in its source type; --token-embedding-type and --output-tensor-type give
+// token_embd / output.weight their type outright (no fallback; the output type also goes to a
+// tied token_embd through the rules); --tensor-type patterns (first match) replace the rules for
+// the tensors they name when the base type is quantized, the fallback still applying.
 // Then, pure or not, the fallback: when ne[0] is not a multiple of the chosen type's block,
 // 256-element k-quants fall back to a 32-element type (Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0,
 // Q5_K -> Q5_1, Q6_K -> Q8_0, IQ4_XS and the IQ1/2/3 types -> IQ4_NL), and to F16 when even 32
@@ -51,6 +56,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -471,14 +477,30 @@ constexpr bool llama_order_less(std::string_view a, std::string_view b) noexcept
   return a < b;
 }
 
+/// llama-quantize's options that override the recipe per tensor.
+struct TypeOverrides {
+  bool quantize_output = true;                   ///< false: --leave-output-tensor
+  std::optional<FormatId> output_type;           ///< --output-tensor-type
+  std::optional<FormatId> token_embedding_type;  ///< --token-embedding-type
+  /// --tensor-type NAME=TYPE: the type of the first pattern that matches a tensor name (the
+  /// caller matches; llama-quantize searches each lower-cased NAME as a regular expression).
+  std::function<std::optional<FormatId>(std::string_view)> tensor_type;
+};
+
 /// The per-tensor type choice of one quantization run. Feed the tensors in llama_order_less
 /// order (as `plan_types` does): a few rules count attn_v tensors as they go.
 class Recipe {
  public:
   /// `n_attention_wv`: how many attn_v / attn_qkv / attn_kv_b tensors the model has (0 for
   /// deepseek4); `pure`: every quantizable tensor gets the base type (plus fallbacks).
-  Recipe(FileType ft, const ModelFacts& model, bool pure, int n_attention_wv = 0)
-      : ft_(ft), base_(base_type(ft)), model_(model), pure_(pure), n_attention_wv_(n_attention_wv) {
+  Recipe(FileType ft, const ModelFacts& model, bool pure, int n_attention_wv = 0,
+         TypeOverrides overrides = {})
+      : ft_(ft),
+        base_(base_type(ft)),
+        model_(model),
+        pure_(pure),
+        overrides_(std::move(overrides)),
+        n_attention_wv_(n_attention_wv) {
     DSV4_CHECK(model.n_layers > 0, ConfigError,
                "gguf recipe: n_layers is {} (expected block_count > 0)", model.n_layers);
   }
@@ -488,9 +510,24 @@ class Recipe {
   FormatId choose(const TensorInfo& t) {
     DSV4_CHECK(!t.ne.empty(), ShapeError, "gguf recipe: tensor '{}' has an empty shape", t.name);
     if (!should_quantize(t.name, t.ne)) return t.source;
+    const TypeOverrides& ov = overrides_;
+    if (!ov.quantize_output && t.name == "output.weight") return t.source;
+    const Category cat = category_of(t.name);
+    const std::optional<FormatId> manual =
+        ov.tensor_type ? ov.tensor_type(t.name) : std::optional<FormatId>{};
+    // per_layer_token_embd follows --token-embedding-type unless a --tensor-type names it
+    if (ov.token_embedding_type && cat == Category::token_embd &&
+        !(t.name == "per_layer_token_embd.weight" && manual)) {
+      return *ov.token_embedding_type;
+    }
+    if (ov.output_type && cat == Category::output) return *ov.output_type;
     FormatId type = base_;
     if (!traits_of(base_).quantized) return type;
-    if (!pure_) type = rules(t, type);
+    if (manual) {
+      type = *manual;
+    } else if (!pure_) {
+      type = rules(t, type);
+    }
     try {
       return fallback_type(type, t.ne[0]);
     } catch (const FormatError& e) {
@@ -515,6 +552,7 @@ class Recipe {
     const Category cat = category_of(t.name);
     const int n = model_.n_layers;
     if (cat == Category::output || (!model_.has_output && cat == Category::token_embd)) {
+      if (overrides_.output_type) return *overrides_.output_type;
       if (is(F::mxfp4_moe) || t.ne[0] % traits_of(type).block_elems != 0) return FormatId::q8_0;
       return type == FormatId::q8_0 ? type : FormatId::q6_k;
     }
@@ -584,6 +622,7 @@ class Recipe {
   FormatId base_;
   ModelFacts model_;
   bool pure_;
+  TypeOverrides overrides_;
   int n_attention_wv_;
   int i_attention_wv_ = 0;
   int i_ffn_down_ = 0;
@@ -592,7 +631,8 @@ class Recipe {
 /// Types of a whole model's tensors, in the order given (visited internally in llama.cpp's
 /// order so the counting rules see what llama-quantize sees).
 inline std::vector<FormatId> plan_types(FileType ft, ModelFacts model,
-                                        std::span<const TensorInfo> tensors, bool pure) {
+                                        std::span<const TensorInfo> tensors, bool pure,
+                                        const TypeOverrides& overrides = {}) {
   std::vector<std::size_t> order(tensors.size());
   int n_wv = 0;
   model.has_output = false;
@@ -605,7 +645,7 @@ inline std::vector<FormatId> plan_types(FileType ft, ModelFacts model,
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
     return llama_order_less(tensors[a].name, tensors[b].name);
   });
-  Recipe recipe(ft, model, pure, n_wv);
+  Recipe recipe(ft, model, pure, n_wv, overrides);
   std::vector<FormatId> out(tensors.size());
   for (std::size_t i : order) out[i] = recipe.choose(tensors[i]);
   return out;

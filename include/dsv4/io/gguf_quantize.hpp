@@ -34,6 +34,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "dsv4/core/check.hpp"
@@ -54,6 +55,10 @@ struct QuantizeOptions {
   bool pure = false;              ///< every quantizable tensor gets the base type (+ fallbacks)
   bool allow_requantize = false;  ///< allow re-quantizing tensors that are already quantized
   unsigned threads = 1;           ///< worker threads per chunk; 0: hardware concurrency
+  gguf::TypeOverrides overrides;  ///< llama-quantize's per-tensor type options
+  /// --override-kv: keys set in the output after the input's (each moves to the end, as
+  /// llama-quantize writes them).
+  std::vector<std::pair<std::string, GgufValue>> kv_overrides;
 };
 
 /// Where a quantization run is; passed to the progress callback after every chunk.
@@ -109,6 +114,7 @@ inline QuantizePlan plan_quantization(const GgufFile& in, const QuantizeOptions&
   plan.metadata.remove("split.no");
   plan.metadata.remove("split.count");
   plan.metadata.remove("split.tensors.count");
+  for (const auto& [key, value] : opt.kv_overrides) plan.metadata.set(key, value);
 
   // ggml_n_dims: trailing size-1 dims are not written
   std::vector<std::vector<std::int64_t>> ne(src.size());
@@ -118,8 +124,8 @@ inline QuantizePlan plan_quantization(const GgufFile& in, const QuantizeOptions&
     ne[i].resize(static_cast<std::size_t>(gguf::n_dims(ne[i])));
     recipe_in[i] = gguf::TensorInfo{src[i].name, ne[i], src[i].type};
   }
-  const std::vector<FormatId> types =
-      gguf::plan_types(opt.file_type, gguf_model_facts(in.metadata()), recipe_in, opt.pure);
+  const std::vector<FormatId> types = gguf::plan_types(
+      opt.file_type, gguf_model_facts(in.metadata()), recipe_in, opt.pure, opt.overrides);
 
   plan.source.resize(src.size());
   for (std::size_t i = 0; i < src.size(); ++i) plan.source[i] = i;
