@@ -4,7 +4,8 @@
 // order, the same tensors (name, type, shape, offset, size) and the same bytes, checked against
 // manifests of llama.cpp's files (tests/data/llamacpp/manifests, tools/gguf_manifest.py). Also:
 // MTP tensors through every recipe (the MTP sample's listing and manifest), rows that are
-// multiples of 32 but not of 256 (fallback types), and failed runs that must leave no output.
+// multiples of 32 but not of 256 (fallback types), rows that fit no block (F16, as llama-quantize
+// writes them), and failed runs that must leave no output.
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -596,17 +597,44 @@ TEST_CASE("rows that are multiples of 32 but not of 256 fall back, rows of 40 ne
       CHECK_MESSAGE(e <= tolerance(t.type), g::type_name(t.type), " error ", e);
     }
   }
-  // a row of 40 values: 256-element types fall back to F16, 32-element types have no fallback
+  // a row of 40 values fits no block: F16 for 256- and 32-element types alike
   Synth odd = s;
   odd.add("blk.0.w40.weight", {40, 2}, normal_values(80, 1.f, 40));
   const GgufFile odd_in(odd.image(), "rows40.gguf");
-  QuantizeOptions opt;
-  opt.file_type = g::FileType::q4_k_m;
-  const GgufFile out(quantize_to_memory(odd_in, opt), "rows40-out");
-  CHECK(out.tensor("blk.0.w40.weight").type == FormatId::f16);
-  opt.file_type = g::FileType::q8_0;
-  CHECK_THROWS_WITH_AS(dsv4::io::plan_quantization(odd_in, opt), doctest::Contains("no fallback"),
-                       dsv4::FormatError);
+  for (const auto ft : {g::FileType::q4_k_m, g::FileType::q8_0, g::FileType::mxfp4_moe}) {
+    QuantizeOptions opt;
+    opt.file_type = ft;
+    const GgufFile out(quantize_to_memory(odd_in, opt), "rows40-out");
+    CHECK(out.tensor("blk.0.w40.weight").type == FormatId::f16);
+  }
+}
+
+TEST_CASE("rows that fit no block: llama-quantize's F16 fallback, byte for byte") {
+  // tests/data/llamacpp/manifests/fallback.json: the tiny model with one tensor cut to rows of
+  // 40 values, quantized by llama-quantize to six types
+  const json m = read_manifest("fallback");
+  const GgufFile& in = tiny_f32();
+  const std::string cut = m["tensor"].get<std::string>();
+  const std::int64_t ncols = m["ncols"].get<std::int64_t>();
+  std::vector<GgufTensorInfo> tensors = in.tensors();
+  for (auto& t : tensors)
+    if (t.name == cut) t.ne[0] = ncols;
+  std::vector<std::byte> image;
+  dsv4::io::GgufWriter w(in.metadata(), tensors, [&image](std::span<const std::byte> b) {
+    image.insert(image.end(), b.begin(), b.end());
+  });
+  for (const auto& t : w.tensors()) w.write_tensor(t.name, in.tensor_data(t.name).first(t.n_bytes));
+  w.finish();
+  const GgufFile odd(std::move(image), "rows40.gguf");
+  for (const json& c : m["cases"]) {
+    CAPTURE(c["type"].get<std::string>());
+    QuantizeOptions opt;
+    opt.file_type = *g::file_type_from_name(c["type"].get<std::string>());
+    const auto bytes = quantize_to_memory(odd, opt);
+    CHECK(bytes.size() == c["size"].get<std::uint64_t>());
+    CHECK(dsv4::test::sha256_hex(bytes) == c["sha256"].get<std::string>());
+    CHECK(GgufFile(bytes, "out").tensor(cut).type == FormatId::f16);
+  }
 }
 
 TEST_CASE("quantize to a file: same bytes, any thread count, in place, progress to the end") {

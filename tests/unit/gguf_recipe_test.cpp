@@ -264,8 +264,11 @@ TEST_CASE("fallback table for rows that are not a multiple of the block") {
   CHECK(g::fallback_type(FormatId::iq4_xs, 32) == FormatId::iq4_nl);
   CHECK(g::fallback_type(FormatId::q4_k, 48) == FormatId::f16);  // not even a multiple of 32
   CHECK(g::fallback_type(FormatId::q8_0, 64) == FormatId::q8_0);
-  CHECK_THROWS_AS(g::fallback_type(FormatId::q8_0, 48), dsv4::FormatError);
-  CHECK_THROWS_AS(g::fallback_type(FormatId::mxfp4, 16), dsv4::FormatError);
+  CHECK(g::fallback_type(FormatId::q8_0, 48) == FormatId::f16);  // 32-value types: F16
+  CHECK(g::fallback_type(FormatId::mxfp4, 40) == FormatId::f16);
+  CHECK(g::fallback_type(FormatId::iq4_xs, 40) == FormatId::f16);
+  CHECK(g::fallback_type(FormatId::mxfp4, 16) == FormatId::f16);
+  CHECK_THROWS_AS(g::fallback_type(FormatId::q8_k, 128), dsv4::FormatError);  // no partner
 }
 
 TEST_CASE("row sizes of the ggml types") {

@@ -5,7 +5,11 @@
 #pragma once
 
 #include <csignal>
+#include <cstdint>
+#include <dsv4/core/check.hpp>
 #include <dsv4/formats/gguf_recipe.hpp>
+#include <dsv4/io/gguf_split.hpp>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 
@@ -58,6 +62,26 @@ class InterruptScope {
     std::signal(SIGTERM, SIG_DFL);
   }
 };
+
+/// --split-max-size N(M|G) and --split-max-tensors N (llama-gguf-split's options, for
+/// `quantize` and `convert`); one at most.
+inline io::GgufSplitLimits split_limits(const std::string& max_size, std::uint64_t max_tensors) {
+  DSV4_CHECK(max_size.empty() || max_tensors == 0, InputError,
+             "--split-max-size and --split-max-tensors: give one of them, not both");
+  io::GgufSplitLimits l;
+  if (!max_size.empty()) l.max_bytes = io::parse_split_size(max_size, "--split-max-size");
+  l.max_tensors = max_tensors;
+  return l;
+}
+
+/// The name(s) a writer wrote: OUT, or "PREFIX-00001-of-0000N.gguf ... -0000N-of-0000N.gguf".
+inline std::string output_names(const std::string& out, std::size_t n, bool split_names) {
+  if (!split_names) return out;
+  const std::string prefix = io::gguf_split_prefix(out);
+  if (n == 1) return io::gguf_split_path(prefix, 0, 1);
+  return io::gguf_split_path(prefix, 0, n) + " ... " +
+         std::filesystem::path(io::gguf_split_path(prefix, n - 1, n)).filename().string();
+}
 
 /// "F32, F16, ...": every GGUF file type a recipe exists for.
 inline std::string file_type_list() {

@@ -19,6 +19,7 @@
 #include <dsv4/io/checkpoint.hpp>
 #include <dsv4/io/gguf_convert.hpp>
 #include <dsv4/io/gguf_model.hpp>
+#include <dsv4/io/gguf_split.hpp>
 #include <dsv4/io/output_file.hpp>
 #include <filesystem>
 #include <map>
@@ -52,6 +53,8 @@ struct ConvertCliOptions {
   bool quiet = false;
   bool dry_run = false;
   unsigned threads = 0;
+  std::string split_max_size;
+  std::uint64_t split_max_tensors = 0;
 };
 
 /// "KEY=VALUE" of --meta / --meta-u32 split at the first '='.
@@ -134,6 +137,7 @@ void run_convert(const ConvertCliOptions& o) {
   opt.llama_cpp_compatible = !o.allow_incompatible;
   opt.tokenizer = tok ? &*tok : nullptr;
   opt.extra_metadata = extra_metadata(o);
+  opt.split = split_limits(o.split_max_size, o.split_max_tensors);
 
   const auto t0 = std::chrono::steady_clock::now();
   if (o.dry_run) {
@@ -180,7 +184,8 @@ void run_convert(const ConvertCliOptions& o) {
   for (const auto& [name, n] : counts)
     types += fmt::format("{}{} x{}", types.empty() ? "" : ", ", name, n);
   fmt::print("{} -> {}: {}, {} tensors ({}), {}, {:.2f} bits per weight, {:.1f} s\n", o.input,
-             o.output, gguf::file_type_name(*ft), plan.tensors.size(), types,
+             output_names(o.output, plan.shards.size(), opt.split.active()),
+             gguf::file_type_name(*ft), plan.tensors.size(), types,
              human_bytes(double(plan.file_size)),
              elements > 0 ? 8.0 * double(plan.file_size) / double(elements) : 0.0, seconds);
 }
@@ -220,6 +225,11 @@ void add_convert_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--quiet,-q", opts->quiet, "no progress bar and no summary");
   cmd->add_flag("--dry-run", opts->dry_run, "print every tensor's type and size, write nothing");
+  cmd->add_option("--split-max-size", opts->split_max_size,
+                  "N(M|G): split the output into files of at most N megabytes or gigabytes of "
+                  "tensors, named OUT-00001-of-0000K.gguf (as llama-gguf-split)");
+  cmd->add_option("--split-max-tensors", opts->split_max_tensors,
+                  "N: split the output into files of at most N tensors (as llama-gguf-split)");
   cmd->callback([opts] { run_convert(*opts); });
 }
 

@@ -374,7 +374,11 @@ void inspect_gguf(const fs::path& file, bool json) {
     }
   }
   std::uint64_t total = 0;
-  for (const auto& t : f->tensors()) total += t.n_bytes;
+  std::vector<std::size_t> per_shard(f->shard_count(), 0);
+  for (const auto& t : f->tensors()) {
+    total += t.n_bytes;
+    ++per_shard[f->shard_of(t)];
+  }
   if (json) {
     nlohmann::ordered_json j;
     j["file"] = file.string();
@@ -382,7 +386,14 @@ void inspect_gguf(const fs::path& file, bool json) {
     j["version"] = f->version();
     j["alignment"] = f->alignment();
     j["data_offset"] = f->data_offset();
-    j["size"] = f->bytes().size();
+    j["size"] = f->total_bytes();
+    nlohmann::ordered_json files = nlohmann::ordered_json::array();
+    for (std::size_t k = 0; k < f->shard_count(); ++k) {
+      files.push_back({{"file", f->shard(k).label()},
+                       {"bytes", f->shard(k).bytes().size()},
+                       {"tensors", per_shard[k]}});
+    }
+    j["shards"] = files;
     nlohmann::ordered_json kv = nlohmann::ordered_json::array();
     for (const auto& [k, v] : f->metadata()) {
       nlohmann::ordered_json e = {{"key", k}, {"type", v.type_string()}};
@@ -411,6 +422,13 @@ void inspect_gguf(const fs::path& file, bool json) {
   }
   fmt::print("gguf {}: version {}, alignment {}, data at {}, {} bytes\n", file.string(),
              f->version(), f->alignment(), grouped(f->data_offset()), grouped(f->bytes().size()));
+  if (f->shard_count() > 1) {
+    fmt::print("split model: {} files, {} bytes\n", f->shard_count(), grouped(f->total_bytes()));
+    for (std::size_t k = 0; k < f->shard_count(); ++k) {
+      fmt::print("  {}: {} tensors, {} bytes\n", f->shard(k).label(), per_shard[k],
+                 grouped(f->shard(k).bytes().size()));
+    }
+  }
   fmt::print("key/values: {}\n", f->metadata().size());
   for (const auto& [k, v] : f->metadata()) {
     fmt::print("  {} ({}) = {}\n", k, v.type_string(), gguf_value_text(v));

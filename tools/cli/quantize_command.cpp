@@ -7,7 +7,9 @@
 // lower-cased and searched as a regular expression in tensor names, first match wins),
 // --tensor-type-file FILE (NAME=TYPE entries separated by white space) and --override-kv
 // KEY=TYPE:VALUE (int, float, bool or str; an int is written as UINT32 of its magnitude and a
-// float as F32, as llama-quantize writes them).
+// float as F32, as llama-quantize writes them). --imatrix FILE with --include-weights /
+// --exclude-weights: importance-weighted quantization as llama-quantize --imatrix does it.
+// --keep-split, --split-max-size, --split-max-tensors: split outputs (io/gguf_split.hpp).
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -19,12 +21,14 @@
 #include <dsv4/formats/gguf_recipe.hpp>
 #include <dsv4/io/gguf.hpp>
 #include <dsv4/io/gguf_quantize.hpp>
+#include <dsv4/io/imatrix.hpp>
 #include <dsv4/io/output_file.hpp>
 #include <dsv4/io/quantize_options.hpp>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +56,12 @@ struct QuantizeCliOptions {
   std::vector<std::string> tensor_types;
   std::string tensor_type_file;
   std::vector<std::string> override_kv;
+  bool keep_split = false;
+  std::string imatrix;
+  std::vector<std::string> include_weights;
+  std::vector<std::string> exclude_weights;
+  std::string split_max_size;
+  std::uint64_t split_max_tensors = 0;
 };
 
 /// llama-quantize's per-tensor type options (io/quantize_options.hpp).
@@ -109,20 +119,44 @@ void run_quantize(const QuantizeCliOptions& o) {
   opt.threads = o.threads;
   opt.overrides = type_overrides(o);
   for (const std::string& kv : o.override_kv) opt.kv_overrides.push_back(io::kv_override(kv));
+  std::optional<io::Imatrix> imatrix;
+  if (!o.imatrix.empty()) {
+    imatrix = io::load_imatrix(o.imatrix);
+    const std::size_t loaded = imatrix->entries.size();
+    io::filter_imatrix(*imatrix, o.include_weights, o.exclude_weights);
+    opt.imatrix = &*imatrix;
+    opt.imatrix_file = o.imatrix;
+    if (!o.quiet && !o.json) {
+      fmt::print(
+          stderr, "imatrix {}: {} of {} entries{}\n", o.imatrix, imatrix->entries.size(), loaded,
+          imatrix->chunk_count > 0 ? fmt::format(", computed on {} chunks", imatrix->chunk_count)
+                                   : std::string());
+    }
+  } else {
+    DSV4_CHECK(o.include_weights.empty() && o.exclude_weights.empty(), InputError,
+               "--include-weights and --exclude-weights select entries of an importance matrix; "
+               "give one with --imatrix FILE");
+  }
+  opt.keep_split = o.keep_split;
+  opt.split = split_limits(o.split_max_size, o.split_max_tensors);
+  const bool split = opt.keep_split || opt.split.active();
 
   const auto t0 = std::chrono::steady_clock::now();
   if (o.dry_run) {
     const io::GgufFile in(o.input);
     const auto plan = io::plan_quantization(in, opt);
     print_plan(in, plan);
-    fmt::print("{}: {} tensors, {} -> {} ({}{})\n", o.input, plan.tensors.size(),
-               human_bytes(double(in.bytes().size())), human_bytes(double(plan.file_size)),
-               gguf::file_type_name(*ft), o.pure ? ", pure" : "");
+    fmt::print("{}: {} tensors, {} -> {} ({}{}){}\n", o.input, plan.tensors.size(),
+               human_bytes(double(in.total_bytes())), human_bytes(double(plan.file_size)),
+               gguf::file_type_name(*ft), o.pure ? ", pure" : "",
+               plan.split_names ? fmt::format(" in {} files: {}", plan.shards.size(),
+                                              output_names(o.output, plan.shards.size(), true))
+                                : std::string());
     return;
   }
 
   const InterruptScope signals;  // from the first step: a signal during planning is honoured too
-  io::check_output_path(o.output, {o.input});
+  if (!split) io::check_output_path(o.output, {o.input});
   const std::string not_written = o.output + " was not written";
   const bool bar = !o.quiet && !o.json && ::isatty(STDERR_FILENO) != 0;
   ProgressBar progress_bar;
@@ -153,9 +187,21 @@ void run_quantize(const QuantizeCliOptions& o) {
     nlohmann::ordered_json j;
     j["input"] = o.input;
     j["output"] = o.output;
+    std::vector<std::string> files;
+    const std::string prefix = io::gguf_split_prefix(o.output);
+    for (std::size_t k = 0; k < plan.shards.size(); ++k) {
+      files.push_back(plan.split_names ? io::gguf_split_path(prefix, k, plan.shards.size())
+                                       : o.output);
+    }
+    j["files"] = files;
     j["file_type"] = gguf::file_type_name(*ft);
     j["pure"] = o.pure;
     j["requantized"] = o.allow_requantize;
+    if (imatrix) {
+      j["imatrix"] = {{"file", o.imatrix},
+                      {"entries", imatrix->entries.size()},
+                      {"chunks", imatrix->chunk_count}};
+    }
     j["tensors"] = plan.tensors.size();
     j["tensor_types"] = counts;
     j["bytes"] = plan.file_size;
@@ -169,7 +215,8 @@ void run_quantize(const QuantizeCliOptions& o) {
   for (const auto& [name, n] : counts)
     types += fmt::format("{}{} x{}", types.empty() ? "" : ", ", name, n);
   fmt::print("{} -> {}: {} ({}{}), {} tensors ({}), {}, {:.2f} bits per weight, {:.1f} s\n",
-             o.input, o.output, gguf::file_type_name(*ft), o.pure ? "pure" : "recipe",
+             o.input, output_names(o.output, plan.shards.size(), plan.split_names),
+             gguf::file_type_name(*ft), o.pure ? "pure" : "recipe",
              o.allow_requantize ? ", requantized" : "", plan.tensors.size(), types,
              human_bytes(double(plan.file_size)), bpw, seconds);
 }
@@ -214,6 +261,26 @@ void add_quantize_command(CLI::App& app) {
                   "KEY=TYPE:VALUE (int, float, bool, str): set a key/value in the output; "
                   "repeatable")
       ->allow_extra_args(false);
+  cmd->add_option("--imatrix", opts->imatrix,
+                  "importance matrix of llama-imatrix (GGUF or legacy .dat): importance-weighted "
+                  "quantization, the same bytes as llama-quantize --imatrix")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--include-weights", opts->include_weights,
+                  "use the importance only for tensors whose name contains this; repeatable")
+      ->allow_extra_args(false);
+  cmd->add_option("--exclude-weights", opts->exclude_weights,
+                  "no importance for tensors whose name contains this (e.g. attn_output_a: "
+                  "llama-imatrix records the grouped output projection at o_groups times its "
+                  "width); repeatable")
+      ->allow_extra_args(false);
+  cmd->add_flag("--keep-split", opts->keep_split,
+                "quantize a split model into as many files, named OUT-00001-of-0000N.gguf "
+                "(as llama-quantize --keep-split)");
+  cmd->add_option("--split-max-size", opts->split_max_size,
+                  "N(M|G): split the output into files of at most N megabytes or gigabytes of "
+                  "tensors, named OUT-00001-of-0000K.gguf (as llama-gguf-split)");
+  cmd->add_option("--split-max-tensors", opts->split_max_tensors,
+                  "N: split the output into files of at most N tensors (as llama-gguf-split)");
   cmd->callback([opts] { run_quantize(*opts); });
 }
 

@@ -49,8 +49,11 @@
 // Then, pure or not, the fallback: when ne[0] is not a multiple of the chosen type's block,
 // 256-element k-quants fall back to a 32-element type (Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0,
 // Q5_K -> Q5_1, Q6_K -> Q8_0, IQ4_XS and the IQ1/2/3 types -> IQ4_NL), and to F16 when even 32
-// does not divide the row. On the tiny model (rows of 32 and 64) this is what turns Q4_K_M's
-// attn_q_b into Q5_0 and its "more bits" ffn_down (Q6_K) into Q8_0.
+// does not divide the row; a 32-element type (Q8_0, Q4_0, MXFP4, ...) goes to F16 directly.
+// With an importance matrix (ModelFacts::has_imatrix) IQ4_NL/IQ4_XS keep their ffn_down type and
+// Q4_0/Q5_0 give the first eighth of ffn_down Q4_1/Q5_1, as llama-quantize does. On the tiny model
+// (rows of 32 and 64) this is what turns Q4_K_M's attn_q_b into Q5_0 and its "more bits" ffn_down
+// (Q6_K) into Q8_0.
 #pragma once
 
 #include <algorithm>
@@ -318,11 +321,12 @@ struct TensorInfo {
 
 /// Model facts a recipe needs (from the GGUF metadata).
 struct ModelFacts {
-  int n_layers = 0;        ///< `block_count`, MTP blocks included
-  int n_expert = 0;        ///< `expert_count` (0 for dense models)
-  int n_head = 1;          ///< `attention.head_count`
-  int n_head_kv = 1;       ///< `attention.head_count_kv`
-  bool has_output = true;  ///< the file has `output.weight` (false: token_embd is tied)
+  int n_layers = 0;          ///< `block_count`, MTP blocks included
+  int n_expert = 0;          ///< `expert_count` (0 for dense models)
+  int n_head = 1;            ///< `attention.head_count`
+  int n_head_kv = 1;         ///< `attention.head_count_kv`
+  bool has_output = true;    ///< the file has `output.weight` (false: token_embd is tied)
+  bool has_imatrix = false;  ///< quantized with an importance matrix (changes a few choices)
   constexpr int n_gqa() const noexcept { return n_head_kv > 0 ? n_head / n_head_kv : 0; }
 };
 
@@ -402,8 +406,10 @@ constexpr bool should_quantize(std::string_view name, std::span<const std::int64
 }
 
 /// The fallback when a row of `ncols` values does not fill whole blocks of `target`
-/// (tensor_type_fallback). Returns `target` when it fits. Throws FormatError when `target` has
-/// no fallback.
+/// (tensor_type_fallback of llama.cpp as vendored in llama-cpp-python 0.3.36): a 256-value type
+/// falls back to its 32-value partner, and a row that does not fit that (or a 32-value target
+/// itself) is written as F16. Returns `target` when it fits. Throws FormatError for a target
+/// with larger blocks and no partner.
 inline FormatId fallback_type(FormatId target, std::int64_t ncols) {
   const TypeTraits tr = traits_of(target);
   if (ncols % tr.block_elems == 0) return target;
@@ -420,6 +426,7 @@ inline FormatId fallback_type(FormatId target, std::int64_t ncols) {
   std::optional<FormatId> found;
   for (const auto& [from, to] : kTable)
     if (from == target) found = to;
+  if (!found.has_value() && tr.block_elems <= 32) found = target;  // no smaller block: F16 below
   DSV4_CHECK(found.has_value(), FormatError,
              "gguf fallback: rows of {} values do not fit {} blocks of {} and {} has no fallback "
              "type",
@@ -591,12 +598,15 @@ class Recipe {
         type = FormatId::q5_k;
       } else if (is(F::q4_k_m)) {
         if (use_more_bits(i, n)) type = FormatId::q6_k;
-      } else if (i < n / 8 && (is(F::iq4_nl) || is(F::iq4_xs))) {
+      } else if (i < n / 8 && (is(F::iq4_nl) || is(F::iq4_xs)) && !model_.has_imatrix) {
         type = FormatId::q5_k;
       } else if (is(F::q5_k_m) && use_more_bits(i, n)) {
         type = FormatId::q6_k;
       } else if (is(F::q4_k_s) && i < n / 8) {
         type = FormatId::q5_k;
+      } else if ((is(F::q4_0) || is(F::q5_0)) && model_.has_imatrix && i < n / 8) {
+        // llama-quantize guards the first ffn_down layers of Q4_0/Q5_0 only with an imatrix
+        type = is(F::q4_0) ? FormatId::q4_1 : FormatId::q5_1;
       }
       ++i_ffn_down_;
       return type;

@@ -57,16 +57,17 @@ inline int nearest_int(float f) noexcept {
   return (bits & 0x007fffff) - 0x00400000;
 }
 
-/// Scale of one 32-value block for the IQ4 quantizers, with weights w = x² (ggml
-/// `quantize_row_iq4_nl_impl`'s inner loop without an importance matrix). ntry < 0: start from
+/// Scale of one 32-value block for the IQ4 quantizers, with weights `weight` (x² when null:
+/// ggml `quantize_row_iq4_nl_impl`'s inner loop without an importance matrix). ntry < 0: start from
 /// d = max/values[0] and return the weighted least-squares scale for the resulting codes;
 /// ntry > 0: start from -max/values[0] and also try the 2·ntry+1 scales (itry + values[0])/max,
 /// keeping the best. Writes the codes of the starting scale to L[32]; returns 0 (codes 0) for
 /// a block below ggml's GROUP_MAX_EPS.
-inline float iq4_block_scale(const float* x, std::uint8_t* L, int ntry) noexcept {
+inline float iq4_block_scale(const float* x, std::uint8_t* L, int ntry,
+                             const float* weight = nullptr) noexcept {
   const std::int8_t* values = kIq4nlValues;
   float w[32];
-  for (int j = 0; j < 32; ++j) w[j] = x[j] * x[j];
+  for (int j = 0; j < 32; ++j) w[j] = weight != nullptr ? weight[j] : x[j] * x[j];
   float amax = 0.f;
   float max = 0.f;
   for (int j = 0; j < 32; ++j) {
@@ -156,8 +157,21 @@ struct IQ4_NL {
   /// (ggml_quantize_chunk → `quantize_iq4_nl`): scale search over 15 candidates, then codes
   /// re-chosen for the final fp32 scale.
   static void quantize_chunk(const float* in, block_type& b) noexcept {
+    quantize_chunk_weighted(in, nullptr, b);
+  }
+
+  /// quantize_chunk with the importance qw[32] of each value (ggml `quantize_iq4_nl` with
+  /// quant_weights: weights qw·sqrt(2·mean(x²) + x²) instead of x²); qw null is quantize_chunk.
+  static void quantize_chunk_weighted(const float* in, const float* qw, block_type& b) noexcept {
     std::uint8_t L[32];
-    const float d = detail::ggml::iq4_block_scale(in, L, 7);
+    float weight[32];
+    if (qw != nullptr) {
+      float sigma2 = 0.f;
+      for (int j = 0; j < 32; ++j) sigma2 += in[j] * in[j];
+      sigma2 *= 2.f / 32.f;
+      for (int j = 0; j < 32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + in[j] * in[j]);
+    }
+    const float d = detail::ggml::iq4_block_scale(in, L, 7, qw != nullptr ? weight : nullptr);
     b.d = f16(d);
     const float inv_d = d != 0.f ? 1.f / d : 0.f;
     for (int j = 0; j < 32; ++j) {
@@ -228,13 +242,32 @@ struct IQ4_XS {
   /// the sub-block scale s of largest magnitude, ls = clamp(round(s_i/d), -32, 31), then codes
   /// re-chosen for each sub-block's d·ls (fp32, not the f16-rounded d).
   static void quantize(const float* in, block_type& b) noexcept {
+    quantize_weighted(in, nullptr, b);
+  }
+
+  /// quantize with the importance qw[256] of each value (ggml `quantize_iq4_xs` with
+  /// quant_weights: sub-block weights qw·sqrt(2·mean(x²) + x²), the mean over all 256); qw null is
+  /// quantize.
+  static void quantize_weighted(const float* in, const float* qw, block_type& b) noexcept {
     using namespace detail::ggml;
     std::uint8_t L[256];
     float scales[8];
     float max_scale = 0.f;
     float amax_scale = 0.f;
+    float sigma2 = 0.f;
+    if (qw != nullptr) {
+      for (int j = 0; j < 256; ++j) sigma2 += in[j] * in[j];
+      sigma2 *= 2.f / 256.f;
+    }
     for (int ib = 0; ib < 8; ++ib) {
-      scales[ib] = iq4_block_scale(in + 32 * ib, L + 32 * ib, 7);
+      float weight[32];
+      if (qw != nullptr) {
+        for (int j = 0; j < 32; ++j) {
+          const float x = in[32 * ib + j];
+          weight[j] = qw[32 * ib + j] * std::sqrt(sigma2 + x * x);
+        }
+      }
+      scales[ib] = iq4_block_scale(in + 32 * ib, L + 32 * ib, 7, qw != nullptr ? weight : nullptr);
       if (std::fabs(scales[ib]) > amax_scale) {
         amax_scale = std::fabs(scales[ib]);
         max_scale = scales[ib];

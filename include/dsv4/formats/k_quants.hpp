@@ -47,11 +47,12 @@ DSV4_HOST_DEVICE constexpr int clamp_int(int v, int lo, int hi) noexcept {
   return v < lo ? lo : (v > hi ? hi : v);
 }
 
-/// Symmetric scale search used by Q6_K (ggml `make_qx_quants` with rmse_type 1, no weights):
-/// the weight of x[i] is x[i]^2; tries iscale = -(nmax + 0.1·is)/max for is in [-9, 9] and keeps
-/// the scale maximising sumlx^2/suml2. Writes L[i] in [0, 2·nmax) (offset by nmax); returns the
-/// scale (0 for an all-zero group).
-inline float search_symmetric(int n, int nmax, const float* x, std::int8_t* L) noexcept {
+/// Symmetric scale search used by Q6_K (ggml `make_qx_quants` with rmse_type 1): the weight of
+/// x[i] is qw[i], or x[i]^2 without qw; tries iscale = -(nmax + 0.1·is)/max for is in [-9, 9] and
+/// keeps the scale maximising sumlx^2/suml2. Writes L[i] in [0, 2·nmax) (offset by nmax); returns
+/// the scale (0 for an all-zero group).
+inline float search_symmetric(int n, int nmax, const float* x, std::int8_t* L,
+                              const float* qw = nullptr) noexcept {
   float max = 0.f;
   float amax = 0.f;
   for (int i = 0; i < n; ++i) {
@@ -71,7 +72,7 @@ inline float search_symmetric(int n, int nmax, const float* x, std::int8_t* L) n
   for (int i = 0; i < n; ++i) {
     const int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
     L[i] = static_cast<std::int8_t>(l + nmax);
-    const float w = x[i] * x[i];
+    const float w = qw != nullptr ? qw[i] : x[i] * x[i];
     const auto fl = static_cast<float>(l);
     sumlx += w * x[i] * fl;
     suml2 += w * fl * fl;
@@ -85,7 +86,7 @@ inline float search_symmetric(int n, int nmax, const float* x, std::int8_t* L) n
     suml2 = 0.f;
     for (int i = 0; i < n; ++i) {
       const auto fl = static_cast<float>(clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1));
-      const float w = x[i] * x[i];
+      const float w = qw != nullptr ? qw[i] : x[i] * x[i];
       sumlx += w * x[i] * fl;
       suml2 += w * fl * fl;
     }
@@ -263,6 +264,17 @@ inline void put_scale_min_k4(int j, int ls, int lm, std::uint8_t* q) noexcept {
   }
 }
 
+/// Stores the 6-bit scale l (0..63, the signed scale + 32) of 16-value group j of Q3_K into its
+/// 12 packed bytes (zeroed before the first call): low nibbles in bytes 0..7, top bits in 8..11.
+inline void put_q3_scale(int j, int l, std::uint8_t* s) noexcept {
+  if (j < 8) {
+    s[j] = static_cast<std::uint8_t>(l & 0xF);
+  } else {
+    s[j - 8] = static_cast<std::uint8_t>(s[j - 8] | ((l & 0xF) << 4));
+  }
+  s[j % 4 + 8] = static_cast<std::uint8_t>(s[j % 4 + 8] | ((l >> 4) << (2 * (j / 4))));
+}
+
 /// Signed 6-bit scale (-32..31) of 16-value group j of Q3_K from its 12 packed bytes.
 DSV4_HOST_DEVICE inline int q3_scale(const std::uint8_t* s, int j) noexcept {
   const int lo = j < 8 ? (s[j] & 0xF) : (s[j - 8] >> 4);
@@ -424,6 +436,13 @@ struct Q2_K {
     } else {
       b.dmin = f16(0.f);
     }
+    requantize_and_pack(x, L, b);
+  }
+
+  /// The last step of both Q2_K quantizers (also the importance-weighted one): every value
+  /// requantized with the block's stored scales and mins (groups of scale 0 keep L), then packed.
+  static void requantize_and_pack(const float* x, std::uint8_t* L, block_type& b) noexcept {
+    using namespace detail::kq;
     for (int j = 0; j < 16; ++j) {
       const float d = b.d.to_float() * static_cast<float>(b.scales[j] & 0xF);
       if (d == 0.f) continue;
@@ -508,19 +527,20 @@ struct Q3_K {
       const float iscale = -32.f / max_scale;
       for (int j = 0; j < 16; ++j) {
         const auto l8 = static_cast<std::int8_t>(nearest_int(iscale * scales[j]));
-        const int l = clamp_int(l8, -32, 31) + 32;
-        if (j < 8) {
-          b.scales[j] = static_cast<std::uint8_t>(l & 0xF);
-        } else {
-          b.scales[j - 8] = static_cast<std::uint8_t>(b.scales[j - 8] | ((l & 0xF) << 4));
-        }
-        b.scales[j % 4 + 8] =
-            static_cast<std::uint8_t>(b.scales[j % 4 + 8] | ((l >> 4) << (2 * (j / 4))));
+        put_q3_scale(j, clamp_int(l8, -32, 31) + 32, b.scales);
       }
       b.d = f16(1.f / iscale);
     } else {
       b.d = f16(0.f);
     }
+    requantize_and_pack(x, L, b);
+  }
+
+  /// The last step of both Q3_K quantizers (also the importance-weighted one): every value
+  /// requantized with the block's stored scales (groups of scale 0 keep L, offset by 4), then
+  /// the high bits into hmask and the low two into qs.
+  static void requantize_and_pack(const float* x, std::int8_t* L, block_type& b) noexcept {
+    using namespace detail::kq;
     for (int j = 0; j < 16; ++j) {
       const float d = b.d.to_float() * static_cast<float>(q3_scale(b.scales, j));
       if (d == 0.f) continue;
@@ -559,6 +579,25 @@ struct Q3_K {
 
 namespace detail::kq {
 
+/// The last step of the Q4_K/Q5_K quantizers (also the importance-weighted ones): every value
+/// requantized with the block's stored scales and mins into L[256] in [0, nmax] (sub-blocks of
+/// scale 0 keep L).
+template <class Block>
+inline void requantize_asym(const float* x, const Block& b, int nmax, std::uint8_t* L) noexcept {
+  for (int j = 0; j < 8; ++j) {
+    int sc = 0;
+    int m = 0;
+    get_scale_min_k4(j, b.scales, sc, m);
+    const float d = b.d.to_float() * static_cast<float>(sc);
+    if (d == 0.f) continue;
+    const float dm = b.dmin.to_float() * static_cast<float>(m);
+    for (int i = 0; i < 32; ++i) {
+      L[32 * j + i] =
+          static_cast<std::uint8_t>(clamp_int(nearest_int((x[32 * j + i] + dm) / d), 0, nmax));
+    }
+  }
+}
+
 /// Shared quantizer of Q4_K and Q5_K (ggml `quantize_row_q4_K_ref` / `q5_K_ref`): per 32-value
 /// sub-block an asymmetric search weighted by rms(x) + |x|, 6-bit scales and mins relative to
 /// f16 super-block scales, then requantization of every value. Writes L[256] in [0, nmax] and
@@ -595,18 +634,7 @@ inline void quantize_qk_asym(const float* x, Block& b, int nmax, float rmin, flo
   }
   b.d = f16(max_scale / 63.f);
   b.dmin = f16(max_min / 63.f);
-  for (int j = 0; j < 8; ++j) {
-    int sc = 0;
-    int m = 0;
-    get_scale_min_k4(j, b.scales, sc, m);
-    const float d = b.d.to_float() * static_cast<float>(sc);
-    if (d == 0.f) continue;
-    const float dm = b.dmin.to_float() * static_cast<float>(m);
-    for (int i = 0; i < 32; ++i) {
-      L[32 * j + i] =
-          static_cast<std::uint8_t>(clamp_int(nearest_int((x[32 * j + i] + dm) / d), 0, nmax));
-    }
-  }
+  requantize_asym(x, b, nmax, L);
 }
 
 /// Shared dot of Q4_K and Q5_K (ggml `ggml_vec_dot_q{4,5}_K_q8_K_generic` order); `F::quant(b, e)`
@@ -672,6 +700,11 @@ struct Q4_K {
   static void quantize(const float* x, block_type& b) noexcept {
     std::uint8_t L[256];
     detail::kq::quantize_qk_asym(x, b, 15, -1.f, 0.1f, 20, L);
+    pack(L, b);
+  }
+
+  /// Packs L[256] (0..15) into qs.
+  static void pack(const std::uint8_t* L, block_type& b) noexcept {
     for (int c = 0; c < 4; ++c) {
       for (int l = 0; l < 32; ++l) {
         b.qs[32 * c + l] = static_cast<std::uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
@@ -725,6 +758,11 @@ struct Q5_K {
   static void quantize(const float* x, block_type& b) noexcept {
     std::uint8_t L[256];
     detail::kq::quantize_qk_asym(x, b, 31, -0.5f, 0.1f, 15, L);
+    pack(L, b);
+  }
+
+  /// Packs L[256] (0..31): the fifth bits into qh, the low four into qs.
+  static void pack(const std::uint8_t* L, block_type& b) noexcept {
     std::memset(b.qh, 0, sizeof b.qh);
     for (int e = 0; e < 256; ++e) {
       if (L[e] > 15) b.qh[e % 32] = static_cast<std::uint8_t>(b.qh[e % 32] | (1 << (e / 32)));
@@ -779,14 +817,20 @@ struct Q6_K {
   }
 
   /// in[256] → one block (ggml `quantize_row_q6_K_ref`).
-  static void quantize(const float* x, block_type& b) noexcept {
+  static void quantize(const float* x, block_type& b) noexcept { quantize_weighted(x, nullptr, b); }
+
+  /// in[256] → one block with the importance qw[256] of each value (ggml
+  /// `quantize_row_q6_K_impl`: the group scale searches weighted by qw instead of x^2); qw null
+  /// is quantize().
+  static void quantize_weighted(const float* x, const float* qw, block_type& b) noexcept {
     using namespace detail::kq;
     std::int8_t L[256];
     float scales[16];
     float max_scale = 0.f;
     float max_abs_scale = 0.f;
     for (int ib = 0; ib < 16; ++ib) {
-      const float scale = search_symmetric(16, 32, x + 16 * ib, L + 16 * ib);
+      const float scale = search_symmetric(16, 32, x + 16 * ib, L + 16 * ib,
+                                           qw != nullptr ? qw + 16 * ib : nullptr);
       scales[ib] = scale;
       const float abs_scale = std::fabs(scale);
       if (abs_scale > max_abs_scale) {

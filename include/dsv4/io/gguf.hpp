@@ -584,16 +584,30 @@ inline std::vector<std::byte> encode_gguf_header(const GgufMetadata& meta,
   return out;
 }
 
-/// A GGUF file, memory-mapped (or held in memory) and validated on construction.
+/// The name llama.cpp gives shard `no` (0-based) of a model split into `count` files:
+/// PREFIX-00001-of-00003.gguf (llama_split_path).
+inline std::string gguf_split_path(std::string_view prefix, std::size_t no, std::size_t count) {
+  return fmt::format("{}-{:05d}-of-{:05d}.gguf", prefix, no + 1, count);
+}
+
+/// A GGUF file, memory-mapped (or held in memory) and validated on construction; or a model
+/// split into several (llama-gguf-split's and llama-quantize --keep-split's shards): opened by
+/// its first shard (PREFIX-00001-of-0000N.gguf, `split.count` N > 1), a GgufFile maps every shard
+/// and shows one model: the first shard's key/values, the tensors of all shards in shard order,
+/// each read from its own file (zero-copy).
 class GgufFile {
  public:
-  /// Maps and validates `path`. Throws FormatError (bad content) or Error (cannot open).
-  explicit GgufFile(const std::filesystem::path& path)
+  /// Maps and validates `path`, and the other shards of a split model whose first shard it is
+  /// (unless `follow_split` is false). Throws FormatError (bad content, a missing or mismatched
+  /// shard, a shard other than the first) or Error (cannot open).
+  explicit GgufFile(const std::filesystem::path& path, bool follow_split = true)
       : label_(path.string()), map_(path), bytes_(map_.bytes()) {
     parse();
+    if (follow_split) open_shards(path);
   }
 
-  /// Validates an in-memory copy of a file; `label` names it in error messages.
+  /// Validates an in-memory copy of a file; `label` names it in error messages. The shards of a
+  /// split model are not followed: only this file's tensors are listed.
   GgufFile(std::vector<std::byte> bytes, std::string label)
       : label_(std::move(label)), owned_(std::move(bytes)), bytes_(owned_) {
     parse();
@@ -607,10 +621,27 @@ class GgufFile {
   const std::string& label() const noexcept { return label_; }
   std::uint32_t version() const noexcept { return version_; }
   std::uint64_t alignment() const noexcept { return alignment_; }
-  /// File offset of the data section.
+  /// File offset of the data section (of the first shard for a split model).
   std::uint64_t data_offset() const noexcept { return data_offset_; }
-  /// The whole file.
+  /// The whole file (the first shard of a split model).
   std::span<const std::byte> bytes() const noexcept { return bytes_; }
+
+  /// Number of files: 1, or the shards of a split model.
+  std::size_t shard_count() const noexcept { return 1 + shards_.size(); }
+  /// Shard k (0: this file).
+  const GgufFile& shard(std::size_t k) const { return k == 0 ? *this : shards_.at(k - 1); }
+  /// Bytes of all files.
+  std::uint64_t total_bytes() const noexcept {
+    std::uint64_t n = bytes_.size();
+    for (const auto& s : shards_) n += s.bytes_.size();
+    return n;
+  }
+  /// The shard that holds the data of `t` (one of tensors()).
+  std::size_t shard_of(const GgufTensorInfo& t) const {
+    if (shards_.empty()) return 0;
+    const std::size_t i = index_of(t);
+    return shard_of_[i];
+  }
 
   const GgufMetadata& metadata() const noexcept { return meta_; }
   /// Tensors in file (header) order.
@@ -628,10 +659,11 @@ class GgufFile {
                name, tensors_.size());
     return *t;
   }
-  /// The data bytes of a tensor of this file.
+  /// The data bytes of a tensor of this file (of its shard, for a split model).
   std::span<const std::byte> tensor_data(const GgufTensorInfo& t) const {
-    return bytes_.subspan(static_cast<std::size_t>(data_offset_ + t.offset),
-                          static_cast<std::size_t>(t.n_bytes));
+    const GgufFile& f = shard(shard_of(t));
+    return f.bytes_.subspan(static_cast<std::size_t>(f.data_offset_ + t.offset),
+                            static_cast<std::size_t>(t.n_bytes));
   }
   std::span<const std::byte> tensor_data(std::string_view name) const {
     return tensor_data(tensor(name));
@@ -641,6 +673,15 @@ class GgufFile {
   /// the file if touched again). Lets a pass over a file larger than memory keep its resident
   /// set small. No effect for in-memory files.
   void release_pages(const GgufTensorInfo& t) const noexcept {
+    if (!shards_.empty()) {
+      const auto it = index_.find(t.name);
+      if (it == index_.end()) return;
+      const std::size_t k = shard_of_[it->second];
+      if (k != 0) {
+        shards_[k - 1].release_pages(t);
+        return;
+      }
+    }
     if (map_.data() == nullptr) return;
     const long page = ::sysconf(_SC_PAGESIZE);
     if (page <= 0) return;
@@ -656,6 +697,83 @@ class GgufFile {
  private:
   [[noreturn]] void bad(const std::string& msg) const {
     throw FormatError("gguf " + label_ + ": " + msg);
+  }
+
+  /// Index of `t` in tensors_: by address when it is one of them, else by name.
+  std::size_t index_of(const GgufTensorInfo& t) const {
+    if (&t >= tensors_.data() && &t < tensors_.data() + tensors_.size()) {
+      return static_cast<std::size_t>(&t - tensors_.data());
+    }
+    const auto it = index_.find(t.name);
+    DSV4_CHECK(it != index_.end(), FormatError, "gguf {}: no tensor named '{}'", label_, t.name);
+    return it->second;
+  }
+
+  /// A u16 split key as llama.cpp reads it (absent: nullopt).
+  std::optional<std::int64_t> split_key(std::string_view key) const {
+    const auto v = meta_.get_int(key);
+    if (v && (*v < 0 || *v > 65535))
+      bad(fmt::format("key '{}' is {} (expected 0 to 65,535)", key, *v));
+    return v;
+  }
+
+  /// When this file is the first shard of a split model, maps the others (named as llama.cpp
+  /// names them) and lists their tensors after this file's.
+  void open_shards(const std::filesystem::path& path) {
+    const auto count = split_key("split.count");
+    if (!count || *count <= 1) return;
+    const auto no = split_key("split.no").value_or(0);
+    const std::string name = path.filename().string();
+    const std::string own =
+        gguf_split_path("", static_cast<std::size_t>(no), static_cast<std::size_t>(*count));
+    if (no != 0) {
+      std::string first = name;
+      if (first.size() > own.size() && first.ends_with(own)) {
+        first = gguf_split_path(first.substr(0, first.size() - own.size()), 0,
+                                static_cast<std::size_t>(*count));
+      } else {
+        first = "its first shard";
+      }
+      bad(
+          fmt::format("this is shard {} of {} of a split model; open the model by its first "
+                      "shard ({})",
+                      no + 1, *count, first));
+    }
+    DSV4_CHECK(name.size() > own.size() && name.ends_with(own), FormatError,
+               "gguf {}: the first shard of a model split into {} files is named "
+               "PREFIX{} (llama.cpp's naming, which finds the other shards); this one is named {}",
+               label_, *count, own, name);
+    const std::filesystem::path prefix =
+        path.parent_path() / name.substr(0, name.size() - own.size());
+    shard_of_.assign(tensors_.size(), 0);
+    for (std::int64_t k = 1; k < *count; ++k) {
+      const std::filesystem::path p = gguf_split_path(prefix.string(), static_cast<std::size_t>(k),
+                                                      static_cast<std::size_t>(*count));
+      std::error_code ec;
+      DSV4_CHECK(std::filesystem::is_regular_file(p, ec), FormatError,
+                 "gguf {}: shard {} of {} ({}) is missing", label_, k + 1, *count, p.string());
+      GgufFile s(p, false);
+      const auto s_no = s.split_key("split.no");
+      const auto s_count = s.split_key("split.count");
+      DSV4_CHECK(s_no == k && s_count == count, FormatError,
+                 "gguf {}: holds split.no {} and split.count {} (expected {} and {}: it is not "
+                 "shard {} of this model)",
+                 s.label_, s_no ? fmt::format("{}", *s_no) : std::string("(absent)"),
+                 s_count ? fmt::format("{}", *s_count) : std::string("(absent)"), k, *count, k + 1);
+      for (const GgufTensorInfo& t : s.tensors_) {
+        DSV4_CHECK(index_.emplace(t.name, tensors_.size()).second, FormatError,
+                   "gguf {}: tensor '{}' is in two shards (the second is {})", label_, t.name,
+                   s.label_);
+        tensors_.push_back(t);
+        shard_of_.push_back(static_cast<std::uint32_t>(k));
+      }
+      shards_.push_back(std::move(s));
+    }
+    if (const auto n = meta_.get_int("split.tensors.count")) {
+      DSV4_CHECK(*n == static_cast<std::int64_t>(tensors_.size()), FormatError,
+                 "gguf {}: split.tensors.count is {} but the {} shards hold {} tensors", label_, *n,
+                 *count, tensors_.size());
+    }
   }
 
   /// Reads a string, refusing lengths beyond the bytes left.
@@ -827,6 +945,8 @@ class GgufFile {
   GgufMetadata meta_;
   std::vector<GgufTensorInfo> tensors_;
   std::unordered_map<std::string, std::size_t> index_;
+  std::vector<GgufFile> shards_;         ///< shards 2..N of a split model
+  std::vector<std::uint32_t> shard_of_;  ///< per tensor (empty for one file)
 };
 
 /// Writes a GGUF v3 file to a sink in one pass: the header on construction, then the tensors'

@@ -42,6 +42,7 @@
 #include "dsv4/io/gguf.hpp"
 #include "dsv4/io/gguf_model.hpp"
 #include "dsv4/io/gguf_quantize.hpp"
+#include "dsv4/io/gguf_split.hpp"
 #include "dsv4/io/output_file.hpp"
 #include "dsv4/io/safetensors.hpp"
 #include "dsv4/io/tensor_load.hpp"
@@ -57,6 +58,9 @@ struct ConvertOptions {
   /// Further keys written after the converter's own (general.license, general.description,
   /// general.dataset.*, ...). A key the converter writes itself is a ConfigError.
   std::vector<std::pair<std::string, GgufValue>> extra_metadata;
+  /// --split-max-size / --split-max-tensors: the output split as llama-gguf-split splits it
+  /// (io/gguf_split.hpp), named OUT-0000k-of-0000n.gguf.
+  GgufSplitLimits split;
 };
 
 /// What a conversion writes.
@@ -64,8 +68,9 @@ struct ConvertPlan {
   GgufMetadata metadata;
   std::vector<GgufTensorInfo> tensors;     ///< output order, output types, offsets
   std::vector<GgufTensorMapping> sources;  ///< the reference tensors of each output tensor
-  std::uint64_t file_size = 0;
-  std::vector<std::string> notes;  ///< source tensors left out, and why
+  std::uint64_t file_size = 0;             ///< bytes of the output (all files)
+  std::vector<std::string> notes;          ///< source tensors left out, and why
+  std::vector<GgufShard> shards;           ///< the output files (one unless split)
 };
 
 /// Progress of a conversion (after every chunk): output bytes written of the total.
@@ -296,16 +301,20 @@ inline ConvertPlan plan_conversion(const ModelConfig& cfg, const ConvertOptions&
     for (std::size_t i = 0; i < plan.tensors.size(); ++i) plan.tensors[i].type = types[i];
   }
   const auto alignment = detail::gguf::alignment_of(plan.metadata, "gguf writer");
-  const auto data_size = layout_gguf_tensors(plan.tensors, alignment);
-  plan.file_size = encode_gguf_header(plan.metadata, plan.tensors).size() + data_size;
+  layout_gguf_tensors(plan.tensors, alignment);
+  plan.shards = gguf_split_by_limits(plan.metadata, plan.tensors, opt.split);
+  plan.file_size = 0;
+  for (const auto& sh : plan.shards) plan.file_size += sh.file_size;
   return plan;
 }
 
 /// Converts `src` (reference names, checked against `cfg`) as `plan` says and streams the GGUF
-/// file to `sink`. Every source tensor is checked (present, shape, dtype, scales) before anything
-/// is written. Throws FormatError naming the tensor, or whatever `sink` or `progress` throws.
+/// files, file k to open(k). Every source tensor is checked (present, shape, dtype, scales)
+/// before anything is written. Throws FormatError naming the tensor, or whatever a sink or
+/// `progress` throws.
 template <TensorSource S>
-void convert_to_gguf(const S& src, const ConvertPlan& plan, GgufWriter::Sink sink,
+void convert_to_gguf(const S& src, const ConvertPlan& plan,
+                     const GgufSplitWriter::SinkFactory& open,
                      const ConvertProgressFn& progress = {}) {
   using detail::convert::RowReader;
   DSV4_CHECK(plan.sources.size() == plan.tensors.size(), ShapeError,
@@ -317,15 +326,15 @@ void convert_to_gguf(const S& src, const ConvertPlan& plan, GgufWriter::Sink sin
       (void)RowReader(src, ref, m.part_shape, m.integer, false);
   }
 
-  GgufWriter writer(plan.metadata, plan.tensors, std::move(sink));
+  GgufSplitWriter writer(plan.shards, open);
   ConvertProgress p;
   p.n_tensors = plan.tensors.size();
-  for (const auto& t : writer.tensors()) p.total += t.n_bytes;
+  for (const auto& t : plan.tensors) p.total += t.n_bytes;
   std::vector<float> values;
   std::vector<float> check;
   std::vector<std::byte> out;
   for (std::size_t k = 0; k < plan.tensors.size(); ++k) {
-    const GgufTensorInfo& t = writer.tensors()[k];
+    const GgufTensorInfo& t = plan.tensors[k];
     const GgufTensorMapping& m = plan.sources[k];
     // the parts' readers, opened when first needed; an expert's is dropped when the next one
     // starts, so at most one expert's scales are held
@@ -412,9 +421,20 @@ void convert_to_gguf(const S& src, const ConvertPlan& plan, GgufWriter::Sink sin
   writer.finish();
 }
 
-/// Converts `src` (config `cfg`) into the GGUF file `out_path`; the file appears only when the
-/// whole run succeeded (an exception, including one thrown by `progress`, leaves no output and
-/// an existing file as it was). Returns the plan that was written.
+/// convert_to_gguf for a plan of one file, streamed to `sink`.
+template <TensorSource S>
+void convert_to_gguf(const S& src, const ConvertPlan& plan, GgufWriter::Sink sink,
+                     const ConvertProgressFn& progress = {}) {
+  DSV4_CHECK(plan.shards.size() == 1, ShapeError,
+             "convert: the plan writes {} files; give a sink per file", plan.shards.size());
+  convert_to_gguf(
+      src, plan, [&sink](std::size_t) { return sink; }, progress);
+}
+
+/// Converts `src` (config `cfg`) into the GGUF file `out_path` (split as opt.split says, the
+/// files named after `out_path`); the files appear only when the whole run succeeded (an
+/// exception, including one thrown by `progress`, leaves no output and existing files as they
+/// were). Returns the plan that was written.
 template <TensorSource S>
 ConvertPlan convert_to_gguf_file(const S& src, const ModelConfig& cfg,
                                  const std::filesystem::path& out_path, const ConvertOptions& opt,
@@ -428,9 +448,10 @@ ConvertPlan convert_to_gguf_file(const S& src, const ModelConfig& cfg,
           j));
     }
   }
-  AtomicOutputFile out(out_path);
+  GgufOutputSet out(out_path, plan.shards.size(), opt.split.active());
+  out.check({});
   convert_to_gguf(
-      src, plan, [&out](std::span<const std::byte> s) { out.write(s); }, progress);
+      src, plan, [&out](std::size_t k) { return out.sink(k); }, progress);
   out.commit();
   return plan;
 }

@@ -1194,8 +1194,9 @@ class GgufModel {
             break;  // block types: F32 through to_float, no bytes
         }
         if (!e.info.bytes.empty()) {
+          // inside the data section of the tensor's file (its shard, for a split model)
           e.info.data_begin =
-              static_cast<std::uint64_t>(e.info.bytes.data() - f.bytes().data()) - f.data_offset();
+              t->offset + static_cast<std::uint64_t>(e.info.bytes.data() - data.data());
         }
         add(m.reference[p], e);
       }

@@ -177,14 +177,25 @@ class AtomicOutputFile {
     }
   }
 
-  /// Flushes, syncs and closes the temporary file and renames it to the target (replacing an
-  /// existing file). Throws Error when any step fails; the temporary file is then removed.
-  void commit() {
-    require(fd_ >= 0, "commit after commit or discard");
+  /// Flushes, syncs and closes the temporary file and frees the buffer, leaving the rename to
+  /// commit() (a writer of several files seals each when it is complete and renames them all at
+  /// the end). Throws Error when any step fails; the temporary file is then removed.
+  void seal() {
+    if (sealed_) return;
+    require(fd_ >= 0, "seal after commit or discard");
     flush();
     if (::fsync(fd_) != 0) fail("cannot sync " + temp_);
     const int fd = std::exchange(fd_, -1);
     if (::close(fd) != 0) fail("cannot close " + temp_);
+    std::vector<std::byte>().swap(buffer_);
+    sealed_ = true;
+  }
+
+  /// Seals the temporary file and renames it to the target (replacing an existing file).
+  /// Throws Error when any step fails; the temporary file is then removed.
+  void commit() {
+    require(fd_ >= 0 || (sealed_ && !temp_.empty()), "commit after commit or discard");
+    seal();
     if (std::rename(temp_.c_str(), target_.c_str()) != 0) {
       fail("cannot rename " + temp_ + " to " + target_.string());
     }
@@ -238,6 +249,7 @@ class AtomicOutputFile {
   int fd_ = -1;
   std::vector<std::byte> buffer_;
   std::uint64_t written_ = 0;
+  bool sealed_ = false;
 };
 
 }  // namespace dsv4::io
