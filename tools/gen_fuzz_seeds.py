@@ -297,11 +297,39 @@ def chat_seeds():
         yield f"reply_{i}.txt", text.encode()
 
 
+def imatrix_seeds():
+    """llama-imatrix's two forms, small: a legacy .dat (entries, chunk count, dataset name) and a
+    GGUF (in_sum2 / counts pairs, one with two experts, and the three metadata keys)."""
+    def dat(entries, chunks=4, dataset=b"text.txt"):
+        out = struct.pack("<i", len(entries))
+        for name, ncall, values in entries:
+            out += struct.pack("<i", len(name)) + name + struct.pack("<ii", ncall, len(values))
+            out += b"".join(struct.pack("<f", v) for v in values)
+        return out + struct.pack("<ii", chunks, len(dataset)) + dataset
+
+    vals = [rng.uniform(0, 3) for _ in range(64)]
+    yield "legacy.dat", dat([(b"blk.0.ffn_up.weight", 10, vals),
+                             (b"blk.0.attn_q_a.weight", 0, vals[:32])])
+    yield "legacy_no_tail.dat", dat([(b"output.weight", 3, vals[:32])])[:-16]
+
+    def f32(values):
+        return b"".join(struct.pack("<f", v) for v in values)
+
+    kvs = [("imatrix.datasets", 9, (8, ["text.txt"])), ("imatrix.chunk_count", 4, 16),
+           ("imatrix.chunk_size", 4, 128)]
+    tensors = [("blk.0.ffn_up.weight.in_sum2", [64, 1], 0, f32(vals)),
+               ("blk.0.ffn_up.weight.counts", [1, 1], 0, f32([10.0])),
+               ("blk.0.ffn_gate_exps.weight.in_sum2", [32, 2], 0, f32(vals)),
+               ("blk.0.ffn_gate_exps.weight.counts", [1, 2], 0, f32([4.0, 0.0]))]
+    yield "imatrix.gguf", gguf(kvs, tensors)
+    yield "imatrix_unpaired.gguf", gguf(kvs, tensors[:3])
+
+
 def main() -> None:
     out = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "fuzz/corpus"
     for target, seeds in (("safetensors_header", safetensors_seeds()), ("gguf", gguf_seeds()),
                           ("config_json", config_seeds()), ("checkpoint_index", index_seeds()),
-                          ("chat_json", chat_seeds())):
+                          ("chat_json", chat_seeds()), ("imatrix", imatrix_seeds())):
         d = out / target
         d.mkdir(parents=True, exist_ok=True)
         for name, blob in seeds:
