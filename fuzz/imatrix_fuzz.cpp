@@ -1,7 +1,7 @@
 // Fuzzes the importance-matrix readers (io/imatrix.hpp: llama-imatrix's GGUF form and legacy
 // .dat): any bytes either become an Imatrix or are rejected with a dsv4::Error naming the input.
 // An accepted matrix is filtered as --include-weights / --exclude-weights filter it, and its
-// first entries (finite values of any size and sign) weight a quantization of a fixed row to
+// first two entries (finite values of any size and sign) weight a quantization of a fixed row to
 // every format with a weighted quantizer (formats/weighted_quants.hpp), which must stay within
 // its buffers (ASan) and free of undefined behaviour (UBSan).
 #include <cmath>
@@ -41,14 +41,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   dsv4::io::Imatrix kept = im;
   dsv4::io::filter_imatrix(kept, {}, {"ffn"});
   dsv4::io::filter_imatrix(im, {"blk.", "output"}, {});
-  // a fixed row of 256 values; the importance from the first entries, repeated to 256 values
+  // a fixed row of 256 values; the importance from the first two entries, repeated to 256 values
   std::vector<float> row(256);
   for (std::size_t i = 0; i < row.size(); ++i) {
     row[i] = std::sin(static_cast<float>(i) * 0.7f) * static_cast<float>(1 + i % 5);
   }
   int used = 0;
   for (const auto& [name, values] : kept.entries) {
-    if (values.empty() || used++ == 4) break;
+    if (values.empty() || used++ == 2) break;
     std::vector<float> qw(256);
     for (std::size_t i = 0; i < qw.size(); ++i) qw[i] = values[i % values.size()];
     quantize_with<dsv4::Q4_0>(row, qw);
