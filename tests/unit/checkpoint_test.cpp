@@ -664,6 +664,14 @@ TEST_CASE("broken checkpoints are refused with errors naming the file and the te
                          d::FormatError);
     CHECK_THROWS_WITH_AS(open(), doctest::Contains("does not exist"), d::FormatError);
   }
+  SUBCASE("a shard name too long for the file system") {
+    auto j = index;
+    const std::string name = std::string(300, 'x') + ".safetensors";
+    j["weight_map"][j["weight_map"].begin().key()] = name;
+    rewrite_index(j);
+    CHECK_THROWS_WITH_AS(open(), doctest::Contains("cannot be examined"), d::FormatError);
+    CHECK_THROWS_WITH_AS(open(), doctest::Contains("File name too long"), d::FormatError);
+  }
   SUBCASE("wrong total_size") {
     auto j = index;
     j["metadata"]["total_size"] = j["metadata"]["total_size"].get<std::uint64_t>() + 1;

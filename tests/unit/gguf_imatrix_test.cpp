@@ -169,6 +169,19 @@ TEST_CASE("imatrix files: both forms, filters and malformed files") {
     CHECK_THROWS_WITH_AS(dsv4::io::load_imatrix(dat(words)), doctest::Contains("bad.dat"),
                          dsv4::FormatError);
   }
+  // llama-imatrix's GGUF with a float chunk count: the error names the file, not only the key
+  {
+    const GgufFile src(imatrix_path("tiny.imatrix.gguf"), false);
+    dsv4::io::GgufMetadata meta = src.metadata();
+    meta.set("imatrix.chunk_count", dsv4::io::GgufValue(1.5f));
+    auto bytes = dsv4::io::encode_gguf_header(meta, src.tensors());
+    const auto data = src.bytes().subspan(src.data_offset());
+    bytes.insert(bytes.end(), data.begin(), data.end());
+    CHECK_THROWS_WITH_AS(dsv4::io::imatrix_from_bytes(bytes, "float_count.gguf"),
+                         doctest::Contains("imatrix float_count.gguf: gguf: key "
+                                           "'imatrix.chunk_count'"),
+                         dsv4::FormatError);
+  }
   // a GGUF without llama-imatrix's metadata
   CHECK_THROWS_WITH_AS(
       dsv4::io::load_imatrix(dsv4::test::data_path("llamacpp/models/dsv4-tiny-f32.gguf")),

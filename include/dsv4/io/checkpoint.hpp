@@ -39,6 +39,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -92,7 +93,15 @@ class Checkpoint {
       std::vector<fs::path> shards;
       for (const auto& [file, tensors] : ix.shards) {
         const fs::path p = dir / file;
-        DSV4_CHECK(fs::is_regular_file(p), FormatError,
+        // The name comes from the index: a status query can fail on it (a name too long for the
+        // file system, say), an error naming the shard like a missing one.
+        std::error_code ec;
+        const bool present = fs::is_regular_file(p, ec);
+        DSV4_CHECK(!ec || ec == std::errc::no_such_file_or_directory, FormatError,
+                   "{}: shard '{}' (listed for {} tensors, e.g. '{}') cannot be examined in {}: {}",
+                   index_path.string(), file, tensors.size(), tensors.front(), dir.string(),
+                   ec.message());
+        DSV4_CHECK(present, FormatError,
                    "{}: shard '{}' (listed for {} tensors, e.g. '{}') does not exist in {}; the "
                    "download is incomplete",
                    index_path.string(), file, tensors.size(), tensors.front(), dir.string());

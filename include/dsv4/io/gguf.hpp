@@ -674,9 +674,9 @@ class GgufFile {
   /// set small. No effect for in-memory files.
   void release_pages(const GgufTensorInfo& t) const noexcept {
     if (!shards_.empty()) {
-      const auto it = index_.find(t.name);
-      if (it == index_.end()) return;
-      const std::size_t k = shard_of_[it->second];
+      const auto i = find_index(t);
+      if (!i) return;
+      const std::size_t k = shard_of_[*i];
       if (k != 0) {
         shards_[k - 1].release_pages(t);
         return;
@@ -699,14 +699,20 @@ class GgufFile {
     throw FormatError("gguf " + label_ + ": " + msg);
   }
 
-  /// Index of `t` in tensors_: by address when it is one of them, else by name.
-  std::size_t index_of(const GgufTensorInfo& t) const {
+  /// Index of `t` in tensors_: by address when it is one of them, else by name; nullopt when
+  /// this file has no tensor of that name.
+  std::optional<std::size_t> find_index(const GgufTensorInfo& t) const noexcept {
     if (&t >= tensors_.data() && &t < tensors_.data() + tensors_.size()) {
       return static_cast<std::size_t>(&t - tensors_.data());
     }
     const auto it = index_.find(t.name);
-    DSV4_CHECK(it != index_.end(), FormatError, "gguf {}: no tensor named '{}'", label_, t.name);
+    if (it == index_.end()) return std::nullopt;
     return it->second;
+  }
+  std::size_t index_of(const GgufTensorInfo& t) const {
+    const auto i = find_index(t);
+    DSV4_CHECK(i.has_value(), FormatError, "gguf {}: no tensor named '{}'", label_, t.name);
+    return *i;
   }
 
   /// A u16 split key as llama.cpp reads it (absent: nullopt).

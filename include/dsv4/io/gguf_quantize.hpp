@@ -520,12 +520,12 @@ inline void quantize_gguf(const GgufFile& in, const QuantizePlan& plan, GgufWrit
 /// appears only when the whole run succeeded: on any error (including one thrown by `progress`,
 /// which is how a caller cancels a run) no output file is created (an existing one is left as it
 /// was) and the temporary files are removed. Returns the plan that was written. An output that
-/// is an input file (or cannot be written) is refused before any work (check_output_path).
+/// is an input file (or cannot be written) is refused before any tensor is written
+/// (GgufOutputSet::check, after the header is read and the plan made).
 inline QuantizePlan quantize_gguf_file(const std::filesystem::path& in_path,
                                        const std::filesystem::path& out_path,
                                        const QuantizeOptions& opt,
                                        const QuantizeProgressFn& progress = {}) {
-  if (!opt.keep_split && !opt.split.active()) check_output_path(out_path, {in_path});
   const GgufFile in(in_path);
   QuantizePlan plan = plan_quantization(in, opt);
   GgufOutputSet out(out_path, plan.shards.size(), plan.split_names);

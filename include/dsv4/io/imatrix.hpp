@@ -47,6 +47,11 @@ struct Imatrix {
 
 namespace detail::imatrix {
 
+/// The GGUF form starts with the GGUF magic; anything else is read as the legacy .dat form.
+inline bool is_gguf(std::span<const std::byte> bytes) {
+  return bytes.size() >= 4 && std::memcmp(bytes.data(), "GGUF", 4) == 0;
+}
+
 inline Imatrix from_gguf(const GgufFile& f) {
   const std::string& label = f.label();
   const auto bad = [&](const std::string& why) {
@@ -66,7 +71,11 @@ inline Imatrix from_gguf(const GgufFile& f) {
   Imatrix im;
   const GgufValue& ds = m.at("imatrix.datasets");
   if (ds.is_array() && ds.type() == GgufType::string) im.datasets = ds.strings();
-  im.chunk_count = m.get_int("imatrix.chunk_count").value_or(0);
+  try {
+    im.chunk_count = m.get_int("imatrix.chunk_count").value_or(0);
+  } catch (const FormatError& e) {
+    throw bad(e.what());  // the metadata's message names the key, not the file
+  }
 
   std::map<std::string, std::pair<const GgufTensorInfo*, const GgufTensorInfo*>> pairs;
   for (const GgufTensorInfo& t : f.tensors()) {
@@ -173,10 +182,10 @@ inline Imatrix checked(Imatrix im, const std::string& label) {
 /// An importance matrix from the bytes of its file (GGUF or legacy .dat, told apart by the GGUF
 /// magic); `label` names it in errors. Non-finite values are refused, as llama-quantize does.
 inline Imatrix imatrix_from_bytes(std::vector<std::byte> bytes, const std::string& label) {
-  const bool gguf = bytes.size() >= 4 && std::memcmp(bytes.data(), "GGUF", 4) == 0;
   return detail::imatrix::checked(
-      gguf ? detail::imatrix::from_gguf(GgufFile(std::move(bytes), label))
-           : detail::imatrix::from_legacy(bytes, label),
+      detail::imatrix::is_gguf(bytes)
+          ? detail::imatrix::from_gguf(GgufFile(std::move(bytes), label))
+          : detail::imatrix::from_legacy(bytes, label),
       label);
 }
 
@@ -184,9 +193,9 @@ inline Imatrix imatrix_from_bytes(std::vector<std::byte> bytes, const std::strin
 inline Imatrix load_imatrix(const std::filesystem::path& path) {
   MappedFile map(path);
   const auto bytes = map.bytes();
-  const bool gguf = bytes.size() >= 4 && std::memcmp(bytes.data(), "GGUF", 4) == 0;
-  return detail::imatrix::checked(gguf ? detail::imatrix::from_gguf(GgufFile(path, false))
-                                       : detail::imatrix::from_legacy(bytes, path.string()),
+  return detail::imatrix::checked(detail::imatrix::is_gguf(bytes)
+                                      ? detail::imatrix::from_gguf(GgufFile(path, false))
+                                      : detail::imatrix::from_legacy(bytes, path.string()),
                                   path.string());
 }
 
