@@ -79,7 +79,7 @@ struct AttentionWeights {
   RmsNorm kv_norm;                       ///< [Dh]
   std::vector<DenseLinear<float>> wo_a;  ///< G matrices [R_o, H·Dh/G] (rows g·R_o… of wo_a)
   /// The same G matrices in their GGUF format when read with llama.cpp's dot products (used
-  /// instead; empty otherwise).
+  /// instead, and then wo_a is empty; empty otherwise).
   std::vector<AnyLinear> wo_a_partner;
   Lin wo_b;                                     ///< [dim, G·R_o]
   std::optional<CompressorWeights> compressor;  ///< ratio > 0
@@ -175,22 +175,8 @@ AttentionWeights<Lin> load_attention_weights(const S& f, const std::string& pref
   {
     const std::size_t rows = u(cfg.o_groups * cfg.o_lora_rank);
     const std::size_t cols = u(cfg.wo_a_in_features());
-    // the release's FP8 wo_a through its exact dequantisation, any plain dtype as it is
-    std::vector<float> full;
-    if (io::expect_tensor(f, prefix + "wo_a.weight", {rows, cols}).dtype == DType::F8_E4M3) {
-      const std::vector<bf16> b = load_wo_a(f, prefix + "wo_a", rows, cols);
-      full.assign(b.size(), 0.0f);
-      for (std::size_t i = 0; i < b.size(); ++i) full[i] = b[i].to_float();
-    } else {
-      full = io::load_float(f, prefix + "wo_a.weight", {rows, cols});
-    }
-    const std::size_t per = u(cfg.o_lora_rank) * cols;
-    for (std::int64_t g = 0; g < cfg.o_groups; ++g) {
-      const auto first = full.begin() + static_cast<std::ptrdiff_t>(u(g) * per);
-      w.wo_a.emplace_back(std::vector<float>(first, first + static_cast<std::ptrdiff_t>(per)),
-                          u(cfg.o_lora_rank), cols);
-    }
     const std::string name = prefix + "wo_a.weight";
+    const DType stored = io::expect_tensor(f, name, {rows, cols}).dtype;
     if constexpr (requires {
                     f.semantics() == decltype(f.semantics())::partner_dot;
                     f.stored_type(name) == FormatId::f32;
@@ -208,6 +194,24 @@ AttentionWeights<Lin> load_attention_weights(const S& f, const std::string& pref
               any_linear_view<PartnerDot>(id, raw.subspan(u(g) * group_bytes, group_bytes),
                                           u(cfg.o_lora_rank), cols, f.file_ptr()));
         }
+      }
+    }
+    // Without a partner view (another numerics or source) the groups are held as fp32.
+    if (w.wo_a_partner.empty()) {
+      // the release's FP8 wo_a through its exact dequantisation, any plain dtype as it is
+      std::vector<float> full;
+      if (stored == DType::F8_E4M3) {
+        const std::vector<bf16> b = load_wo_a(f, prefix + "wo_a", rows, cols);
+        full.assign(b.size(), 0.0f);
+        for (std::size_t i = 0; i < b.size(); ++i) full[i] = b[i].to_float();
+      } else {
+        full = io::load_float(f, prefix + "wo_a.weight", {rows, cols});
+      }
+      const std::size_t per = u(cfg.o_lora_rank) * cols;
+      for (std::int64_t g = 0; g < cfg.o_groups; ++g) {
+        const auto first = full.begin() + static_cast<std::ptrdiff_t>(u(g) * per);
+        w.wo_a.emplace_back(std::vector<float>(first, first + static_cast<std::ptrdiff_t>(per)),
+                            u(cfg.o_lora_rank), cols);
       }
     }
   }
@@ -500,10 +504,13 @@ void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> 
   const std::size_t group_in = h * dh / groups;
   auto y = b.template alloc<float>(t_count * groups * rank);  // [T, G, R_o]
   for (std::size_t g = 0; g < groups; ++g) {
-    detail::dense_or_partner<N>(
-        b, w.wo_a[g], w.wo_a_partner.empty() ? nullptr : &w.wo_a_partner[g],
-        ConstView2<float>(o.data() + g * group_in, t_count, group_in, h * dh),
-        View2<float>(y.data() + g * rank, t_count, rank, groups * rank));
+    const ConstView2<float> xg(o.data() + g * group_in, t_count, group_in, h * dh);
+    const View2<float> yg(y.data() + g * rank, t_count, rank, groups * rank);
+    if (w.wo_a_partner.empty()) {
+      b.template linear<N>(w.wo_a[g], xg, yg);
+    } else {
+      detail::partner_linear<N>(b, w.wo_a_partner[g], xg, yg);
+    }
   }
   b.template linear<N>(w.wo_b, ConstView2<float>(y.data(), t_count, groups * rank),
                        View2<float>(out.data(), t_count, dim));

@@ -47,26 +47,26 @@
 namespace dsv4 {
 
 namespace detail {
-/// y = x·Wᵀ with `partner` (a GGUF weight in its stored format, llama.cpp's dot products) when it
-/// is set, with the float weight `dense` otherwise.
+/// y = x·Wᵀ with a GGUF weight in its stored format (llama.cpp's dot products).
 template <NumericsPolicy N, Backend B>
-void dense_or_partner(const B& b, const DenseLinear<float>& dense, const AnyLinear* partner,
-                      ConstView2<float> x, View2<float> y) {
-  if (partner != nullptr) {
-    if constexpr (SupportsLinear<B, AnyLinear>) {
-      b.template linear<N>(*partner, x, y);
-    } else {
-      partner->template forward<N>(x, y);
-    }
-    return;
+void partner_linear(const B& b, const AnyLinear& partner, ConstView2<float> x, View2<float> y) {
+  if constexpr (SupportsLinear<B, AnyLinear>) {
+    b.template linear<N>(partner, x, y);
+  } else {
+    partner.template forward<N>(x, y);
   }
-  b.template linear<N>(dense, x, y);
 }
+/// y = x·Wᵀ with `partner` when it is set (then `dense` is empty: no fp32 copy is loaded), with
+/// the float weight `dense` otherwise.
 template <NumericsPolicy N, Backend B>
 void dense_or_partner(const B& b, const DenseLinear<float>& dense,
                       const std::optional<AnyLinear>& partner, ConstView2<float> x,
                       View2<float> y) {
-  dense_or_partner<N>(b, dense, partner ? &*partner : nullptr, x, y);
+  if (partner) {
+    partner_linear<N>(b, *partner, x, y);
+  } else {
+    b.template linear<N>(dense, x, y);
+  }
 }
 }  // namespace detail
 
@@ -78,7 +78,8 @@ struct CompressorWeights {
   bool rotate = false;        ///< indexer mode: Hadamard + FP4 instead of FP8 on the nope dims
   DenseLinear<float> wkv;     ///< [c·D, dim], float32 as the reference holds it
   DenseLinear<float> wgate;   ///< [c·D, dim]
-  /// wkv and wgate in their GGUF format when read with llama.cpp's dot products (used instead)
+  /// wkv and wgate in their GGUF format when read with llama.cpp's dot products (used instead,
+  /// and then wkv / wgate are empty)
   std::optional<AnyLinear> wkv_partner;
   std::optional<AnyLinear> wgate_partner;
   std::vector<float> ape;  ///< [r, c·D] additive score bias by position inside a block
@@ -106,10 +107,13 @@ CompressorWeights load_compressor_weights(const S& src, const std::string& prefi
   w.rotate = rotate;
   const std::size_t width = w.width();
   const auto d = static_cast<std::size_t>(dim);
-  w.wkv = io::load_linear<DenseLinear<float>>(src, prefix + "wkv.weight", width, d);
-  w.wgate = io::load_linear<DenseLinear<float>>(src, prefix + "wgate.weight", width, d);
+  // Under partner-dot semantics the stored format runs (no fp32 copy is made); otherwise fp32.
   w.wkv_partner = io::load_partner_view(src, prefix + "wkv.weight", width, d);
   w.wgate_partner = io::load_partner_view(src, prefix + "wgate.weight", width, d);
+  if (!w.wkv_partner)
+    w.wkv = io::load_linear<DenseLinear<float>>(src, prefix + "wkv.weight", width, d);
+  if (!w.wgate_partner)
+    w.wgate = io::load_linear<DenseLinear<float>>(src, prefix + "wgate.weight", width, d);
   w.ape = io::load_float(src, prefix + "ape", {static_cast<std::uint64_t>(ratio), width});
   w.norm.weight =
       io::load_float(src, prefix + "norm.weight", {static_cast<std::uint64_t>(head_dim)});

@@ -51,7 +51,8 @@ struct IndexerWeights {
   std::int64_t topk = 0;                          ///< index_topk
   Lin wq_b;                                       ///< [Hi·Di, q_lora_rank]
   DenseLinear<float> weights_proj;                ///< [Hi, dim]
-  std::optional<AnyLinear> weights_proj_partner;  ///< its GGUF format (llama.cpp's dots), if used
+  std::optional<AnyLinear> weights_proj_partner;  ///< its GGUF format (llama.cpp's dots), if
+                                                  ///< used (weights_proj is empty then)
   CompressorWeights compressor;                   ///< ratio 4, width Di, rotate mode
 };
 
@@ -75,12 +76,14 @@ IndexerWeights<Lin> load_indexer_weights(const S& f, const std::string& prefix,
   const auto q_out = static_cast<std::size_t>(cfg.index_n_heads * cfg.index_head_dim);
   w.wq_b = io::load_linear<Lin>(f, prefix + "wq_b.weight", q_out,
                                 static_cast<std::size_t>(cfg.q_lora_rank));
-  w.weights_proj = io::load_linear<DenseLinear<float>>(f, prefix + "weights_proj.weight",
-                                                       static_cast<std::size_t>(cfg.index_n_heads),
-                                                       static_cast<std::size_t>(cfg.dim));
   w.weights_proj_partner = io::load_partner_view(f, prefix + "weights_proj.weight",
                                                  static_cast<std::size_t>(cfg.index_n_heads),
                                                  static_cast<std::size_t>(cfg.dim));
+  if (!w.weights_proj_partner) {
+    w.weights_proj = io::load_linear<DenseLinear<float>>(
+        f, prefix + "weights_proj.weight", static_cast<std::size_t>(cfg.index_n_heads),
+        static_cast<std::size_t>(cfg.dim));
+  }
   w.compressor = load_compressor_weights(f, prefix + "compressor.", cfg.dim, 4, cfg.index_head_dim,
                                          cfg.rope_head_dim, cfg.norm_eps, /*rotate=*/true);
   return w;

@@ -476,6 +476,10 @@ class AnyLinearOf<type_list<Ls...>> {
   void forward(ConstView2<float> x, View2<float> y) const {
     std::visit([&](const auto& l) { l.template forward<N>(x, y); }, v_);
   }
+  /// Writes row o of the weight, dequantised: out[in_features()] (an embedding lookup).
+  void dequantize_row(std::size_t o, float* out) const {
+    std::visit([&](const auto& l) { l.dequantize_row(o, out); }, v_);
+  }
 
  private:
   variant_type v_;

@@ -253,7 +253,9 @@ class Model {
     const auto d = static_cast<std::uint64_t>(cfg.dim);
     const auto v = static_cast<std::uint64_t>(cfg.vocab_size);
     const auto eps = static_cast<float>(cfg.norm_eps);
-    m.embed_ = io::load_float(src, "embed.weight", {v, d});
+    // The embedding stays in its stored format (mapped where the source allows); a lookup
+    // dequantises the rows it reads.
+    m.embed_ = io::load_linear<AnyLinear>(src, "embed.weight", v, d);
     // A GGUF read with llama.cpp's dot products: the head runs in its stored format with the
     // activation quantized to the format's vec_dot partner, as ggml's mul_mat computes it (and
     // no fp32 copy of it is made).
@@ -407,10 +409,8 @@ class Model {
   std::vector<float> embed(std::span<const std::int32_t> tokens) const {
     const std::size_t d = dim();
     std::vector<float> e(tokens.size() * d);
-    for (std::size_t r = 0; r < tokens.size(); ++r) {
-      const auto row = static_cast<std::size_t>(tokens[r]) * d;
-      for (std::size_t c = 0; c < d; ++c) e[r * d + c] = embed_[row + c];
-    }
+    for (std::size_t r = 0; r < tokens.size(); ++r)
+      embed_.dequantize_row(static_cast<std::size_t>(tokens[r]), e.data() + r * d);
     return e;
   }
 
@@ -549,9 +549,9 @@ class Model {
 
   B backend_{};
   ModelConfig cfg_;
-  std::vector<float> embed_;  // [vocab, dim] (bf16 values in the release)
-  DenseLinear<float> head_;   // [vocab, dim], fp32 GEMM (bf16 values in the release); empty
-                              // when head_partner_ is set
+  AnyLinear embed_;          // [vocab, dim] in its stored format (bf16 in the release)
+  DenseLinear<float> head_;  // [vocab, dim], fp32 GEMM (bf16 values in the release); empty
+                             // when head_partner_ is set
   std::optional<AnyLinear> head_partner_;  // the head in its GGUF format (partner-dot semantics)
   RmsNorm norm_;
   head_type hc_head_;

@@ -364,7 +364,9 @@ class QuantizingSource {
   }
 
   /// io::load_linear's hook: QuantizedLinear quantized from the stored weight as the plan says;
-  /// other linear types through their io::LinearLoader from this source (so round_other applies).
+  /// an AnyLinear that round_other rounds (the embedding) held in that format, so that its rows
+  /// dequantise to what to_float gives; other linear types through their io::LinearLoader from
+  /// this source (so round_other applies).
   template <class L>
   L load_linear(std::string_view name, std::size_t out, std::size_t in) const {
     if constexpr (std::is_same_v<L, QuantizedLinear>) {
@@ -372,6 +374,15 @@ class QuantizingSource {
       const FormatId f = plan_.choose(WeightSite{name, out, in});
       QuantizedLinear l(quantize_linear(f, plan_.semantics, ConstView2<float>(w.data(), out, in)));
       record(name, f, out, in, true);
+      return l;
+    } else if constexpr (std::is_same_v<L, AnyLinear>) {
+      const std::optional<FormatId> f =
+          plan_.round_other ? plan_.round_other(WeightSite{name, out, in}) : std::nullopt;
+      if (!f) return io::LinearLoader<L>::load(*this, name, out, in);
+      const std::vector<float> w = io::load_float(src_, name, {out, in});
+      AnyLinear l =
+          quantize_linear(*f, DotSemantics::dequant, ConstView2<float>(w.data(), out, in));
+      record(name, *f, out, in, false);
       return l;
     } else {
       return io::LinearLoader<L>::load(*this, name, out, in);
