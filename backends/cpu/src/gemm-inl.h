@@ -123,7 +123,10 @@ HWY_INLINE void GemmTile(const float* HWY_RESTRICT x, size_t ldx, size_t rows,
 // One (query, head) of sparse attention with the reference's structure (ops/sparse_attention.hpp:
 // online softmax over chunks of 64 slots, the sink in the denominator, P rounded to bf16 when
 // round_p), the q·k dots and the P·V accumulation vectorised over the head dimension.
-// out[d] = acc / l (unrounded); acc: [d] scratch.
+// Eight keys are dotted at once (eight independent accumulators sharing each load of q) and the
+// P·V terms of up to eight keys are added while acc stays in registers; every dot and every
+// acc element sees the same operations in the same order as one key at a time, so the result
+// does not depend on the grouping. out[d] = acc / l (unrounded); acc: [d] scratch.
 HWY_INLINE void SparseAttnHead(const float* HWY_RESTRICT q, const float* HWY_RESTRICT kv,
                                const int32_t* HWY_RESTRICT idx, size_t k, size_t d, float sink,
                                float scale, bool round_p, float* HWY_RESTRICT out,
@@ -133,28 +136,63 @@ HWY_INLINE void SparseAttnHead(const float* HWY_RESTRICT q, const float* HWY_RES
   const size_t vec_end = d - d % N;
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   constexpr size_t kChunk = 64;
+  constexpr size_t kPvGroup = 8;
   float m = neg_inf;
   float l = 0.f;
   for (size_t j = 0; j < d; ++j) acc[j] = 0.f;
   float s[kChunk];
+  const float* rows[kChunk];  // the chunk's valid keys, in slot order
+  size_t slot[kChunk];
+  float p[kChunk];
+  const auto tail_dot = [&](const float* kr, float dot) {
+    for (size_t j = vec_end; j < d; ++j) dot += q[j] * kr[j];
+    return dot;
+  };
   for (size_t c0 = 0; c0 < k; c0 += kChunk) {
     const size_t cn = std::min(kChunk, k - c0);
-    float cmax = m;
+    size_t nv = 0;
     for (size_t t = 0; t < cn; ++t) {
       const int32_t r = idx[c0 + t];
       if (r < 0) {
         s[t] = neg_inf;
       } else {
-        const float* kr = kv + static_cast<size_t>(r) * d;
-        auto a = hn::Zero(df);
-        for (size_t j = 0; j < vec_end; j += N)
-          a = hn::MulAdd(hn::LoadU(df, q + j), hn::LoadU(df, kr + j), a);
-        float dot = hn::GetLane(hn::SumOfLanes(df, a));
-        for (size_t j = vec_end; j < d; ++j) dot += q[j] * kr[j];
-        s[t] = dot * scale;
+        slot[nv] = t;
+        rows[nv++] = kv + static_cast<size_t>(r) * d;
       }
-      cmax = std::fmax(cmax, s[t]);
     }
+    size_t v = 0;
+    for (; v + 8 <= nv; v += 8) {
+      const float* const* kr = rows + v;
+      auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+      auto a4 = hn::Zero(df), a5 = hn::Zero(df), a6 = hn::Zero(df), a7 = hn::Zero(df);
+      for (size_t j = 0; j < vec_end; j += N) {
+        const auto qv = hn::LoadU(df, q + j);
+        a0 = hn::MulAdd(qv, hn::LoadU(df, kr[0] + j), a0);
+        a1 = hn::MulAdd(qv, hn::LoadU(df, kr[1] + j), a1);
+        a2 = hn::MulAdd(qv, hn::LoadU(df, kr[2] + j), a2);
+        a3 = hn::MulAdd(qv, hn::LoadU(df, kr[3] + j), a3);
+        a4 = hn::MulAdd(qv, hn::LoadU(df, kr[4] + j), a4);
+        a5 = hn::MulAdd(qv, hn::LoadU(df, kr[5] + j), a5);
+        a6 = hn::MulAdd(qv, hn::LoadU(df, kr[6] + j), a6);
+        a7 = hn::MulAdd(qv, hn::LoadU(df, kr[7] + j), a7);
+      }
+      s[slot[v]] = tail_dot(kr[0], hn::GetLane(hn::SumOfLanes(df, a0))) * scale;
+      s[slot[v + 1]] = tail_dot(kr[1], hn::GetLane(hn::SumOfLanes(df, a1))) * scale;
+      s[slot[v + 2]] = tail_dot(kr[2], hn::GetLane(hn::SumOfLanes(df, a2))) * scale;
+      s[slot[v + 3]] = tail_dot(kr[3], hn::GetLane(hn::SumOfLanes(df, a3))) * scale;
+      s[slot[v + 4]] = tail_dot(kr[4], hn::GetLane(hn::SumOfLanes(df, a4))) * scale;
+      s[slot[v + 5]] = tail_dot(kr[5], hn::GetLane(hn::SumOfLanes(df, a5))) * scale;
+      s[slot[v + 6]] = tail_dot(kr[6], hn::GetLane(hn::SumOfLanes(df, a6))) * scale;
+      s[slot[v + 7]] = tail_dot(kr[7], hn::GetLane(hn::SumOfLanes(df, a7))) * scale;
+    }
+    for (; v < nv; ++v) {
+      auto a = hn::Zero(df);
+      for (size_t j = 0; j < vec_end; j += N)
+        a = hn::MulAdd(hn::LoadU(df, q + j), hn::LoadU(df, rows[v] + j), a);
+      s[slot[v]] = tail_dot(rows[v], hn::GetLane(hn::SumOfLanes(df, a))) * scale;
+    }
+    float cmax = m;
+    for (size_t t = 0; t < cn; ++t) cmax = std::fmax(cmax, s[t]);
     if (cmax == neg_inf) continue;
     const float alpha = std::exp(m - cmax);
     float psum = 0.f;
@@ -162,18 +200,55 @@ HWY_INLINE void SparseAttnHead(const float* HWY_RESTRICT q, const float* HWY_RES
       s[t] = std::exp(s[t] - cmax);
       psum += s[t];
     }
+    // the keys with a non-zero weight, in slot order (masked slots have weight 0)
+    size_t np = 0;
+    for (size_t e = 0; e < nv; ++e) {
+      const float w = s[slot[e]];
+      if (w == 0.f) continue;
+      p[np] = round_p ? bf16(w).to_float() : w;
+      rows[np++] = rows[e];
+    }
+    // acc·alpha + Σ p·v over keys e0..e1-1 (scale: the first pass also applies alpha), four
+    // vectors of acc at a time so that the key loop carries four independent FMA chains
     const auto va = hn::Set(df, alpha);
-    for (size_t j = 0; j < vec_end; j += N)
-      hn::StoreU(hn::Mul(hn::LoadU(df, acc + j), va), df, acc + j);
-    for (size_t j = vec_end; j < d; ++j) acc[j] *= alpha;
-    for (size_t t = 0; t < cn; ++t) {
-      if (s[t] == 0.f) continue;
-      const float p = round_p ? bf16(s[t]).to_float() : s[t];
-      const float* kr = kv + static_cast<size_t>(idx[c0 + t]) * d;
-      const auto vp = hn::Set(df, p);
-      for (size_t j = 0; j < vec_end; j += N)
-        hn::StoreU(hn::MulAdd(vp, hn::LoadU(df, kr + j), hn::LoadU(df, acc + j)), df, acc + j);
-      for (size_t j = vec_end; j < d; ++j) acc[j] += p * kr[j];
+    const auto pv_pass = [&](size_t e0, size_t e1, bool scale_acc) {
+      size_t j = 0;
+      for (; j + 4 * N <= vec_end; j += 4 * N) {
+        auto a0 = hn::LoadU(df, acc + j), a1 = hn::LoadU(df, acc + j + N);
+        auto a2 = hn::LoadU(df, acc + j + 2 * N), a3 = hn::LoadU(df, acc + j + 3 * N);
+        if (scale_acc) {
+          a0 = hn::Mul(a0, va);
+          a1 = hn::Mul(a1, va);
+          a2 = hn::Mul(a2, va);
+          a3 = hn::Mul(a3, va);
+        }
+        for (size_t e = e0; e < e1; ++e) {
+          const auto pe = hn::Set(df, p[e]);
+          const float* r = rows[e] + j;
+          a0 = hn::MulAdd(pe, hn::LoadU(df, r), a0);
+          a1 = hn::MulAdd(pe, hn::LoadU(df, r + N), a1);
+          a2 = hn::MulAdd(pe, hn::LoadU(df, r + 2 * N), a2);
+          a3 = hn::MulAdd(pe, hn::LoadU(df, r + 3 * N), a3);
+        }
+        hn::StoreU(a0, df, acc + j);
+        hn::StoreU(a1, df, acc + j + N);
+        hn::StoreU(a2, df, acc + j + 2 * N);
+        hn::StoreU(a3, df, acc + j + 3 * N);
+      }
+      for (; j < vec_end; j += N) {
+        auto a = hn::LoadU(df, acc + j);
+        if (scale_acc) a = hn::Mul(a, va);
+        for (size_t e = e0; e < e1; ++e)
+          a = hn::MulAdd(hn::Set(df, p[e]), hn::LoadU(df, rows[e] + j), a);
+        hn::StoreU(a, df, acc + j);
+      }
+    };
+    pv_pass(0, std::min(np, kPvGroup), true);
+    for (size_t e0 = kPvGroup; e0 < np; e0 += kPvGroup)
+      pv_pass(e0, std::min(np, e0 + kPvGroup), false);
+    for (size_t j = vec_end; j < d; ++j) {
+      acc[j] *= alpha;
+      for (size_t e = 0; e < np; ++e) acc[j] += p[e] * rows[e][j];
     }
     l = l * alpha + psum;
     m = cmax;
