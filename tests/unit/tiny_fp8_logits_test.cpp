@@ -49,17 +49,17 @@ Stats compare_rows(const std::vector<float>& got, std::span<const float> want, s
   return s;
 }
 
-/// Both comparisons of one numerics policy: the prefill of all 64 tokens, and a prefix of 40 then
-/// one token at a time.
+/// Both comparisons of one numerics policy: the prefill of all tokens, and a prefix of `prefix`
+/// tokens then one token at a time.
 struct Runs {
   Stats prefill;        ///< against the reference's prefill
-  Stats decode;         ///< against the reference's own decode from 40
-  Stats decode_vs_pre;  ///< the same decoded rows against the reference's prefill rows 40..63
+  Stats decode;         ///< against the reference's own decode from the prefix
+  Stats decode_vs_pre;  ///< the same decoded rows against the reference's prefill rows
 };
 
 template <class N>
 Runs run(const d::io::Checkpoint& ckpt, const d::io::SafetensorsFile& golden,
-         const std::vector<std::int32_t>& tokens, std::size_t vocab) {
+         const std::vector<std::int32_t>& tokens, std::size_t vocab, std::size_t prefix = 40) {
   using Model = d::ReferenceModel<N, d::HyperConnection<4>, d::AnyLinear>;
   const Model m = Model::load(ckpt);
   Runs r;
@@ -67,15 +67,16 @@ Runs run(const d::io::Checkpoint& ckpt, const d::io::SafetensorsFile& golden,
   const auto pre = m.prefill(tokens, st);
   r.prefill = compare_rows(pre.logits, golden.span<float>("prefill.logits_all"), vocab);
   auto st2 = m.new_state();
-  (void)m.prefill(std::span<const std::int32_t>(tokens.data(), 40), st2);
+  (void)m.prefill(std::span<const std::int32_t>(tokens.data(), prefix), st2);
   std::vector<float> dec;
-  for (std::size_t i = 40; i < tokens.size(); ++i) {
+  for (std::size_t i = prefix; i < tokens.size(); ++i) {
     const auto o = m.decode(tokens[i], st2);
     dec.insert(dec.end(), o.logits.end() - static_cast<std::ptrdiff_t>(vocab), o.logits.end());
   }
-  r.decode = compare_rows(dec, golden.span<float>("decode_from_40.logits"), vocab);
+  r.decode = compare_rows(
+      dec, golden.span<float>("decode_from_" + std::to_string(prefix) + ".logits"), vocab);
   r.decode_vs_pre =
-      compare_rows(dec, golden.span<float>("prefill.logits_all").subspan(40 * vocab), vocab);
+      compare_rows(dec, golden.span<float>("prefill.logits_all").subspan(prefix * vocab), vocab);
   return r;
 }
 
@@ -133,4 +134,47 @@ TEST_CASE("tiny_fp8 release layout: logits of the official reference (prefill an
   print("PyTorch 1 mean: decode from 40 vs the reference's prefill", mixed.decode_vs_pre);
   CHECK_FALSE(kPrefill.hold(mixed.prefill));
   CHECK_FALSE(kDecodeVsPrefill.hold(mixed.decode_vs_pre));
+}
+
+// A second release-layout checkpoint of another shape (wide_fp8: dim 256, head_dim 128, window 16,
+// compress ratios 4 and 16, 8 experts, vocabulary 256; tests/data/README.md) against the official
+// model.py on it. Its fp32 projections have K = dim = 256 (the compressor's wkv/wgate, the head)
+// and K = 4·dim = 1024 (the hyper-connection mixes), where the CPU BLAS that ran the reference
+// no longer sums K in ascending order as it does for K <= 192 (tiny_fp8's dim 128): it sums two
+// blocks of 128 for K = 256 and blocks of 192 for K = 512 and 1024 (an M = 1 call, the decode,
+// differs again). The first value that departs is therefore an fp32 compressor projection of
+// layer 0, one ulp, which the bf16 rounding and FP8/FP4 grids amplify. The reference re-run with
+// every F.linear summed in ascending k in fp32 is bit-exact with this library through layer 0
+// (compressor entries, index keys, index scores), and the two reference runs differ from each
+// other (prefill max 0.77, mean 0.014, rel-L2 0.019, top-1 0.97) as much as this library differs
+// from either, so the bounds below are those of the reference's own summation order (as is
+// PyTorch's vectorised RMSNorm mean; docs/oracles.md has a larger case where that departs first).
+namespace {
+// Prefill, measured: max 0.79, mean 0.0130, rel-L2 0.0189, top-1 0.984 (against the
+// ascending-order re-run of the reference: max 0.12, mean 0.0102, rel-L2 0.0077, top-1 0.984).
+constexpr Bounds kWidePrefill{0.05, 0.06, 0.9};
+// Decode from 40 against the reference's decode, measured: max 0.11, mean 0.0209, rel-L2 0.0135,
+// top-1 0.958 (the reference's decode differs from its own prefill: mean 0.030, rel-L2 0.031).
+constexpr Bounds kWideDecode{0.08, 0.06, 0.9};
+// The decoded rows against the reference's prefill rows 40..63, measured: max 0.79, mean 0.0259,
+// rel-L2 0.0303, top-1 0.958.
+constexpr Bounds kWideDecodeVsPrefill{0.08, 0.1, 0.9};
+}  // namespace
+
+TEST_CASE("wide_fp8 release layout (dim 256): logits of the official reference") {
+  const auto ckpt = d::io::Checkpoint::open(d::test::data_path("reference/wide_fp8/hf"));
+  const d::io::SafetensorsFile golden(
+      d::test::data_path("reference/wide_fp8/golden_logits.safetensors"));
+  const auto tok_span = golden.span<std::int32_t>("tokens");
+  const std::vector<std::int32_t> tokens(tok_span.begin(), tok_span.end());
+  REQUIRE(tokens.size() == 64);
+  const std::size_t vocab = 256;
+
+  const Runs ok = run<d::ReferenceNumerics>(ckpt, golden, tokens, vocab, 40);
+  print("wide prefill", ok.prefill);
+  print("wide decode from 40 vs the reference's decode", ok.decode);
+  print("wide decode from 40 vs the reference's prefill", ok.decode_vs_pre);
+  CHECK(kWidePrefill.hold(ok.prefill));
+  CHECK(kWideDecode.hold(ok.decode));
+  CHECK(kWideDecodeVsPrefill.hold(ok.decode_vs_pre));
 }
