@@ -457,10 +457,23 @@ HWY_INLINE void Q23KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
     float d;
     float dmin = 0.f;
     if constexpr (kQ3) {
-      alignas(32) std::int16_t sc[16];
-      for (int g = 0; g < 16; ++g)
-        sc[g] = static_cast<std::int16_t>(dsv4::detail::kq::q3_scale(b + 96, g));
-      sc16 = _mm256_load_si256(reinterpret_cast<const __m256i*>(sc));
+      // the 16 6-bit scales (detail::kq::q3_scale): low 4 bits from the nibbles of bytes 0-7
+      // (low nibbles groups 0-7, high 8-15), bits 4-5 of group j from bits 2(j/4) of byte
+      // 8 + j%4
+      std::uint64_t lo8;
+      std::uint32_t hi4;
+      std::memcpy(&lo8, b + 96, 8);
+      std::memcpy(&hi4, b + 104, 4);
+      const __m128i m4 = _mm_set1_epi8(0x0F);
+      const __m128i x = _mm_cvtsi64_si128(static_cast<long long>(lo8));
+      const __m128i lo =
+          _mm_unpacklo_epi64(_mm_and_si128(x, m4), _mm_and_si128(_mm_srli_epi16(x, 4), m4));
+      const __m128i h = _mm_cvtsi32_si128(static_cast<int>(hi4));
+      const __m128i hi =
+          _mm_unpacklo_epi64(_mm_unpacklo_epi32(h, _mm_srli_epi16(h, 2)),
+                             _mm_unpacklo_epi32(_mm_srli_epi16(h, 4), _mm_srli_epi16(h, 6)));
+      const __m128i hi2 = _mm_slli_epi16(_mm_and_si128(hi, _mm_set1_epi8(3)), 4);
+      sc16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(_mm_or_si128(lo, hi2), _mm_set1_epi8(32)));
       d = HalfToFloat(LoadU16(b + 108));
     } else {
       const __m128i s8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b));
@@ -513,40 +526,46 @@ HWY_INLINE void Q23KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
   for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
 }
 
-// The 32 signed values of a block of a 32-value format, decoded in registers: element j < 16
-// is the low nibble of qs[j], j ≥ 16 the high nibble of qs[j - 16] (Q4_0, Q5_0, IQ4_NL, MXFP4);
+// The 32 signed values of a block of a 32-value format are decoded in registers (B32Values);
 // the codebook formats look their codes up in the 16-entry table with a byte shuffle.
+
+// The 32 nibbles of 16 packed bytes, element j < 16 the low nibble of qs[j], j ≥ 16 the high
+// nibble of qs[j - 16].
+HWY_INLINE __m256i Nibbles(const std::uint8_t* qs) {
+  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), _mm256_set1_epi8(0x0F));
+}
+
+// 0xFF in byte j where bit j of the little-endian 32-bit qh is set (the fifth bits of Q5_0 /
+// Q5_1): byte j takes byte j/8 of qh and is tested against bit j%8.
+HWY_INLINE __m256i FifthBits(const std::uint8_t* qh_bytes) {
+  std::uint32_t qh;
+  std::memcpy(&qh, qh_bytes, 4);
+  const __m256i spread =
+      _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(qh)),
+                          _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                           2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+}
+
 template <kernels::B32Kind K>
 HWY_INLINE __m256i B32Values(const std::uint8_t* b) {
   using kernels::B32Kind;
   if constexpr (K == B32Kind::q8_0) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
+  } else if constexpr (K == B32Kind::q4_0) {
+    return _mm256_sub_epi8(Nibbles(b + 2), _mm256_set1_epi8(8));
+  } else if constexpr (K == B32Kind::q5_0) {
+    // value = nibble − 16 where the fifth bit is clear
+    return _mm256_sub_epi8(Nibbles(b + 6),
+                           _mm256_andnot_si256(FifthBits(b + 2), _mm256_set1_epi8(0x10)));
   } else {
-    const std::uint8_t* qs = b + (K == B32Kind::q5_0 ? 6 : K == B32Kind::mxfp4 ? 1 : 2);
-    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-    const __m256i nib =
-        _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), _mm256_set1_epi8(0x0F));
-    if constexpr (K == B32Kind::q4_0) {
-      return _mm256_sub_epi8(nib, _mm256_set1_epi8(8));
-    } else if constexpr (K == B32Kind::q5_0) {
-      // bit j of the little-endian qh is element j's fifth bit: byte j of the broadcast word
-      // takes byte j/8 of qh, tested against bit j%8; value = nibble − 16 where the bit is clear
-      std::uint32_t qh;
-      std::memcpy(&qh, b + 2, 4);
-      const __m256i spread =
-          _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(qh)),
-                              _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
-                                               2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-      const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
-      const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-      return _mm256_sub_epi8(nib, _mm256_andnot_si256(set, _mm256_set1_epi8(0x10)));
-    } else {
-      const std::int8_t* t = K == B32Kind::iq4_nl ? dsv4::detail::ggml::kIq4nlValues
-                                                  : dsv4::detail::ggml::kMxfp4Values;
-      const __m256i table =
-          _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
-      return _mm256_shuffle_epi8(table, nib);
-    }
+    const std::int8_t* t =
+        K == B32Kind::iq4_nl ? dsv4::detail::ggml::kIq4nlValues : dsv4::detail::ggml::kMxfp4Values;
+    const __m256i table =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
+    return _mm256_shuffle_epi8(table, Nibbles(b + (K == B32Kind::mxfp4 ? 1 : 2)));
   }
 }
 
@@ -593,6 +612,41 @@ HWY_INLINE void B32RowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
     }
   }
   for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
+}
+
+// One Q4_1 (kQ5 false) or Q5_1 (kQ5) weight row (nb blocks: f16 d, f16 m, [qh[4],] qs[16]) · R
+// Q8_1 activation rows (36-byte blocks: f16 d, f16 s = d·Σqs, int8 qs[32]): Σ_i d_i·da_i·
+// Σ_j q·a (unsigned q, exact) in fp32 lanes, plus Σ_i m_i·s_i in one float (the block order).
+template <bool kQ5, int R>
+HWY_INLINE void Q451RowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
+                          const std::uint8_t* HWY_RESTRICT xq, float* HWY_RESTRICT y,
+                          std::size_t ldy) {
+  constexpr std::size_t kBytes = 36;
+  constexpr std::size_t kWBytes = kQ5 ? 24 : 20;
+  const std::size_t row_bytes = nb * kBytes;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[R];
+  float msum[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm256_setzero_ps();
+    msum[r] = 0.f;
+  }
+  for (std::size_t i = 0; i < nb; ++i) {
+    const std::uint8_t* b = w + i * kWBytes;
+    const float wd = HalfToFloat(LoadU16(b));
+    const float wm = HalfToFloat(LoadU16(b + 2));
+    __m256i q = Nibbles(b + (kQ5 ? 8 : 4));
+    if constexpr (kQ5)
+      q = _mm256_or_si256(q, _mm256_and_si256(FifthBits(b + 4), _mm256_set1_epi8(0x10)));
+    for (int r = 0; r < R; ++r) {
+      const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes;
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4));
+      const __m256 sv = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, av), ones));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(wd * HalfToFloat(LoadU16(ab))), sv, acc[r]);
+      msum[r] += wm * HalfToFloat(LoadU16(ab + 2));
+    }
+  }
+  for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]) + msum[r];
 }
 
 #endif  // DSV4_CPU_QD_AVX2
@@ -867,6 +921,44 @@ HWY_INLINE void B32Row(kernels::B32Kind kind, const std::uint8_t* w, std::size_t
     case B32Kind::mxfp4:
       return B32RowK<B32Kind::mxfp4>(w, nb, xq, xd, rows, y, ldy, q, wsc);
   }
+}
+
+// One Q4_1 / Q5_1 weight row · `rows` Q8_1 activation rows (kernels::q451_row): the fused
+// kernel on AVX2 targets, else the same arithmetic in scalar code.
+template <bool kQ5>
+HWY_INLINE void Q451RowK(const std::uint8_t* w, std::size_t nb, const std::uint8_t* xq,
+                         std::size_t rows, float* y, std::size_t ldy) {
+#if DSV4_CPU_QD_AVX2
+  ForRowGroups(rows, [&]<int R>(std::size_t r) {
+    Q451RowsR<kQ5, R>(w, nb, xq + r * nb * 36, y + r * ldy, ldy);
+  });
+#else
+  constexpr std::size_t kWBytes = kQ5 ? 24 : 20;
+  for (std::size_t r = 0; r < rows; ++r) {
+    float sum = 0.f;
+    float msum = 0.f;
+    for (std::size_t i = 0; i < nb; ++i) {
+      const std::uint8_t* b = w + i * kWBytes;
+      const std::uint8_t* ab = xq + (r * nb + i) * 36;
+      const auto* a = reinterpret_cast<const std::int8_t*>(ab + 4);
+      const std::uint8_t* qs = b + (kQ5 ? 8 : 4);
+      int v[32];
+      if constexpr (kQ5) {
+        dsv4::detail::ggml::unpack_q5(qs, b + 4, v);
+      } else {
+        for (int j = 0; j < 16; ++j) {
+          v[j] = qs[j] & 0x0F;
+          v[j + 16] = qs[j] >> 4;
+        }
+      }
+      std::int32_t s = 0;
+      for (int j = 0; j < 32; ++j) s += v[j] * a[j];
+      sum += static_cast<float>(s) * (HalfToFloat(LoadU16(b)) * HalfToFloat(LoadU16(ab)));
+      msum += HalfToFloat(LoadU16(b + 2)) * HalfToFloat(LoadU16(ab + 2));
+    }
+    y[r * ldy] = sum + msum;
+  }
+#endif
 }
 
 // One k-quant weight row · `rows` Q8_K activation rows (kernels::kq_row): the fused kernels on

@@ -12,10 +12,10 @@
 //  * dense GEMMs (DenseLinear<float>, DenseLinear<bf16>, Linear<F32/F16/BF16>) use lane-parallel
 //    fp32 accumulation (Highway), so they differ from the reference's sequential sums by rounding;
 //  * quantized Linear<F, PartnerDot> quantizes the activation to F's partner exactly as the
-//    reference does; Q8_0, Q4_0, Q5_0, IQ4_NL, MXFP4 and the k-quants then run integer SIMD dots
-//    (kernels::b32_row / kq_row: exact integer block sums, the blocks accumulated in
-//    fp32 lanes, so they differ from the reference's block-order sums by rounding), the other
-//    formats the reference's own block dot; threaded over output columns;
+//    reference does; Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4 and the k-quants then run
+//    integer SIMD dots (kernels::b32_row / q451_row / kq_row: exact integer block sums, the blocks
+//    accumulated in fp32 lanes, so they differ from the reference's block-order sums by rounding),
+//    the other formats the reference's own block dot; threaded over output columns;
 //  * Linear<F, DequantDot> dequantizes a tile of weight rows, then runs the dense GEMM;
 //  * sparse attention (the reference's online softmax, its dots and P·V vectorised), rms_norm and
 //    the indexer scores (the q·key dots one GEMM per 256 keys) are threaded and differ by
@@ -314,6 +314,11 @@ class Backend : public ref::Backend {
               kernels::b32_row(b32_kind<F>(), w.blocks().data() + o * nb, nb, xq.data(), xd.data(),
                                x.rows, y.data + o, y.stride, q.data(), wsc.data());
             round_columns<N>(y, o0, o1);
+          } else if constexpr (std::same_as<F, Q4_1> || std::same_as<F, Q5_1>) {
+            for (std::size_t o = o0; o < o1; ++o)
+              kernels::q451_row(std::same_as<F, Q5_1>, w.blocks().data() + o * nb, nb, xq.data(),
+                                x.rows, y.data + o, y.stride);
+            round_columns<N>(y, o0, o1);
           } else if constexpr (kKQuant<F>) {
             std::vector<std::uint8_t> q(nb * 256);
             std::vector<kernels::KqBlock> k(nb);
@@ -384,6 +389,10 @@ class Backend : public ref::Backend {
 
 static_assert(offsetof(Q8_0::block_type, qs) == 2 && sizeof(Q8_0::block_type) == 34,
               "the Q8_0 kernels read a block as f16 d, int8 qs[32]");
+static_assert(offsetof(Q8_1::block_type, qs) == 4 && sizeof(Q8_1::block_type) == 36 &&
+                  offsetof(Q5_1::block_type, qh) == 4 && offsetof(Q5_1::block_type, qs) == 8 &&
+                  offsetof(Q4_1::block_type, qs) == 4,
+              "kernels::q451_row reads Q4_1 / Q5_1 / Q8_1 blocks at these offsets");
 static_assert(offsetof(Q8_K::block_type, qs) == 4 && offsetof(Q8_K::block_type, bsums) == 260 &&
                   sizeof(Q8_K::block_type) == 292,
               "kernels::kq_row reads a Q8_K block as float d, int8 qs[256], int16 bsums[16]");

@@ -31,6 +31,12 @@ enum class B32Kind : std::uint8_t { q8_0, q4_0, q5_0, iq4_nl, mxfp4 };
 void b32_row(B32Kind kind, const void* w, std::size_t nb, const void* xq, const float* xd,
              std::size_t rows, float* y, std::size_t ldy, std::int8_t* q, float* wsc);
 
+/// One Q4_1 (q5_1 false) or Q5_1 weight row (nb blocks) · `rows` Q8_1 activation rows (xq, nb
+/// blocks each) → y[r·ldy]: Σ_i d_i·a.d_i·Σ_j q·a.qs (exact integer sums, fp32 lanes) plus
+/// Σ_i m_i·a.s_i.
+void q451_row(bool q5_1, const void* w, std::size_t nb, const void* xq, std::size_t rows, float* y,
+              std::size_t ldy);
+
 /// The k-quant weight formats kq_row reads.
 enum class KqKind : std::uint8_t { q2_k, q3_k, q4_k, q5_k, q6_k };
 
