@@ -182,6 +182,7 @@ int main(int argc, char** argv) {
   rows.push_back(measure<d::Q5_0>(mib, threads, seconds));
   rows.push_back(measure<d::Q5_1>(mib, threads, seconds));
   rows.push_back(measure<d::IQ4_NL>(mib, threads, seconds));
+  rows.push_back(measure<d::IQ4_XS>(mib, threads, seconds));
   rows.push_back(measure<d::MXFP4>(mib, threads, seconds));
   rows.push_back(measure<d::Q2_K>(mib, threads, seconds));
   rows.push_back(measure<d::Q3_K>(mib, threads, seconds));

@@ -102,7 +102,8 @@ constexpr bool kIntegerSimd =
     std::same_as<F, d::Q8_0> || std::same_as<F, d::Q4_0> || std::same_as<F, d::Q5_0> ||
     std::same_as<F, d::Q4_1> || std::same_as<F, d::Q5_1> || std::same_as<F, d::IQ4_NL> ||
     std::same_as<F, d::MXFP4> || std::same_as<F, d::Q2_K> || std::same_as<F, d::Q3_K> ||
-    std::same_as<F, d::Q4_K> || std::same_as<F, d::Q5_K> || std::same_as<F, d::Q6_K>;
+    std::same_as<F, d::Q4_K> || std::same_as<F, d::Q5_K> || std::same_as<F, d::Q6_K> ||
+    std::same_as<F, d::IQ4_XS>;
 
 }  // namespace
 
@@ -172,7 +173,7 @@ TEST_CASE_TEMPLATE_APPLY(partner_dot, d::LinearFormats::tuple);
 
 TEST_CASE_TEMPLATE("cpu::Backend integer dots: GEMV and GEMM rows on 1, 2 and 3 threads", F,
                    d::Q8_0, d::Q4_0, d::Q4_1, d::Q5_0, d::Q5_1, d::IQ4_NL, d::MXFP4, d::Q2_K,
-                   d::Q3_K, d::Q4_K, d::Q5_K, d::Q6_K) {
+                   d::Q3_K, d::Q4_K, d::Q5_K, d::Q6_K, d::IQ4_XS) {
   // sizes large enough to be split over the threads: an odd block count (37 blocks of 32 values,
   // 5 super-blocks of 256), output columns not a multiple of the tile or the thread count, one
   // activation row (the GEMV: two blocks per step, then the odd one) and 6 (a group of 4 and 2

@@ -301,6 +301,26 @@ HWY_INLINE __m256i PairScale(__m256i s8x16, int c) {
   return _mm256_shuffle_epi8(s8x16, mask);
 }
 
+// The 32 nibbles of 16 packed bytes, element j < 16 the low nibble of qs[j], j ≥ 16 the high
+// nibble of qs[j - 16].
+HWY_INLINE __m256i Nibbles(const std::uint8_t* qs) {
+  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), _mm256_set1_epi8(0x0F));
+}
+
+// 0xFF in byte j where bit j of the little-endian 32-bit qh is set (the fifth bits of Q5_0 /
+// Q5_1): byte j takes byte j/8 of qh and is tested against bit j%8.
+HWY_INLINE __m256i FifthBits(const std::uint8_t* qh_bytes) {
+  std::uint32_t qh;
+  std::memcpy(&qh, qh_bytes, 4);
+  const __m256i spread =
+      _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(qh)),
+                          _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                           2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+}
+
 // Q4_K (kQ5 false) or Q5_K (kQ5: the fifth bit of element 64c + 32h + l is bit 2c + h of
 // qh[l]).
 template <bool kQ5, int R>
@@ -434,6 +454,46 @@ HWY_INLINE void Q6KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
   for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
 }
 
+// IQ4_XS: sub-block c (32 values) of a super-block has codes packed as Q4_0 in qs[16c..16c+15]
+// and the multiplier ls_c − 32 (6-bit ls_c: nibble c%2 of scales_l[c/2], bits 2c..2c+1 of
+// scales_h); the codes look their values up in the 16-entry table with a byte shuffle.
+template <int R>
+HWY_INLINE void IQ4XSRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
+                           const std::uint8_t* HWY_RESTRICT xq, float* HWY_RESTRICT y,
+                           std::size_t ldy) {
+  constexpr std::size_t kBytes = 292;
+  const std::size_t row_bytes = nb * kBytes;
+  const __m256i table = _mm256_broadcastsi128_si256(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(dsv4::detail::ggml::kIq4nlValues)));
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (std::size_t i = 0; i < nb; ++i) {
+    const std::uint8_t* b = w + i * sizeof(dsv4::IQ4_XS::block_type);
+    const float d = HalfToFloat(LoadU16(b));
+    const unsigned sh = LoadU16(b + 2);
+    __m256i isum[R];
+    for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      const int ls = ((b[4 + c / 2] >> (4 * (c % 2))) & 0x0F) | (((sh >> (2 * c)) & 3) << 4);
+      const __m256i sv = _mm256_set1_epi16(static_cast<short>(ls - 32));
+      const __m256i q = _mm256_shuffle_epi8(table, Nibbles(b + 8 + 16 * c));
+      const __m256i aq = _mm256_sign_epi8(q, q);
+      for (int r = 0; r < R; ++r) {
+        const std::uint8_t* a = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 4;
+        const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 32 * c));
+        const __m256i p = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(av, q));
+        isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(p, sv));
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      float da;
+      std::memcpy(&da, xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes, sizeof da);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(isum[r]), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
+}
+
 // Q2_K (kQ3 false: unsigned 2-bit quants, 4-bit scales and mins) or Q3_K (kQ3: the third bit
 // from hmask, signed 6-bit scales, value = q − 4): element 128h + 32s + l is bits 2s..2s+1 of
 // qs[32h + l] (and bit 4h + s of hmask[l]); its group is 8h + 2s + l/16.
@@ -526,29 +586,8 @@ HWY_INLINE void Q23KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
   for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
 }
 
-// The 32 signed values of a block of a 32-value format are decoded in registers (B32Values);
-// the codebook formats look their codes up in the 16-entry table with a byte shuffle.
-
-// The 32 nibbles of 16 packed bytes, element j < 16 the low nibble of qs[j], j ≥ 16 the high
-// nibble of qs[j - 16].
-HWY_INLINE __m256i Nibbles(const std::uint8_t* qs) {
-  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), _mm256_set1_epi8(0x0F));
-}
-
-// 0xFF in byte j where bit j of the little-endian 32-bit qh is set (the fifth bits of Q5_0 /
-// Q5_1): byte j takes byte j/8 of qh and is tested against bit j%8.
-HWY_INLINE __m256i FifthBits(const std::uint8_t* qh_bytes) {
-  std::uint32_t qh;
-  std::memcpy(&qh, qh_bytes, 4);
-  const __m256i spread =
-      _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(qh)),
-                          _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
-                                           2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
-  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-}
-
+// The 32 signed values of a block of a 32-value format, decoded in registers; the codebook
+// formats look their codes up in the 16-entry table with a byte shuffle.
 template <kernels::B32Kind K>
 HWY_INLINE __m256i B32Values(const std::uint8_t* b) {
   using kernels::B32Kind;
@@ -864,6 +903,26 @@ HWY_INLINE void UnpackKq(kernels::KqKind kind, const std::uint8_t* HWY_RESTRICT 
         b.dmin = HalfToFloat(blk.dmin.bits);
         break;
       }
+      case KqKind::iq4_xs: {
+        // unsigned q = value + 128, its offset in bias: −128·sc
+        dsv4::IQ4_XS::block_type blk;
+        std::memcpy(&blk, w + i * sizeof blk, sizeof blk);
+        for (int c = 0; c < 8; ++c) {
+          for (int l = 0; l < 16; ++l) {
+            qb[32 * c + l] = static_cast<std::uint8_t>(
+                dsv4::detail::ggml::kIq4nlValues[blk.qs[16 * c + l] & 0x0F] + 128);
+            qb[32 * c + 16 + l] = static_cast<std::uint8_t>(
+                dsv4::detail::ggml::kIq4nlValues[blk.qs[16 * c + l] >> 4] + 128);
+          }
+          const auto sc = static_cast<std::int16_t>(dsv4::IQ4_XS::sub_scale(blk, c) - 32);
+          b.sc[2 * c] = b.sc[2 * c + 1] = sc;
+          b.bias[2 * c] = b.bias[2 * c + 1] = static_cast<std::int16_t>(-128 * sc);
+          b.mn[2 * c] = b.mn[2 * c + 1] = 0;
+        }
+        b.d = HalfToFloat(blk.d.bits);
+        b.dmin = 0.f;
+        break;
+      }
       case KqKind::q6_k: {
         dsv4::Q6_K::block_type blk;
         std::memcpy(&blk, w + i * sizeof blk, sizeof blk);
@@ -989,6 +1048,9 @@ HWY_INLINE void KqRow(kernels::KqKind kind, const std::uint8_t* w, std::size_t n
     case KqKind::q6_k:
       return fused(
           [&]<int R>(const std::uint8_t* x, float* yr) { Q6KRowsR<R>(w, nb, x, yr, ldy); });
+    case KqKind::iq4_xs:  // (its unpacked quants reach 241: too large for KqRowsR's vpmaddubsw)
+      return fused(
+          [&]<int R>(const std::uint8_t* x, float* yr) { IQ4XSRowsR<R>(w, nb, x, yr, ldy); });
   }
 #endif
   UnpackKq(kind, w, nb, q, k);

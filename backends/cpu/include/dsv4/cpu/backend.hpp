@@ -12,10 +12,10 @@
 //  * dense GEMMs (DenseLinear<float>, DenseLinear<bf16>, Linear<F32/F16/BF16>) use lane-parallel
 //    fp32 accumulation (Highway), so they differ from the reference's sequential sums by rounding;
 //  * quantized Linear<F, PartnerDot> quantizes the activation to F's partner exactly as the
-//    reference does; Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4 and the k-quants then run
-//    integer SIMD dots (kernels::b32_row / q451_row / kq_row: exact integer block sums, the blocks
-//    accumulated in fp32 lanes, so they differ from the reference's block-order sums by rounding),
-//    the other formats the reference's own block dot; threaded over output columns;
+//    reference does; Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4, IQ4_XS and the k-quants then
+//    run integer SIMD dots (kernels::b32_row / q451_row / kq_row: exact integer block sums, the
+//    blocks accumulated in fp32 lanes, so they differ from the reference's block-order sums by
+//    rounding), the other formats the reference's own block dot; threaded over output columns;
 //  * Linear<F, DequantDot> dequantizes a tile of weight rows, then runs the dense GEMM;
 //  * sparse attention (the reference's online softmax, its dots and P·V vectorised), rms_norm and
 //    the indexer scores (the q·key dots one GEMM per 256 keys) are threaded and differ by
@@ -371,7 +371,7 @@ class Backend : public ref::Backend {
   template <class F>
   static constexpr bool kKQuant =
       std::same_as<F, Q2_K> || std::same_as<F, Q3_K> || std::same_as<F, Q4_K> ||
-      std::same_as<F, Q5_K> || std::same_as<F, Q6_K>;
+      std::same_as<F, Q5_K> || std::same_as<F, Q6_K> || std::same_as<F, IQ4_XS>;
 
   template <class F>
   static constexpr kernels::KqKind kq_kind() {
@@ -379,6 +379,7 @@ class Backend : public ref::Backend {
     if constexpr (std::same_as<F, Q3_K>) return kernels::KqKind::q3_k;
     if constexpr (std::same_as<F, Q4_K>) return kernels::KqKind::q4_k;
     if constexpr (std::same_as<F, Q5_K>) return kernels::KqKind::q5_k;
+    if constexpr (std::same_as<F, IQ4_XS>) return kernels::KqKind::iq4_xs;
     return kernels::KqKind::q6_k;
   }
 

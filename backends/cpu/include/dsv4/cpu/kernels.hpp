@@ -37,8 +37,8 @@ void b32_row(B32Kind kind, const void* w, std::size_t nb, const void* xq, const 
 void q451_row(bool q5_1, const void* w, std::size_t nb, const void* xq, std::size_t rows, float* y,
               std::size_t ldy);
 
-/// The k-quant weight formats kq_row reads.
-enum class KqKind : std::uint8_t { q2_k, q3_k, q4_k, q5_k, q6_k };
+/// The super-block weight formats kq_row reads (the k-quants and IQ4_XS).
+enum class KqKind : std::uint8_t { q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs };
 
 /// One unpacked k-quant super-block (with its unsigned quants q [256] kept apart): its dot with a
 /// Q8_K block a is d·a.d·(Σ_g sc[g]·Σ_{e∈g} q[e]·a.qs[e] + Σ_g bias[g]·a.bsums[g]) −
