@@ -178,8 +178,11 @@ int main(int argc, char** argv) {
   rows.push_back(measure<d::F16>(mib, threads, seconds));
   rows.push_back(measure<d::Q8_0>(mib, threads, seconds));
   rows.push_back(measure<d::Q4_0>(mib, threads, seconds));
+  rows.push_back(measure<d::Q4_1>(mib, threads, seconds));
   rows.push_back(measure<d::Q5_0>(mib, threads, seconds));
+  rows.push_back(measure<d::Q5_1>(mib, threads, seconds));
   rows.push_back(measure<d::IQ4_NL>(mib, threads, seconds));
+  rows.push_back(measure<d::IQ4_XS>(mib, threads, seconds));
   rows.push_back(measure<d::MXFP4>(mib, threads, seconds));
   rows.push_back(measure<d::Q2_K>(mib, threads, seconds));
   rows.push_back(measure<d::Q3_K>(mib, threads, seconds));

@@ -73,6 +73,18 @@ double relative_error(const std::vector<float>& got, const std::vector<float>& w
   return worst;
 }
 
+// x quantized to the activation format A and back: the activation as a weight's partner sees it
+template <class A>
+std::vector<float> partner_rounded(const std::vector<float>& x) {
+  std::vector<float> xa(x.size());
+  for (std::size_t i = 0; i < x.size(); i += A::block_elems) {
+    typename A::block_type blk{};
+    A::quantize(x.data() + i, blk);
+    A::dequantize(blk, xa.data() + i);
+  }
+  return xa;
+}
+
 // the shape of a test weight of format F under semantics S: K the smallest multiple of every
 // block the layer needs, times 3 (or 67, odd, for the one-value formats)
 template <class F, class S>
@@ -88,9 +100,10 @@ constexpr std::size_t kRows = 7;  // not a multiple of the 4-row GEMM tile
 template <class F>
 constexpr bool kIntegerSimd =
     std::same_as<F, d::Q8_0> || std::same_as<F, d::Q4_0> || std::same_as<F, d::Q5_0> ||
-    std::same_as<F, d::IQ4_NL> || std::same_as<F, d::MXFP4> || std::same_as<F, d::Q2_K> ||
-    std::same_as<F, d::Q3_K> || std::same_as<F, d::Q4_K> || std::same_as<F, d::Q5_K> ||
-    std::same_as<F, d::Q6_K>;
+    std::same_as<F, d::Q4_1> || std::same_as<F, d::Q5_1> || std::same_as<F, d::IQ4_NL> ||
+    std::same_as<F, d::MXFP4> || std::same_as<F, d::Q2_K> || std::same_as<F, d::Q3_K> ||
+    std::same_as<F, d::Q4_K> || std::same_as<F, d::Q5_K> || std::same_as<F, d::Q6_K> ||
+    std::same_as<F, d::IQ4_XS>;
 
 }  // namespace
 
@@ -131,13 +144,7 @@ TEST_CASE_TEMPLATE_DEFINE("cpu::Backend Linear<F, PartnerDot> against the refere
   std::vector<float> wd(kOut * in);
   for (std::size_t o = 0; o < kOut; ++o) w.dequantize_row(o, wd.data() + o * in);
   // the activation as the weight's partner sees it (for the dense-GEMM formats' bound)
-  std::vector<float> xa(x.size());
-  using A = typename F::activation;
-  for (std::size_t i = 0; i < x.size(); i += A::block_elems) {
-    typename A::block_type blk{};
-    A::quantize(x.data() + i, blk);
-    A::dequantize(blk, xa.data() + i);
-  }
+  const auto xa = partner_rounded<typename F::activation>(x);
   const d::AnyLinear any = w;
   d::test::for_each_simd_target([&] {
     const auto r = run_linear<d::PlainFp32Numerics>(w, x, kRows);
@@ -147,7 +154,8 @@ TEST_CASE_TEMPLATE_DEFINE("cpu::Backend Linear<F, PartnerDot> against the refere
       CHECK(relative_error(r.cpu1, r.ref, xa, wd, kRows, kOut, in) <= 1.2e-6);
     } else if constexpr (kIntegerSimd<F>) {
       // exact integer block sums, the blocks accumulated in fp32 lanes: the reference's block
-      // dot up to fp32 rounding (measured up to 6.3e-8 relative to Σ|x·w|)
+      // dot up to fp32 rounding (measured up to 6.3e-8 relative to Σ|x·w|; 1.7e-7 for Q4_1,
+      // whose d·Σq·a and m·s parts cancel)
       const double rel = relative_error(r.cpu1, r.ref, xa, wd, kRows, kOut, in);
       MESSAGE(F::name, " relative error ", rel);
       CHECK(rel <= 5e-7);
@@ -162,6 +170,46 @@ TEST_CASE_TEMPLATE_DEFINE("cpu::Backend Linear<F, PartnerDot> against the refere
   });
 }
 TEST_CASE_TEMPLATE_APPLY(partner_dot, d::LinearFormats::tuple);
+
+TEST_CASE_TEMPLATE("cpu::Backend integer dots: GEMV and GEMM rows on 1, 2 and 3 threads", F,
+                   d::Q8_0, d::Q4_0, d::Q4_1, d::Q5_0, d::Q5_1, d::IQ4_NL, d::MXFP4, d::Q2_K,
+                   d::Q3_K, d::Q4_K, d::Q5_K, d::Q6_K, d::IQ4_XS) {
+  // sizes large enough to be split over the threads: an odd block count (37 blocks of 32 values,
+  // 5 super-blocks of 256), output columns not a multiple of the tile or the thread count, one
+  // activation row (the GEMV: two blocks per step, then the odd one) and 6 (a group of 4 and 2
+  // single rows)
+  static_assert(kIntegerSimd<F>);
+  using L = d::Linear<F, d::PartnerDot>;
+  const std::size_t in = F::block_elems == 32 ? 32 * 37 : 256 * 5;
+  const std::size_t out = 67;
+  const auto wf = random_values(out * in, 7);
+  const auto w = L::quantize(d::ConstView2<float>(wf.data(), out, in));
+  std::vector<float> wd(out * in);
+  for (std::size_t o = 0; o < out; ++o) w.dequantize_row(o, wd.data() + o * in);
+  for (const std::size_t rows : {std::size_t{1}, std::size_t{6}}) {
+    CAPTURE(rows);
+    const auto x = random_values(rows * in, 8 + static_cast<std::uint32_t>(rows));
+    const auto xa = partner_rounded<typename F::activation>(x);
+    const d::ConstView2<float> xv(x.data(), rows, in);
+    std::vector<float> ref(rows * out);
+    d::ReferenceBackend{}.linear<d::PlainFp32Numerics>(w, xv,
+                                                       d::View2<float>(ref.data(), rows, out));
+    d::test::for_each_simd_target([&] {
+      std::vector<float> y[3];
+      for (int t = 0; t < 3; ++t) {
+        y[t].assign(rows * out, 0.0f);
+        d::cpu::Backend(t + 1).linear<d::PlainFp32Numerics>(
+            w, xv, d::View2<float>(y[t].data(), rows, out));
+      }
+      CHECK(same_bits(y[0], y[1]));
+      CHECK(same_bits(y[0], y[2]));
+      // as the test above (measured up to 4.6e-8 relative to Σ|x·w| here; 8.6e-8 for Q4_1 / Q5_1)
+      const double rel = relative_error(y[0], ref, xa, wd, rows, out, in);
+      MESSAGE(F::name, " relative error ", rel);
+      CHECK(rel <= 5e-7);
+    });
+  }
+}
 
 TEST_CASE_TEMPLATE_DEFINE("cpu::Backend Linear<F, DequantDot> against the reference", F,
                           dequant_dot) {

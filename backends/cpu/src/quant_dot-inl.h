@@ -2,9 +2,10 @@
 // GGUF formats (the decode GEMV and the prefill GEMM of Linear<F, PartnerDot>). Re-included once
 // per SIMD target by hwy/foreach_target.h.
 //
-// A weight row is first unpacked (once per call, into scratch the caller owns) to unsigned or
-// signed 8-bit quants plus per-block scales; the dots then run on 32-byte chunks: on x86 targets
-// with AVX2 the integer products are `vpmaddubsw` + `vpmaddwd` (u8 × s8 → s16 pairs → s32 lanes,
+// On x86 targets with AVX2 a weight row is decoded in registers from its packed blocks, 32
+// values at a time; other targets first unpack it (once per call, into scratch the caller owns)
+// to unsigned or signed 8-bit quants plus per-block scales. The dots run on 32-byte chunks: with
+// AVX2 the integer products are `vpmaddubsw` + `vpmaddwd` (u8 × s8 → s16 pairs → s32 lanes,
 // the instructions ggml's AVX2 dots use), every block's integer lanes are converted to float and
 // accumulated into one fp32 vector per output with the block's scale, and the lanes are added
 // once per output. Up to 4 activation rows share each weight chunk load (the prefill GEMM).
@@ -26,7 +27,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <dsv4/formats/iq4.hpp>
 #include <dsv4/formats/k_quants.hpp>
+#include <dsv4/formats/mxfp4.hpp>
+#include <dsv4/formats/q4_0.hpp>
+#include <dsv4/formats/q5.hpp>
 #include <dsv4/formats/q8_0.hpp>
 
 #include "dsv4/cpu/kernels.hpp"
@@ -130,12 +135,75 @@ HWY_INLINE void I8Rows(const std::int8_t* q, const float* wsc, const std::uint8_
   });
 }
 
-// One Q8_0 weight row (nb blocks of f16 d, int8 qs[32]) into q [nb·32] and wsc [nb].
-HWY_INLINE void UnpackQ8_0(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
-                           std::int8_t* HWY_RESTRICT q, float* HWY_RESTRICT wsc) {
+// The bytes of one block of a 32-value format (kernels::B32Kind).
+HWY_INLINE constexpr std::size_t B32Bytes(kernels::B32Kind kind) {
+  using kernels::B32Kind;
+  switch (kind) {
+    case B32Kind::q8_0:
+      return sizeof(dsv4::Q8_0::block_type);
+    case B32Kind::q4_0:
+      return sizeof(dsv4::Q4_0::block_type);
+    case B32Kind::q5_0:
+      return sizeof(dsv4::Q5_0::block_type);
+    case B32Kind::iq4_nl:
+      return sizeof(dsv4::IQ4_NL::block_type);
+    case B32Kind::mxfp4:
+      return sizeof(dsv4::MXFP4::block_type);
+  }
+  return 0;
+}
+
+static_assert(offsetof(dsv4::Q5_0::block_type, qh) == 2 &&
+                  offsetof(dsv4::Q5_0::block_type, qs) == 6 &&
+                  offsetof(dsv4::MXFP4::block_type, qs) == 1 &&
+                  offsetof(dsv4::Q4_0::block_type, qs) == 2 &&
+                  offsetof(dsv4::IQ4_NL::block_type, qs) == 2,
+              "the 32-value kernels read the blocks' bytes at these offsets");
+
+// The float scale of a block of a 32-value format: f16 d first, or MXFP4's E8M0 exponent.
+template <kernels::B32Kind K>
+HWY_INLINE float B32Scale(const std::uint8_t* b) {
+  if constexpr (K == kernels::B32Kind::mxfp4) {
+    return dsv4::detail::ggml::e8m0_to_fp32_half(b[0]);
+  } else {
+    return HalfToFloat(LoadU16(b));
+  }
+}
+
+// One weight row of a 32-value format (nb blocks) into signed values q [nb·32] and block scales
+// wsc [nb] (the scalar path of B32Row).
+template <kernels::B32Kind K>
+HWY_INLINE void UnpackB32(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
+                          std::int8_t* HWY_RESTRICT q, float* HWY_RESTRICT wsc) {
+  using kernels::B32Kind;
+  constexpr std::size_t kBytes = B32Bytes(K);
   for (std::size_t i = 0; i < nb; ++i) {
-    wsc[i] = HalfToFloat(LoadU16(w + 34 * i));
-    std::memcpy(q + 32 * i, w + 34 * i + 2, 32);
+    const std::uint8_t* b = w + kBytes * i;
+    std::int8_t* qb = q + 32 * i;
+    wsc[i] = B32Scale<K>(b);
+    if constexpr (K == B32Kind::q8_0) {
+      std::memcpy(qb, b + 2, 32);
+    } else if constexpr (K == B32Kind::q5_0) {
+      int v[32];
+      dsv4::detail::ggml::unpack_q5(b + 6, b + 2, v);
+      for (int j = 0; j < 32; ++j) qb[j] = static_cast<std::int8_t>(v[j] - 16);
+    } else {
+      const std::uint8_t* qs = b + (K == B32Kind::mxfp4 ? 1 : 2);
+      for (int j = 0; j < 16; ++j) {
+        const int lo = qs[j] & 0x0F;
+        const int hi = qs[j] >> 4;
+        if constexpr (K == B32Kind::q4_0) {
+          qb[j] = static_cast<std::int8_t>(lo - 8);
+          qb[j + 16] = static_cast<std::int8_t>(hi - 8);
+        } else if constexpr (K == B32Kind::iq4_nl) {
+          qb[j] = dsv4::detail::ggml::kIq4nlValues[lo];
+          qb[j + 16] = dsv4::detail::ggml::kIq4nlValues[hi];
+        } else {
+          qb[j] = dsv4::detail::ggml::kMxfp4Values[lo];
+          qb[j + 16] = dsv4::detail::ggml::kMxfp4Values[hi];
+        }
+      }
+    }
   }
 }
 
@@ -216,9 +284,10 @@ HWY_INLINE void KqRows(const std::uint8_t* q, const kernels::KqBlock* k, const s
 }
 
 #if DSV4_CPU_QD_AVX2
-// Fused AVX2 row kernels of the two k-quants of the common recipes (Q4_K_M: Q4_K and Q6_K) and
-// of Q8_0: the weight row is decoded in registers, chunk by chunk, and shared by R activation
-// rows; same arithmetic as UnpackKq + KqRowsR (exact integer block sums).
+// Fused AVX2 row kernels of the k-quants (Q2_K .. Q6_K) and of the 32-value formats (Q8_0,
+// Q4_0, Q5_0, IQ4_NL, MXFP4): the weight row is decoded in registers, chunk by chunk, and shared
+// by R activation rows; same arithmetic as UnpackKq + KqRowsR and UnpackB32 + I8RowsR (exact
+// integer block sums).
 
 // The int16 scale of chunk c (0..3) of a broadcast 8 × int16 vector: lanes 0-7 take element
 // 2c, lanes 8-15 element 2c + 1 (the two 16-value groups of a 32-value chunk).
@@ -232,18 +301,42 @@ HWY_INLINE __m256i PairScale(__m256i s8x16, int c) {
   return _mm256_shuffle_epi8(s8x16, mask);
 }
 
-template <int R>
-HWY_INLINE void Q4KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
-                         const std::uint8_t* HWY_RESTRICT xq, float* HWY_RESTRICT y,
-                         std::size_t ldy) {
+// The 32 nibbles of 16 packed bytes, element j < 16 the low nibble of qs[j], j ≥ 16 the high
+// nibble of qs[j - 16].
+HWY_INLINE __m256i Nibbles(const std::uint8_t* qs) {
+  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), _mm256_set1_epi8(0x0F));
+}
+
+// 0xFF in byte j where bit j of the little-endian 32-bit qh is set (the fifth bits of Q5_0 /
+// Q5_1): byte j takes byte j/8 of qh and is tested against bit j%8.
+HWY_INLINE __m256i FifthBits(const std::uint8_t* qh_bytes) {
+  std::uint32_t qh;
+  std::memcpy(&qh, qh_bytes, 4);
+  const __m256i spread =
+      _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(qh)),
+                          _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                           2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+}
+
+// Q4_K (kQ5 false) or Q5_K (kQ5: the fifth bit of element 64c + 32h + l is bit 2c + h of
+// qh[l]).
+template <bool kQ5, int R>
+HWY_INLINE void Q45KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
+                          const std::uint8_t* HWY_RESTRICT xq, float* HWY_RESTRICT y,
+                          std::size_t ldy) {
   constexpr std::size_t kBytes = 292;
   const std::size_t row_bytes = nb * kBytes;
   const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i one8 = _mm256_set1_epi8(1);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (std::size_t i = 0; i < nb; ++i) {
-    const std::uint8_t* b = w + i * sizeof(dsv4::Q4_K::block_type);
+    const std::uint8_t* b =
+        w + i * (kQ5 ? sizeof(dsv4::Q5_K::block_type) : sizeof(dsv4::Q4_K::block_type));
     const float d = HalfToFloat(LoadU16(b));
     const float dmin = HalfToFloat(LoadU16(b + 2));
     // the 8 scales and 8 mins (6 bits each) from the 12 packed bytes
@@ -259,13 +352,21 @@ HWY_INLINE void Q4KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
     const __m256i scb = _mm256_broadcastsi128_si256(sc8);
     const __m256i mins =
         _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, static_cast<int>(mn_hi), static_cast<int>(mn_lo)));
-    const std::uint8_t* qs = b + 16;
+    const std::uint8_t* qs = b + (kQ5 ? 48 : 16);
+    const __m256i qh =
+        kQ5 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16)) : _mm256_setzero_si256();
     __m256i isum[R];
     for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
       const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
-      const __m256i q0 = _mm256_and_si256(raw, m4);
-      const __m256i q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+      __m256i q0 = _mm256_and_si256(raw, m4);
+      __m256i q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+      if constexpr (kQ5) {
+        const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one8);
+        const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one8);
+        q0 = _mm256_or_si256(q0, _mm256_slli_epi16(h0, 4));
+        q1 = _mm256_or_si256(q1, _mm256_slli_epi16(h1, 4));
+      }
       // scale of sub-block 2c / 2c+1, broadcast to every lane (mask picks int16 element j)
       const __m256i s0 = _mm256_shuffle_epi8(
           scb, _mm256_set1_epi16(static_cast<short>(0x0100 * (4 * c + 1) + 4 * c)));
@@ -353,13 +454,176 @@ HWY_INLINE void Q6KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
   for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
 }
 
+// IQ4_XS: sub-block c (32 values) of a super-block has codes packed as Q4_0 in qs[16c..16c+15]
+// and the multiplier ls_c − 32 (6-bit ls_c: nibble c%2 of scales_l[c/2], bits 2c..2c+1 of
+// scales_h); the codes look their values up in the 16-entry table with a byte shuffle.
 template <int R>
-HWY_INLINE void Q8_0RowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
-                          const std::uint8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
-                          float* HWY_RESTRICT y, std::size_t ldy) {
-  constexpr std::size_t kBytes = 34;
+HWY_INLINE void IQ4XSRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
+                           const std::uint8_t* HWY_RESTRICT xq, float* HWY_RESTRICT y,
+                           std::size_t ldy) {
+  constexpr std::size_t kBytes = 292;
+  const std::size_t row_bytes = nb * kBytes;
+  const __m256i table = _mm256_broadcastsi128_si256(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(dsv4::detail::ggml::kIq4nlValues)));
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (std::size_t i = 0; i < nb; ++i) {
+    const std::uint8_t* b = w + i * sizeof(dsv4::IQ4_XS::block_type);
+    const float d = HalfToFloat(LoadU16(b));
+    const unsigned sh = LoadU16(b + 2);
+    __m256i isum[R];
+    for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      const int ls = ((b[4 + c / 2] >> (4 * (c % 2))) & 0x0F) | (((sh >> (2 * c)) & 3) << 4);
+      const __m256i sv = _mm256_set1_epi16(static_cast<short>(ls - 32));
+      const __m256i q = _mm256_shuffle_epi8(table, Nibbles(b + 8 + 16 * c));
+      const __m256i aq = _mm256_sign_epi8(q, q);
+      for (int r = 0; r < R; ++r) {
+        const std::uint8_t* a = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 4;
+        const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 32 * c));
+        const __m256i p = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(av, q));
+        isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(p, sv));
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      float da;
+      std::memcpy(&da, xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes, sizeof da);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(isum[r]), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
+}
+
+// Q2_K (kQ3 false: unsigned 2-bit quants, 4-bit scales and mins) or Q3_K (kQ3: the third bit
+// from hmask, signed 6-bit scales, value = q − 4): element 128h + 32s + l is bits 2s..2s+1 of
+// qs[32h + l] (and bit 4h + s of hmask[l]); its group is 8h + 2s + l/16.
+template <bool kQ3, int R>
+HWY_INLINE void Q23KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
+                          const std::uint8_t* HWY_RESTRICT xq, float* HWY_RESTRICT y,
+                          std::size_t ldy) {
+  constexpr std::size_t kBytes = 292;
+  constexpr std::size_t kWBytes =
+      kQ3 ? sizeof(dsv4::Q3_K::block_type) : sizeof(dsv4::Q2_K::block_type);
+  const std::size_t row_bytes = nb * kBytes;
+  const __m256i m2 = _mm256_set1_epi8(0x03);
+  const __m256i one8 = _mm256_set1_epi8(1);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (std::size_t i = 0; i < nb; ++i) {
+    const std::uint8_t* b = w + i * kWBytes;
+    const std::uint8_t* qs = b + (kQ3 ? 32 : 16);
+    __m256i sc16;
+    __m256i mn16 = _mm256_setzero_si256();
+    float d;
+    float dmin = 0.f;
+    if constexpr (kQ3) {
+      // the 16 6-bit scales (detail::kq::q3_scale): low 4 bits from the nibbles of bytes 0-7
+      // (low nibbles groups 0-7, high 8-15), bits 4-5 of group j from bits 2(j/4) of byte
+      // 8 + j%4
+      std::uint64_t lo8;
+      std::uint32_t hi4;
+      std::memcpy(&lo8, b + 96, 8);
+      std::memcpy(&hi4, b + 104, 4);
+      const __m128i m4 = _mm_set1_epi8(0x0F);
+      const __m128i x = _mm_cvtsi64_si128(static_cast<long long>(lo8));
+      const __m128i lo =
+          _mm_unpacklo_epi64(_mm_and_si128(x, m4), _mm_and_si128(_mm_srli_epi16(x, 4), m4));
+      const __m128i h = _mm_cvtsi32_si128(static_cast<int>(hi4));
+      const __m128i hi =
+          _mm_unpacklo_epi64(_mm_unpacklo_epi32(h, _mm_srli_epi16(h, 2)),
+                             _mm_unpacklo_epi32(_mm_srli_epi16(h, 4), _mm_srli_epi16(h, 6)));
+      const __m128i hi2 = _mm_slli_epi16(_mm_and_si128(hi, _mm_set1_epi8(3)), 4);
+      sc16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(_mm_or_si128(lo, hi2), _mm_set1_epi8(32)));
+      d = HalfToFloat(LoadU16(b + 108));
+    } else {
+      const __m128i s8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b));
+      sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(s8, _mm_set1_epi8(0x0F)));
+      mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(0x0F)));
+      d = HalfToFloat(LoadU16(b + 80));
+      dmin = HalfToFloat(LoadU16(b + 82));
+    }
+    const __m256i sc_lo = _mm256_permute2x128_si256(sc16, sc16, 0x00);
+    const __m256i sc_hi = _mm256_permute2x128_si256(sc16, sc16, 0x11);
+    const __m256i hm =
+        kQ3 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)) : _mm256_setzero_si256();
+    __m256i isum[R];
+    for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * h));
+      const __m256i sch = h == 0 ? sc_lo : sc_hi;
+      for (int s = 0; s < 4; ++s) {
+        __m256i q = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * s), m2);
+        if constexpr (kQ3) {
+          const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + s), one8);
+          q = _mm256_or_si256(q, _mm256_slli_epi16(hb, 2));
+        }
+        const __m256i sv = PairScale(sch, s);
+        for (int r = 0; r < R; ++r) {
+          const std::uint8_t* a =
+              xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 4 + 128 * h + 32 * s;
+          const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+          isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), sv));
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes;
+      float da;
+      std::memcpy(&da, ab, sizeof da);
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 260));
+      if constexpr (kQ3) {
+        // the −4 offset of the signed quants: −4·Σ_g sc_g·bsums_g
+        const __m256i is =
+            _mm256_sub_epi32(isum[r], _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 2));
+        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(is), acc[r]);
+      } else {
+        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(isum[r]), acc[r]);
+        acc[r] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da),
+                                  _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mn16)), acc[r]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
+}
+
+// The 32 signed values of a block of a 32-value format, decoded in registers; the codebook
+// formats look their codes up in the 16-entry table with a byte shuffle.
+template <kernels::B32Kind K>
+HWY_INLINE __m256i B32Values(const std::uint8_t* b) {
+  using kernels::B32Kind;
+  if constexpr (K == B32Kind::q8_0) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
+  } else if constexpr (K == B32Kind::q4_0) {
+    return _mm256_sub_epi8(Nibbles(b + 2), _mm256_set1_epi8(8));
+  } else if constexpr (K == B32Kind::q5_0) {
+    // value = nibble − 16 where the fifth bit is clear
+    return _mm256_sub_epi8(Nibbles(b + 6),
+                           _mm256_andnot_si256(FifthBits(b + 2), _mm256_set1_epi8(0x10)));
+  } else {
+    const std::int8_t* t =
+        K == B32Kind::iq4_nl ? dsv4::detail::ggml::kIq4nlValues : dsv4::detail::ggml::kMxfp4Values;
+    const __m256i table =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
+    return _mm256_shuffle_epi8(table, Nibbles(b + (K == B32Kind::mxfp4 ? 1 : 2)));
+  }
+}
+
+// One weight row of 32-value format K (nb blocks) · R Q8_0 activation rows, the weights decoded
+// in registers block by block (B32Values); same arithmetic as UnpackB32 + I8RowsR.
+template <kernels::B32Kind K, int R>
+HWY_INLINE void B32RowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
+                         const std::uint8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
+                         float* HWY_RESTRICT y, std::size_t ldy) {
+  constexpr std::size_t kBytes = 34;  // a Q8_0 activation block
+  constexpr std::size_t kWBytes = B32Bytes(K);
   const std::size_t row_bytes = nb * kBytes;
   const __m256i ones = _mm256_set1_epi16(1);
+  // the integer sums of a block's 32 products, in 8 int32 lanes (u8 × s8 via the sign trick)
+  const auto block_dot = [&](__m256i wq, const std::uint8_t* a) {
+    const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(av, wq));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+  };
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   std::size_t i = 0;
@@ -367,38 +631,61 @@ HWY_INLINE void Q8_0RowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
     // one row: two blocks per step into two accumulators (the FMA chain is the bound)
     __m256 acc1 = _mm256_setzero_ps();
     for (; i + 2 <= nb; i += 2) {
-      const std::uint8_t* b = w + i * kBytes;
+      const std::uint8_t* b = w + i * kWBytes;
       const std::uint8_t* ab = xq + i * kBytes;
-      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
-      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kBytes + 2));
-      const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 2));
-      const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + kBytes + 2));
-      const __m256i p0 = _mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(a0, w0));
-      const __m256i p1 = _mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(a1, w1));
-      const float d0 = HalfToFloat(LoadU16(b)) * xd[i];
-      const float d1 = HalfToFloat(LoadU16(b + kBytes)) * xd[i + 1];
-      acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(_mm256_madd_epi16(p0, ones)),
-                               acc[0]);
-      acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1), _mm256_cvtepi32_ps(_mm256_madd_epi16(p1, ones)),
-                             acc1);
+      const __m256 s0 = block_dot(B32Values<K>(b), ab + 2);
+      const __m256 s1 = block_dot(B32Values<K>(b + kWBytes), ab + kBytes + 2);
+      acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(B32Scale<K>(b) * xd[i]), s0, acc[0]);
+      acc1 = _mm256_fmadd_ps(_mm256_set1_ps(B32Scale<K>(b + kWBytes) * xd[i + 1]), s1, acc1);
     }
     acc[0] = _mm256_add_ps(acc[0], acc1);
   }
   for (; i < nb; ++i) {
-    const std::uint8_t* b = w + i * kBytes;
-    const float wd = HalfToFloat(LoadU16(b));
-    const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
-    const __m256i aw = _mm256_sign_epi8(wq, wq);
+    const std::uint8_t* b = w + i * kWBytes;
+    const float wd = B32Scale<K>(b);
+    const __m256i wq = B32Values<K>(b);
     for (int r = 0; r < R; ++r) {
       const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 2;
-      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab));
-      const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(a, wq));
-      const __m256 sv = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[static_cast<std::size_t>(r) * nb + i]), sv,
-                               acc[r]);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[static_cast<std::size_t>(r) * nb + i]),
+                               block_dot(wq, ab), acc[r]);
     }
   }
   for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
+}
+
+// One Q4_1 (kQ5 false) or Q5_1 (kQ5) weight row (nb blocks: f16 d, f16 m, [qh[4],] qs[16]) · R
+// Q8_1 activation rows (36-byte blocks: f16 d, f16 s = d·Σqs, int8 qs[32]): Σ_i d_i·da_i·
+// Σ_j q·a (unsigned q, exact) in fp32 lanes, plus Σ_i m_i·s_i in one float (the block order).
+template <bool kQ5, int R>
+HWY_INLINE void Q451RowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
+                          const std::uint8_t* HWY_RESTRICT xq, float* HWY_RESTRICT y,
+                          std::size_t ldy) {
+  constexpr std::size_t kBytes = 36;
+  constexpr std::size_t kWBytes = kQ5 ? 24 : 20;
+  const std::size_t row_bytes = nb * kBytes;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[R];
+  float msum[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm256_setzero_ps();
+    msum[r] = 0.f;
+  }
+  for (std::size_t i = 0; i < nb; ++i) {
+    const std::uint8_t* b = w + i * kWBytes;
+    const float wd = HalfToFloat(LoadU16(b));
+    const float wm = HalfToFloat(LoadU16(b + 2));
+    __m256i q = Nibbles(b + (kQ5 ? 8 : 4));
+    if constexpr (kQ5)
+      q = _mm256_or_si256(q, _mm256_and_si256(FifthBits(b + 4), _mm256_set1_epi8(0x10)));
+    for (int r = 0; r < R; ++r) {
+      const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes;
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4));
+      const __m256 sv = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, av), ones));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(wd * HalfToFloat(LoadU16(ab))), sv, acc[r]);
+      msum[r] += wm * HalfToFloat(LoadU16(ab + 2));
+    }
+  }
+  for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]) + msum[r];
 }
 
 #endif  // DSV4_CPU_QD_AVX2
@@ -616,6 +903,26 @@ HWY_INLINE void UnpackKq(kernels::KqKind kind, const std::uint8_t* HWY_RESTRICT 
         b.dmin = HalfToFloat(blk.dmin.bits);
         break;
       }
+      case KqKind::iq4_xs: {
+        // unsigned q = value + 128, its offset in bias: −128·sc
+        dsv4::IQ4_XS::block_type blk;
+        std::memcpy(&blk, w + i * sizeof blk, sizeof blk);
+        for (int c = 0; c < 8; ++c) {
+          for (int l = 0; l < 16; ++l) {
+            qb[32 * c + l] = static_cast<std::uint8_t>(
+                dsv4::detail::ggml::kIq4nlValues[blk.qs[16 * c + l] & 0x0F] + 128);
+            qb[32 * c + 16 + l] = static_cast<std::uint8_t>(
+                dsv4::detail::ggml::kIq4nlValues[blk.qs[16 * c + l] >> 4] + 128);
+          }
+          const auto sc = static_cast<std::int16_t>(dsv4::IQ4_XS::sub_scale(blk, c) - 32);
+          b.sc[2 * c] = b.sc[2 * c + 1] = sc;
+          b.bias[2 * c] = b.bias[2 * c + 1] = static_cast<std::int16_t>(-128 * sc);
+          b.mn[2 * c] = b.mn[2 * c + 1] = 0;
+        }
+        b.d = HalfToFloat(blk.d.bits);
+        b.dmin = 0.f;
+        break;
+      }
       case KqKind::q6_k: {
         dsv4::Q6_K::block_type blk;
         std::memcpy(&blk, w + i * sizeof blk, sizeof blk);
@@ -639,40 +946,111 @@ HWY_INLINE void UnpackKq(kernels::KqKind kind, const std::uint8_t* HWY_RESTRICT 
   }
 }
 
-// One Q8_0 weight row · `rows` Q8_0 activation rows (kernels::q8_0_row): the fused kernel on
-// AVX2 targets, else the unpack into q / wsc and the generic one.
-HWY_INLINE void Q8_0Row(const std::uint8_t* w, std::size_t nb, const std::uint8_t* xq,
+// One weight row of a 32-value format · `rows` Q8_0 activation rows (kernels::b32_row): the
+// fused kernel on AVX2 targets, else the unpack into q / wsc and the generic one.
+template <kernels::B32Kind K>
+HWY_INLINE void B32RowK(const std::uint8_t* w, std::size_t nb, const std::uint8_t* xq,
                         const float* xd, std::size_t rows, float* y, std::size_t ldy,
                         std::int8_t* q, float* wsc) {
 #if DSV4_CPU_QD_AVX2
   (void)q;
   (void)wsc;
   ForRowGroups(rows, [&]<int R>(std::size_t r) {
-    Q8_0RowsR<R>(w, nb, xq + r * nb * 34, xd + r * nb, y + r * ldy, ldy);
+    B32RowsR<K, R>(w, nb, xq + r * nb * 34, xd + r * nb, y + r * ldy, ldy);
   });
 #else
-  UnpackQ8_0(w, nb, q, wsc);
+  UnpackB32<K>(w, nb, q, wsc);
   I8Rows(q, wsc, xq, xd, rows, nb, y, ldy);
 #endif
 }
 
-// One k-quant weight row · `rows` Q8_K activation rows (kernels::kq_row): the fused kernels for
-// Q4_K / Q6_K on AVX2 targets, else the unpack into q / k and the generic one.
+HWY_INLINE void B32Row(kernels::B32Kind kind, const std::uint8_t* w, std::size_t nb,
+                       const std::uint8_t* xq, const float* xd, std::size_t rows, float* y,
+                       std::size_t ldy, std::int8_t* q, float* wsc) {
+  using kernels::B32Kind;
+  switch (kind) {
+    case B32Kind::q8_0:
+      return B32RowK<B32Kind::q8_0>(w, nb, xq, xd, rows, y, ldy, q, wsc);
+    case B32Kind::q4_0:
+      return B32RowK<B32Kind::q4_0>(w, nb, xq, xd, rows, y, ldy, q, wsc);
+    case B32Kind::q5_0:
+      return B32RowK<B32Kind::q5_0>(w, nb, xq, xd, rows, y, ldy, q, wsc);
+    case B32Kind::iq4_nl:
+      return B32RowK<B32Kind::iq4_nl>(w, nb, xq, xd, rows, y, ldy, q, wsc);
+    case B32Kind::mxfp4:
+      return B32RowK<B32Kind::mxfp4>(w, nb, xq, xd, rows, y, ldy, q, wsc);
+  }
+}
+
+// One Q4_1 / Q5_1 weight row · `rows` Q8_1 activation rows (kernels::q451_row): the fused
+// kernel on AVX2 targets, else the same arithmetic in scalar code.
+template <bool kQ5>
+HWY_INLINE void Q451RowK(const std::uint8_t* w, std::size_t nb, const std::uint8_t* xq,
+                         std::size_t rows, float* y, std::size_t ldy) {
+#if DSV4_CPU_QD_AVX2
+  ForRowGroups(rows, [&]<int R>(std::size_t r) {
+    Q451RowsR<kQ5, R>(w, nb, xq + r * nb * 36, y + r * ldy, ldy);
+  });
+#else
+  constexpr std::size_t kWBytes = kQ5 ? 24 : 20;
+  for (std::size_t r = 0; r < rows; ++r) {
+    float sum = 0.f;
+    float msum = 0.f;
+    for (std::size_t i = 0; i < nb; ++i) {
+      const std::uint8_t* b = w + i * kWBytes;
+      const std::uint8_t* ab = xq + (r * nb + i) * 36;
+      const auto* a = reinterpret_cast<const std::int8_t*>(ab + 4);
+      const std::uint8_t* qs = b + (kQ5 ? 8 : 4);
+      int v[32];
+      if constexpr (kQ5) {
+        dsv4::detail::ggml::unpack_q5(qs, b + 4, v);
+      } else {
+        for (int j = 0; j < 16; ++j) {
+          v[j] = qs[j] & 0x0F;
+          v[j + 16] = qs[j] >> 4;
+        }
+      }
+      std::int32_t s = 0;
+      for (int j = 0; j < 32; ++j) s += v[j] * a[j];
+      sum += static_cast<float>(s) * (HalfToFloat(LoadU16(b)) * HalfToFloat(LoadU16(ab)));
+      msum += HalfToFloat(LoadU16(b + 2)) * HalfToFloat(LoadU16(ab + 2));
+    }
+    y[r * ldy] = sum + msum;
+  }
+#endif
+}
+
+// One k-quant weight row · `rows` Q8_K activation rows (kernels::kq_row): the fused kernels on
+// AVX2 targets, else the unpack into q / k and the generic one.
 HWY_INLINE void KqRow(kernels::KqKind kind, const std::uint8_t* w, std::size_t nb,
                       const std::uint8_t* xq, std::size_t rows, float* y, std::size_t ldy,
                       std::uint8_t* q, kernels::KqBlock* k) {
 #if DSV4_CPU_QD_AVX2
-  if (kind == kernels::KqKind::q4_k) {
+  using kernels::KqKind;
+  const auto fused = [&]<class Kernel>(Kernel kernel) {
     ForRowGroups(rows, [&]<int R>(std::size_t r) {
-      Q4KRowsR<R>(w, nb, xq + r * nb * 292, y + r * ldy, ldy);
+      kernel.template operator()<R>(xq + r * nb * 292, y + r * ldy);
     });
-    return;
-  }
-  if (kind == kernels::KqKind::q6_k) {
-    ForRowGroups(rows, [&]<int R>(std::size_t r) {
-      Q6KRowsR<R>(w, nb, xq + r * nb * 292, y + r * ldy, ldy);
-    });
-    return;
+  };
+  switch (kind) {
+    case KqKind::q2_k:
+      return fused(
+          [&]<int R>(const std::uint8_t* x, float* yr) { Q23KRowsR<false, R>(w, nb, x, yr, ldy); });
+    case KqKind::q3_k:
+      return fused(
+          [&]<int R>(const std::uint8_t* x, float* yr) { Q23KRowsR<true, R>(w, nb, x, yr, ldy); });
+    case KqKind::q4_k:
+      return fused(
+          [&]<int R>(const std::uint8_t* x, float* yr) { Q45KRowsR<false, R>(w, nb, x, yr, ldy); });
+    case KqKind::q5_k:
+      return fused(
+          [&]<int R>(const std::uint8_t* x, float* yr) { Q45KRowsR<true, R>(w, nb, x, yr, ldy); });
+    case KqKind::q6_k:
+      return fused(
+          [&]<int R>(const std::uint8_t* x, float* yr) { Q6KRowsR<R>(w, nb, x, yr, ldy); });
+    case KqKind::iq4_xs:  // (its unpacked quants reach 241: too large for KqRowsR's vpmaddubsw)
+      return fused(
+          [&]<int R>(const std::uint8_t* x, float* yr) { IQ4XSRowsR<R>(w, nb, x, yr, ldy); });
   }
 #endif
   UnpackKq(kind, w, nb, q, k);

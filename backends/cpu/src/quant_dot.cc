@@ -8,14 +8,21 @@
 
 HWY_BEFORE_NAMESPACE();
 namespace dsv4::cpu::HWY_NAMESPACE {
-void Q8_0RowEntry(const void* w, std::size_t nb, const void* xq, const float* xd, std::size_t rows,
-                  float* y, std::size_t ldy, std::int8_t* q, float* wsc) {
-  Q8_0Row(static_cast<const std::uint8_t*>(w), nb, static_cast<const std::uint8_t*>(xq), xd, rows,
-          y, ldy, q, wsc);
+void B32RowEntry(kernels::B32Kind kind, const void* w, std::size_t nb, const void* xq,
+                 const float* xd, std::size_t rows, float* y, std::size_t ldy, std::int8_t* q,
+                 float* wsc) {
+  B32Row(kind, static_cast<const std::uint8_t*>(w), nb, static_cast<const std::uint8_t*>(xq), xd,
+         rows, y, ldy, q, wsc);
 }
-void I8RowsEntry(const std::int8_t* q, const float* wsc, const void* xq, const float* xd,
-                 std::size_t rows, std::size_t nb, float* y, std::size_t ldy) {
-  I8Rows(q, wsc, static_cast<const std::uint8_t*>(xq), xd, rows, nb, y, ldy);
+void Q451RowEntry(bool q5_1, const void* w, std::size_t nb, const void* xq, std::size_t rows,
+                  float* y, std::size_t ldy) {
+  const auto* wb = static_cast<const std::uint8_t*>(w);
+  const auto* xb = static_cast<const std::uint8_t*>(xq);
+  if (q5_1) {
+    Q451RowK<true>(wb, nb, xb, rows, y, ldy);
+  } else {
+    Q451RowK<false>(wb, nb, xb, rows, y, ldy);
+  }
 }
 void KqRowEntry(kernels::KqKind kind, const void* w, std::size_t nb, const void* xq,
                 std::size_t rows, float* y, std::size_t ldy, std::uint8_t* q, kernels::KqBlock* k) {
@@ -33,20 +40,20 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 namespace dsv4::cpu {
-HWY_EXPORT(Q8_0RowEntry);
-HWY_EXPORT(I8RowsEntry);
+HWY_EXPORT(B32RowEntry);
+HWY_EXPORT(Q451RowEntry);
 HWY_EXPORT(KqRowEntry);
 HWY_EXPORT(QuantizeQ8_0Entry);
 HWY_EXPORT(QuantizeQ8_KEntry);
 
 namespace kernels {
-void q8_0_row(const void* w, std::size_t nb, const void* xq, const float* xd, std::size_t rows,
-              float* y, std::size_t ldy, std::int8_t* q, float* wsc) {
-  HWY_DYNAMIC_DISPATCH(Q8_0RowEntry)(w, nb, xq, xd, rows, y, ldy, q, wsc);
+void b32_row(B32Kind kind, const void* w, std::size_t nb, const void* xq, const float* xd,
+             std::size_t rows, float* y, std::size_t ldy, std::int8_t* q, float* wsc) {
+  HWY_DYNAMIC_DISPATCH(B32RowEntry)(kind, w, nb, xq, xd, rows, y, ldy, q, wsc);
 }
-void i8_rows(const std::int8_t* q, const float* wsc, const void* xq, const float* xd,
-             std::size_t rows, std::size_t nb, float* y, std::size_t ldy) {
-  HWY_DYNAMIC_DISPATCH(I8RowsEntry)(q, wsc, xq, xd, rows, nb, y, ldy);
+void q451_row(bool q5_1, const void* w, std::size_t nb, const void* xq, std::size_t rows, float* y,
+              std::size_t ldy) {
+  HWY_DYNAMIC_DISPATCH(Q451RowEntry)(q5_1, w, nb, xq, rows, y, ldy);
 }
 void kq_row(KqKind kind, const void* w, std::size_t nb, const void* xq, std::size_t rows, float* y,
             std::size_t ldy, std::uint8_t* q, KqBlock* k) {

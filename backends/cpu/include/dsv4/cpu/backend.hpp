@@ -12,10 +12,10 @@
 //  * dense GEMMs (DenseLinear<float>, DenseLinear<bf16>, Linear<F32/F16/BF16>) use lane-parallel
 //    fp32 accumulation (Highway), so they differ from the reference's sequential sums by rounding;
 //  * quantized Linear<F, PartnerDot> quantizes the activation to F's partner exactly as the
-//    reference does; Q8_0, Q4_0, Q5_0, IQ4_NL, MXFP4 and the k-quants then run integer SIMD dots
-//    (kernels::q8_0_row / i8_rows / kq_row: exact integer block sums, the blocks accumulated in
-//    fp32 lanes, so they differ from the reference's block-order sums by rounding), the other
-//    formats the reference's own block dot; threaded over output columns;
+//    reference does; Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4, IQ4_XS and the k-quants then
+//    run integer SIMD dots (kernels::b32_row / q451_row / kq_row: exact integer block sums, the
+//    blocks accumulated in fp32 lanes, so they differ from the reference's block-order sums by
+//    rounding), the other formats the reference's own block dot; threaded over output columns;
 //  * Linear<F, DequantDot> dequantizes a tile of weight rows, then runs the dense GEMM;
 //  * sparse attention (the reference's online softmax, its dots and P·V vectorised), rms_norm and
 //    the indexer scores (the q·key dots one GEMM per 256 keys) are threaded and differ by
@@ -307,21 +307,24 @@ class Backend : public ref::Backend {
           }
         });
         for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
-          if constexpr (kQ8Family<F>) {
-            q8_family_tile<N>(w, xq.data(), xd.data(), x.rows, y, o0, o1);
+          if constexpr (kB32<F>) {
+            std::vector<std::int8_t> q(nb * 32);
+            std::vector<float> wsc(nb);
+            for (std::size_t o = o0; o < o1; ++o)
+              kernels::b32_row(b32_kind<F>(), w.blocks().data() + o * nb, nb, xq.data(), xd.data(),
+                               x.rows, y.data + o, y.stride, q.data(), wsc.data());
+            round_columns<N>(y, o0, o1);
+          } else if constexpr (std::same_as<F, Q4_1> || std::same_as<F, Q5_1>) {
+            for (std::size_t o = o0; o < o1; ++o)
+              kernels::q451_row(std::same_as<F, Q5_1>, w.blocks().data() + o * nb, nb, xq.data(),
+                                x.rows, y.data + o, y.stride);
+            round_columns<N>(y, o0, o1);
           } else if constexpr (kKQuant<F>) {
             std::vector<std::uint8_t> q(nb * 256);
             std::vector<kernels::KqBlock> k(nb);
             for (std::size_t o = o0; o < o1; ++o)
               kernels::kq_row(kq_kind<F>(), w.blocks().data() + o * nb, nb, xq.data(), x.rows,
                               y.data + o, y.stride, q.data(), k.data());
-            round_columns<N>(y, o0, o1);
-          } else if constexpr (std::same_as<F, Q8_0>) {
-            std::vector<std::int8_t> q(nb * 32);
-            std::vector<float> wsc(nb);
-            for (std::size_t o = o0; o < o1; ++o)
-              kernels::q8_0_row(w.blocks().data() + o * nb, nb, xq.data(), xd.data(), x.rows,
-                                y.data + o, y.stride, q.data(), wsc.data());
             round_columns<N>(y, o0, o1);
           } else {
             std::vector<typename F::block_type> gathered(PlanarFormat<F> ? nb : 0);
@@ -352,61 +355,23 @@ class Backend : public ref::Backend {
   }
 
   template <class F>
-  static constexpr bool kQ8Family = std::same_as<F, Q4_0> || std::same_as<F, Q5_0> ||
-                                    std::same_as<F, IQ4_NL> || std::same_as<F, MXFP4>;
+  static constexpr bool kB32 =
+      std::same_as<F, Q8_0> || std::same_as<F, Q4_0> || std::same_as<F, Q5_0> ||
+      std::same_as<F, IQ4_NL> || std::same_as<F, MXFP4>;
 
-  // Q4_0 / Q5_0 / IQ4_NL / MXFP4 × Q8_0 for output columns [o0, o1): each weight row unpacked
-  // once to int8 values and block scales, then kernels::i8_rows.
-  template <NumericsPolicy N, class F>
-  static void q8_family_tile(const Linear<F, PartnerDot>& w, const Q8_0::block_type* xq,
-                             const float* xd, std::size_t rows, View2<float> y, std::size_t o0,
-                             std::size_t o1) {
-    constexpr std::int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                        1,    13,   25,  38,  53,  69,  89,  113};
-    constexpr std::int8_t kMxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
-    const std::size_t nb = w.row_blocks();
-    std::vector<std::int8_t> q(nb * 32);
-    std::vector<float> wsc(nb);
-    for (std::size_t o = o0; o < o1; ++o) {
-      const typename F::block_type* wr = w.blocks().data() + o * nb;
-      for (std::size_t b = 0; b < nb; ++b) {
-        const auto& blk = wr[b];
-        std::int8_t* qb = q.data() + b * 32;
-        if constexpr (std::same_as<F, Q5_0>) {
-          int v[32];
-          dsv4::detail::ggml::unpack_q5(blk.qs, blk.qh, v);
-          for (int j = 0; j < 32; ++j) qb[j] = static_cast<std::int8_t>(v[j] - 16);
-        } else {
-          for (int j = 0; j < 16; ++j) {
-            const int lo = blk.qs[j] & 0x0F;
-            const int hi = blk.qs[j] >> 4;
-            if constexpr (std::same_as<F, Q4_0>) {
-              qb[j] = static_cast<std::int8_t>(lo - 8);
-              qb[j + 16] = static_cast<std::int8_t>(hi - 8);
-            } else if constexpr (std::same_as<F, IQ4_NL>) {
-              qb[j] = kIq4nl[lo];
-              qb[j + 16] = kIq4nl[hi];
-            } else {
-              qb[j] = kMxfp4[lo];
-              qb[j + 16] = kMxfp4[hi];
-            }
-          }
-        }
-        if constexpr (std::same_as<F, MXFP4>) {
-          wsc[b] = dsv4::detail::ggml::e8m0_to_fp32_half(blk.e.bits);
-        } else {
-          wsc[b] = blk.d.to_float();
-        }
-      }
-      kernels::i8_rows(q.data(), wsc.data(), xq, xd, rows, nb, y.data + o, y.stride);
-    }
-    round_columns<N>(y, o0, o1);
+  template <class F>
+  static constexpr kernels::B32Kind b32_kind() {
+    if constexpr (std::same_as<F, Q4_0>) return kernels::B32Kind::q4_0;
+    if constexpr (std::same_as<F, Q5_0>) return kernels::B32Kind::q5_0;
+    if constexpr (std::same_as<F, IQ4_NL>) return kernels::B32Kind::iq4_nl;
+    if constexpr (std::same_as<F, MXFP4>) return kernels::B32Kind::mxfp4;
+    return kernels::B32Kind::q8_0;
   }
 
   template <class F>
   static constexpr bool kKQuant =
       std::same_as<F, Q2_K> || std::same_as<F, Q3_K> || std::same_as<F, Q4_K> ||
-      std::same_as<F, Q5_K> || std::same_as<F, Q6_K>;
+      std::same_as<F, Q5_K> || std::same_as<F, Q6_K> || std::same_as<F, IQ4_XS>;
 
   template <class F>
   static constexpr kernels::KqKind kq_kind() {
@@ -414,6 +379,7 @@ class Backend : public ref::Backend {
     if constexpr (std::same_as<F, Q3_K>) return kernels::KqKind::q3_k;
     if constexpr (std::same_as<F, Q4_K>) return kernels::KqKind::q4_k;
     if constexpr (std::same_as<F, Q5_K>) return kernels::KqKind::q5_k;
+    if constexpr (std::same_as<F, IQ4_XS>) return kernels::KqKind::iq4_xs;
     return kernels::KqKind::q6_k;
   }
 
@@ -424,6 +390,10 @@ class Backend : public ref::Backend {
 
 static_assert(offsetof(Q8_0::block_type, qs) == 2 && sizeof(Q8_0::block_type) == 34,
               "the Q8_0 kernels read a block as f16 d, int8 qs[32]");
+static_assert(offsetof(Q8_1::block_type, qs) == 4 && sizeof(Q8_1::block_type) == 36 &&
+                  offsetof(Q5_1::block_type, qh) == 4 && offsetof(Q5_1::block_type, qs) == 8 &&
+                  offsetof(Q4_1::block_type, qs) == 4,
+              "kernels::q451_row reads Q4_1 / Q5_1 / Q8_1 blocks at these offsets");
 static_assert(offsetof(Q8_K::block_type, qs) == 4 && offsetof(Q8_K::block_type, bsums) == 260 &&
                   sizeof(Q8_K::block_type) == 292,
               "kernels::kq_row reads a Q8_K block as float d, int8 qs[256], int16 bsums[16]");

@@ -22,18 +22,23 @@ void gemm(const float* x, std::size_t ldx, std::size_t rows, const f16* w, std::
 /// block's sum is scaled and accumulated into fp32 lanes added once per output, so results
 /// differ from the formats' own dots (block order, one scalar sum) by fp32 rounding.
 
-/// One Q8_0 weight row (nb blocks) · `rows` Q8_0 activation rows (xq, nb blocks each, their
-/// scales as float in xd [rows·nb]) → y[r·ldy]. Scratch: q [nb·32], wsc [nb].
-void q8_0_row(const void* w, std::size_t nb, const void* xq, const float* xd, std::size_t rows,
-              float* y, std::size_t ldy, std::int8_t* q, float* wsc);
+/// The 32-value-block weight formats b32_row reads (partner Q8_0).
+enum class B32Kind : std::uint8_t { q8_0, q4_0, q5_0, iq4_nl, mxfp4 };
 
-/// An unpacked 32-value-block weight row (signed values q [nb·32], block scales wsc [nb]) ·
-/// `rows` Q8_0 activation rows (as q8_0_row) → y[r·ldy].
-void i8_rows(const std::int8_t* q, const float* wsc, const void* xq, const float* xd,
-             std::size_t rows, std::size_t nb, float* y, std::size_t ldy);
+/// One weight row of `kind` (nb blocks) · `rows` Q8_0 activation rows (xq, nb blocks each, their
+/// scales as float in xd [rows·nb]) → y[r·ldy]. Scratch (targets without the fused kernels):
+/// q [nb·32], wsc [nb].
+void b32_row(B32Kind kind, const void* w, std::size_t nb, const void* xq, const float* xd,
+             std::size_t rows, float* y, std::size_t ldy, std::int8_t* q, float* wsc);
 
-/// The k-quant weight formats kq_row reads.
-enum class KqKind : std::uint8_t { q2_k, q3_k, q4_k, q5_k, q6_k };
+/// One Q4_1 (q5_1 false) or Q5_1 weight row (nb blocks) · `rows` Q8_1 activation rows (xq, nb
+/// blocks each) → y[r·ldy]: Σ_i d_i·a.d_i·Σ_j q·a.qs (exact integer sums, fp32 lanes) plus
+/// Σ_i m_i·a.s_i.
+void q451_row(bool q5_1, const void* w, std::size_t nb, const void* xq, std::size_t rows, float* y,
+              std::size_t ldy);
+
+/// The super-block weight formats kq_row reads (the k-quants and IQ4_XS).
+enum class KqKind : std::uint8_t { q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs };
 
 /// One unpacked k-quant super-block (with its unsigned quants q [256] kept apart): its dot with a
 /// Q8_K block a is d·a.d·(Σ_g sc[g]·Σ_{e∈g} q[e]·a.qs[e] + Σ_g bias[g]·a.bsums[g]) −
@@ -48,7 +53,8 @@ struct KqBlock {
 };
 
 /// One k-quant weight row (nb super-blocks of `kind`) · `rows` Q8_K activation rows (xq, nb
-/// blocks each) → y[r·ldy]. Scratch: q [nb·256], k [nb].
+/// blocks each) → y[r·ldy]. Scratch (formats and targets without the fused kernels): q [nb·256],
+/// k [nb].
 void kq_row(KqKind kind, const void* w, std::size_t nb, const void* xq, std::size_t rows, float* y,
             std::size_t ldy, std::uint8_t* q, KqBlock* k);
 
