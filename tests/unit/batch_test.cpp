@@ -84,7 +84,7 @@ TEST_CASE_TEMPLATE("sequences decoded together equal each sequence decoded alone
 
 TEST_CASE("batch errors") {
   const auto& m = tiny_b<d::ReferenceNumerics>();
-  using M = d::ReferenceModel<>;
+  using M = d::ReferenceModel<d::WithNumerics<d::ReferenceNumerics>>;
   auto a = m.new_state();
   auto b = m.new_state();
   const std::vector<std::int32_t> t = {1, 2, 3};
