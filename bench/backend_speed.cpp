@@ -20,7 +20,9 @@ namespace {
 template <class B>
 double best_prefill(const dsv4::io::GgufModel& src, B backend, const std::vector<std::int32_t>& t,
                     int reps) {
-  using M = dsv4::Model<B, dsv4::PlainFp32Numerics, dsv4::HyperConnection<4>, dsv4::AnyLinear>;
+  using M =
+      dsv4::Model<B,
+                  dsv4::WithLinear<dsv4::AnyLinear, dsv4::WithNumerics<dsv4::PlainFp32Numerics>>>;
   const M model = M::load(src, src.config(), std::move(backend));
   double best = 1e30;
   for (int r = 0; r < reps; ++r) {

@@ -16,8 +16,9 @@ int main(int argc, char** argv) try {
     fmt::print(stderr, "usage: {} MODEL.gguf PROMPT\n", argv[0]);
     return 2;
   }
-  using Model = dsv4::Model<dsv4::ReferenceBackend, dsv4::PlainFp32Numerics,
-                            dsv4::HyperConnection<4>, dsv4::AnyLinear>;
+  using Model =
+      dsv4::Model<dsv4::ReferenceBackend,
+                  dsv4::WithLinear<dsv4::AnyLinear, dsv4::WithNumerics<dsv4::PlainFp32Numerics>>>;
   const dsv4::io::GgufModel file(argv[1]);                           // weights, mapped
   const auto tok = dsv4::io::text_tokenizer_from_gguf(file.file());  // tokenizer.ggml.*
   const Model model = Model::load(file, file.config());

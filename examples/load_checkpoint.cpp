@@ -19,8 +19,9 @@
 
 namespace {
 
-using Model = dsv4::Model<dsv4::ReferenceBackend, dsv4::PlainFp32Numerics, dsv4::HyperConnection<4>,
-                          dsv4::AnyLinear>;
+using Model =
+    dsv4::Model<dsv4::ReferenceBackend,
+                dsv4::WithLinear<dsv4::AnyLinear, dsv4::WithNumerics<dsv4::PlainFp32Numerics>>>;
 
 /// Lists a few tensors of `src`, then runs its block 0 on 4 positions of random input.
 template <class Src>

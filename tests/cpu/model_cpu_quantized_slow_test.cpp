@@ -51,7 +51,9 @@ Figures against(const std::vector<float>& got, const std::vector<float>& want, s
 template <class B>
 std::vector<float> prefill(const io::GgufModel& src, B backend,
                            const std::vector<std::int32_t>& tokens) {
-  using M = dsv4::Model<B, dsv4::PlainFp32Numerics, dsv4::HyperConnection<4>, dsv4::AnyLinear>;
+  using M =
+      dsv4::Model<B,
+                  dsv4::WithLinear<dsv4::AnyLinear, dsv4::WithNumerics<dsv4::PlainFp32Numerics>>>;
   const M model = M::load(src, src.config(), std::move(backend));
   auto st = model.new_state();
   return model.prefill(tokens, st).logits;

@@ -46,7 +46,7 @@ double top1_agreement(const std::vector<float>& got, const std::vector<float>& w
 }
 
 template <class N>
-using CpuModel = d::Model<d::cpu::Backend, N>;
+using CpuModel = d::Model<d::cpu::Backend, d::WithNumerics<N>>;
 
 // prefill of every token, then prefill of P and decode of the rest, against the golden file
 template <class N>
@@ -110,7 +110,8 @@ TEST_CASE("cpu backend: the official reference's bf16 golden logits (PyTorch 1.x
 }
 
 TEST_CASE("cpu backend: the tiny F32 GGUF reproduces llama.cpp's prefill logits") {
-  using M = d::Model<d::cpu::Backend, d::PlainFp32Numerics, d::HyperConnection<4>, d::AnyLinear>;
+  using M =
+      d::Model<d::cpu::Backend, d::WithLinear<d::AnyLinear, d::WithNumerics<d::PlainFp32Numerics>>>;
   const d::io::GgufModel src(std::make_shared<const d::io::GgufFile>(
       d::test::data_path("llamacpp/models/dsv4-tiny-f32.gguf")));
   const M model = M::load(src, src.config(), d::cpu::Backend(2));

@@ -147,7 +147,7 @@ d::io::Checkpoint checkpoint(const std::string& name) {
 
 TEST_CASE("the model runs every op through the backend it holds") {
   using N = d::ReferenceNumerics;
-  using M = d::Model<PerturbingBackend, N>;
+  using M = d::Model<PerturbingBackend, d::WithNumerics<N>>;
   const auto ckpt = checkpoint("tiny_b");  // SWA, CSA and HCA blocks, hash and scored MoE, MTP
   // 95 tokens: the indexers (top-21 of the ratio-4 entries) have more entries than picks, and the
   // decoded position 95 completes a block of every compressor (ratios 4, 16 and 32).
@@ -165,7 +165,7 @@ TEST_CASE("the model runs every op through the backend it holds") {
   auto mst = m.new_state();
   const auto mtp = m.mtp_forward(pre.hidden, tokens, 0, mst).logits;
   {  // unperturbed, it is the reference backend: the reference model's logits bit for bit
-    const auto ref = d::ReferenceModel<N>::load(ckpt);
+    const auto ref = d::ReferenceModel<d::WithNumerics<N>>::load(ckpt);
     auto s1 = ref.new_state();
     const auto want = ref.prefill(tokens, s1);
     CHECK(pre.logits == want.logits);

@@ -17,10 +17,10 @@ namespace {
 namespace d = dsv4;
 
 template <class N>
-const d::ReferenceModel<N>& tiny_b() {
+const d::ReferenceModel<d::WithNumerics<N>>& tiny_b() {
   static const auto m = [] {
     const auto dir = d::test::data_path("reference/tiny_b");
-    return d::ReferenceModel<N>::load(
+    return d::ReferenceModel<d::WithNumerics<N>>::load(
         d::io::Checkpoint(dir / "config.json", {dir / "weights.safetensors"}));
   }();
   return m;
@@ -31,7 +31,7 @@ const d::ReferenceModel<N>& tiny_b() {
 TEST_CASE_TEMPLATE("sequences decoded together equal each sequence decoded alone", N,
                    d::ReferenceNumerics, d::ReferenceFp32Numerics) {
   const auto& m = tiny_b<N>();
-  using M = d::ReferenceModel<N>;
+  using M = d::ReferenceModel<d::WithNumerics<N>>;
   const auto tokens =
       d::test::read_i32(*d::test::reference_case("tiny_b").file("golden_fp32"), "tokens");
   const std::span<const std::int32_t> all(tokens);
@@ -84,7 +84,7 @@ TEST_CASE_TEMPLATE("sequences decoded together equal each sequence decoded alone
 
 TEST_CASE("batch errors") {
   const auto& m = tiny_b<d::ReferenceNumerics>();
-  using M = d::ReferenceModel<d::ReferenceNumerics>;
+  using M = d::ReferenceModel<d::WithNumerics<d::ReferenceNumerics>>;
   auto a = m.new_state();
   auto b = m.new_state();
   const std::vector<std::int32_t> t = {1, 2, 3};

@@ -43,7 +43,7 @@ namespace fs = std::filesystem;
 using d::io::Checkpoint;
 using dsv4::test::data_path;
 
-using AnyModel = d::ReferenceModel<d::ReferenceNumerics, d::HyperConnection<4>, d::AnyLinear>;
+using AnyModel = d::ReferenceModel<d::WithLinear<d::AnyLinear>>;
 
 const fs::path kTinyFp8 = data_path("reference/tiny_fp8/hf");
 

@@ -33,7 +33,7 @@ using Bf16 = d::ReferenceNumerics;
 using Fp32 = d::ReferenceFp32Numerics;
 
 template <class N>
-using TinyModel = d::ReferenceModel<N>;
+using TinyModel = d::ReferenceModel<d::WithNumerics<N>>;
 
 template <class N>
 const TinyModel<N>& model(const std::string& name) {

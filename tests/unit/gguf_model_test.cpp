@@ -572,8 +572,8 @@ TEST_CASE("fuzz finding: a 512 MB table of tensor names from a 15 KB file is an 
 }
 
 TEST_CASE("load progress: every tensor's bytes counted once, up to the file's total") {
-  using M =
-      dsv4::ReferenceModel<dsv4::PlainFp32Numerics, dsv4::HyperConnection<4>, dsv4::AnyLinear>;
+  using M = dsv4::ReferenceModel<
+      dsv4::WithLinear<dsv4::AnyLinear, dsv4::WithNumerics<dsv4::PlainFp32Numerics>>>;
   GgufModel src(tiny_file());
   std::uint64_t total_bytes = 0;
   for (const GgufTensorInfo& t : tiny_file()->tensors()) total_bytes += t.n_bytes;
@@ -595,8 +595,8 @@ TEST_CASE("load progress: every tensor's bytes counted once, up to the file's to
 TEST_CASE("model: the tiny F32 GGUF reproduces llama.cpp's logits (prefill and token by token)") {
   // fp32 activations, no FP8/FP4 activation simulation (llama.cpp's F32 path), the file's own
   // weights as zero-copy views
-  using M =
-      dsv4::ReferenceModel<dsv4::PlainFp32Numerics, dsv4::HyperConnection<4>, dsv4::AnyLinear>;
+  using M = dsv4::ReferenceModel<
+      dsv4::WithLinear<dsv4::AnyLinear, dsv4::WithNumerics<dsv4::PlainFp32Numerics>>>;
   const GgufModel& src = tiny();
   const M model = M::load(src, src.config());
   const auto tokens = dsv4::test::read_raw<std::int32_t>("llamacpp/tokens300.i32");
@@ -715,8 +715,8 @@ TEST_CASE("model: a Q8_0 GGUF (dsv4's conversion = llama-quantize's file) runs f
   // semantics); hc mixers, compressors, router, head dequantized to fp32. Against the F32 oracle
   // the logits move by about what llama.cpp's own Q8_0 file moves (median per-position max 0.095,
   // max 1.6 in the golden data set's README).
-  using M =
-      dsv4::ReferenceModel<dsv4::PlainFp32Numerics, dsv4::HyperConnection<4>, dsv4::AnyLinear>;
+  using M = dsv4::ReferenceModel<
+      dsv4::WithLinear<dsv4::AnyLinear, dsv4::WithNumerics<dsv4::PlainFp32Numerics>>>;
   const GgufModel& src = tiny();
   const auto tok = src.tokenizer();
   io::ConvertOptions opt;
@@ -809,8 +809,8 @@ TEST_CASE("GgufModel: zero-copy views in the stored types of Q4_K_M, Q2_K, MXFP4
 TEST_CASE("GGUF: swiglu_clamp_exp / swiglu_clamp_shexp per layer reach each block's experts") {
   // llama.cpp stores the clamps per layer; a file whose values differ per block loads with each
   // block's own limits for its routed and its shared experts. Small limits, so that they bite.
-  using M =
-      dsv4::ReferenceModel<dsv4::PlainFp32Numerics, dsv4::HyperConnection<4>, dsv4::AnyLinear>;
+  using M = dsv4::ReferenceModel<
+      dsv4::WithLinear<dsv4::AnyLinear, dsv4::WithNumerics<dsv4::PlainFp32Numerics>>>;
   const GgufFile& f = *tiny_file();
   const std::vector<float> exp = {0.5f, 10.0f, 0.25f, 2.0f, 0.75f};
   const std::vector<float> shexp = {0.3f, 10.0f, 0.25f, 0.125f, 4.0f};
@@ -844,7 +844,7 @@ TEST_CASE("GGUF: swiglu_clamp_exp / swiglu_clamp_shexp per layer reach each bloc
           REQUIRE(moe.shared_expert().has_value());
           CHECK(moe.shared_expert()->swiglu_limit() == shexp[static_cast<std::size_t>(l)]);
         },
-        model.block(static_cast<std::size_t>(l)).ffn());
+        model.block(static_cast<std::size_t>(l)).ffn().variant());
   }
   // Logits: equal to a model built from the uniform file with those per-layer values in its
   // config, different from the uniform file's own.

@@ -35,8 +35,8 @@ struct Case {
 }  // namespace
 
 TEST_CASE("model: quantized tiny GGUFs reproduce llama.cpp's prefill logits (llama.cpp numerics)") {
-  using M =
-      dsv4::ReferenceModel<dsv4::PlainFp32Numerics, dsv4::HyperConnection<4>, dsv4::AnyLinear>;
+  using M = dsv4::ReferenceModel<
+      dsv4::WithLinear<dsv4::AnyLinear, dsv4::WithNumerics<dsv4::PlainFp32Numerics>>>;
   const io::GgufFile f32(dsv4::test::data_path("llamacpp/models/dsv4-tiny-f32.gguf"));
   const auto tokens = dsv4::test::read_raw<std::int32_t>("llamacpp/tokens300.i32");
   REQUIRE(tokens.size() == 300);

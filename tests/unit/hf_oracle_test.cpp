@@ -45,9 +45,9 @@ const HfCase hf_cases[] = {{"hf_a", {5, 37}, 2.64, 0.048, 1 + 1, 15 + 14},
                            {"hf_b", {13, 70}, 0.94, 0.036, 1, 26 + 26}};
 
 template <class N>
-d::ReferenceModel<N> load(const std::string& name) {
+d::ReferenceModel<d::WithNumerics<N>> load(const std::string& name) {
   const auto dir = d::test::data_path("hf/" + name);
-  return d::ReferenceModel<N>::load(
+  return d::ReferenceModel<d::WithNumerics<N>>::load(
       d::io::Checkpoint(dir / "reference_config.json", {dir / "weights.safetensors"}));
 }
 
@@ -186,7 +186,7 @@ TEST_CASE("on tiny_a, switching the simulation off moves dsv4 as far as HF is fr
   const auto* golden = rc.file("golden_fp32");
   REQUIRE(golden != nullptr);
   const auto dir = d::test::data_path("reference/tiny_a");
-  const auto m = d::ReferenceModel<d::PlainFp32Numerics>::load(
+  const auto m = d::ReferenceModel<d::WithNumerics<d::PlainFp32Numerics>>::load(
       d::io::Checkpoint(dir / "config.json", {dir / "weights.safetensors"}));
   const auto tokens = d::test::read_i32(*golden, "tokens");
   auto st = m.new_state();

@@ -72,7 +72,7 @@ struct Bf16Run {
 };
 
 template <class N>
-using TinyModel = dsv4::ReferenceModel<N>;
+using TinyModel = dsv4::ReferenceModel<dsv4::WithNumerics<N>>;
 
 dsv4::io::Checkpoint checkpoint(const std::string& name) {
   const auto dir = dsv4::test::data_path("reference/" + name);
@@ -280,7 +280,7 @@ TEST_CASE("checkpoint directories: one file, shards with an index, blocks split 
   const auto src_dir = dsv4::test::data_path("reference/tiny_a");
   const auto tokens = read_i32(*rc.file("golden_fp32"), "tokens");
   const std::span<const std::int32_t> few(tokens.data(), 12);
-  using M = dsv4::ReferenceModel<dsv4::ReferenceFp32Numerics>;
+  using M = dsv4::ReferenceModel<dsv4::WithNumerics<dsv4::ReferenceFp32Numerics>>;
   const auto& ref = model<dsv4::ReferenceFp32Numerics>("tiny_a");
   auto st = ref.new_state();
   const auto want = ref.prefill(few, st).logits;

@@ -15,7 +15,7 @@
 
 namespace {
 
-using M = dsv4::ReferenceModel<dsv4::ReferenceFp32Numerics>;
+using M = dsv4::ReferenceModel<dsv4::WithNumerics<dsv4::ReferenceFp32Numerics>>;
 
 const M& tiny() {
   static const M m = [] {

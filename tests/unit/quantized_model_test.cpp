@@ -279,7 +279,7 @@ TEST_CASE("QuantizedLinear is loaded only through load_quantized") {
 
 TEST_CASE("tiny256: the F32 and BF16 plans (dequant-dot) equal the unquantized model bit for bit") {
   const auto& t = tiny256();
-  const auto plain = d::ReferenceModel<d::PlainFp32Numerics>::load(t.checkpoint());
+  const auto plain = d::ReferenceModel<d::WithNumerics<d::PlainFp32Numerics>>::load(t.checkpoint());
   CHECK(t.logits(plain) == t.want());
   d::QuantizationReport report;
   const QModel m = d::load_quantized<QModel>(
@@ -444,7 +444,8 @@ TEST_CASE(
   const io::GgufModel file(q4, io::GgufLinearSemantics::partner_dot_projections);
   const d::ModelConfig& cfg = src.config();
   REQUIRE(file.config() == cfg);
-  using FileModel = d::ReferenceModel<d::PlainFp32Numerics, d::HyperConnection<4>, d::AnyLinear>;
+  using FileModel =
+      d::ReferenceModel<d::WithLinear<d::AnyLinear, d::WithNumerics<d::PlainFp32Numerics>>>;
   const FileModel from_file = FileModel::load(file, cfg);
   d::QuantizationReport report;
   const QModel in_memory = d::load_quantized<QModel>(

@@ -60,7 +60,7 @@ struct Runs {
 template <class N>
 Runs run(const d::io::Checkpoint& ckpt, const d::io::SafetensorsFile& golden,
          const std::vector<std::int32_t>& tokens, std::size_t vocab, std::size_t prefix = 40) {
-  using Model = d::ReferenceModel<N, d::HyperConnection<4>, d::AnyLinear>;
+  using Model = d::ReferenceModel<d::WithLinear<d::AnyLinear, d::WithNumerics<N>>>;
   const Model m = Model::load(ckpt);
   Runs r;
   auto st = m.new_state();

@@ -111,8 +111,8 @@ TEST_CASE("trained model: dsv4 reproduces the trainer's logits and MTP logits on
   // holds exactly its weights. Float32 activations, no FP8/FP4 activation simulation (the
   // trainer's HF model, docs/oracles.md); weights dequantized to float: only the order of float32
   // operations differs.
-  using Exact = dsv4::ReferenceModel<dsv4::PlainFp32Numerics, dsv4::HyperConnection<4>,
-                                     dsv4::DenseLinear<float>>;
+  using Exact = dsv4::ReferenceModel<
+      dsv4::WithLinear<dsv4::DenseLinear<float>, dsv4::WithNumerics<dsv4::PlainFp32Numerics>>>;
   const auto e = trained_errors<Exact>();
   // measured: logits max 0.054 (row 223; rows 15-95 <= 2e-3, rows 111-255 up to 0.054),
   // next-token log-prob max 0.137 (position 222; all others <= 0.04) and median 1.7e-4, MTP
@@ -127,8 +127,8 @@ TEST_CASE("trained model: dsv4 reproduces the trainer's logits and MTP logits on
 TEST_CASE("trained model: the F16 file as llama.cpp runs it (activations rounded to f16)") {
   // AnyLinear runs F16 weights as ggml's vec_dot_f16 does: the activations are rounded to f16
   // before each product, which moves the logits by far more than float32 reordering
-  using Ggml =
-      dsv4::ReferenceModel<dsv4::PlainFp32Numerics, dsv4::HyperConnection<4>, dsv4::AnyLinear>;
+  using Ggml = dsv4::ReferenceModel<
+      dsv4::WithLinear<dsv4::AnyLinear, dsv4::WithNumerics<dsv4::PlainFp32Numerics>>>;
   const auto e = trained_errors<Ggml>();
   // measured: logits max 0.053, log-prob max 0.137, median 3.1e-4, MTP logits 0.048
   CHECK(e.logits < 0.5);

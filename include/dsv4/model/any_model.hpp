@@ -1,4 +1,4 @@
-// A type-erased model: any Model<B, N, R, Lin, ...> with R::streams == Streams behind one
+// A type-erased model: any Model<B, P> whose residual policy has Streams streams behind one
 // non-template interface, so code that chooses its backend, numerics and weight types at run time
 // instantiates each model once (in the translation unit that constructs the AnyModel) while the
 // code that uses it (generate(), perplexity(), a command line) is compiled once for all of them.

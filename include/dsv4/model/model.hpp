@@ -7,6 +7,10 @@
 //
 // Spec: spec/architecture.md §2 (skeleton), §7 (MoE), §8 (MTP), §11 (generation), §12.
 // Reference: `Block`, `MTPBlock`, `ParallelHead`, `Transformer` in inference/model.py.
+// The model is Model<Backend, Policies>: the policy bundle (V4Policies by default) names the
+// numerics, the residual policy, the linear types, the gate's score function, and the block's
+// attention and feed-forward network (any types satisfying BlockAttention / BlockFfn, so a model
+// with another MoE or FFN is a bundle deriving from V4Policies).
 // Backend B (backend/concept.hpp): runs the hot ops (linear layers, norms, RoPE, SwiGLU, the
 // attention core, compressor pooling, indexer scores, top-k); the model holds one.
 // Numerics N (a NumericsPolicy): every activation the reference holds in bf16 is rounded by N;
@@ -18,6 +22,7 @@
 // is bit for bit what the sequence computes alone.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -108,12 +113,123 @@ struct BlockSegment {
   AttentionTrace* trace = nullptr;  ///< optional
 };
 
-/// One transformer block (spec §2.3): attention and MoE, each wrapped by the residual policy R.
-template <ResidualPolicy R, LinearOp Lin, LinearOp ExpertLin, ScoreFunction S>
-class Block {
+// ---- what a block is made of -------------------------------------------------------------------
+
+/// How a block's attention is built from `prefix` = "layers.L.attn" (MTP block j: "mtp.j.attn")
+/// for block `layer` (MTP block j: n_layers + j). The primary template calls
+/// `A::load(src, prefix, cfg, layer)`; specialise it for a type without one.
+template <class A>
+struct AttentionLoader {
+  template <io::TensorSource Src>
+  requires requires(const Src& src, const std::string& prefix, const ModelConfig& cfg, int layer) {
+    { A::load(src, prefix, cfg, layer) } -> std::same_as<A>;
+  }
+  static A load(const Src& src, const std::string& prefix, const ModelConfig& cfg, int layer) {
+    return A::load(src, prefix, cfg, layer);
+  }
+};
+
+template <LinearOp Lin>
+struct AttentionLoader<AttentionLayer<Lin>> {
+  template <io::TensorSource Src>
+  static AttentionLayer<Lin> load(const Src& src, const std::string& prefix, const ModelConfig& cfg,
+                                  int layer) {
+    return AttentionLayer<Lin>(load_attention_weights<Lin>(src, prefix + ".", cfg, layer));
+  }
+};
+
+/// How a block's feed-forward network is built from `prefix` = "layers.L.ffn" ("mtp.j.ffn") for
+/// block `layer`. The primary template calls `F::load(src, prefix, cfg, layer)`; specialise it for
+/// a type without one (a dsv4::Moe of another router, say).
+template <class F>
+struct FfnLoader {
+  template <io::TensorSource Src>
+  requires requires(const Src& src, const std::string& prefix, const ModelConfig& cfg, int layer) {
+    { F::load(src, prefix, cfg, layer) } -> std::same_as<F>;
+  }
+  static F load(const Src& src, const std::string& prefix, const ModelConfig& cfg, int layer) {
+    return F::load(src, prefix, cfg, layer);
+  }
+};
+
+/// What a block needs of its attention A, run on backend B with numerics N and loaded from tensor
+/// source Src: `forward<N>(b, x [T, dim], start_pos, state, out [T, dim], trace)` on one sequence's
+/// rows, `make_state(cfg)` for its per-sequence caches, and a loader (AttentionLoader<A>).
+template <class A, class B = ReferenceBackend, class N = ReferenceNumerics,
+          class Src = io::Checkpoint>
+concept BlockAttention = std::movable<A> && Backend<B> && NumericsPolicy<N> &&
+    io::TensorSource<Src> &&
+    requires(const A& a, const B& b, std::span<const float> x, std::int64_t pos, AttentionState& st,
+             std::span<float> out, AttentionTrace* trace, const ModelConfig& cfg, const Src& src,
+             const std::string& prefix, int layer) {
+  { a.make_state(cfg) } -> std::same_as<AttentionState>;
+  a.template forward<N>(b, x, pos, st, out, trace);
+  { AttentionLoader<A>::load(src, prefix, cfg, layer) } -> std::same_as<A>;
+};
+
+/// What a block needs of its feed-forward network F, run on backend B with numerics N and loaded
+/// from tensor source Src: `forward<N>(b, x [rows, dim], tokens [rows], out [rows, dim], routing)`
+/// on the rows of every sequence of the call at once (tokens: the rows' ids, for hash routing;
+/// out does not alias x; routing, when not null, receives the rows' expert choice, [rows, k]),
+/// and a loader (FfnLoader<F>). dsv4::Moe provides the forward.
+template <class F, class B = ReferenceBackend, class N = ReferenceNumerics,
+          class Src = io::Checkpoint>
+concept BlockFfn = std::movable<F> && Backend<B> && NumericsPolicy<N> && io::TensorSource<Src> &&
+    requires(const F& f, const B& b, std::span<const float> x, std::span<const std::int32_t> tokens,
+             std::span<float> out, Routing* routing, const ModelConfig& cfg, const Src& src,
+             const std::string& prefix, int layer) {
+  f.template forward<N>(b, x, tokens, out, routing);
+  { FfnLoader<F>::load(src, prefix, cfg, layer) } -> std::same_as<F>;
+};
+
+/// The V4 feed-forward network (spec §7): the MoE with hash routing in the first n_hash_layers
+/// blocks and score routing after, routed and shared experts of linear type ExpertLin, gate
+/// function S.
+template <LinearOp ExpertLin = DenseLinear<bf16>, ScoreFunction S = SqrtSoftplus>
+class V4Moe {
  public:
   using hash_moe = Moe<HashRouter<S>, ExpertLin>;
   using score_moe = Moe<TopKRouter<S>, ExpertLin>;
+
+  V4Moe() = default;
+  explicit V4Moe(hash_moe moe) : moe_(std::move(moe)) {}
+  explicit V4Moe(score_moe moe) : moe_(std::move(moe)) {}
+
+  /// The MoE of block `layer` at `prefix` ("layers.3.ffn"): hash routed when
+  /// cfg.is_hash_layer(layer).
+  template <io::TensorSource Src>
+  static V4Moe load(const Src& src, const std::string& prefix, const ModelConfig& cfg, int layer) {
+    if (cfg.is_hash_layer(layer)) {
+      return V4Moe(load_moe<HashRouter<S>, ExpertLin>(src, prefix, cfg, layer));
+    }
+    return V4Moe(load_moe<TopKRouter<S>, ExpertLin>(src, prefix, cfg, layer));
+  }
+
+  bool hash_routed() const noexcept { return moe_.index() == 0; }
+  const std::variant<hash_moe, score_moe>& variant() const noexcept { return moe_; }
+
+  /// Moe::forward of the block's MoE.
+  template <NumericsPolicy N, Backend B>
+  void forward(const B& b, std::span<const float> x, std::span<const std::int32_t> tokens,
+               std::span<float> out, Routing* routing = nullptr) const {
+    std::visit([&](const auto& moe) { moe.template forward<N>(b, x, tokens, out, routing); }, moe_);
+  }
+
+ private:
+  std::variant<hash_moe, score_moe> moe_;
+};
+
+// ---- one block ---------------------------------------------------------------------------------
+
+/// One transformer block (spec §2.3): attention A and feed-forward network F (V4: AttentionLayer
+/// and V4Moe), each wrapped by the residual policy R.
+template <class A, class F, ResidualPolicy R>
+requires BlockAttention<A> && BlockFfn<F>
+class Block {
+ public:
+  using attention_type = A;
+  using ffn_type = F;
+  using residual_type = R;
 
   /// Loads block `layer` (MTP block j: layer n_layers + j) from `f` under `prefix` ("layers.3" or
   /// "mtp.0").
@@ -127,27 +243,24 @@ class Block {
     b.hc_ffn_ = ResidualLoader<R>::load(f, prefix + ".hc_ffn", cfg);
     b.attn_norm_ = RmsNorm{io::load_float(f, prefix + ".attn_norm.weight", {d}), eps};
     b.ffn_norm_ = RmsNorm{io::load_float(f, prefix + ".ffn_norm.weight", {d}), eps};
-    b.attn_.emplace(load_attention_weights<Lin>(f, prefix + ".attn.", cfg, layer));
-    if (cfg.is_hash_layer(layer)) {
-      b.ffn_ = load_moe<HashRouter<S>, ExpertLin>(f, prefix + ".ffn", cfg, layer);
-    } else {
-      b.ffn_ = load_moe<TopKRouter<S>, ExpertLin>(f, prefix + ".ffn", cfg, layer);
-    }
+    b.attn_.emplace(AttentionLoader<A>::load(f, prefix + ".attn", cfg, layer));
+    b.ffn_.emplace(FfnLoader<F>::load(f, prefix + ".ffn", cfg, layer));
     return b;
   }
 
   int layer() const noexcept { return layer_; }
-  const AttentionLayer<Lin>& attention() const { return *attn_; }
-  const std::variant<hash_moe, score_moe>& ffn() const noexcept { return ffn_; }
+  const A& attention() const { return *attn_; }
+  const F& ffn() const { return *ffn_; }
   AttentionState make_state(const ModelConfig& cfg) const { return attn_->make_state(cfg); }
 
   /// x: [rows, streams, dim] updated in place; tokens: [rows] ids (hash routing); segments: the
   /// sequences the rows belong to (together covering every row once). The attention runs per
-  /// segment; the residual mixing and the MoE on all rows at once.
+  /// segment; the residual mixing and the FFN on all rows at once.
   template <NumericsPolicy N, Backend B>
+  requires BlockAttention<A, B, N> && BlockFfn<F, B, N>
   void forward(const B& b, std::span<float> x, std::span<const std::int32_t> tokens,
                std::span<const BlockSegment> segments, Routing* routing = nullptr) const {
-    const auto d = static_cast<std::size_t>(attn_->weights().dim);
+    const std::size_t d = hc_attn_.dim();
     residual_step<N>(b, hc_attn_, attn_norm_, x, [&](std::span<const float> u, std::span<float> a) {
       for (const BlockSegment& sg : segments) {
         attn_->template forward<N>(b, u.subspan(sg.first * d, sg.count * d), sg.start_pos,
@@ -155,12 +268,13 @@ class Block {
       }
     });
     residual_step<N>(b, hc_ffn_, ffn_norm_, x, [&](std::span<const float> u, std::span<float> f) {
-      std::visit([&](const auto& moe) { moe.template forward<N>(b, u, tokens, f, routing); }, ffn_);
+      ffn_->template forward<N>(b, u, tokens, f, routing);
     });
   }
 
   /// One sequence: x [T, streams, dim] at positions start_pos….
   template <NumericsPolicy N, Backend B>
+  requires BlockAttention<A, B, N> && BlockFfn<F, B, N>
   void forward(const B& b, std::span<float> x, std::span<const std::int32_t> tokens,
                std::int64_t start_pos, AttentionState& st, Routing* routing = nullptr,
                AttentionTrace* trace = nullptr) const {
@@ -174,9 +288,93 @@ class Block {
   R hc_ffn_;
   RmsNorm attn_norm_;
   RmsNorm ffn_norm_;
-  std::optional<AttentionLayer<Lin>> attn_;
-  std::variant<hash_moe, score_moe> ffn_;
+  std::optional<A> attn_;
+  std::optional<F> ffn_;
 };
+
+// ---- policy bundles ----------------------------------------------------------------------------
+
+/// Placeholders of a policy bundle that the model resolves against the bundle's other members, so
+/// that a bundle overriding `linear` (or `score`) changes what follows from it.
+struct SameAsLinear {};      ///< expert_linear: the bundle's `linear`
+struct DefaultAttention {};  ///< attention: AttentionLayer<linear> (variant per block's ratio)
+struct DefaultFfn {};        ///< ffn: V4Moe<expert_linear, score>
+
+/// The policies of DeepSeek-V4, the defaults of a Model. Derive and override members for another
+/// model, e.g. `struct MyPolicies : V4Policies { using ffn = MyMoe; };`.
+struct V4Policies {
+  using numerics = ReferenceNumerics;   ///< NumericsPolicy of every activation
+  using residual = HyperConnection<4>;  ///< ResidualPolicy (mHC with 4 streams)
+  using linear = DenseLinear<bf16>;     ///< LinearOp of the attention and MTP projections
+  using expert_linear = SameAsLinear;   ///< LinearOp of the V4 MoE's experts
+  using score = SqrtSoftplus;           ///< ScoreFunction of the V4 MoE's gate
+  using attention = DefaultAttention;   ///< a BlockAttention
+  using ffn = DefaultFfn;               ///< a BlockFfn
+};
+
+/// Bundle `Base` with numerics N.
+template <NumericsPolicy N, class Base = V4Policies>
+struct WithNumerics : Base {
+  using numerics = N;
+};
+
+/// Bundle `Base` with projection linear type Lin (the experts' too, unless Base names its own
+/// expert_linear). `WithLinear<AnyLinear, WithNumerics<PlainFp32Numerics>>` runs a GGUF file or a
+/// FP8/FP4 checkpoint in its stored formats.
+template <LinearOp Lin, class Base = V4Policies>
+struct WithLinear : Base {
+  using linear = Lin;
+};
+
+namespace detail {
+
+template <class T, class P>
+struct resolve_policy {
+  using type = T;
+};
+template <class P>
+struct resolve_policy<SameAsLinear, P> {
+  using type = typename P::linear;
+};
+template <class P>
+struct resolve_policy<DefaultAttention, P> {
+  using type = AttentionLayer<typename P::linear>;
+};
+template <class P>
+struct resolve_policy<DefaultFfn, P> {
+  using type =
+      V4Moe<typename resolve_policy<typename P::expert_linear, P>::type, typename P::score>;
+};
+
+}  // namespace detail
+
+/// The types a policy bundle P names, placeholders resolved.
+template <class P>
+struct ResolvedPolicies {
+  using numerics = typename P::numerics;
+  using residual = typename P::residual;
+  using linear = typename P::linear;
+  using expert_linear = typename detail::resolve_policy<typename P::expert_linear, P>::type;
+  using score = typename P::score;
+  using attention = typename detail::resolve_policy<typename P::attention, P>::type;
+  using ffn = typename detail::resolve_policy<typename P::ffn, P>::type;
+};
+
+/// A policy bundle (V4Policies or a type derived from it).
+template <class P>
+concept ModelPolicies = requires {
+  typename P::numerics;
+  typename P::residual;
+  typename P::linear;
+  typename P::expert_linear;
+  typename P::score;
+  typename P::attention;
+  typename P::ffn;
+}
+&&NumericsPolicy<typename P::numerics>&& ResidualPolicy<typename P::residual>&&
+    LinearOp<typename P::linear>&& LinearOp<typename ResolvedPolicies<P>::expert_linear>&&
+        BlockAttention<typename ResolvedPolicies<P>::attention>&&
+            BlockFfn<typename ResolvedPolicies<P>::ffn>;
 
 // ---- the model ---------------------------------------------------------------------------------
 
@@ -196,21 +394,30 @@ struct ModelOutput {
   std::vector<float> hidden;  ///< [T, streams, dim]: the last block's output (MTP input)
 };
 
-/// DeepSeek-V4 on backend B with numerics N, residual policy R (V4: HyperConnection<4>),
-/// projection type Lin (the release's FP8 projections), routed/shared expert type ExpertLin and
-/// gate function S. `Model<>` is the reference backend with the reference's bf16 numerics;
-/// `ReferenceModel<N, …>` names the reference backend with other policies.
-template <Backend B = ReferenceBackend, NumericsPolicy N = ReferenceNumerics,
-          ResidualPolicy R = HyperConnection<4>, LinearOp Lin = DenseLinear<bf16>,
-          LinearOp ExpertLin = Lin, ScoreFunction S = SqrtSoftplus>
+/// DeepSeek-V4 on backend B with the policies of bundle P (V4Policies: the reference's bf16
+/// numerics, mHC with 4 streams, bf16 projections, the V4 MoE with the sqrt-softplus gate).
+/// `Model<>` is the reference backend with the V4 policies; `ReferenceModel<P>` names the
+/// reference backend with bundle P; `Model<B, WithNumerics<PlainFp32Numerics>>` changes one policy,
+/// `struct MyPolicies : V4Policies { using ffn = MyMoe; }` another.
+template <Backend B = ReferenceBackend, ModelPolicies P = V4Policies>
 class Model {
+  using N = typename ResolvedPolicies<P>::numerics;
+  using R = typename ResolvedPolicies<P>::residual;
+  using Lin = typename ResolvedPolicies<P>::linear;
+  using ExpertLin = typename ResolvedPolicies<P>::expert_linear;
   static_assert(SupportsLinear<B, Lin> && SupportsLinear<B, ExpertLin>,
                 "the backend has no linear kernel for the model's weight types");
 
  public:
   using backend_type = B;
+  using policies = P;
   using numerics = N;
-  using block_type = Block<R, Lin, ExpertLin, S>;
+  using residual_type = R;
+  using linear_type = Lin;
+  using expert_linear_type = ExpertLin;
+  using attention_type = typename ResolvedPolicies<P>::attention;
+  using ffn_type = typename ResolvedPolicies<P>::ffn;
+  using block_type = Block<attention_type, ffn_type, R>;
   using head_type = residual_head_t<R>;
   static constexpr std::size_t streams = R::streams;
 
@@ -559,11 +766,8 @@ class Model {
   std::vector<Mtp> mtp_;
 };
 
-/// The model on the reference backend, with the numerics and the other policies first (what
-/// `Model<N, …>` was before backends were a parameter).
-template <NumericsPolicy N = ReferenceNumerics, ResidualPolicy R = HyperConnection<4>,
-          LinearOp Lin = DenseLinear<bf16>, LinearOp ExpertLin = Lin,
-          ScoreFunction S = SqrtSoftplus>
-using ReferenceModel = Model<ReferenceBackend, N, R, Lin, ExpertLin, S>;
+/// The model on the reference backend with policy bundle P.
+template <ModelPolicies P = V4Policies>
+using ReferenceModel = Model<ReferenceBackend, P>;
 
 }  // namespace dsv4

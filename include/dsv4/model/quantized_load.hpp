@@ -427,8 +427,9 @@ namespace dsv4 {
 
 /// A model on the reference backend whose projections are QuantizedLinear (fp32 activations
 /// without the FP8/FP4 activation simulation by default: what the quantization table measures).
-template <NumericsPolicy N = PlainFp32Numerics, ResidualPolicy R = HyperConnection<4>>
-using QuantizedModel = ReferenceModel<N, R, QuantizedLinear, QuantizedLinear>;
+/// P: the other policies (its linear and, unless P names its own, expert linear are replaced).
+template <ModelPolicies P = WithNumerics<PlainFp32Numerics>>
+using QuantizedModel = ReferenceModel<WithLinear<QuantizedLinear, P>>;
 
 /// Loads model type M (whose Lin / ExpertLin are QuantizedLinear) for `cfg` from any tensor
 /// source in reference names, with every projection quantized as `plan` says (and the other

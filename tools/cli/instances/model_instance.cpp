@@ -32,7 +32,7 @@ constexpr const char* kLabel = "reference";
 template <class N>
 AnyModel load_as(const std::string& path, io::GgufLinearSemantics semantics, int threads,
                  const io::LoadMeter::Callback& on_read) {
-  using M = Model<B, N, HyperConnection<4>, AnyLinear>;
+  using M = Model<B, WithLinear<AnyLinear, WithNumerics<N>>>;
   AnyModel out;
   visit_model_source(
       path, semantics,
