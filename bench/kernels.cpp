@@ -25,6 +25,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "read_probe.hpp"
@@ -111,20 +112,42 @@ template <class F>
 Row measure(std::size_t mib, const std::vector<int>& threads, double seconds) {
   using L = d::Linear<F, d::PartnerDot>;
   constexpr std::size_t in = 4096;
-  constexpr std::size_t seed_rows = 64;
-  const std::size_t row_bytes = in / F::block_elems * sizeof(typename F::block_type);
+  constexpr std::size_t seed_rows = 128;  // a whole band of FP8_B128's 128x128 scale tiles
+  // bytes of a row as stored (planar formats: codes plus scales; FP8_B128's per 128 rows)
+  std::size_t row_bytes = in / F::block_elems * sizeof(typename F::block_type);
+  if constexpr (L::planar) {
+    row_bytes = F::codes_per_row(in) * sizeof(typename L::code_type) +
+                F::scale_cols(in) * sizeof(typename L::scale_type) / F::block_rows;
+  }
   const std::size_t out = std::max<std::size_t>(
       seed_rows, mib * (std::size_t{1} << 20) / row_bytes / seed_rows * seed_rows);
   const auto seed =
       L::quantize(d::ConstView2<float>(gaussian(seed_rows * in, 1).data(), seed_rows, in));
-  std::vector<typename F::block_type> blocks;
-  blocks.reserve(out * (in / F::block_elems));
-  for (std::size_t r = 0; r < out; r += seed_rows)
-    blocks.insert(blocks.end(), seed.blocks().begin(), seed.blocks().end());
-  const L w(std::move(blocks), out, in);
   // the GEMM: 512 rows against the first 1024 output rows (the weight stays in cache)
   constexpr std::size_t gemm_rows = 512, gemm_out = 1024;
-  const L wg = L::view(w.blocks().first(gemm_out * (in / F::block_elems)), gemm_out, in);
+  const auto [w, wg] = [&] {
+    if constexpr (L::planar) {
+      std::vector<typename L::code_type> codes;
+      std::vector<typename L::scale_type> scales;
+      for (std::size_t r = 0; r < out; r += seed_rows) {
+        codes.insert(codes.end(), seed.codes().begin(), seed.codes().end());
+        scales.insert(scales.end(), seed.scales().begin(), seed.scales().end());
+      }
+      L big(std::move(codes), std::move(scales), out, in);
+      L first =
+          L::view(big.codes().first(gemm_out * F::codes_per_row(in)),
+                  big.scales().first(F::scale_rows(gemm_out) * F::scale_cols(in)), gemm_out, in);
+      return std::pair{std::move(big), std::move(first)};
+    } else {
+      std::vector<typename F::block_type> blocks;
+      blocks.reserve(out * (in / F::block_elems));
+      for (std::size_t r = 0; r < out; r += seed_rows)
+        blocks.insert(blocks.end(), seed.blocks().begin(), seed.blocks().end());
+      L big(std::move(blocks), out, in);
+      L first = L::view(big.blocks().first(gemm_out * (in / F::block_elems)), gemm_out, in);
+      return std::pair{std::move(big), std::move(first)};
+    }
+  }();
   const auto x1 = gaussian(in, 2);
   const auto xg = gaussian(gemm_rows * in, 3);
   std::vector<float> y1(out), yg(gemm_rows * gemm_out);
@@ -189,6 +212,8 @@ int main(int argc, char** argv) {
   rows.push_back(measure<d::Q4_K>(mib, threads, seconds));
   rows.push_back(measure<d::Q5_K>(mib, threads, seconds));
   rows.push_back(measure<d::Q6_K>(mib, threads, seconds));
+  rows.push_back(measure<d::Fp8B128>(mib, threads, seconds));
+  rows.push_back(measure<d::Fp4G32>(mib, threads, seconds));
   for (std::size_t i = 0; i < threads.size(); ++i) {
     fmt::print("\n{} thread(s): read bandwidth {:.1f} GB/s, fp32 FMA peak {:.0f} GFLOP/s\n\n",
                threads[i], bw[i], peak[i]);

@@ -14,6 +14,7 @@
 #include <dsv4/cpu/backend.hpp>
 #include <dsv4/cpu/kernels.hpp>
 #include <dsv4/layers/linear.hpp>
+#include <limits>
 #include <random>
 #include <string>
 #include <utility>
@@ -209,6 +210,50 @@ TEST_CASE_TEMPLATE("cpu::Backend integer dots: GEMV and GEMM rows on 1, 2 and 3 
       CHECK(rel <= 5e-7);
     });
   }
+}
+
+TEST_CASE_TEMPLATE("cpu::Backend native FP8/FP4 dots: bit for bit the reference on 1, 2, 3 threads",
+                   F, d::Fp8B128, d::Fp4G32) {
+  // the vectorised exact block sums give the formats' own dots: odd block counts (5 activation
+  // blocks of 128), output columns not a multiple of the tile or the thread count, 1 and 6
+  // activation rows; some weights and activations tiny so that subnormal E4M3 codes occur
+  using L = d::Linear<F, d::PartnerDot>;
+  const std::size_t in = 128 * 5, out = 67;
+  auto wf = random_values(out * in, 21);
+  for (std::size_t i = 0; i < wf.size(); i += 13) wf[i] *= 1e-3f;
+  const auto w = L::quantize(d::ConstView2<float>(wf.data(), out, in));
+  for (const std::size_t rows : {std::size_t{1}, std::size_t{6}}) {
+    CAPTURE(rows);
+    auto x = random_values(rows * in, 22 + static_cast<std::uint32_t>(rows), 3.0f);
+    for (std::size_t i = 0; i < x.size(); i += 7) x[i] *= 1e-4f;
+    const d::ConstView2<float> xv(x.data(), rows, in);
+    std::vector<float> ref(rows * out);
+    d::ReferenceBackend{}.linear<d::PlainFp32Numerics>(w, xv,
+                                                       d::View2<float>(ref.data(), rows, out));
+    d::test::for_each_simd_target([&] {
+      for (int t = 1; t <= 3; ++t) {
+        CAPTURE(t);
+        std::vector<float> y(rows * out, 0.0f);
+        d::cpu::Backend(t).linear<d::PlainFp32Numerics>(w, xv,
+                                                        d::View2<float>(y.data(), rows, out));
+        CHECK(same_bits(y, ref));
+      }
+    });
+  }
+}
+
+TEST_CASE("cpu kernels: E4M3 codes decode to fp8_e4m3's values, every code") {
+  std::vector<std::uint8_t> codes(256 + 5);
+  for (std::size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<std::uint8_t>(i * 37 + 1);
+  d::test::for_each_simd_target([&] {
+    std::vector<float> got(codes.size());
+    d::cpu::kernels::e4m3_to_f32(codes.data(), codes.size(), got.data());
+    for (std::size_t i = 0; i < codes.size(); ++i) {
+      const float want = d::fp8_e4m3::from_bits(codes[i]).to_float();
+      CAPTURE(int(codes[i]));
+      CHECK(std::bit_cast<std::uint32_t>(got[i]) == std::bit_cast<std::uint32_t>(want));
+    }
+  });
 }
 
 TEST_CASE_TEMPLATE_DEFINE("cpu::Backend Linear<F, DequantDot> against the reference", F,

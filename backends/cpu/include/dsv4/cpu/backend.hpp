@@ -15,7 +15,9 @@
 //    reference does; Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4, IQ4_XS and the k-quants then
 //    run integer SIMD dots (kernels::b32_row / q451_row / kq_row: exact integer block sums, the
 //    blocks accumulated in fp32 lanes, so they differ from the reference's block-order sums by
-//    rounding), the other formats the reference's own block dot; threaded over output columns;
+//    rounding); FP8_B128 and FP4_G32 run vectorised exact block sums (kernels::native_row), bit for
+//    bit the reference's dots; the other formats the reference's own block dot; threaded over
+//    output columns;
 //  * Linear<F, DequantDot> dequantizes a tile of weight rows, then runs the dense GEMM;
 //  * sparse attention (the reference's online softmax, its dots and P·V vectorised), rms_norm and
 //    the indexer scores (the q·key dots one GEMM per 256 keys) are threaded and differ by
@@ -293,7 +295,9 @@ class Backend : public ref::Backend {
         using A = typename F::activation;
         const std::size_t na = in / A::block_elems;
         std::vector<typename A::block_type> xq(x.rows * na);
-        std::vector<float> xd(std::same_as<A, Q8_0> ? xq.size() : 0);  // Q8_0 scales as float
+        // Q8_0's and FP8_ACT128's scales as float
+        std::vector<float> xd(std::same_as<A, Q8_0> || kNative<F> ? xq.size() : 0);
+        std::vector<float> xf(kNative<F> ? x.rows * in : 0);  // FP8_ACT128 codes as float
         for_tiles(x.rows, 1, x.rows * in * 8, [&](std::size_t r0, std::size_t r1) {
           for (std::size_t r = r0; r < r1; ++r) {
             if constexpr (std::same_as<A, Q8_0>) {
@@ -303,6 +307,12 @@ class Backend : public ref::Backend {
             } else {
               for (std::size_t j = 0; j < na; ++j)
                 A::quantize(x.row(r) + j * A::block_elems, xq[r * na + j]);
+              if constexpr (kNative<F>) {  // the codes' values and the scales as float
+                for (std::size_t j = 0; j < na; ++j) {
+                  kernels::e4m3_to_f32(xq[r * na + j].qs, 128, xf.data() + r * in + j * 128);
+                  xd[r * na + j] = xq[r * na + j].scale.to_float();
+                }
+              }
             }
           }
         });
@@ -325,6 +335,15 @@ class Backend : public ref::Backend {
             for (std::size_t o = o0; o < o1; ++o)
               kernels::kq_row(kq_kind<F>(), w.blocks().data() + o * nb, nb, xq.data(), x.rows,
                               y.data + o, y.stride, q.data(), k.data());
+            round_columns<N>(y, o0, o1);
+          } else if constexpr (kNative<F>) {
+            std::vector<float> wbuf(nb * F::block_elems);
+            for (std::size_t o = o0; o < o1; ++o) {
+              kernels::native_row(native_kind<F>(), w.codes().data() + o * F::codes_per_row(in),
+                                  w.scales().data() + (o / F::block_rows) * F::scale_cols(in), nb,
+                                  xf.data(), in, xd.data(), x.rows, y.data + o, y.stride,
+                                  wbuf.data());
+            }
             round_columns<N>(y, o0, o1);
           } else {
             std::vector<typename F::block_type> gathered(PlanarFormat<F> ? nb : 0);
@@ -366,6 +385,14 @@ class Backend : public ref::Backend {
     if constexpr (std::same_as<F, IQ4_NL>) return kernels::B32Kind::iq4_nl;
     if constexpr (std::same_as<F, MXFP4>) return kernels::B32Kind::mxfp4;
     return kernels::B32Kind::q8_0;
+  }
+
+  template <class F>
+  static constexpr bool kNative = std::same_as<F, Fp8B128> || std::same_as<F, Fp4G32>;
+
+  template <class F>
+  static constexpr kernels::NativeKind native_kind() {
+    return std::same_as<F, Fp4G32> ? kernels::NativeKind::fp4_g32 : kernels::NativeKind::fp8_b128;
   }
 
   template <class F>

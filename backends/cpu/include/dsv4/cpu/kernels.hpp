@@ -58,6 +58,22 @@ struct KqBlock {
 void kq_row(KqKind kind, const void* w, std::size_t nb, const void* xq, std::size_t rows, float* y,
             std::size_t ldy, std::uint8_t* q, KqBlock* k);
 
+/// The native V4 weight formats native_row reads.
+enum class NativeKind : std::uint8_t { fp8_b128, fp4_g32 };
+
+/// One weight row of `kind` as the checkpoint stores it (codes: 128 E4M3 bytes per block, resp.
+/// 16 packed E2M1 bytes per group of 32; scales: one E8M0 byte per block, the row's entries of
+/// the scale tensor) · `rows` FP8_ACT128 activation rows, given as their codes' fp32 values
+/// a [r·lda + k] (e4m3_to_f32) and their block scales as [r·(K/128) + b] → y[r·ldy], bit for bit
+/// Fp8B128::dot / Fp4G32::dot (exact block sums in double lanes, the blocks accumulated in the
+/// reference's order). nb: blocks (FP4: groups) per row. Scratch: wbuf [nb·block_elems].
+void native_row(NativeKind kind, const void* codes, const void* scales, std::size_t nb,
+                const float* a, std::size_t lda, const float* as, std::size_t rows, float* y,
+                std::size_t ldy, float* wbuf);
+
+/// out[i] = the fp32 value of the E4M3 code codes[i] (exact; NaN codes give NaN) for i < n.
+void e4m3_to_f32(const void* codes, std::size_t n, float* out);
+
 /// n_blocks Q8_0 blocks of x [32·n_blocks] into out (bit for bit Q8_0::quantize), and their
 /// scales as float into xd [n_blocks].
 void quantize_q8_0(const float* x, std::size_t n_blocks, void* out, float* xd);
