@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -94,7 +95,7 @@ struct ErrorStats {
   }
 };
 
-inline ErrorStats compare(const std::vector<float>& got, const std::vector<float>& want) {
+inline ErrorStats compare(std::span<const float> got, std::span<const float> want) {
   REQUIRE(got.size() == want.size());
   ErrorStats s;
   s.n = got.size();

@@ -180,8 +180,7 @@ void check_err(const std::string& what, const Err& e, double max_rel, double rel
 }
 
 template <class N>
-void check_close(const std::string& what, const std::vector<float>& got,
-                 const std::vector<float>& want) {
+void check_close(const std::string& what, std::span<const float> got, std::span<const float> want) {
   REQUIRE(got.size() == want.size());
   check_err(what, compare(got.data(), want.data(), got.size()), Tol<N>::max_rel, Tol<N>::rel_l2);
 }

@@ -168,7 +168,8 @@ TEST_CASE("plain residual: x + f(norm(x)) with one stream") {
   constexpr std::size_t d = 3;
   const dsv4::PlainResidual r(d);
   const dsv4::RmsNorm norm{{1.0f, 2.0f, 0.5f}, 1e-6f};
-  std::vector<float> x = dsv4::expand_streams(std::vector<float>{1, -2, 3, 0.5f, 0.5f, 1}, d, 1);
+  const auto e = dsv4::expand_streams(std::vector<float>{1, -2, 3, 0.5f, 0.5f, 1}, d, 1);
+  std::vector<float> x(e.begin(), e.end());
   const std::vector<float> x0 = x;
   dsv4::residual_step<dsv4::PlainFp32Numerics>(r, norm, x,
                                                [](std::span<const float> u, std::span<float> a) {

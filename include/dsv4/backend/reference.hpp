@@ -23,6 +23,7 @@
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
+#include "dsv4/core/scratch.hpp"
 #include "dsv4/core/tensor.hpp"
 #include "dsv4/layers/linear.hpp"
 #include "dsv4/layers/norm.hpp"
@@ -37,7 +38,7 @@ struct Backend {
   static constexpr std::string_view name = "reference";
 
   template <class T>
-  using buffer = std::vector<T>;
+  using buffer = ScratchBuffer<T>;  // pooled: no allocation once a shape has run
 
   /// n zero-initialised values.
   template <class T>
@@ -192,7 +193,7 @@ struct Backend {
   void top_k(std::span<const float> s, std::span<std::int32_t> picks) const {
     DSV4_CHECK(picks.size() <= s.size(), ShapeError, "top_k: {} picks out of {} values",
                picks.size(), s.size());
-    std::vector<std::int32_t> order(s.size());
+    ScratchBuffer<std::int32_t> order(s.size());
     std::iota(order.begin(), order.end(), 0);
     const auto k = static_cast<std::ptrdiff_t>(picks.size());
     std::partial_sort(order.begin(), order.begin() + k, order.end(),

@@ -42,6 +42,7 @@
 #include "dsv4/core/config.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
+#include "dsv4/core/scratch.hpp"
 #include "dsv4/core/tensor.hpp"
 #include "dsv4/io/safetensors.hpp"
 #include "dsv4/io/tensor_load.hpp"
@@ -249,7 +250,7 @@ struct AttentionCall {
 /// Compressed candidates of every query: entry ids (or -1), [T, width].
 struct CompressedCandidates {
   std::size_t width = 0;
-  std::vector<std::int32_t> entries;
+  ScratchBuffer<std::int32_t> entries;
   std::optional<IndexerSelection> index;
 };
 
@@ -415,7 +416,7 @@ void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> 
   // KV rows and candidate lists (spec §3.5, §4.1).
   const bool decode = start_pos > 0 && t_count == 1;
   const std::size_t n_entries = V::compresses ? u(end / w.ratio) : 0;
-  std::vector<float> kv_rows;  // general path only
+  ScratchBuffer<float> kv_rows;  // general path only
   const float* kv_base = nullptr;
   std::size_t kv_count = 0;
   std::size_t snapshot = 0;  // ring rows copied in front of the new rows (general path)
@@ -428,7 +429,7 @@ void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> 
   } else {
     snapshot = start_pos > 0 ? win : 0;
     kv_count = snapshot + t_count + n_entries;
-    kv_rows.resize(kv_count * dh);
+    kv_rows.assign(kv_count * dh, 0.0f);
     if (snapshot > 0) std::copy_n(st.cache().data, win * dh, kv_rows.begin());
     std::copy(kv.begin(), kv.end(), kv_rows.begin() + static_cast<std::ptrdiff_t>(snapshot * dh));
     if (n_entries > 0) {
@@ -440,7 +441,7 @@ void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> 
   }
   const std::size_t win_width = start_pos == 0 ? std::min(t_count, win) : win;
   const std::size_t width = win_width + comp.width;
-  std::vector<std::int32_t> idx(t_count * width, -1);  // [T, width]
+  ScratchBuffer<std::int32_t> idx(t_count * width, -1);  // [T, width]
   for (std::size_t t = 0; t < t_count; ++t) {
     const std::int64_t pos = pos_of(t);
     const std::int64_t first = std::max<std::int64_t>(0, pos - static_cast<std::int64_t>(win) + 1);
@@ -479,7 +480,7 @@ void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> 
     trace->q.assign(q.begin(), q.end());
     trace->kv.assign(kv_base, kv_base + kv_count * dh);
     trace->kv_rows = kv_count;
-    trace->idx = idx;
+    trace->idx.assign(idx.begin(), idx.end());
     trace->idx_width = width;
     trace->o.assign(o.begin(), o.end());
     trace->compressed = emitted;

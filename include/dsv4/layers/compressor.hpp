@@ -36,6 +36,7 @@
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
+#include "dsv4/core/scratch.hpp"
 #include "dsv4/core/tensor.hpp"
 #include "dsv4/io/tensor_load.hpp"
 #include "dsv4/layers/linear.hpp"
@@ -177,7 +178,7 @@ void compressor_postprocess(const B& b, const CompressorWeights& w, const Rope& 
   b.template rms_norm<N>(y, w.norm.weight, w.norm.eps, y);
   b.template rope<N>(rope, y.data(), 1, d, pos, RopeDirection::forward);
   if (w.rotate) {
-    std::vector<float> work(d);
+    ScratchBuffer<float> work(d);
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
     ops::hadamard(y.data(), y.data(), d, scale, work.data());
     for (float& v : y) v = N::round(v);
@@ -217,9 +218,9 @@ CompressorEmitted compressor_forward(const B& b, const CompressorWeights& w, con
                                   View2<float>(score.data(), t_count, width));
 
   CompressorEmitted emitted{-1, 0};
-  std::vector<float> y(d);
-  std::vector<const float*> mkv(2 * r);
-  std::vector<const float*> msc(2 * r);
+  ScratchBuffer<float> y(d);
+  ScratchBuffer<const float*> mkv(2 * r);
+  ScratchBuffer<const float*> msc(2 * r);
   for (std::size_t t = 0; t < t_count; ++t) {
     const std::int64_t p = start_pos + static_cast<std::int64_t>(t);
     const auto i = static_cast<std::size_t>(p % w.ratio);

@@ -31,6 +31,7 @@
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
+#include "dsv4/core/scratch.hpp"
 #include "dsv4/core/tensor.hpp"
 #include "dsv4/io/tensor_load.hpp"
 #include "dsv4/layers/compressor.hpp"
@@ -124,10 +125,10 @@ class IndexerState {
 
 /// What one indexer call selected, for T queries.
 struct IndexerSelection {
-  std::size_t k = 0;               ///< selection width min(index_topk, entries)
-  std::size_t entries = 0;         ///< entries existing at the end of the call
-  std::vector<std::int32_t> topk;  ///< [T, k] entry ids, -1 where the pick is not visible
-  std::vector<float> scores;       ///< [T, entries] scores top-k ran on (−∞ = not visible yet)
+  std::size_t k = 0;                 ///< selection width min(index_topk, entries)
+  std::size_t entries = 0;           ///< entries existing at the end of the call
+  ScratchBuffer<std::int32_t> topk;  ///< [T, k] entry ids, -1 where the pick is not visible
+  ScratchBuffer<float> scores;  ///< [T, entries] scores top-k ran on (−∞ = not visible yet)
 };
 
 /// Runs the indexer for T tokens at positions start_pos … start_pos+T-1.
@@ -147,7 +148,7 @@ IndexerSelection indexer_forward(const B& b, const IndexerWeights<Lin>& w, const
   // Index queries: [T, Hi, Di].
   auto q = b.template alloc<float>(t_count * hi * di);
   b.template linear<N>(w.wq_b, qr, View2<float>(q.data(), t_count, hi * di));
-  std::vector<float> work(di);
+  ScratchBuffer<float> work(di);
   const float hscale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(di)));
   for (std::size_t t = 0; t < t_count; ++t) {
     float* qt = q.data() + t * hi * di;
@@ -178,7 +179,7 @@ IndexerSelection indexer_forward(const B& b, const IndexerWeights<Lin>& w, const
   sel.k = std::min(static_cast<std::size_t>(w.topk), sel.entries);
   sel.topk.assign(t_count * sel.k, -1);
   sel.scores.assign(t_count * sel.entries, -std::numeric_limits<float>::infinity());
-  std::vector<std::size_t> visible(t_count);  // entries row t may see
+  ScratchBuffer<std::size_t> visible(t_count);  // entries row t may see
   for (std::size_t t = 0; t < t_count; ++t)
     visible[t] = static_cast<std::size_t>((start_pos + static_cast<std::int64_t>(t) + 1) / 4);
   if (sel.entries == 0) return sel;

@@ -28,6 +28,7 @@
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
+#include "dsv4/core/scratch.hpp"
 #include "dsv4/core/tensor.hpp"
 #include "dsv4/core/type_list.hpp"
 #include "dsv4/formats/concepts.hpp"
@@ -334,19 +335,19 @@ class Linear {
     if constexpr (std::same_as<S, PartnerDot>) {
       using A = typename F::activation;
       const std::size_t na = in_ / A::block_elems;
-      std::vector<typename A::block_type> xq(x.rows * na);  // [rows, na]
+      ScratchBuffer<typename A::block_type> xq(x.rows * na);  // [rows, na]
       for (std::size_t r = 0; r < x.rows; ++r) {
         for (std::size_t j = 0; j < na; ++j)
           A::quantize(x.row(r) + j * A::block_elems, xq[r * na + j]);
       }
-      std::vector<block_type> gathered(planar ? nb : 0);  // one row of assembled native blocks
+      ScratchBuffer<block_type> gathered(planar ? nb : 0);  // one row of assembled native blocks
       for (std::size_t o = 0; o < out_; ++o) {
         const block_type* w = row_of_blocks(o, gathered.data());
         for (std::size_t r = 0; r < x.rows; ++r)
           y(r, o) = N::round(F::dot(w, xq.data() + r * na, nb));
       }
     } else {
-      std::vector<float> w(in_);  // one dequantised row
+      ScratchBuffer<float> w(in_);  // one dequantised row
       for (std::size_t o = 0; o < out_; ++o) {
         dequantize_row(o, w.data());
         for (std::size_t r = 0; r < x.rows; ++r) {

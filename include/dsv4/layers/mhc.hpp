@@ -32,6 +32,7 @@
 #include "dsv4/core/config.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
+#include "dsv4/core/scratch.hpp"
 #include "dsv4/io/tensor_load.hpp"
 #include "dsv4/layers/linear.hpp"
 #include "dsv4/layers/norm.hpp"
@@ -65,7 +66,7 @@ template <Backend B>
 void hc_mixes_partner(const B& b, const AnyLinear& fn, std::span<const float> x, std::size_t width,
                       float eps, std::span<float> m) {
   const std::size_t t = x.size() / width;
-  std::vector<float> zn(x.begin(), x.end());
+  ScratchBuffer<float> zn(x.size());
   for (std::size_t r = 0; r < t; ++r) {
     const auto z = x.subspan(r * width, width);
     const float rs = hc_rsqrt(z, eps);
@@ -103,10 +104,10 @@ class HyperConnection {
   /// records as hc_*.mixes / pre / post / comb.
   struct Mix {
     std::size_t tokens = 0;
-    std::vector<float> mixes;  // [T, (2+HC)·HC]
-    std::vector<float> pre;    // [T, HC]
-    std::vector<float> post;   // [T, HC]
-    std::vector<float> comb;   // [T, HC, HC], comb[i][j]: source stream i -> destination j
+    ScratchBuffer<float> mixes;  // [T, (2+HC)·HC]
+    ScratchBuffer<float> pre;    // [T, HC]
+    ScratchBuffer<float> post;   // [T, HC]
+    ScratchBuffer<float> comb;   // [T, HC, HC], comb[i][j]: source stream i -> destination j
   };
 
   HyperConnection() = default;
@@ -251,7 +252,7 @@ class HyperConnectionHead {
                x.size(), y.size());
     float pre[HC];
     const std::size_t t = x.size() / w;
-    std::vector<float> mixes(fn_partner_ ? t * HC : 0);
+    ScratchBuffer<float> mixes(fn_partner_ ? t * HC : 0);
     if (fn_partner_) detail::hc_mixes_partner(b, *fn_partner_, x, w, norm_eps_, mixes);
     for (std::size_t r = 0; r < t; ++r) {
       const auto z = x.subspan(r * w, w);
@@ -366,12 +367,12 @@ template <class R>
 using residual_head_t = typename residual_head<R>::type;
 
 /// The initial state: every token's vector repeated into `streams` copies. e: [T, dim].
-inline std::vector<float> expand_streams(std::span<const float> e, std::size_t dim,
-                                         std::size_t streams) {
+inline ScratchBuffer<float> expand_streams(std::span<const float> e, std::size_t dim,
+                                           std::size_t streams) {
   DSV4_CHECK(dim > 0 && e.size() % dim == 0, ShapeError,
              "expand_streams: {} values are not whole rows of dim {}", e.size(), dim);
   const std::size_t t = e.size() / dim;
-  std::vector<float> x(t * streams * dim);
+  ScratchBuffer<float> x(t * streams * dim);
   for (std::size_t r = 0; r < t; ++r) {
     for (std::size_t s = 0; s < streams; ++s) {
       std::copy_n(e.data() + r * dim, dim, x.data() + (r * streams + s) * dim);

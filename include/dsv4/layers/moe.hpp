@@ -32,6 +32,7 @@
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numeric.hpp"
 #include "dsv4/core/numerics.hpp"
+#include "dsv4/core/scratch.hpp"
 #include "dsv4/core/tensor.hpp"
 #include "dsv4/io/tensor_load.hpp"
 #include "dsv4/layers/linear.hpp"
@@ -142,39 +143,48 @@ class Moe {
     const std::size_t t = rt.tokens;
     const std::size_t k = rt.k;
 
-    // the tokens routed to each expert, with their routing weights
-    std::vector<std::vector<std::size_t>> rows(experts_.size());
-    std::vector<std::vector<float>> wts(experts_.size());
-    for (std::size_t r = 0; r < t; ++r) {
-      for (std::size_t j = 0; j < k; ++j) {
-        const auto e = static_cast<std::size_t>(rt.experts[r * k + j]);
-        DSV4_CHECK(e < experts_.size(), InputError, "Moe: token {} routed to expert {} of {}", r,
-                   rt.experts[r * k + j], experts_.size());
-        rows[e].push_back(r);
-        wts[e].push_back(rt.weights[r * k + j]);
+    // the (token, weight) pairs grouped by expert, tokens ascending within an expert (a
+    // counting sort): expert e's pairs are [first[e], first[e + 1])
+    const std::size_t n_e = experts_.size();
+    ScratchBuffer<std::size_t> first(n_e + 1);
+    for (std::size_t i = 0; i < t * k; ++i) {
+      const auto e = static_cast<std::size_t>(rt.experts[i]);
+      DSV4_CHECK(e < n_e, InputError, "Moe: token {} routed to expert {} of {}", i / k,
+                 rt.experts[i], n_e);
+      ++first[e + 1];
+    }
+    for (std::size_t e = 0; e < n_e; ++e) first[e + 1] += first[e];
+    ScratchBuffer<std::size_t> rows(t * k);  // token of each pair
+    ScratchBuffer<float> wts(t * k);         // routing weight of each pair
+    {
+      ScratchBuffer<std::size_t> next(std::span<const std::size_t>(first.data(), n_e));
+      for (std::size_t i = 0; i < t * k; ++i) {
+        const auto e = static_cast<std::size_t>(rt.experts[i]);
+        rows[next[e]] = i / k;
+        wts[next[e]++] = rt.weights[i];
       }
     }
-    std::vector<std::size_t> active;  // experts with tokens, in expert order
-    for (std::size_t e = 0; e < experts_.size(); ++e)
-      if (!rows[e].empty()) active.push_back(e);
-    // outputs: [n_e, dim] per active expert, then the shared expert's [T, dim]
-    const std::size_t tasks = active.size() + (shared_ ? 1 : 0);
-    std::vector<std::vector<float>> ye(tasks);
+    ScratchBuffer<std::size_t> active(n_e);  // experts with tokens, in expert order
+    std::size_t n_active = 0;
+    for (std::size_t e = 0; e < n_e; ++e)
+      if (first[e + 1] > first[e]) active[n_active++] = e;
+    // outputs: the pairs' rows [t·k, dim] in the grouped order, then the shared expert's [T, dim]
+    const std::size_t tasks = n_active + (shared_ ? 1 : 0);
+    ScratchBuffer<float> ye((t * k + (shared_ ? t : 0)) * d);
     auto run = [&](std::size_t i, const auto& be) {
-      if (i == active.size()) {
-        ye[i].resize(t * d);
+      if (i == n_active && shared_) {
         shared_->template forward<N>(be, ConstView2<float>(x.data(), t, d), {},
-                                     View2<float>(ye[i].data(), t, d));
+                                     View2<float>(ye.data() + t * k * d, t, d));
         return;
       }
       const std::size_t e = active[i];
-      const std::size_t n = rows[e].size();
-      std::vector<float> xe(n * d);
+      const std::size_t p0 = first[e], n = first[e + 1] - p0;
+      ScratchBuffer<float> xe(n * d);
       for (std::size_t r = 0; r < n; ++r)
-        std::copy_n(x.data() + rows[e][r] * d, d, xe.data() + r * d);
-      ye[i].resize(n * d);
-      experts_[e].template forward<N>(be, ConstView2<float>(xe.data(), n, d), wts[e],
-                                      View2<float>(ye[i].data(), n, d));
+        std::copy_n(x.data() + rows[p0 + r] * d, d, xe.data() + r * d);
+      experts_[e].template forward<N>(be, ConstView2<float>(xe.data(), n, d),
+                                      std::span<const float>(wts.data() + p0, n),
+                                      View2<float>(ye.data() + p0 * d, n, d));
     };
     if constexpr (requires { b.parallel_tasks(tasks, run); }) {
       b.parallel_tasks(tasks, run);  // the experts as independent tasks (same values)
@@ -182,16 +192,15 @@ class Moe {
       for (std::size_t i = 0; i < tasks; ++i) run(i, b);
     }
     // sum in expert order, then the shared expert (the reference's order)
-    std::vector<float> y(t * d, 0.0f);  // [T, dim] fp32 accumulator
-    for (std::size_t i = 0; i < active.size(); ++i) {
-      const auto& re = rows[active[i]];
-      for (std::size_t r = 0; r < re.size(); ++r) {
-        float* yr = y.data() + re[r] * d;
-        for (std::size_t c = 0; c < d; ++c) yr[c] += ye[i][r * d + c];
-      }
+    ScratchBuffer<float> y(t * d);  // [T, dim] fp32 accumulator
+    for (std::size_t p = 0; p < t * k; ++p) {
+      float* yr = y.data() + rows[p] * d;
+      const float* src = ye.data() + p * d;
+      for (std::size_t c = 0; c < d; ++c) yr[c] += src[c];
     }
     if (shared_) {
-      for (std::size_t i = 0; i < t * d; ++i) y[i] += ye[active.size()][i];
+      const float* src = ye.data() + t * k * d;
+      for (std::size_t i = 0; i < t * d; ++i) y[i] += src[i];
     }
     for (std::size_t i = 0; i < t * d; ++i) out[i] = N::round(y[i]);
   }

@@ -25,6 +25,7 @@
 #include "dsv4/core/config.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
+#include "dsv4/core/scratch.hpp"
 
 namespace dsv4 {
 
@@ -150,7 +151,7 @@ class Rope {
     DSV4_CHECK(vec_len >= rope_dim(), ShapeError,
                "rope: vectors of {} values cannot hold the {} rotated dims", vec_len, rope_dim());
     const std::size_t half = freqs_.size();
-    std::vector<float> cs(2 * half);
+    ScratchBuffer<float> cs(2 * half);
     angles(pos, cs.data(), cs.data() + half);
     const float sign = dir == RopeDirection::inverse ? -1.0f : 1.0f;
     for (std::size_t v = 0; v < n_vec; ++v) {

@@ -26,6 +26,7 @@
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
+#include "dsv4/core/scratch.hpp"
 #include "dsv4/core/tensor.hpp"
 #include "dsv4/layers/linear.hpp"
 
@@ -103,8 +104,8 @@ concept BackendRouter = Router<R> && Backend<B> &&
 struct Routing {
   std::size_t tokens = 0;
   std::size_t k = 0;
-  std::vector<std::int32_t> experts;  // [tokens, k]
-  std::vector<float> weights;         // [tokens, k]
+  ScratchBuffer<std::int32_t> experts;  // [tokens, k]
+  ScratchBuffer<float> weights;         // [tokens, k]
 };
 
 namespace detail {
@@ -143,9 +144,9 @@ class GateCore {
 
   /// Unbiased scores of every token: [T, E], fp32 (the gate GEMM on backend b).
   template <Backend B>
-  std::vector<float> scores(const B& b, std::span<const float> x, std::size_t t) const {
+  ScratchBuffer<float> scores(const B& b, std::span<const float> x, std::size_t t) const {
     const std::size_t e = n_experts();
-    std::vector<float> s(t * e);
+    ScratchBuffer<float> s(t * e);
     b.template linear<PlainFp32Numerics>(w_, ConstView2<float>(x.data(), t, dim()),
                                          View2<float>(s.data(), t, e));
     for (std::size_t r = 0; r < t; ++r) S::apply(std::span<float>(s).subspan(r * e, e));
@@ -204,8 +205,8 @@ class TopKRouter {
     const std::size_t t = core_.check("TopKRouter", x, weights, experts);
     const std::size_t e = n_experts();
     const std::size_t k = top_k();
-    const std::vector<float> s = core_.scores(b, x, t);
-    std::vector<float> biased(e);
+    const ScratchBuffer<float> s = core_.scores(b, x, t);
+    ScratchBuffer<float> biased(e);
     for (std::size_t r = 0; r < t; ++r) {
       const std::span<const float> sr = std::span<const float>(s).subspan(r * e, e);
       for (std::size_t i = 0; i < e; ++i) biased[i] = bias_.empty() ? sr[i] : sr[i] + bias_[i];
@@ -280,7 +281,7 @@ class HashRouter {
     }
     const std::size_t e = n_experts();
     const std::size_t k = top_k();
-    const std::vector<float> s = core_.scores(b, x, t);
+    const ScratchBuffer<float> s = core_.scores(b, x, t);
     for (std::size_t r = 0; r < t; ++r) {
       const auto idx = experts.subspan(r * k, k);
       const auto row = static_cast<std::size_t>(tokens[r]) * k;

@@ -319,7 +319,12 @@ generate(const M& model, typename M::State& st, std::span<const std::int32_t> pr
 
   if (!speculative) {
     while (true) {
-      out = model.forward(std::span<const std::int32_t>(&x, 1), pos, st, true);
+      const std::span<const std::int32_t> one(&x, 1);
+      if constexpr (requires { model.forward_into(one, pos, st, out, true); }) {
+        model.forward_into(one, pos, st, out, true);  // the output's vectors reused
+      } else {
+        out = model.forward(one, pos, st, true);
+      }
       ++res.trunk_calls;
       x = static_cast<std::int32_t>(sampler.sample(logit_row(out.logits, 0, vocab)));
       if (!emit(x, ++pos)) return res;

@@ -510,8 +510,18 @@ class Model {
   /// last one, and the last block's output.
   Output forward(std::span<const std::int32_t> tokens, std::int64_t start_pos, State& st,
                  bool all_logits = true, ForwardTrace* trace = nullptr) const {
+    Output out;
+    forward_into(tokens, start_pos, st, out, all_logits, trace);
+    return out;
+  }
+
+  /// As forward(), the result written into `out`, whose vectors keep their capacity: a decode
+  /// loop that reuses one Output allocates nothing once its sequence is warm (the activations
+  /// live in pooled scratch memory, core/scratch.hpp).
+  void forward_into(std::span<const std::int32_t> tokens, std::int64_t start_pos, State& st,
+                    Output& out, bool all_logits = true, ForwardTrace* trace = nullptr) const {
     const BatchItem item{tokens, start_pos, &st, all_logits};
-    return std::move(run(std::span<const BatchItem>(&item, 1), trace).front());
+    run(std::span<const BatchItem>(&item, 1), trace, std::span<Output>(&out, 1));
   }
 
   /// Several sequences in one call, each with its own state, positions and length (a prefill of
@@ -528,7 +538,9 @@ class Model {
                    i);
       }
     }
-    return run(items, nullptr);
+    std::vector<Output> outs(items.size());
+    run(items, nullptr, outs);
+    return outs;
   }
 
   /// Prefill of a new sequence.
@@ -538,6 +550,10 @@ class Model {
   /// One decode step at st.next_pos.
   Output decode(std::int32_t token, State& st) const {
     return forward(std::span<const std::int32_t>(&token, 1), st.next_pos, st, true);
+  }
+  /// One decode step at st.next_pos into `out` (see forward_into).
+  void decode_into(std::int32_t token, State& st, Output& out) const {
+    forward_into(std::span<const std::int32_t>(&token, 1), st.next_pos, st, out, true);
   }
 
   /// Forgets the trunk's last position: the next call starts at `pos` = st.next_pos − 1 (or
@@ -576,14 +592,14 @@ class Model {
                start_pos, st.mtp_next_pos[j]);
     const B& b = backend_;
     const Mtp& m = mtp_[j];
-    std::vector<float> e = embed(tokens);  // [T, d]
+    ScratchBuffer<float> e = embed(tokens);  // [T, d]
     b.template rms_norm<N>(e, m.enorm.weight, m.enorm.eps, e);
     auto ep = b.template alloc<float>(t * d);
     b.template linear<N>(m.e_proj, ConstView2<float>(e.data(), t, d),
                          View2<float>(ep.data(), t, d));
     auto h = b.template alloc<float>(t * streams * d);  // [T·S, d]
     b.template rms_norm<N>(hidden, m.hnorm.weight, m.hnorm.eps, h);
-    std::vector<float> x(h.size());
+    ScratchBuffer<float> x(h.size());
     b.template linear<N>(m.h_proj, ConstView2<float>(h.data(), t * streams, d),
                          View2<float>(x.data(), t * streams, d));
     for (std::size_t r = 0; r < t; ++r) {
@@ -596,8 +612,9 @@ class Model {
     st.mtp_next_pos[j] = start_pos + static_cast<std::int64_t>(t);
     Output out;
     out.tokens = t;
-    out.logits = logits(m.hc_head, m.norm, x, all_logits ? 0 : t - 1, t);
-    out.hidden = std::move(x);
+    const ScratchBuffer<float> lg = logits(m.hc_head, m.norm, x, all_logits ? 0 : t - 1, t);
+    out.logits.assign(lg.begin(), lg.end());
+    out.hidden.assign(x.begin(), x.end());
     return out;
   }
 
@@ -613,30 +630,36 @@ class Model {
   };
 
   /// Embedding rows of `tokens`: [T, d].
-  std::vector<float> embed(std::span<const std::int32_t> tokens) const {
+  ScratchBuffer<float> embed(std::span<const std::int32_t> tokens) const {
     const std::size_t d = dim();
-    std::vector<float> e(tokens.size() * d);
+    ScratchBuffer<float> e(tokens.size() * d);
     for (std::size_t r = 0; r < tokens.size(); ++r)
       embed_.dequantize_row(static_cast<std::size_t>(tokens[r]), e.data() + r * d);
     return e;
   }
 
   /// The trunk on every item's tokens (rows concatenated in item order).
-  std::vector<Output> run(std::span<const BatchItem> items, ForwardTrace* trace) const {
+  void run(std::span<const BatchItem> items, ForwardTrace* trace, std::span<Output> outs) const {
     const B& b = backend_;
     const std::size_t d = dim();
-    std::vector<std::int32_t> tokens;
-    std::vector<BlockSegment> segments;
+    std::size_t rows = 0;
     for (const BatchItem& it : items) {
       check_tokens(it.tokens);
       check_state(*it.state);
       DSV4_CHECK(it.start_pos == 0 || it.start_pos == it.state->next_pos, InputError,
                  "model: start_pos {} does not continue the sequence (expected 0 or {})",
                  it.start_pos, it.state->next_pos);
-      segments.push_back({tokens.size(), it.tokens.size(), it.start_pos, nullptr, nullptr});
-      tokens.insert(tokens.end(), it.tokens.begin(), it.tokens.end());
+      rows += it.tokens.size();
     }
-    std::vector<float> x = expand_streams(embed(tokens), d, streams);  // [rows, S, d]
+    ScratchBuffer<std::int32_t> tokens(rows);
+    ScratchBuffer<BlockSegment> segments(items.size());
+    for (std::size_t k = 0, at = 0; k < items.size(); ++k) {
+      const BatchItem& it = items[k];
+      segments[k] = {at, it.tokens.size(), it.start_pos, nullptr, nullptr};
+      std::copy(it.tokens.begin(), it.tokens.end(), tokens.begin() + at);
+      at += it.tokens.size();
+    }
+    ScratchBuffer<float> x = expand_streams(embed(tokens), d, streams);  // [rows, S, d]
     std::optional<AttentionTrace> attn_trace;
     if (trace != nullptr) {
       trace->block_in.clear();
@@ -646,31 +669,29 @@ class Model {
     for (std::size_t i = 0; i < blocks_.size(); ++i) {
       for (std::size_t k = 0; k < items.size(); ++k) segments[k].state = &items[k].state->layers[i];
       if (trace != nullptr) {
-        trace->block_in.push_back(x);
-        segments.front().trace = &attn_trace.emplace();
+        trace->block_in.emplace_back(x.begin(), x.end());
+        segments[0].trace = &attn_trace.emplace();
       }
       blocks_[i].template forward<N>(b, x, tokens, segments,
                                      trace != nullptr ? &trace->routing[i] : nullptr);
       if (trace != nullptr) trace->index[i] = std::move(attn_trace->index);
     }
     // Logits of the rows asked for, in one head GEMM.
-    std::vector<std::size_t> firsts;
+    ScratchBuffer<std::size_t> firsts(items.size());
     std::size_t picked = 0;
     for (std::size_t k = 0; k < items.size(); ++k) {
       const std::size_t n = items[k].all_logits ? segments[k].count : 1;
-      firsts.push_back(segments[k].first + segments[k].count - n);
+      firsts[k] = segments[k].first + segments[k].count - n;
       picked += n;
     }
-    std::vector<float> sel;  // [picked, S, d]
     const std::size_t w = streams * d;
-    sel.reserve(picked * w);
-    for (std::size_t k = 0; k < items.size(); ++k) {
-      const auto from = static_cast<std::ptrdiff_t>(firsts[k] * w);
-      const auto to = static_cast<std::ptrdiff_t>((segments[k].first + segments[k].count) * w);
-      sel.insert(sel.end(), x.begin() + from, x.begin() + to);
+    ScratchBuffer<float> sel(picked * w);  // [picked, S, d]
+    for (std::size_t k = 0, at = 0; k < items.size(); ++k) {
+      const std::size_t n = (segments[k].first + segments[k].count - firsts[k]) * w;
+      std::copy_n(x.data() + firsts[k] * w, n, sel.data() + at);
+      at += n;
     }
-    const std::vector<float> all = logits(hc_head_, norm_, sel, 0, picked);
-    std::vector<Output> outs(items.size());
+    const ScratchBuffer<float> all = logits(hc_head_, norm_, sel, 0, picked);
     const std::size_t v = vocab_size();
     std::size_t at = 0;
     for (std::size_t k = 0; k < items.size(); ++k) {
@@ -685,13 +706,13 @@ class Model {
                       x.begin() + static_cast<std::ptrdiff_t>((sg.first + sg.count) * w));
       at += n;
     }
-    return outs;
   }
 
   /// Head (spec §2.7) of rows first … rows-1 of x [rows, S, d]: collapse the streams, norm, fp32
   /// GEMM with the vocabulary.
-  std::vector<float> logits(const head_type& hc_head, const RmsNorm& norm, std::span<const float> x,
-                            std::size_t first, std::size_t rows_end) const {
+  ScratchBuffer<float> logits(const head_type& hc_head, const RmsNorm& norm,
+                              std::span<const float> x, std::size_t first,
+                              std::size_t rows_end) const {
     const B& b = backend_;
     const std::size_t d = dim();
     const std::size_t rows = rows_end - first;
@@ -703,7 +724,7 @@ class Model {
       hc_head.template collapse<N>(xs, y);
     }
     b.template rms_norm<N>(y, norm.weight, norm.eps, y);
-    std::vector<float> out(rows * vocab_size());
+    ScratchBuffer<float> out(rows * vocab_size());
     detail::dense_or_partner<Numerics<Fp32Act, N::simulate_quant>>(
         b, head_, head_partner_, ConstView2<float>(y.data(), rows, d),
         View2<float>(out.data(), rows, vocab_size()));

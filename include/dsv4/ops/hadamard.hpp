@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dsv4/core/numeric.hpp"
+#include "dsv4/core/scratch.hpp"
 #include "dsv4/ops/quant.hpp"
 
 namespace dsv4::ops {
@@ -39,7 +40,7 @@ template <class In, class Out>
 inline void rotate_activation(const In* x, Out* y, std::size_t rows, std::size_t n) {
   DSV4_CHECK(n > 0 && std::has_single_bit(n), ShapeError,
              "rotate_activation: vector length must be a power of two, got {}", n);
-  std::vector<float> work(n);
+  ScratchBuffer<float> work(n);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
   for (std::size_t r = 0; r < rows; ++r) hadamard(x + r * n, y + r * n, n, scale, work.data());
 }

@@ -15,6 +15,7 @@
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numeric.hpp"
+#include "dsv4/core/scratch.hpp"
 #include "dsv4/ops/quant.hpp"
 
 namespace dsv4::ops {
@@ -95,7 +96,7 @@ inline void sparse_attention(const T* q, const T* kv, const float* sink, const s
                "sparse_attention: index [{}][{}] must be -1 or in [0, {}), got {}", t / k, t % k, n,
                idx[t]);
   }
-  std::vector<float> acc(d);
+  ScratchBuffer<float> acc(d);
   for (std::size_t t = 0; t < s; ++t) {
     for (std::size_t hh = 0; hh < h; ++hh) {
       sparse_attention_head<Act>(q + (t * h + hh) * d, kv, idx + t * k, k, d, sink[hh], scale,

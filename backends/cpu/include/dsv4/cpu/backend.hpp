@@ -35,6 +35,7 @@
 #include <dsv4/backend/reference.hpp>
 #include <dsv4/core/numeric.hpp>
 #include <dsv4/core/numerics.hpp>
+#include <dsv4/core/scratch.hpp>
 #include <dsv4/core/tensor.hpp>
 #include <dsv4/layers/linear.hpp>
 #include <limits>
@@ -179,7 +180,7 @@ class Backend : public ref::Backend {
     const std::size_t d = a.head_dim;
     for_tiles(
         a.tokens, 1, a.tokens * a.heads * a.width * d * 4, [&](std::size_t t0, std::size_t t1) {
-          std::vector<float> acc(d);
+          ScratchBuffer<float> acc(d);
           for (std::size_t t = t0; t < t1; ++t) {
             for (std::size_t h = 0; h < a.heads; ++h) {
               float* o = a.out + (t * a.heads + h) * d;
@@ -212,7 +213,7 @@ class Backend : public ref::Backend {
     const std::size_t chunks = (scores.cols + kKeys - 1) / kKeys;
     for_tiles(scores.rows * chunks, 1, scores.rows * scores.cols * hi * di,
               [&](std::size_t i0, std::size_t i1) {
-                std::vector<float> dots(hi * kKeys);
+                ScratchBuffer<float> dots(hi * kKeys);
                 for (std::size_t i = i0; i < i1; ++i) {
                   const std::size_t t = i / chunks;
                   const std::size_t j0 = (i % chunks) * kKeys;
@@ -285,7 +286,7 @@ class Backend : public ref::Backend {
       } else if constexpr (std::same_as<F, F16> || std::same_as<F, BF16>) {
         // the activation rounded to the weight's type, then the dense GEMM
         using T = typename F::block_type;
-        std::vector<float> xr(x.rows * in);
+        ScratchBuffer<float> xr(x.rows * in);
         for_tiles(x.rows, 4, x.rows * in * 4, [&](std::size_t r0, std::size_t r1) {
           for (std::size_t r = r0; r < r1; ++r)
             for (std::size_t k = 0; k < in; ++k) xr[r * in + k] = T(x(r, k)).to_float();
@@ -294,10 +295,10 @@ class Backend : public ref::Backend {
       } else {
         using A = typename F::activation;
         const std::size_t na = in / A::block_elems;
-        std::vector<typename A::block_type> xq(x.rows * na);
+        ScratchBuffer<typename A::block_type> xq(x.rows * na);
         // Q8_0's and FP8_ACT128's scales as float
-        std::vector<float> xd(std::same_as<A, Q8_0> || kNative<F> ? xq.size() : 0);
-        std::vector<float> xf(kNative<F> ? x.rows * in : 0);  // FP8_ACT128 codes as float
+        ScratchBuffer<float> xd(std::same_as<A, Q8_0> || kNative<F> ? xq.size() : 0);
+        ScratchBuffer<float> xf(kNative<F> ? x.rows * in : 0);  // FP8_ACT128 codes as float
         for_tiles(x.rows, 1, x.rows * in * 8, [&](std::size_t r0, std::size_t r1) {
           for (std::size_t r = r0; r < r1; ++r) {
             if constexpr (std::same_as<A, Q8_0>) {
@@ -318,8 +319,8 @@ class Backend : public ref::Backend {
         });
         for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
           if constexpr (kB32<F>) {
-            std::vector<std::int8_t> q(nb * 32);
-            std::vector<float> wsc(nb);
+            ScratchBuffer<std::int8_t> q(nb * 32);
+            ScratchBuffer<float> wsc(nb);
             for (std::size_t o = o0; o < o1; ++o)
               kernels::b32_row(b32_kind<F>(), w.blocks().data() + o * nb, nb, xq.data(), xd.data(),
                                x.rows, y.data + o, y.stride, q.data(), wsc.data());
@@ -330,14 +331,14 @@ class Backend : public ref::Backend {
                                 x.rows, y.data + o, y.stride);
             round_columns<N>(y, o0, o1);
           } else if constexpr (kKQuant<F>) {
-            std::vector<std::uint8_t> q(nb * 256);
-            std::vector<kernels::KqBlock> k(nb);
+            ScratchBuffer<std::uint8_t> q(nb * 256);
+            ScratchBuffer<kernels::KqBlock> k(nb);
             for (std::size_t o = o0; o < o1; ++o)
               kernels::kq_row(kq_kind<F>(), w.blocks().data() + o * nb, nb, xq.data(), x.rows,
                               y.data + o, y.stride, q.data(), k.data());
             round_columns<N>(y, o0, o1);
           } else if constexpr (kNative<F>) {
-            std::vector<float> wbuf(nb * F::block_elems);
+            ScratchBuffer<float> wbuf(nb * F::block_elems);
             for (std::size_t o = o0; o < o1; ++o) {
               kernels::native_row(native_kind<F>(), w.codes().data() + o * F::codes_per_row(in),
                                   w.scales().data() + (o / F::block_rows) * F::scale_cols(in), nb,
@@ -346,7 +347,7 @@ class Backend : public ref::Backend {
             }
             round_columns<N>(y, o0, o1);
           } else {
-            std::vector<typename F::block_type> gathered(PlanarFormat<F> ? nb : 0);
+            ScratchBuffer<typename F::block_type> gathered(PlanarFormat<F> ? nb : 0);
             for (std::size_t o = o0; o < o1; ++o) {
               const typename F::block_type* wr;
               if constexpr (PlanarFormat<F>) {
@@ -364,7 +365,7 @@ class Backend : public ref::Backend {
     } else {
       // DequantDot: a tile of dequantised rows, then the dense GEMM on it
       for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
-        std::vector<float> wt((o1 - o0) * in);
+        ScratchBuffer<float> wt((o1 - o0) * in);
         for (std::size_t o = o0; o < o1; ++o) w.dequantize_row(o, wt.data() + (o - o0) * in);
         kernels::gemm(x.data, x.stride, x.rows, wt.data(), in, 0, o1 - o0, in, y.data + o0,
                       y.stride);
