@@ -41,8 +41,10 @@ void native_linear(Native kind, const void* codes, std::size_t code_bytes, const
                    std::size_t rows, float* y) {
   if (out == 0 || rows == 0) return;
   if (in == 0 || in % 128 != 0) {
-    throw ShapeError("cuda: a native-format linear needs in_features a positive multiple of 128, "
-                     "got " + std::to_string(in));
+    throw ShapeError(
+        "cuda: a native-format linear needs in_features a positive multiple of 128, "
+        "got " +
+        std::to_string(in));
   }
   if (out > 0x7fffffffu || rows > 65535) {
     throw ShapeError("cuda: a native-format linear of " + std::to_string(out) + " outputs and " +
@@ -54,13 +56,11 @@ void native_linear(Native kind, const void* codes, std::size_t code_bytes, const
   const DeviceBytes d_y(rows * out * sizeof(float));
   const dim3 grid(static_cast<unsigned>(out), static_cast<unsigned>(rows));
   if (kind == Native::fp8_b128) {
-    kernels::fp8_b128_linear<<<grid, 128>>>(d_codes.as<std::uint8_t>(),
-                                            d_scales.as<std::uint8_t>(), out, in,
-                                            d_x.as<std::uint8_t>(), d_y.as<float>());
+    kernels::fp8_b128_linear<<<grid, 128>>>(d_codes.as<std::uint8_t>(), d_scales.as<std::uint8_t>(),
+                                            out, in, d_x.as<std::uint8_t>(), d_y.as<float>());
   } else {
-    kernels::fp4_g32_linear<<<grid, 128>>>(d_codes.as<std::uint8_t>(),
-                                           d_scales.as<std::uint8_t>(), out, in,
-                                           d_x.as<std::uint8_t>(), d_y.as<float>());
+    kernels::fp4_g32_linear<<<grid, 128>>>(d_codes.as<std::uint8_t>(), d_scales.as<std::uint8_t>(),
+                                           out, in, d_x.as<std::uint8_t>(), d_y.as<float>());
   }
   check(cudaGetLastError(), "the native linear kernel's launch");
   check(cudaMemcpy(y, d_y.as<float>(), rows * out * sizeof(float), cudaMemcpyDeviceToHost),
@@ -75,8 +75,8 @@ void fp8_b128_linear(const fp8_e4m3* codes, const ue8m0* scales, std::size_t out
                 in, xq, rows, y);
 }
 
-void fp4_g32_linear(const std::uint8_t* codes, const ue8m0* scales, std::size_t out,
-                    std::size_t in, const void* xq, std::size_t rows, float* y) {
+void fp4_g32_linear(const std::uint8_t* codes, const ue8m0* scales, std::size_t out, std::size_t in,
+                    const void* xq, std::size_t rows, float* y) {
   native_linear(Native::fp4_g32, codes, out * (in / 2), scales, out * (in / 32), out, in, xq, rows,
                 y);
 }
