@@ -9,6 +9,8 @@
 #include <dsv4/cuda/backend.hpp>
 #include <vector>
 
+#include "cuda_main.hpp"
+
 TEST_CASE("bf16 -> f32 on the device equals the host conversion for every code") {
   std::vector<dsv4::bf16> in(65536);
   for (std::uint32_t c = 0; c < 65536; ++c)
@@ -23,19 +25,4 @@ TEST_CASE("bf16 -> f32 on the device equals the host conversion for every code")
   CHECK(mismatches == 0);
 }
 
-int main(int argc, char** argv) {
-  int devices = 0;
-  try {
-    devices = dsv4::cuda::device_count();
-  } catch (const dsv4::cuda::CudaError& e) {
-    std::fprintf(stderr, "CUDA runtime or driver error (not a missing GPU): %s\n", e.what());
-    return 1;
-  }
-  if (devices == 0) {
-    std::puts("no CUDA device or driver: skipping the CUDA backend tests");
-    return 77;
-  }
-  std::printf("CUDA device: %s\n", dsv4::cuda::device_name(0).c_str());
-  doctest::Context ctx(argc, argv);
-  return ctx.run();
-}
+int main(int argc, char** argv) { return dsv4::test::run_cuda_tests(argc, argv); }

@@ -13,6 +13,8 @@
 #include <random>
 #include <vector>
 
+#include "cuda_main.hpp"
+
 namespace d = dsv4;
 
 namespace {
@@ -98,19 +100,4 @@ TEST_CASE("native linear on the device: an input width that is not whole activat
       d::ShapeError);
 }
 
-int main(int argc, char** argv) {
-  int devices = 0;
-  try {
-    devices = dsv4::cuda::device_count();
-  } catch (const dsv4::cuda::CudaError& e) {
-    std::fprintf(stderr, "CUDA runtime or driver error (not a missing GPU): %s\n", e.what());
-    return 1;
-  }
-  if (devices == 0) {
-    std::puts("no CUDA device or driver: skipping the CUDA backend tests");
-    return 77;
-  }
-  std::printf("CUDA device: %s\n", dsv4::cuda::device_name(0).c_str());
-  doctest::Context ctx(argc, argv);
-  return ctx.run();
-}
+int main(int argc, char** argv) { return dsv4::test::run_cuda_tests(argc, argv); }
