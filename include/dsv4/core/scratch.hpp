@@ -21,6 +21,7 @@
 #include <mutex>
 #include <new>
 #include <span>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -218,6 +219,8 @@ class ScratchBuffer {
   }
   void reserve_exact(std::size_t n) {
     if (n <= capacity_) return;
+    // as std::vector's length_error: a size whose bytes do not fit the pool's classes
+    if (n > (std::size_t{1} << 62) / sizeof(T)) throw std::length_error("ScratchBuffer: too large");
     free();
     unsigned cls = 0;
     data_ = reinterpret_cast<T*>(detail::scratch::Pool::instance().take(n * sizeof(T), cls));
