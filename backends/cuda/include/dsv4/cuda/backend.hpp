@@ -38,7 +38,7 @@ void fp8_b128_linear(const fp8_e4m3* codes, const ue8m0* scales, std::size_t out
 
 /// As fp8_b128_linear for an FP4_G32 weight (codes [out, in/2] packed E2M1, scales [out, in/32]
 /// E8M0): each output bit for bit Fp4G32::dot.
-void fp4_g32_linear(const std::uint8_t* codes, const ue8m0* scales, std::size_t out,
-                    std::size_t in, const void* xq, std::size_t rows, float* y);
+void fp4_g32_linear(const std::uint8_t* codes, const ue8m0* scales, std::size_t out, std::size_t in,
+                    const void* xq, std::size_t rows, float* y);
 
 }  // namespace dsv4::cuda
