@@ -57,6 +57,23 @@ TEST_CASE("ScratchBuffer: a size seen before takes no new memory") {
   CHECK(dsv4::scratch_pool_bytes() == held);
 }
 
+TEST_CASE(
+    "ScratchBuffer: a small class's first use brings blocks for threads holding some at once") {
+  // (tiles running on several threads take blocks of the same class in whatever overlap the
+  // scheduling gives; four per hardware thread are there after the first use)
+  dsv4::release_scratch();
+  { const dsv4::ScratchBuffer<float> warm(100); }
+  const std::size_t held = dsv4::scratch_pool_bytes();
+  {
+    const dsv4::ScratchBuffer<float> a(100), b(100), c(100), d(100);
+    CHECK(dsv4::scratch_pool_bytes() == held);
+  }
+  // a large class: one block at a time
+  dsv4::release_scratch();
+  { const dsv4::ScratchBuffer<float> big(std::size_t{1} << 20); }
+  CHECK(dsv4::scratch_pool_bytes() == (std::size_t{4} << 20));
+}
+
 TEST_CASE("ScratchBuffer: a size no block holds is a length_error") {
   CHECK_THROWS_AS(dsv4::ScratchBuffer<float>(std::numeric_limits<std::size_t>::max() / 2),
                   std::length_error);

@@ -22,6 +22,7 @@
 #include <new>
 #include <span>
 #include <stdexcept>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -65,6 +66,7 @@ class Pool {
   /// A block of at least `bytes` bytes (64-byte aligned) and its size class.
   std::byte* take(std::size_t bytes, unsigned& cls) {
     cls = size_class(bytes);
+    const std::size_t size = block_bytes(cls);
     {
       const std::lock_guard lock(mutex_);
       auto& idle = idle_[cls];
@@ -73,9 +75,34 @@ class Pool {
         idle.pop_back();
         return p;
       }
-      held_ += block_bytes(cls);
     }
-    return static_cast<std::byte*>(::operator new (block_bytes(cls), std::align_val_t{64}));
+    // A small class comes in a batch of blocks, enough for every hardware thread to hold a few
+    // at once: the blocks tiles take inside parallel regions, in whatever number the scheduling
+    // happens to run at once, are then all there after a class's first use (a warm sequence
+    // never allocates because threads overlapped differently than before).
+    const std::size_t batch = batch_blocks(size);
+    std::array<std::byte*, kMaxBatch> got{};
+    std::size_t n = 0;
+    try {
+      for (; n < batch; ++n) got[n] = allocate(size);
+      const std::lock_guard lock(mutex_);
+      auto& idle = idle_[cls];
+      count_[cls] += batch;
+      idle.reserve(count_[cls]);  // give() then never grows the list
+      for (std::size_t i = 1; i < batch; ++i) {
+        expose(got[i], 0, size);  // idle: poisoned under AddressSanitizer
+        idle.push_back(got[i]);
+      }
+      held_ += batch * size;
+      return got[0];
+    } catch (...) {
+      for (std::size_t i = 0; i < n; ++i) ::operator delete (got[i], std::align_val_t{64});
+      if (n == batch) {
+        const std::lock_guard lock(mutex_);
+        count_[cls] -= batch;
+      }
+      throw;
+    }
   }
 
   void give(std::byte* p, unsigned cls) noexcept {
@@ -86,6 +113,7 @@ class Pool {
       return;
     } catch (...) {  // no room to remember it: give it back to the system
       held_ -= block_bytes(cls);
+      --count_[cls];
     }
     ::operator delete (p, std::align_val_t{64});
   }
@@ -100,6 +128,7 @@ class Pool {
     for (unsigned c = 0; c < kClasses; ++c) {
       for (std::byte* p : idle_[c]) ::operator delete (p, std::align_val_t{64});
       held_ -= idle_[c].size() * block_bytes(c);
+      count_[c] -= idle_[c].size();
       idle_[c].clear();
       idle_[c].shrink_to_fit();
     }
@@ -113,12 +142,28 @@ class Pool {
   }
 
  private:
+  static constexpr std::size_t kMaxBatch = 64;
+  static constexpr std::size_t kBatchBytes = std::size_t{1} << 20;  // at most this per batch
+
+  static std::byte* allocate(std::size_t size) {
+    return static_cast<std::byte*>(::operator new (size, std::align_val_t{64}));
+  }
+
+  /// Blocks allocated at once for a class of `size` bytes: 4 per hardware thread (at most
+  /// kMaxBatch and kBatchBytes in all), one for the large classes.
+  static std::size_t batch_blocks(std::size_t size) noexcept {
+    static const std::size_t per_class =
+        std::min<std::size_t>(kMaxBatch, 4 * std::max(1u, std::thread::hardware_concurrency()));
+    return std::clamp<std::size_t>(kBatchBytes / size, 1, per_class);
+  }
+
   static unsigned size_class(std::size_t bytes) noexcept {
     const std::size_t b = std::max<std::size_t>(bytes, std::size_t{1} << kMinShift);
     return static_cast<unsigned>(std::bit_width(b - 1)) - kMinShift;
   }
   std::mutex mutex_;
   std::array<std::vector<std::byte*>, kClasses> idle_;
+  std::array<std::size_t, kClasses> count_{};  ///< blocks of each class, idle or in use
   std::size_t held_ = 0;
 };
 

@@ -3,18 +3,43 @@
 #pragma once
 
 #include <tbb/blocked_range.h>
+#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 #include <tbb/partitioner.h>
 #include <tbb/task_arena.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <thread>
 
 namespace dsv4::cpu {
 
 class Threads {
  public:
-  /// `n` worker threads; 0 means as many as the machine has.
-  explicit Threads(int n = 0) : arena_(n > 0 ? n : tbb::task_arena::automatic) {}
+  /// `n` worker threads; 0 means as many as the machine has. Every thread joins the arena once
+  /// here (waiting up to 200 ms for all that can run at once), so that the per-thread state oneTBB
+  /// allocates on a thread's first task exists before the first model call, whatever the
+  /// scheduling.
+  explicit Threads(int n = 0) : arena_(n > 0 ? n : tbb::task_arena::automatic) {
+    // (no more than the process lets run at once: an arena larger than the machine never fills)
+    const int want =
+        std::min<int>(arena_.max_concurrency(), static_cast<int>(tbb::global_control::active_value(
+                                                    tbb::global_control::max_allowed_parallelism)));
+    std::atomic<int> arrived{0};
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+    arena_.execute([&] {
+      tbb::parallel_for(
+          0, want,
+          [&](int) {
+            arrived.fetch_add(1);
+            while (arrived.load() < want && std::chrono::steady_clock::now() < deadline)
+              std::this_thread::yield();
+          },
+          tbb::static_partitioner{});
+    });
+  }
 
   int size() const { return arena_.max_concurrency(); }
 
