@@ -4,7 +4,8 @@
 //  * GEMM (512 activation rows, the prefill case) in GFLOP/s (2·rows·in·out per call), against
 //    the fp32 FMA peak of the machine measured in the same run (kernels::fma_probe, a
 //    register-only multiply-add loop on the backend's SIMD target; quantized GEMMs, whose integer
-//    multiply-adds are not fp32 FMAs, can exceed it).
+//    multiply-adds are not fp32 FMAs, can exceed it); where the packed tile GEMM ran (AVX-512
+//    VNNI, kernels::b32_tile / kq_tile), also the same GEMM on the row kernels it replaces.
 //
 //   bench_kernels [weight MiB = 128] [threads = 1,2] [seconds per measurement = 0.5]
 //
@@ -105,7 +106,7 @@ double fma_peak(int threads, double seconds) {
 struct Row {
   std::string format;
   double bytes_per_weight = 0;
-  std::vector<double> gemv_gbs, gemm_gflops;
+  std::vector<double> gemv_gbs, gemm_gflops, gemm_rows_gflops;
 };
 
 template <class F>
@@ -166,6 +167,18 @@ Row measure(std::size_t mib, const std::vector<int>& threads, double seconds) {
                                      d::View2<float>(yg.data(), gemm_rows, gemm_out));
     });
     row.gemm_gflops.push_back(2.0 * gemm_rows * in * gemm_out / tg / 1e9);
+    // the same GEMM on the row kernels, where the packed tile kernels ran
+    double rows_gflops = 0;
+    if (d::cpu::kernels::packed_gemm_active()) {
+      d::cpu::kernels::allow_packed_gemm(false);
+      const double tr = best_time(seconds, [&] {
+        b.linear<d::PlainFp32Numerics>(wg, d::ConstView2<float>(xg.data(), gemm_rows, in),
+                                       d::View2<float>(yg.data(), gemm_rows, gemm_out));
+      });
+      d::cpu::kernels::allow_packed_gemm(true);
+      rows_gflops = 2.0 * gemm_rows * in * gemm_out / tr / 1e9;
+    }
+    row.gemm_rows_gflops.push_back(rows_gflops);
   }
   return row;
 }
@@ -218,12 +231,15 @@ int main(int argc, char** argv) {
     fmt::print("\n{} thread(s): read bandwidth {:.1f} GB/s, fp32 FMA peak {:.0f} GFLOP/s\n\n",
                threads[i], bw[i], peak[i]);
     fmt::print(
-        "| format | bytes/weight | GEMV GB/s | % of bandwidth | GEMM GFLOP/s | % of FMA peak |\n");
-    fmt::print("|---|---:|---:|---:|---:|---:|\n");
+        "| format | bytes/weight | GEMV GB/s | % of bandwidth | GEMM GFLOP/s | % of FMA peak | "
+        "GEMM on the row kernels |\n");
+    fmt::print("|---|---:|---:|---:|---:|---:|---:|\n");
     for (const auto& r : rows) {
-      fmt::print("| {} | {:.4f} | {:.1f} | {:.0f} % | {:.1f} | {:.0f} % |\n", r.format,
+      const std::string rows_col =
+          r.gemm_rows_gflops[i] > 0 ? fmt::format("{:.1f}", r.gemm_rows_gflops[i]) : "";
+      fmt::print("| {} | {:.4f} | {:.1f} | {:.0f} % | {:.1f} | {:.0f} % | {} |\n", r.format,
                  r.bytes_per_weight, r.gemv_gbs[i], 100.0 * r.gemv_gbs[i] / bw[i], r.gemm_gflops[i],
-                 100.0 * r.gemm_gflops[i] / peak[i]);
+                 100.0 * r.gemm_gflops[i] / peak[i], rows_col);
     }
   }
   return 0;

@@ -177,8 +177,9 @@ TEST_CASE_TEMPLATE("cpu::Backend integer dots: GEMV and GEMM rows on 1, 2 and 3 
                    d::Q3_K, d::Q4_K, d::Q5_K, d::Q6_K, d::IQ4_XS) {
   // sizes large enough to be split over the threads: an odd block count (37 blocks of 32 values,
   // 5 super-blocks of 256), output columns not a multiple of the tile or the thread count, one
-  // activation row (the GEMV: two blocks per step, then the odd one) and 6 (a group of 4 and 2
-  // single rows)
+  // activation row (the GEMV: two blocks per step, then the odd one), 6 (a group of 4 and 2
+  // single rows) and 21 (the packed tile GEMM where the CPU has AVX-512 VNNI: groups of 8, 8, 4
+  // and 1 rows; also run with the packed kernels switched off)
   static_assert(kIntegerSimd<F>);
   using L = d::Linear<F, d::PartnerDot>;
   const std::size_t in = F::block_elems == 32 ? 32 * 37 : 256 * 5;
@@ -187,7 +188,12 @@ TEST_CASE_TEMPLATE("cpu::Backend integer dots: GEMV and GEMM rows on 1, 2 and 3 
   const auto w = L::quantize(d::ConstView2<float>(wf.data(), out, in));
   std::vector<float> wd(out * in);
   for (std::size_t o = 0; o < out; ++o) w.dequantize_row(o, wd.data() + o * in);
-  for (const std::size_t rows : {std::size_t{1}, std::size_t{6}}) {
+  constexpr bool kB32 =
+      F::block_elems == 32 && !std::same_as<F, d::Q4_1> && !std::same_as<F, d::Q5_1>;
+  struct Restore {
+    ~Restore() { d::cpu::kernels::allow_packed_gemm(true); }
+  } restore;
+  for (const std::size_t rows : {std::size_t{1}, std::size_t{6}, std::size_t{21}}) {
     CAPTURE(rows);
     const auto x = random_values(rows * in, 8 + static_cast<std::uint32_t>(rows));
     const auto xa = partner_rounded<typename F::activation>(x);
@@ -195,20 +201,28 @@ TEST_CASE_TEMPLATE("cpu::Backend integer dots: GEMV and GEMM rows on 1, 2 and 3 
     std::vector<float> ref(rows * out);
     d::ReferenceBackend{}.linear<d::PlainFp32Numerics>(w, xv,
                                                        d::View2<float>(ref.data(), rows, out));
-    d::test::for_each_simd_target([&] {
-      std::vector<float> y[3];
-      for (int t = 0; t < 3; ++t) {
-        y[t].assign(rows * out, 0.0f);
-        d::cpu::Backend(t + 1).linear<d::PlainFp32Numerics>(
-            w, xv, d::View2<float>(y[t].data(), rows, out));
-      }
-      CHECK(same_bits(y[0], y[1]));
-      CHECK(same_bits(y[0], y[2]));
-      // as the test above (measured up to 4.6e-8 relative to Σ|x·w| here; 8.6e-8 for Q4_1 / Q5_1)
-      const double rel = relative_error(y[0], ref, xa, wd, rows, out, in);
-      MESSAGE(F::name, " relative error ", rel);
-      CHECK(rel <= 5e-7);
-    });
+    for (const bool packed : {true, false}) {
+      CAPTURE(packed);
+      d::cpu::kernels::allow_packed_gemm(packed);
+      d::test::for_each_simd_target([&] {
+        std::vector<float> y[3];
+        for (int t = 0; t < 3; ++t) {
+          y[t].assign(rows * out, 0.0f);
+          d::cpu::Backend(t + 1).linear<d::PlainFp32Numerics>(
+              w, xv, d::View2<float>(y[t].data(), rows, out));
+        }
+        CHECK(same_bits(y[0], y[1]));
+        CHECK(same_bits(y[0], y[2]));
+        // as the test above (measured up to 4.6e-8 relative to Σ|x·w| here; 8.6e-8 for Q4_1 /
+        // Q5_1)
+        const double rel = relative_error(y[0], ref, xa, wd, rows, out, in);
+        MESSAGE(F::name, " relative error ", rel);
+        CHECK(rel <= 5e-7);
+        // the packed 32-value kernel is the format's own dot
+        if (kB32 && rows >= d::cpu::kernels::kTileRows && d::cpu::kernels::packed_gemm_active())
+          CHECK(same_bits(y[0], ref));
+      });
+    }
   }
 }
 
@@ -240,6 +254,32 @@ TEST_CASE_TEMPLATE("cpu::Backend native FP8/FP4 dots: bit for bit the reference 
       }
     });
   }
+}
+
+TEST_CASE("cpu kernels: sparse attention of all heads at once is each head's alone, bit for bit") {
+  // 7 heads (a group of four, then three), an odd head dimension (a vector tail), 150 slots
+  // (three chunks, the last partial) with unused (-1) slots and repeated rows; both P modes
+  const std::size_t heads = 7, d = 67, k = 150, kv_rows = 40;
+  const auto q = random_values(heads * d, 31, 0.5f);
+  const auto kv = random_values(kv_rows * d, 32);
+  const auto sinks = random_values(heads, 33);
+  std::vector<std::int32_t> idx(k);
+  for (std::size_t i = 0; i < k; ++i)
+    idx[i] = i % 9 == 4 ? -1 : static_cast<std::int32_t>((i * 7) % kv_rows);
+  d::test::for_each_simd_target([&] {
+    for (const bool round_p : {false, true}) {
+      CAPTURE(round_p);
+      std::vector<float> all(heads * d), one(heads * d), acc(heads * d);
+      d::cpu::kernels::sparse_attention_heads(q.data(), heads, kv.data(), idx.data(), k, d,
+                                              sinks.data(), 0.125f, round_p, all.data(),
+                                              acc.data());
+      for (std::size_t h = 0; h < heads; ++h)
+        d::cpu::kernels::sparse_attention_heads(q.data() + h * d, 1, kv.data(), idx.data(), k, d,
+                                                sinks.data() + h, 0.125f, round_p,
+                                                one.data() + h * d, acc.data());
+      CHECK(same_bits(all, one));
+    }
+  });
 }
 
 TEST_CASE("cpu kernels: E4M3 codes decode to fp8_e4m3's values, every code") {

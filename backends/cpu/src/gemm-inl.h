@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <dsv4/core/numeric.hpp>
 #include <limits>
+#include <vector>
 
 HWY_BEFORE_NAMESPACE();
 namespace dsv4::cpu::HWY_NAMESPACE {
@@ -120,141 +121,183 @@ HWY_INLINE void GemmTile(const float* HWY_RESTRICT x, size_t ldx, size_t rows,
   }
 }
 
-// One (query, head) of sparse attention with the reference's structure (ops/sparse_attention.hpp:
-// online softmax over chunks of 64 slots, the sink in the denominator, P rounded to bf16 when
-// round_p), the q·k dots and the P·V accumulation vectorised over the head dimension.
-// Eight keys are dotted at once (eight independent accumulators sharing each load of q) and the
-// P·V terms of up to eight keys are added while acc stays in registers; every dot and every
-// acc element sees the same operations in the same order as one key at a time, so the result
-// does not depend on the grouping. out[d] = acc / l (unrounded); acc: [d] scratch.
-HWY_INLINE void SparseAttnHead(const float* HWY_RESTRICT q, const float* HWY_RESTRICT kv,
-                               const int32_t* HWY_RESTRICT idx, size_t k, size_t d, float sink,
-                               float scale, bool round_p, float* HWY_RESTRICT out,
-                               float* HWY_RESTRICT acc) {
+// All heads of one query of sparse attention with the reference's structure per head
+// (ops/sparse_attention.hpp: online softmax over chunks of 64 slots, the sink in the
+// denominator, P rounded to bf16 when round_p), the q·k dots and the P·V accumulation vectorised
+// over the head dimension. The heads share the query's KV rows (key = value, one KV head), so the
+// dots run four heads × two keys at a time: each key row is loaded once for four heads. Every
+// dot and every acc element sees the same operations in the same order as one head and one key
+// at a time, so the result does not depend on the grouping. out[h·d + j] = acc / l (unrounded);
+// acc: [heads·d] scratch.
+HWY_INLINE void SparseAttnHeads(const float* HWY_RESTRICT q, size_t heads,
+                                const float* HWY_RESTRICT kv, const int32_t* HWY_RESTRICT idx,
+                                size_t k, size_t d, const float* HWY_RESTRICT sinks, float scale,
+                                bool round_p, float* HWY_RESTRICT out, float* HWY_RESTRICT acc) {
   const hn::ScalableTag<float> df;
   const size_t N = hn::Lanes(df);
   const size_t vec_end = d - d % N;
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   constexpr size_t kChunk = 64;
   constexpr size_t kPvGroup = 8;
-  float m = neg_inf;
-  float l = 0.f;
-  for (size_t j = 0; j < d; ++j) acc[j] = 0.f;
-  float s[kChunk];
+  constexpr size_t kHeads = 4;  // heads dotted together
+  std::fill(acc, acc + heads * d, 0.f);
   const float* rows[kChunk];  // the chunk's valid keys, in slot order
   size_t slot[kChunk];
+  float s[kHeads][kChunk];
+  const float* prow[kChunk];  // one head's keys of non-zero weight
   float p[kChunk];
-  const auto tail_dot = [&](const float* kr, float dot) {
-    for (size_t j = vec_end; j < d; ++j) dot += q[j] * kr[j];
+  // the online-softmax state of each head
+  constexpr size_t kMaxStack = 256;
+  float m_stack[kMaxStack], l_stack[kMaxStack];
+  std::vector<float> m_heap, l_heap;
+  float* m = m_stack;
+  float* l = l_stack;
+  if (heads > kMaxStack) {
+    m_heap.assign(heads, 0.f);
+    l_heap.assign(heads, 0.f);
+    m = m_heap.data();
+    l = l_heap.data();
+  }
+  for (size_t h = 0; h < heads; ++h) {
+    m[h] = neg_inf;
+    l[h] = 0.f;
+  }
+  const auto tail_dot = [&](const float* qh, const float* kr, float dot) {
+    for (size_t j = vec_end; j < d; ++j) dot += qh[j] * kr[j];
     return dot;
+  };
+  const auto finish = [&](auto a, const float* qh, const float* kr) {
+    return tail_dot(qh, kr, hn::GetLane(hn::SumOfLanes(df, a))) * scale;
   };
   for (size_t c0 = 0; c0 < k; c0 += kChunk) {
     const size_t cn = std::min(kChunk, k - c0);
     size_t nv = 0;
     for (size_t t = 0; t < cn; ++t) {
       const int32_t r = idx[c0 + t];
-      if (r < 0) {
-        s[t] = neg_inf;
-      } else {
+      if (r >= 0) {
         slot[nv] = t;
         rows[nv++] = kv + static_cast<size_t>(r) * d;
       }
     }
-    size_t v = 0;
-    for (; v + 8 <= nv; v += 8) {
-      const float* const* kr = rows + v;
-      auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
-      auto a4 = hn::Zero(df), a5 = hn::Zero(df), a6 = hn::Zero(df), a7 = hn::Zero(df);
-      for (size_t j = 0; j < vec_end; j += N) {
-        const auto qv = hn::LoadU(df, q + j);
-        a0 = hn::MulAdd(qv, hn::LoadU(df, kr[0] + j), a0);
-        a1 = hn::MulAdd(qv, hn::LoadU(df, kr[1] + j), a1);
-        a2 = hn::MulAdd(qv, hn::LoadU(df, kr[2] + j), a2);
-        a3 = hn::MulAdd(qv, hn::LoadU(df, kr[3] + j), a3);
-        a4 = hn::MulAdd(qv, hn::LoadU(df, kr[4] + j), a4);
-        a5 = hn::MulAdd(qv, hn::LoadU(df, kr[5] + j), a5);
-        a6 = hn::MulAdd(qv, hn::LoadU(df, kr[6] + j), a6);
-        a7 = hn::MulAdd(qv, hn::LoadU(df, kr[7] + j), a7);
-      }
-      s[slot[v]] = tail_dot(kr[0], hn::GetLane(hn::SumOfLanes(df, a0))) * scale;
-      s[slot[v + 1]] = tail_dot(kr[1], hn::GetLane(hn::SumOfLanes(df, a1))) * scale;
-      s[slot[v + 2]] = tail_dot(kr[2], hn::GetLane(hn::SumOfLanes(df, a2))) * scale;
-      s[slot[v + 3]] = tail_dot(kr[3], hn::GetLane(hn::SumOfLanes(df, a3))) * scale;
-      s[slot[v + 4]] = tail_dot(kr[4], hn::GetLane(hn::SumOfLanes(df, a4))) * scale;
-      s[slot[v + 5]] = tail_dot(kr[5], hn::GetLane(hn::SumOfLanes(df, a5))) * scale;
-      s[slot[v + 6]] = tail_dot(kr[6], hn::GetLane(hn::SumOfLanes(df, a6))) * scale;
-      s[slot[v + 7]] = tail_dot(kr[7], hn::GetLane(hn::SumOfLanes(df, a7))) * scale;
-    }
-    for (; v < nv; ++v) {
-      auto a = hn::Zero(df);
-      for (size_t j = 0; j < vec_end; j += N)
-        a = hn::MulAdd(hn::LoadU(df, q + j), hn::LoadU(df, rows[v] + j), a);
-      s[slot[v]] = tail_dot(rows[v], hn::GetLane(hn::SumOfLanes(df, a))) * scale;
-    }
-    float cmax = m;
-    for (size_t t = 0; t < cn; ++t) cmax = std::fmax(cmax, s[t]);
-    if (cmax == neg_inf) continue;
-    const float alpha = std::exp(m - cmax);
-    float psum = 0.f;
-    for (size_t t = 0; t < cn; ++t) {
-      s[t] = std::exp(s[t] - cmax);
-      psum += s[t];
-    }
-    // the keys with a non-zero weight, in slot order (masked slots have weight 0)
-    size_t np = 0;
-    for (size_t e = 0; e < nv; ++e) {
-      const float w = s[slot[e]];
-      if (w == 0.f) continue;
-      p[np] = round_p ? bf16(w).to_float() : w;
-      rows[np++] = rows[e];
-    }
-    // acc·alpha + Σ p·v over keys e0..e1-1 (scale: the first pass also applies alpha), four
-    // vectors of acc at a time so that the key loop carries four independent FMA chains
-    const auto va = hn::Set(df, alpha);
-    const auto pv_pass = [&](size_t e0, size_t e1, bool scale_acc) {
-      size_t j = 0;
-      for (; j + 4 * N <= vec_end; j += 4 * N) {
-        auto a0 = hn::LoadU(df, acc + j), a1 = hn::LoadU(df, acc + j + N);
-        auto a2 = hn::LoadU(df, acc + j + 2 * N), a3 = hn::LoadU(df, acc + j + 3 * N);
-        if (scale_acc) {
-          a0 = hn::Mul(a0, va);
-          a1 = hn::Mul(a1, va);
-          a2 = hn::Mul(a2, va);
-          a3 = hn::Mul(a3, va);
+    for (size_t h0 = 0; h0 < heads; h0 += kHeads) {
+      const size_t hn_ = std::min(kHeads, heads - h0);
+      for (size_t g = 0; g < hn_; ++g)
+        for (size_t t = 0; t < cn; ++t) s[g][t] = neg_inf;
+      const float* qh[kHeads];
+      for (size_t g = 0; g < kHeads; ++g) qh[g] = q + (h0 + std::min(g, hn_ - 1)) * d;
+      size_t v = 0;
+      if (hn_ == kHeads) {
+        for (; v + 2 <= nv; v += 2) {
+          const float* k0 = rows[v];
+          const float* k1 = rows[v + 1];
+          auto a00 = hn::Zero(df), a01 = hn::Zero(df), a10 = hn::Zero(df), a11 = hn::Zero(df);
+          auto a20 = hn::Zero(df), a21 = hn::Zero(df), a30 = hn::Zero(df), a31 = hn::Zero(df);
+          for (size_t j = 0; j < vec_end; j += N) {
+            const auto kv0 = hn::LoadU(df, k0 + j);
+            const auto kv1 = hn::LoadU(df, k1 + j);
+            const auto q0 = hn::LoadU(df, qh[0] + j);
+            a00 = hn::MulAdd(q0, kv0, a00);
+            a01 = hn::MulAdd(q0, kv1, a01);
+            const auto q1 = hn::LoadU(df, qh[1] + j);
+            a10 = hn::MulAdd(q1, kv0, a10);
+            a11 = hn::MulAdd(q1, kv1, a11);
+            const auto q2 = hn::LoadU(df, qh[2] + j);
+            a20 = hn::MulAdd(q2, kv0, a20);
+            a21 = hn::MulAdd(q2, kv1, a21);
+            const auto q3 = hn::LoadU(df, qh[3] + j);
+            a30 = hn::MulAdd(q3, kv0, a30);
+            a31 = hn::MulAdd(q3, kv1, a31);
+          }
+          s[0][slot[v]] = finish(a00, qh[0], k0);
+          s[0][slot[v + 1]] = finish(a01, qh[0], k1);
+          s[1][slot[v]] = finish(a10, qh[1], k0);
+          s[1][slot[v + 1]] = finish(a11, qh[1], k1);
+          s[2][slot[v]] = finish(a20, qh[2], k0);
+          s[2][slot[v + 1]] = finish(a21, qh[2], k1);
+          s[3][slot[v]] = finish(a30, qh[3], k0);
+          s[3][slot[v + 1]] = finish(a31, qh[3], k1);
         }
-        for (size_t e = e0; e < e1; ++e) {
-          const auto pe = hn::Set(df, p[e]);
-          const float* r = rows[e] + j;
-          a0 = hn::MulAdd(pe, hn::LoadU(df, r), a0);
-          a1 = hn::MulAdd(pe, hn::LoadU(df, r + N), a1);
-          a2 = hn::MulAdd(pe, hn::LoadU(df, r + 2 * N), a2);
-          a3 = hn::MulAdd(pe, hn::LoadU(df, r + 3 * N), a3);
+      }
+      for (; v < nv; ++v) {
+        for (size_t g = 0; g < hn_; ++g) {
+          auto a = hn::Zero(df);
+          for (size_t j = 0; j < vec_end; j += N)
+            a = hn::MulAdd(hn::LoadU(df, qh[g] + j), hn::LoadU(df, rows[v] + j), a);
+          s[g][slot[v]] = finish(a, qh[g], rows[v]);
         }
-        hn::StoreU(a0, df, acc + j);
-        hn::StoreU(a1, df, acc + j + N);
-        hn::StoreU(a2, df, acc + j + 2 * N);
-        hn::StoreU(a3, df, acc + j + 3 * N);
       }
-      for (; j < vec_end; j += N) {
-        auto a = hn::LoadU(df, acc + j);
-        if (scale_acc) a = hn::Mul(a, va);
-        for (size_t e = e0; e < e1; ++e)
-          a = hn::MulAdd(hn::Set(df, p[e]), hn::LoadU(df, rows[e] + j), a);
-        hn::StoreU(a, df, acc + j);
+      for (size_t g = 0; g < hn_; ++g) {
+        const size_t h = h0 + g;
+        float* sh = s[g];
+        float* ah = acc + h * d;
+        float cmax = m[h];
+        for (size_t t = 0; t < cn; ++t) cmax = sh[t] > cmax ? sh[t] : cmax;  // fmax: no NaN max
+        if (cmax == neg_inf) continue;
+        const float alpha = std::exp(m[h] - cmax);
+        float psum = 0.f;
+        for (size_t t = 0; t < cn; ++t) {
+          sh[t] = std::exp(sh[t] - cmax);
+          psum += sh[t];
+        }
+        // the keys with a non-zero weight, in slot order (masked slots have weight 0)
+        size_t np = 0;
+        for (size_t e = 0; e < nv; ++e) {
+          const float w = sh[slot[e]];
+          if (w == 0.f) continue;
+          p[np] = round_p ? bf16(w).to_float() : w;
+          prow[np++] = rows[e];
+        }
+        // acc·alpha + Σ p·v over keys e0..e1-1 (scale: the first pass also applies alpha), four
+        // vectors of acc at a time so that the key loop carries four independent FMA chains
+        const auto va = hn::Set(df, alpha);
+        const auto pv_pass = [&](size_t e0, size_t e1, bool scale_acc) {
+          size_t j = 0;
+          for (; j + 4 * N <= vec_end; j += 4 * N) {
+            auto a0 = hn::LoadU(df, ah + j), a1 = hn::LoadU(df, ah + j + N);
+            auto a2 = hn::LoadU(df, ah + j + 2 * N), a3 = hn::LoadU(df, ah + j + 3 * N);
+            if (scale_acc) {
+              a0 = hn::Mul(a0, va);
+              a1 = hn::Mul(a1, va);
+              a2 = hn::Mul(a2, va);
+              a3 = hn::Mul(a3, va);
+            }
+            for (size_t e = e0; e < e1; ++e) {
+              const auto pe = hn::Set(df, p[e]);
+              const float* r = prow[e] + j;
+              a0 = hn::MulAdd(pe, hn::LoadU(df, r), a0);
+              a1 = hn::MulAdd(pe, hn::LoadU(df, r + N), a1);
+              a2 = hn::MulAdd(pe, hn::LoadU(df, r + 2 * N), a2);
+              a3 = hn::MulAdd(pe, hn::LoadU(df, r + 3 * N), a3);
+            }
+            hn::StoreU(a0, df, ah + j);
+            hn::StoreU(a1, df, ah + j + N);
+            hn::StoreU(a2, df, ah + j + 2 * N);
+            hn::StoreU(a3, df, ah + j + 3 * N);
+          }
+          for (; j < vec_end; j += N) {
+            auto a = hn::LoadU(df, ah + j);
+            if (scale_acc) a = hn::Mul(a, va);
+            for (size_t e = e0; e < e1; ++e)
+              a = hn::MulAdd(hn::Set(df, p[e]), hn::LoadU(df, prow[e] + j), a);
+            hn::StoreU(a, df, ah + j);
+          }
+        };
+        pv_pass(0, std::min(np, kPvGroup), true);
+        for (size_t e0 = kPvGroup; e0 < np; e0 += kPvGroup)
+          pv_pass(e0, std::min(np, e0 + kPvGroup), false);
+        for (size_t j = vec_end; j < d; ++j) {
+          ah[j] *= alpha;
+          for (size_t e = 0; e < np; ++e) ah[j] += p[e] * prow[e][j];
+        }
+        l[h] = l[h] * alpha + psum;
+        m[h] = cmax;
       }
-    };
-    pv_pass(0, std::min(np, kPvGroup), true);
-    for (size_t e0 = kPvGroup; e0 < np; e0 += kPvGroup)
-      pv_pass(e0, std::min(np, e0 + kPvGroup), false);
-    for (size_t j = vec_end; j < d; ++j) {
-      acc[j] *= alpha;
-      for (size_t e = 0; e < np; ++e) acc[j] += p[e] * rows[e][j];
     }
-    l = l * alpha + psum;
-    m = cmax;
   }
-  l += std::exp(sink - m);
-  for (size_t j = 0; j < d; ++j) out[j] = acc[j] / l;
+  for (size_t h = 0; h < heads; ++h) {
+    const float lh = l[h] + std::exp(sinks[h] - m[h]);
+    for (size_t j = 0; j < d; ++j) out[h * d + j] = acc[h * d + j] / lh;
+  }
 }
 
 }  // namespace dsv4::cpu::HWY_NAMESPACE

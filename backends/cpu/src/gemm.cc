@@ -47,9 +47,10 @@ double FmaProbeEntry(std::size_t iters) {
   (void)sink;
   return 2.0 * 12.0 * static_cast<double>(hn::Lanes(df)) * static_cast<double>(iters);
 }
-void SparseAttnHeadEntry(const float* q, const float* kv, const int32_t* idx, size_t k, size_t d,
-                         float sink, float scale, bool round_p, float* out, float* acc) {
-  SparseAttnHead(q, kv, idx, k, d, sink, scale, round_p, out, acc);
+void SparseAttnHeadsEntry(const float* q, size_t heads, const float* kv, const int32_t* idx,
+                          size_t k, size_t d, const float* sinks, float scale, bool round_p,
+                          float* out, float* acc) {
+  SparseAttnHeads(q, heads, kv, idx, k, d, sinks, scale, round_p, out, acc);
 }
 }  // namespace dsv4::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
@@ -61,7 +62,7 @@ namespace dsv4::cpu {
 HWY_EXPORT(GemmF32Entry);
 HWY_EXPORT(GemmBf16Entry);
 HWY_EXPORT(GemmF16Entry);
-HWY_EXPORT(SparseAttnHeadEntry);
+HWY_EXPORT(SparseAttnHeadsEntry);
 HWY_EXPORT(FmaProbeEntry);
 
 namespace kernels {
@@ -78,10 +79,11 @@ void gemm(const float* x, std::size_t ldx, std::size_t rows, const f16* w, std::
   HWY_DYNAMIC_DISPATCH(GemmF16Entry)(x, ldx, rows, w, ldw, o0, o1, in, y, ldy);
 }
 double fma_probe(std::size_t iters) { return HWY_DYNAMIC_DISPATCH(FmaProbeEntry)(iters); }
-void sparse_attention_head(const float* q, const float* kv, const std::int32_t* idx, std::size_t k,
-                           std::size_t d, float sink, float scale, bool round_p, float* out,
-                           float* acc) {
-  HWY_DYNAMIC_DISPATCH(SparseAttnHeadEntry)(q, kv, idx, k, d, sink, scale, round_p, out, acc);
+void sparse_attention_heads(const float* q, std::size_t heads, const float* kv,
+                            const std::int32_t* idx, std::size_t k, std::size_t d,
+                            const float* sinks, float scale, bool round_p, float* out, float* acc) {
+  HWY_DYNAMIC_DISPATCH(SparseAttnHeadsEntry)
+  (q, heads, kv, idx, k, d, sinks, scale, round_p, out, acc);
 }
 }  // namespace kernels
 }  // namespace dsv4::cpu

@@ -4,7 +4,10 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include <atomic>
+
 #include "quant_dot-inl.h"
+#include "quant_gemm-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace dsv4::cpu::HWY_NAMESPACE {
@@ -29,6 +32,28 @@ void KqRowEntry(kernels::KqKind kind, const void* w, std::size_t nb, const void*
   KqRow(kind, static_cast<const std::uint8_t*>(w), nb, static_cast<const std::uint8_t*>(xq), rows,
         y, ldy, q, k);
 }
+void B32TileEntry(kernels::B32Kind kind, const void* w, std::size_t n, std::size_t nb,
+                  const void* xq, const float* xd, const std::int32_t* asum, std::size_t rows,
+                  float* y, std::size_t ldy, std::int8_t* q, float* wsc) {
+  B32Tile(kind, static_cast<const std::uint8_t*>(w), n, nb, static_cast<const std::uint8_t*>(xq),
+          xd, asum, rows, y, ldy, q, wsc);
+}
+void KqTileEntry(kernels::KqKind kind, const void* w, std::size_t n, std::size_t nb, const void* xq,
+                 std::size_t rows, float* y, std::size_t ldy, std::uint8_t* q,
+                 kernels::KqBlock* k) {
+  KqTile(kind, static_cast<const std::uint8_t*>(w), n, nb, static_cast<const std::uint8_t*>(xq),
+         rows, y, ldy, q, k);
+}
+void Q8_0OffsetsEntry(const void* xq, std::size_t n_blocks, std::int32_t* out) {
+  Q8_0Offsets(static_cast<const std::uint8_t*>(xq), n_blocks, out);
+}
+bool PackedActiveEntry() {
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  return PackedAllowed();
+#else
+  return false;
+#endif
+}
 void QuantizeQ8_0Entry(const float* x, std::size_t n_blocks, void* out, float* xd) {
   QuantizeQ8_0(x, n_blocks, static_cast<std::uint8_t*>(out), xd);
 }
@@ -43,6 +68,10 @@ namespace dsv4::cpu {
 HWY_EXPORT(B32RowEntry);
 HWY_EXPORT(Q451RowEntry);
 HWY_EXPORT(KqRowEntry);
+HWY_EXPORT(B32TileEntry);
+HWY_EXPORT(KqTileEntry);
+HWY_EXPORT(Q8_0OffsetsEntry);
+HWY_EXPORT(PackedActiveEntry);
 HWY_EXPORT(QuantizeQ8_0Entry);
 HWY_EXPORT(QuantizeQ8_KEntry);
 
@@ -65,6 +94,24 @@ void quantize_q8_0(const float* x, std::size_t n_blocks, void* out, float* xd) {
 void quantize_q8_k(const float* x, std::size_t n_blocks, void* out) {
   HWY_DYNAMIC_DISPATCH(QuantizeQ8_KEntry)(x, n_blocks, out);
 }
+void b32_tile(B32Kind kind, const void* w, std::size_t n, std::size_t nb, const void* xq,
+              const float* xd, const std::int32_t* asum, std::size_t rows, float* y,
+              std::size_t ldy, std::int8_t* q, float* wsc) {
+  HWY_DYNAMIC_DISPATCH(B32TileEntry)(kind, w, n, nb, xq, xd, asum, rows, y, ldy, q, wsc);
+}
+void kq_tile(KqKind kind, const void* w, std::size_t n, std::size_t nb, const void* xq,
+             std::size_t rows, float* y, std::size_t ldy, std::uint8_t* q, KqBlock* k) {
+  HWY_DYNAMIC_DISPATCH(KqTileEntry)(kind, w, n, nb, xq, rows, y, ldy, q, k);
+}
+void q8_0_offsets(const void* xq, std::size_t n_blocks, std::int32_t* out) {
+  HWY_DYNAMIC_DISPATCH(Q8_0OffsetsEntry)(xq, n_blocks, out);
+}
+namespace {
+std::atomic<bool> g_packed_allowed{true};
+}  // namespace
+bool packed_gemm_allowed() { return g_packed_allowed.load(std::memory_order_relaxed); }
+void allow_packed_gemm(bool allowed) { g_packed_allowed.store(allowed, std::memory_order_relaxed); }
+bool packed_gemm_active() { return HWY_DYNAMIC_DISPATCH(PackedActiveEntry)(); }
 }  // namespace kernels
 }  // namespace dsv4::cpu
 #endif  // HWY_ONCE

@@ -15,9 +15,11 @@
 //    reference does; Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4, IQ4_XS and the k-quants then
 //    run integer SIMD dots (kernels::b32_row / q451_row / kq_row: exact integer block sums, the
 //    blocks accumulated in fp32 lanes, so they differ from the reference's block-order sums by
-//    rounding); FP8_B128 and FP4_G32 run vectorised exact block sums (kernels::native_row), bit for
-//    bit the reference's dots; the other formats the reference's own block dot; threaded over
-//    output columns;
+//    rounding); from kernels::kTileRows activation rows on, on CPUs with AVX-512 VNNI, a tile of
+//    16 weight rows is repacked for `vpdpbusd` (kernels::b32_tile / kq_tile: the 32-value
+//    formats then bit for bit the reference's dot); FP8_B128 and FP4_G32 run vectorised exact block
+//    sums (kernels::native_row), bit for bit the reference's dots; the other formats the
+//    reference's own block dot; threaded over output columns;
 //  * Linear<F, DequantDot> dequantizes a tile of weight rows, then runs the dense GEMM;
 //  * sparse attention (the reference's online softmax, its dots and P·V vectorised), rms_norm and
 //    the indexer scores (the q·key dots one GEMM per 256 keys) are threaded and differ by
@@ -178,19 +180,18 @@ class Backend : public ref::Backend {
     }
     constexpr bool fp32 = std::is_same_v<typename N::act, Fp32Act>;
     const std::size_t d = a.head_dim;
-    for_tiles(
-        a.tokens, 1, a.tokens * a.heads * a.width * d * 4, [&](std::size_t t0, std::size_t t1) {
-          ScratchBuffer<float> acc(d);
-          for (std::size_t t = t0; t < t1; ++t) {
-            for (std::size_t h = 0; h < a.heads; ++h) {
-              float* o = a.out + (t * a.heads + h) * d;
-              kernels::sparse_attention_head(a.q + (t * a.heads + h) * d, a.kv, a.idx + t * a.width,
-                                             a.width, d, a.sink[h], a.scale, !fp32, o, acc.data());
-              if constexpr (!fp32)
-                for (std::size_t j = 0; j < d; ++j) o[j] = bf16(o[j]).to_float();
-            }
-          }
-        });
+    for_tiles(a.tokens, 1, a.tokens * a.heads * a.width * d * 4,
+              [&](std::size_t t0, std::size_t t1) {
+                ScratchBuffer<float> acc(a.heads * d);
+                for (std::size_t t = t0; t < t1; ++t) {
+                  float* o = a.out + t * a.heads * d;
+                  kernels::sparse_attention_heads(a.q + t * a.heads * d, a.heads, a.kv,
+                                                  a.idx + t * a.width, a.width, d, a.sink, a.scale,
+                                                  !fp32, o, acc.data());
+                  if constexpr (!fp32)
+                    for (std::size_t j = 0; j < a.heads * d; ++j) o[j] = bf16(o[j]).to_float();
+                }
+              });
   }
 
   /// Lightning-indexer scores (as ref::Backend::index_scores, the q·key dots of all heads one
@@ -317,13 +318,20 @@ class Backend : public ref::Backend {
             }
           }
         });
+        // the packed GEMM's activation offsets (kernels::b32_tile)
+        ScratchBuffer<std::int32_t> asum(kB32<F> && x.rows >= kernels::kTileRows ? x.rows * na : 0);
+        if (!asum.empty()) {
+          for_tiles(x.rows, 1, x.rows * in, [&](std::size_t r0, std::size_t r1) {
+            kernels::q8_0_offsets(xq.data() + r0 * na, (r1 - r0) * na, asum.data() + r0 * na);
+          });
+        }
         for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
           if constexpr (kB32<F>) {
             ScratchBuffer<std::int8_t> q(nb * 32);
             ScratchBuffer<float> wsc(nb);
-            for (std::size_t o = o0; o < o1; ++o)
-              kernels::b32_row(b32_kind<F>(), w.blocks().data() + o * nb, nb, xq.data(), xd.data(),
-                               x.rows, y.data + o, y.stride, q.data(), wsc.data());
+            kernels::b32_tile(b32_kind<F>(), w.blocks().data() + o0 * nb, o1 - o0, nb, xq.data(),
+                              xd.data(), asum.empty() ? nullptr : asum.data(), x.rows, y.data + o0,
+                              y.stride, q.data(), wsc.data());
             round_columns<N>(y, o0, o1);
           } else if constexpr (std::same_as<F, Q4_1> || std::same_as<F, Q5_1>) {
             for (std::size_t o = o0; o < o1; ++o)
@@ -333,9 +341,8 @@ class Backend : public ref::Backend {
           } else if constexpr (kKQuant<F>) {
             ScratchBuffer<std::uint8_t> q(nb * 256);
             ScratchBuffer<kernels::KqBlock> k(nb);
-            for (std::size_t o = o0; o < o1; ++o)
-              kernels::kq_row(kq_kind<F>(), w.blocks().data() + o * nb, nb, xq.data(), x.rows,
-                              y.data + o, y.stride, q.data(), k.data());
+            kernels::kq_tile(kq_kind<F>(), w.blocks().data() + o0 * nb, o1 - o0, nb, xq.data(),
+                             x.rows, y.data + o0, y.stride, q.data(), k.data());
             round_columns<N>(y, o0, o1);
           } else if constexpr (kNative<F>) {
             ScratchBuffer<float> wbuf(nb * F::block_elems);

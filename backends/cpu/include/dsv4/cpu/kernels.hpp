@@ -58,6 +58,35 @@ struct KqBlock {
 void kq_row(KqKind kind, const void* w, std::size_t nb, const void* xq, std::size_t rows, float* y,
             std::size_t ldy, std::uint8_t* q, KqBlock* k);
 
+/// b32_row / kq_row over n consecutive weight rows of w (nb blocks each) in one call → y[r·ldy + o]
+/// for o < n, with the prefill GEMM (quant_gemm-inl.h): on AVX-512 targets whose CPU has VNNI,
+/// and from kTileRows activation rows on, each tile of 16 weight rows is repacked once so that
+/// one `vpdpbusd` serves 16 outputs; elsewhere the row kernels above run per weight row (q, wsc,
+/// k: their scratch). Every output's arithmetic is independent of the tile it falls in.
+inline constexpr std::size_t kTileRows = 8;
+
+/// asum: q8_0_offsets of the activation (may be null below kTileRows rows). The packed kernel is
+/// the format's own dot (F::dot) bit for bit.
+void b32_tile(B32Kind kind, const void* w, std::size_t n, std::size_t nb, const void* xq,
+              const float* xd, const std::int32_t* asum, std::size_t rows, float* y,
+              std::size_t ldy, std::int8_t* q, float* wsc);
+
+/// The packed kernel: exact integer super-block sums in block order (not F::dot's fp32 order).
+void kq_tile(KqKind kind, const void* w, std::size_t n, std::size_t nb, const void* xq,
+             std::size_t rows, float* y, std::size_t ldy, std::uint8_t* q, KqBlock* k);
+
+/// out[i] = 128·Σ qs of Q8_0 block i (34 bytes each) for i < n_blocks: the offset b32_tile's
+/// packed kernel removes (it stores the weights' values + 128 as its unsigned operand).
+void q8_0_offsets(const void* xq, std::size_t n_blocks, std::int32_t* out);
+
+/// Whether b32_tile / kq_tile may use their packed kernels (default true; tests and benchmarks
+/// switch them off to compare).
+bool packed_gemm_allowed();
+void allow_packed_gemm(bool allowed);
+
+/// Whether the dispatched target and this CPU run the packed kernels (and they are allowed).
+bool packed_gemm_active();
+
 /// The native V4 weight formats native_row reads.
 enum class NativeKind : std::uint8_t { fp8_b128, fp4_g32 };
 
@@ -81,12 +110,13 @@ void quantize_q8_0(const float* x, std::size_t n_blocks, void* out, float* xd);
 /// n_blocks Q8_K blocks of x [256·n_blocks] into out (bit for bit Q8_K::quantize).
 void quantize_q8_k(const float* x, std::size_t n_blocks, void* out);
 
-/// One (query, head) of sparse attention (ops::sparse_attention_head's algorithm: chunks of 64
-/// slots, online softmax, sink in the denominator, P rounded to bf16 when round_p) with the dots
-/// and P·V vectorised; out[d] unrounded, acc: [d] scratch. Indices are not checked.
-void sparse_attention_head(const float* q, const float* kv, const std::int32_t* idx, std::size_t k,
-                           std::size_t d, float sink, float scale, bool round_p, float* out,
-                           float* acc);
+/// All heads of one query of sparse attention (ops::sparse_attention_head's algorithm per head:
+/// chunks of 64 slots, online softmax, sink in the denominator, P rounded to bf16 when round_p)
+/// with the dots (four heads sharing each key load) and P·V vectorised; q, out: [heads, d], out
+/// unrounded; sinks: [heads]; acc: [heads·d] scratch. Indices are not checked.
+void sparse_attention_heads(const float* q, std::size_t heads, const float* kv,
+                            const std::int32_t* idx, std::size_t k, std::size_t d,
+                            const float* sinks, float scale, bool round_p, float* out, float* acc);
 
 /// Runs `iters` steps of 12 independent vector multiply-add chains on the dispatched target and
 /// returns the floating-point operations done (the FMA-peak probe of bench_kernels).
