@@ -74,6 +74,19 @@ TEST_CASE(
   CHECK(dsv4::scratch_pool_bytes() == (std::size_t{4} << 20));
 }
 
+TEST_CASE("ScratchBuffer: the peak of the bytes held at once") {
+  const std::size_t before = dsv4::scratch_peak_bytes();
+  {
+    const dsv4::ScratchBuffer<float> a(std::size_t{1} << 22);  // 16 MiB blocks
+    const dsv4::ScratchBuffer<float> b(std::size_t{1} << 22);
+    CHECK(dsv4::scratch_peak_bytes() >= (std::size_t{32} << 20));
+  }
+  const std::size_t peak = dsv4::scratch_peak_bytes();
+  CHECK(peak >= before);
+  { const dsv4::ScratchBuffer<float> c(std::size_t{1} << 22); }  // one at a time: no new peak
+  CHECK(dsv4::scratch_peak_bytes() == peak);
+}
+
 TEST_CASE("ScratchBuffer: a size no block holds is a length_error") {
   CHECK_THROWS_AS(dsv4::ScratchBuffer<float>(std::numeric_limits<std::size_t>::max() / 2),
                   std::length_error);

@@ -25,6 +25,7 @@
 #include <ctime>
 #include <dsv4/core/check.hpp>
 #include <dsv4/core/error.hpp>
+#include <dsv4/core/scratch.hpp>
 #include <dsv4/formats/gguf_recipe.hpp>
 #include <dsv4/io/checkpoint.hpp>
 #include <dsv4/io/config_json.hpp>
@@ -244,6 +245,9 @@ struct Row {
   std::vector<double> samples_ts;
   std::string test_time;
   std::uint64_t peak_rss = 0;
+  std::uint64_t scratch_bytes = 0;  ///< the most scratch block bytes held at once (activations)
+  std::uint64_t pool_bytes = 0;     ///< what the scratch pool holds (idle blocks included)
+  std::uint64_t kv_bytes = 0;       ///< a sequence's KV caches and index keys (max_seq_len rows)
 
   std::string test_name() const {
     std::string s = n_prompt > 0 ? fmt::format("pp{}", n_prompt) : fmt::format("tg{}", n_gen);
@@ -268,6 +272,19 @@ void feed(const AnyModel& m, ModelState& st, std::span<const std::int32_t> token
     const auto part = tokens.subspan(i, std::min(batch, tokens.size() - i));
     (void)m.forward(part, st.next_pos, st, /*all_logits=*/false);
   }
+}
+
+/// The bytes of a sequence's KV caches (window and compressed entries) and index keys, allocated
+/// for max_seq_len positions (the compressors' running state, a few rows per layer, not counted).
+std::uint64_t cache_bytes(const ModelState& st) {
+  std::uint64_t b = 0;
+  for (const auto* group : {&st.layers, &st.mtp}) {
+    for (const AttentionState& a : *group) {
+      b += a.cache().rows * a.cache().cols * sizeof(float);
+      if (a.has_indexer()) b += a.indexer().keys().rows * a.indexer().keys().cols * sizeof(float);
+    }
+  }
+  return b;
 }
 
 /// Seconds of one run of the test (after its untimed depth).
@@ -332,6 +349,9 @@ nlohmann::ordered_json row_json(const Row& r, const std::string& cpu, std::size_
   j["samples_ns"] = ns;
   j["samples_ts"] = r.samples_ts;
   j["peak_rss"] = r.peak_rss;
+  j["scratch_bytes"] = r.scratch_bytes;
+  j["scratch_pool_bytes"] = r.pool_bytes;
+  j["kv_bytes"] = r.kv_bytes;
   return j;
 }
 
@@ -404,7 +424,7 @@ void run_bench(const BenchCliOptions& o) {
     fmt::print(
         "build_commit,cpu_info,backends,model_filename,model_type,model_size,model_n_params,"
         "n_batch,n_threads,numerics,n_prompt,n_gen,n_depth,test_time,avg_ns,stddev_ns,avg_ts,"
-        "stddev_ts,peak_rss\n");
+        "stddev_ts,peak_rss,scratch_bytes,scratch_pool_bytes,kv_bytes\n");
   }
   std::mt19937 rng(1234);
   for (const auto& path : models) {
@@ -427,10 +447,12 @@ void run_bench(const BenchCliOptions& o) {
       for (const auto d : depths) {
         std::vector<Row> tests;
         for (const auto p : prompts) {
-          if (p > 0) tests.push_back(Row{facts, m.label(), shown_threads, p, 0, d, {}, {}, {}, 0});
+          if (p > 0)
+            tests.push_back(Row{facts, m.label(), shown_threads, p, 0, d, {}, {}, {}, 0, 0, 0, 0});
         }
         for (const auto n : gens) {
-          if (n > 0) tests.push_back(Row{facts, m.label(), shown_threads, 0, n, d, {}, {}, {}, 0});
+          if (n > 0)
+            tests.push_back(Row{facts, m.label(), shown_threads, 0, n, d, {}, {}, {}, 0, 0, 0, 0});
         }
         for (Row& r : tests) {
           const std::int64_t need = r.n_depth + r.n_prompt + r.n_gen;
@@ -451,6 +473,9 @@ void run_bench(const BenchCliOptions& o) {
             r.samples_ts.push_back(s > 0 ? n / s : 0.0);
           }
           r.peak_rss = peak_rss_bytes();
+          r.scratch_bytes = scratch_peak_bytes();
+          r.pool_bytes = scratch_pool_bytes();
+          r.kv_bytes = cache_bytes(m.new_state());
           if (o.output == "md") print_md_row(r);
           if (o.output == "jsonl") {
             fmt::print("{}\n", row_json(r, cpu, o.batch, o.numerics).dump());
@@ -458,13 +483,13 @@ void run_bench(const BenchCliOptions& o) {
           }
           if (o.output == "csv") {
             const auto j = row_json(r, cpu, o.batch, o.numerics);
-            fmt::print("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            fmt::print("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                        csv_quote("unknown"), csv_quote(cpu), csv_quote(r.backend),
                        csv_quote(r.model.filename), csv_quote(r.model.type), r.model.size,
                        r.model.n_params, o.batch, r.threads, csv_quote(o.numerics), r.n_prompt,
                        r.n_gen, r.n_depth, csv_quote(r.test_time), j["avg_ns"].dump(),
-                       j["stddev_ns"].dump(), j["avg_ts"].dump(), j["stddev_ts"].dump(),
-                       r.peak_rss);
+                       j["stddev_ns"].dump(), j["avg_ts"].dump(), j["stddev_ts"].dump(), r.peak_rss,
+                       r.scratch_bytes, r.pool_bytes, r.kv_bytes);
             std::fflush(stdout);
           }
           rows.push_back(std::move(r));

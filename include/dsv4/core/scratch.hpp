@@ -9,8 +9,9 @@
 // thread may take and give back blocks (oneTBB tasks do); the pool is guarded by one mutex, held
 // only to pop or push a pointer.
 //
-// `scratch_pool_bytes()` reports what the pool holds (idle and in use); `release_scratch()` gives
-// the idle blocks back to the system (after a long prefill, say).
+// `scratch_pool_bytes()` reports what the pool holds (idle and in use), `scratch_peak_bytes()` the
+// most that buffers held at once (the workspace's high-water mark); `release_scratch()` gives the
+// idle blocks back to the system (after a long prefill, say).
 #pragma once
 
 #include <algorithm>
@@ -73,6 +74,7 @@ class Pool {
       if (!idle.empty()) {
         std::byte* p = idle.back();
         idle.pop_back();
+        note_taken(size);
         return p;
       }
     }
@@ -94,6 +96,7 @@ class Pool {
         idle.push_back(got[i]);
       }
       held_ += batch * size;
+      note_taken(size);
       return got[0];
     } catch (...) {
       for (std::size_t i = 0; i < n; ++i) ::operator delete (got[i], std::align_val_t{64});
@@ -108,6 +111,7 @@ class Pool {
   void give(std::byte* p, unsigned cls) noexcept {
     expose(p, 0, block_bytes(cls));
     const std::lock_guard lock(mutex_);
+    in_use_ -= block_bytes(cls);
     try {
       idle_[cls].push_back(p);
       return;
@@ -121,6 +125,11 @@ class Pool {
   std::size_t held_bytes() {
     const std::lock_guard lock(mutex_);
     return held_;
+  }
+
+  std::size_t peak_in_use_bytes() {
+    const std::lock_guard lock(mutex_);
+    return peak_in_use_;
   }
 
   void release() noexcept {
@@ -142,6 +151,11 @@ class Pool {
   }
 
  private:
+  void note_taken(std::size_t size) noexcept {  // (mutex_ held)
+    in_use_ += size;
+    peak_in_use_ = std::max(peak_in_use_, in_use_);
+  }
+
   static constexpr std::size_t kMaxBatch = 64;
   static constexpr std::size_t kBatchBytes = std::size_t{1} << 20;  // at most this per batch
 
@@ -165,12 +179,20 @@ class Pool {
   std::array<std::vector<std::byte*>, kClasses> idle_;
   std::array<std::size_t, kClasses> count_{};  ///< blocks of each class, idle or in use
   std::size_t held_ = 0;
+  std::size_t in_use_ = 0;       ///< bytes of the blocks buffers hold now
+  std::size_t peak_in_use_ = 0;  ///< the most they held at once
 };
 
 }  // namespace detail::scratch
 
 /// Bytes the scratch pool holds (blocks idle or in use).
 inline std::size_t scratch_pool_bytes() { return detail::scratch::Pool::instance().held_bytes(); }
+
+/// The most bytes of blocks that buffers held at once since the process started: the
+/// workspace's high-water mark (blocks are powers of two).
+inline std::size_t scratch_peak_bytes() {
+  return detail::scratch::Pool::instance().peak_in_use_bytes();
+}
 
 /// Gives the scratch pool's idle blocks back to the system; the next calls allocate again.
 inline void release_scratch() noexcept { detail::scratch::Pool::instance().release(); }
