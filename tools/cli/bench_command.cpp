@@ -444,6 +444,7 @@ void run_bench(const BenchCliOptions& o) {
               ? 1
               : (b.threads > 0 ? b.threads
                                : static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN))));
+      const std::uint64_t kv_bytes = cache_bytes(m.new_state());  // one state's, once per model
       for (const auto d : depths) {
         std::vector<Row> tests;
         for (const auto p : prompts) {
@@ -475,7 +476,7 @@ void run_bench(const BenchCliOptions& o) {
           r.peak_rss = peak_rss_bytes();
           r.scratch_bytes = scratch_peak_bytes();
           r.pool_bytes = scratch_pool_bytes();
-          r.kv_bytes = cache_bytes(m.new_state());
+          r.kv_bytes = kv_bytes;
           if (o.output == "md") print_md_row(r);
           if (o.output == "jsonl") {
             fmt::print("{}\n", row_json(r, cpu, o.batch, o.numerics).dump());
