@@ -8,7 +8,9 @@
 # Environment: DSV4 (default build/release/dsv4), LLAMA_BENCH (default llama-bench on PATH),
 # BANDWIDTH (default build/release/bench/bench_bandwidth), TYPES (default "Q8_0 Q4_K_M"),
 # THREADS (default "1 2"), REPS (default 5), PROMPT (512), GEN (128), DEPTHS (default "0"),
-# LLAMA_FLAGS (extra llama-bench flags, e.g. "--repack 0" where its weight repacking aborts).
+# LLAMA_FLAGS (extra llama-bench flags, e.g. "--repack 0" where its weight repacking aborts),
+# DSV4_FLAGS (extra dsv4 bench flags; "--no-warmup" in both skips the warm-up runs, which at
+# depth repeat the whole untimed prefill).
 # Writes OUT_DIR/{bandwidth.md,dsv4.jsonl,llama.jsonl}; the GGUFs stay in OUT_DIR for reruns.
 set -eu
 OUT=${1:-bench-out}
@@ -22,6 +24,7 @@ PROMPT=${PROMPT:-512}
 GEN=${GEN:-128}
 DEPTHS=${DEPTHS:-0}
 LLAMA_FLAGS=${LLAMA_FLAGS:-}
+DSV4_FLAGS=${DSV4_FLAGS:-}
 mkdir -p "$OUT"
 : > "$OUT/dsv4.jsonl"
 : > "$OUT/llama.jsonl"
@@ -39,7 +42,7 @@ for type in $TYPES; do
       echo "== $type, $t threads, depth $d" >&2
       # shellcheck disable=SC2086
       "$DSV4" bench -m "$f" -p "$PROMPT" -n "$GEN" -d "$d" -t "$t" -r "$REPS" -o jsonl \
-        >> "$OUT/dsv4.jsonl"
+        $DSV4_FLAGS >> "$OUT/dsv4.jsonl"
       # shellcheck disable=SC2086
       "$LLAMA_BENCH" -m "$f" -p "$PROMPT" -n "$GEN" -d "$d" -t "$t" -r "$REPS" -o jsonl \
         $LLAMA_FLAGS >> "$OUT/llama.jsonl"

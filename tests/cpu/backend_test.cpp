@@ -282,6 +282,58 @@ TEST_CASE("cpu kernels: sparse attention of all heads at once is each head's alo
   });
 }
 
+TEST_CASE("cpu kernels: index dots are the dots, the same bits whatever range holds a key") {
+  // 16 heads of 128 (the V4 shape: whole tiles, no tail) and 7 heads of 37 (partial head tiles,
+  // a vector tail); 23 keys (partial key tiles)
+  for (const auto& [heads, di] : {std::pair<std::size_t, std::size_t>{16, 128}, {7, 37}}) {
+    CAPTURE(heads);
+    const std::size_t n = 23, ldk = di + 3;
+    const auto q = random_values(heads * di, 41);
+    const auto keys = random_values(n * ldk, 42);
+    d::test::for_each_simd_target([&] {
+      std::vector<float> all(heads * n), part(heads * n);
+      d::cpu::kernels::index_dots(q.data(), heads, di, keys.data(), ldk, n, all.data(), n);
+      // the same keys as [0, 5), [5, 6), [6, 23): a key's dots must not depend on its tile
+      for (const auto& [j0, j1] : {std::pair<std::size_t, std::size_t>{0, 5}, {5, 6}, {6, 23}})
+        d::cpu::kernels::index_dots(q.data(), heads, di, keys.data() + j0 * ldk, ldk, j1 - j0,
+                                    part.data() + j0, n);
+      CHECK(same_bits(all, part));
+      double worst = 0;
+      for (std::size_t h = 0; h < heads; ++h) {
+        for (std::size_t j = 0; j < n; ++j) {
+          double want = 0, mag = 0;
+          for (std::size_t e = 0; e < di; ++e) {
+            want += double(q[h * di + e]) * keys[j * ldk + e];
+            mag += std::abs(double(q[h * di + e]) * keys[j * ldk + e]);
+          }
+          worst = std::max(worst, std::abs(want - all[h * n + j]) / mag);
+        }
+      }
+      CHECK(worst <= 1e-6);
+    });
+  }
+}
+
+TEST_CASE("cpu::Backend top_k: the reference's picks, ties to the smaller index") {
+  const d::ReferenceBackend ref;
+  const d::cpu::Backend cpu(2);
+  std::mt19937 rng(43);
+  // many exact ties (values on a coarse grid), -inf entries (not yet visible), small and large
+  for (const auto& [n, k] : {std::pair<std::size_t, std::size_t>{8192, 128}, {600, 128},
+                             {1000, 1}, {5000, 1250}, {700, 171}, {64, 6}, {511, 100}}) {
+    CAPTURE(n);
+    CAPTURE(k);
+    std::vector<float> s(n);
+    for (std::size_t i = 0; i < n; ++i)
+      s[i] = i % 11 == 3 ? -std::numeric_limits<float>::infinity()
+                         : static_cast<float>(static_cast<int>(rng() % 97)) * 0.25f;
+    std::vector<std::int32_t> a(k), b(k);
+    ref.top_k(s, a);
+    cpu.top_k(s, b);
+    CHECK(a == b);
+  }
+}
+
 TEST_CASE("cpu kernels: E4M3 codes decode to fp8_e4m3's values, every code") {
   std::vector<std::uint8_t> codes(256 + 5);
   for (std::size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<std::uint8_t>(i * 37 + 1);

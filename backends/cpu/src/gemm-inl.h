@@ -121,6 +121,101 @@ HWY_INLINE void GemmTile(const float* HWY_RESTRICT x, size_t ldx, size_t rows,
   }
 }
 
+// The lightning indexer's dots of one query: dots[h·ldd + j] = Σ_e q[h·di + e]·keys[j·ldk + e]
+// for h < heads, j < n. Tiles of 4 heads × 4 keys (4 × 2 on AVX2) keep one vector accumulator
+// per output; on x86 the tile's accumulators are reduced together by one transposing tree
+// (unpack / shuffle / block-shuffle adds: ~3 operations per output instead of a full lane sum
+// each), elsewhere each by SumOfLanes. Every output sees the same instruction sequence in every
+// tile (a partial tile repeats its last head or key and drops the copies), so the result depends
+// on neither n, nor the caller's split, nor the output's place in its tile. The tail past the
+// last whole vector of di is added in order after the lane sum.
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// v[i] = the lane sum of a[i], i < 16.
+HWY_INLINE __m512 ReduceSixteen(const __m512* a) {
+  __m512 r[8], s[4], u[2];
+  for (int i = 0; i < 8; ++i)
+    r[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]),
+                         _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+  for (int i = 0; i < 4; ++i)
+    s[i] = _mm512_add_ps(_mm512_shuffle_ps(r[2 * i], r[2 * i + 1], 0x44),
+                         _mm512_shuffle_ps(r[2 * i], r[2 * i + 1], 0xEE));
+  for (int i = 0; i < 2; ++i)
+    u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0xDD));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88),
+                       _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
+}
+#elif HWY_TARGET == HWY_AVX2
+// v[i] = the lane sum of a[i], i < 8.
+HWY_INLINE __m256 ReduceEight(const __m256* a) {
+  __m256 r[4], s[2];
+  for (int i = 0; i < 4; ++i)
+    r[i] = _mm256_add_ps(_mm256_unpacklo_ps(a[2 * i], a[2 * i + 1]),
+                         _mm256_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+  for (int i = 0; i < 2; ++i)
+    s[i] = _mm256_add_ps(_mm256_shuffle_ps(r[2 * i], r[2 * i + 1], 0x44),
+                         _mm256_shuffle_ps(r[2 * i], r[2 * i + 1], 0xEE));
+  return _mm256_add_ps(_mm256_permute2f128_ps(s[0], s[1], 0x20),
+                       _mm256_permute2f128_ps(s[0], s[1], 0x31));
+}
+#endif
+
+HWY_INLINE void IndexDots(const float* HWY_RESTRICT q, size_t heads, size_t di,
+                          const float* HWY_RESTRICT keys, size_t ldk, size_t n,
+                          float* HWY_RESTRICT dots, size_t ldd) {
+  const hn::ScalableTag<float> df;
+  const size_t N = hn::Lanes(df);
+  const size_t vec_end = di - di % N;
+  constexpr size_t kH = 4;
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  constexpr size_t kK = 4;
+#else
+  constexpr size_t kK = 2;
+#endif
+  HWY_ALIGN float sums[kH * kK];
+  // keys outer: a tile's keys stay in L1 while every head group reads them
+  for (size_t j0 = 0; j0 < n; j0 += kK) {
+    const float* kr[kK];
+    for (size_t c = 0; c < kK; ++c) kr[c] = keys + std::min(j0 + c, n - 1) * ldk;
+    for (size_t h0 = 0; h0 < heads; h0 += kH) {
+      const float* qh[kH];
+      for (size_t g = 0; g < kH; ++g) qh[g] = q + std::min(h0 + g, heads - 1) * di;
+      hn::Vec<decltype(df)> acc[kH * kK];
+      for (auto& a : acc) a = hn::Zero(df);
+      for (size_t e = 0; e < vec_end; e += N) {
+        hn::Vec<decltype(df)> kv[kK];
+        for (size_t c = 0; c < kK; ++c) kv[c] = hn::LoadU(df, kr[c] + e);
+        for (size_t g = 0; g < kH; ++g) {
+          const auto qv = hn::LoadU(df, qh[g] + e);
+          for (size_t c = 0; c < kK; ++c) acc[g * kK + c] = hn::MulAdd(qv, kv[c], acc[g * kK + c]);
+        }
+      }
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+      if (N == 16) {
+        __m512 raw[kH * kK];
+        for (size_t i = 0; i < kH * kK; ++i) raw[i] = acc[i].raw;
+        _mm512_store_ps(sums, ReduceSixteen(raw));
+      }
+#elif HWY_TARGET == HWY_AVX2
+      if (N == 8) {
+        __m256 raw[kH * kK];
+        for (size_t i = 0; i < kH * kK; ++i) raw[i] = acc[i].raw;
+        _mm256_store_ps(sums, ReduceEight(raw));
+      }
+#else
+      for (size_t i = 0; i < kH * kK; ++i) sums[i] = hn::GetLane(hn::SumOfLanes(df, acc[i]));
+#endif
+      for (size_t g = 0; g < kH && h0 + g < heads; ++g) {
+        for (size_t c = 0; c < kK && j0 + c < n; ++c) {
+          float s = sums[g * kK + c];
+          for (size_t e = vec_end; e < di; ++e) s += qh[g][e] * kr[c][e];
+          dots[(h0 + g) * ldd + j0 + c] = s;
+        }
+      }
+    }
+  }
+}
+
 // All heads of one query of sparse attention with the reference's structure per head
 // (ops/sparse_attention.hpp: online softmax over chunks of 64 slots, the sink in the
 // denominator, P rounded to bf16 when round_p), the q·k dots and the P·V accumulation vectorised

@@ -47,6 +47,10 @@ double FmaProbeEntry(std::size_t iters) {
   (void)sink;
   return 2.0 * 12.0 * static_cast<double>(hn::Lanes(df)) * static_cast<double>(iters);
 }
+void IndexDotsEntry(const float* q, size_t heads, size_t di, const float* keys, size_t ldk,
+                    size_t n, float* dots, size_t ldd) {
+  IndexDots(q, heads, di, keys, ldk, n, dots, ldd);
+}
 void SparseAttnHeadsEntry(const float* q, size_t heads, const float* kv, const int32_t* idx,
                           size_t k, size_t d, const float* sinks, float scale, bool round_p,
                           float* out, float* acc) {
@@ -63,6 +67,7 @@ HWY_EXPORT(GemmF32Entry);
 HWY_EXPORT(GemmBf16Entry);
 HWY_EXPORT(GemmF16Entry);
 HWY_EXPORT(SparseAttnHeadsEntry);
+HWY_EXPORT(IndexDotsEntry);
 HWY_EXPORT(FmaProbeEntry);
 
 namespace kernels {
@@ -77,6 +82,10 @@ void gemm(const float* x, std::size_t ldx, std::size_t rows, const bf16* w, std:
 void gemm(const float* x, std::size_t ldx, std::size_t rows, const f16* w, std::size_t ldw,
           std::size_t o0, std::size_t o1, std::size_t in, float* y, std::size_t ldy) {
   HWY_DYNAMIC_DISPATCH(GemmF16Entry)(x, ldx, rows, w, ldw, o0, o1, in, y, ldy);
+}
+void index_dots(const float* q, std::size_t heads, std::size_t di, const float* keys,
+                std::size_t ldk, std::size_t n, float* dots, std::size_t ldd) {
+  HWY_DYNAMIC_DISPATCH(IndexDotsEntry)(q, heads, di, keys, ldk, n, dots, ldd);
 }
 double fma_probe(std::size_t iters) { return HWY_DYNAMIC_DISPATCH(FmaProbeEntry)(iters); }
 void sparse_attention_heads(const float* q, std::size_t heads, const float* kv,

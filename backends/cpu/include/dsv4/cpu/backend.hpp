@@ -40,6 +40,7 @@
 #include <dsv4/core/scratch.hpp>
 #include <dsv4/core/tensor.hpp>
 #include <dsv4/layers/linear.hpp>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <span>
@@ -209,36 +210,78 @@ class Backend : public ref::Backend {
                q.rows, q.cols, keys.rows, keys.cols, head_weights.rows, head_weights.cols,
                visible.size(), scores.rows, scores.cols);
     // tiles of (query, 256 keys): one query (decode) still splits over the keys. Per tile the
-    // q·key dots of every head are one GEMM (heads × keys), then the reference's combination.
+    // q·key dots of every head (kernels::index_dots), then the reference's combination, per key
+    // the heads in order, vectorised over the tile's keys.
     constexpr std::size_t kKeys = 256;
     const std::size_t chunks = (scores.cols + kKeys - 1) / kKeys;
     for_tiles(scores.rows * chunks, 1, scores.rows * scores.cols * hi * di,
               [&](std::size_t i0, std::size_t i1) {
                 ScratchBuffer<float> dots(hi * kKeys);
+                ScratchBuffer<float> total(kKeys);
                 for (std::size_t i = i0; i < i1; ++i) {
                   const std::size_t t = i / chunks;
                   const std::size_t j0 = (i % chunks) * kKeys;
                   const std::size_t j1 = std::min(j0 + kKeys, scores.cols);
                   const std::size_t vis = std::min(visible[t], scores.cols);
                   const std::size_t je = std::clamp(vis, j0, j1);  // keys [j0, je) are visible
-                  if (je > j0) {
-                    kernels::gemm(q.row(t), di, hi, keys.row(j0), keys.stride, 0, je - j0, di,
-                                  dots.data(), kKeys);
-                  }
-                  for (std::size_t j = j0; j < j1; ++j) {
-                    if (j >= je) {
-                      scores(t, j) = -std::numeric_limits<float>::infinity();
-                      continue;
-                    }
-                    float total = 0.0f;
+                  const std::size_t n = je - j0;
+                  float* out = scores.row(t) + j0;
+                  if (n > 0) {
+                    kernels::index_dots(q.row(t), hi, di, keys.row(j0), keys.stride, n,
+                                        dots.data(), kKeys);
+                    float* tot = total.data();
+                    std::fill(tot, tot + n, 0.0f);
                     for (std::size_t h = 0; h < hi; ++h) {
-                      const float relu = std::fmax(N::round(dots[h * kKeys + (j - j0)]), 0.0f);
-                      total += N::round(relu * head_weights(t, h));
+                      const float w = head_weights(t, h);
+                      const float* dh = dots.data() + h * kKeys;
+                      for (std::size_t j = 0; j < n; ++j) {
+                        const float d = N::round(dh[j]);
+                        const float relu = d > 0.0f ? d : 0.0f;  // fmax(d, 0), NaN → 0
+                        tot[j] += N::round(relu * w);
+                      }
                     }
-                    scores(t, j) = N::round(total);
+                    for (std::size_t j = 0; j < n; ++j) out[j] = N::round(tot[j]);
                   }
+                  std::fill(out + n, scores.row(t) + j1, -std::numeric_limits<float>::infinity());
                 }
               });
+  }
+
+  /// Indices of the picks.size() largest values of s, in descending order, ties to the smaller
+  /// index: the reference's picks. For a few picks out of many (the indexer's index_topk of all
+  /// compressed entries) a threshold first: the k-th largest value by selection on a copy, the
+  /// entries above it and the first ties at it in index order, then only those sorted. Small
+  /// inputs and inputs with a NaN take the reference's path.
+  void top_k(std::span<const float> s, std::span<std::int32_t> picks) const {
+    const std::size_t n = s.size(), k = picks.size();
+    DSV4_CHECK(k <= n, ShapeError, "top_k: {} picks out of {} values", k, n);
+    if (k == 0) return;
+    if (n < 512 || 4 * k > n ||
+        std::any_of(s.begin(), s.end(), [](float v) { return std::isnan(v); })) {
+      ref::Backend::top_k(s, picks);
+      return;
+    }
+    ScratchBuffer<float> v(n);
+    std::copy(s.begin(), s.end(), v.begin());
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k - 1), v.end(),
+                     std::greater<float>());
+    const float thr = v[k - 1];
+    std::size_t above = 0;
+    for (const float x : s) above += x > thr ? 1 : 0;
+    std::size_t m = 0, ties = k - above;
+    for (std::size_t i = 0; i < n && m < k; ++i) {
+      if (s[i] > thr) {
+        picks[m++] = static_cast<std::int32_t>(i);
+      } else if (s[i] == thr && ties > 0) {
+        picks[m++] = static_cast<std::int32_t>(i);
+        --ties;
+      }
+    }
+    std::sort(picks.begin(), picks.end(), [&s](std::int32_t a, std::int32_t b) {
+      const float va = s[static_cast<std::size_t>(a)];
+      const float vb = s[static_cast<std::size_t>(b)];
+      return va > vb || (va == vb && a < b);
+    });
   }
 
  private:

@@ -110,6 +110,12 @@ void quantize_q8_0(const float* x, std::size_t n_blocks, void* out, float* xd);
 /// n_blocks Q8_K blocks of x [256·n_blocks] into out (bit for bit Q8_K::quantize).
 void quantize_q8_k(const float* x, std::size_t n_blocks, void* out);
 
+/// The lightning indexer's q·key dots of one query: dots[h·ldd + j] = Σ_e q[h·di + e]·keys[j·ldk +
+/// e] for h < heads, j < n; fp32 lanes, the tiles' lane sums reduced together. Each output is
+/// computed the same way whatever n is and wherever the caller starts the keys.
+void index_dots(const float* q, std::size_t heads, std::size_t di, const float* keys,
+                std::size_t ldk, std::size_t n, float* dots, std::size_t ldd);
+
 /// All heads of one query of sparse attention (ops::sparse_attention_head's algorithm per head:
 /// chunks of 64 slots, online softmax, sink in the denominator, P rounded to bf16 when round_p)
 /// with the dots (four heads sharing each key load) and P·V vectorised; q, out: [heads, d], out
