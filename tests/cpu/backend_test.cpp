@@ -319,8 +319,13 @@ TEST_CASE("cpu::Backend top_k: the reference's picks, ties to the smaller index"
   const d::cpu::Backend cpu(2);
   std::mt19937 rng(43);
   // many exact ties (values on a coarse grid), -inf entries (not yet visible), small and large
-  for (const auto& [n, k] : {std::pair<std::size_t, std::size_t>{8192, 128}, {600, 128},
-                             {1000, 1}, {5000, 1250}, {700, 171}, {64, 6}, {511, 100}}) {
+  for (const auto& [n, k] : {std::pair<std::size_t, std::size_t>{8192, 128},
+                             {600, 128},
+                             {1000, 1},
+                             {5000, 1250},
+                             {700, 171},
+                             {64, 6},
+                             {511, 100}}) {
     CAPTURE(n);
     CAPTURE(k);
     std::vector<float> s(n);
@@ -331,6 +336,38 @@ TEST_CASE("cpu::Backend top_k: the reference's picks, ties to the smaller index"
     ref.top_k(s, a);
     cpu.top_k(s, b);
     CHECK(a == b);
+  }
+}
+
+TEST_CASE("cpu::Backend sparse attention: few queries split over heads, same bits") {
+  // 1 and 2 queries of 9 heads (groups of four and a single head) on 1, 2 and 3 threads
+  const std::size_t h = 9, dd = 40, n = 90, width = 70;
+  for (const std::size_t t : {std::size_t{1}, std::size_t{2}}) {
+    CAPTURE(t);
+    const auto q = random_values(t * h * dd, 51);
+    const auto kv = random_values(n * dd, 52);
+    const auto sink = random_values(h, 53);
+    std::vector<std::int32_t> idx(t * width);
+    for (std::size_t i = 0; i < idx.size(); ++i)
+      idx[i] = (i % 7 == 6) ? -1 : static_cast<std::int32_t>((i * 13) % n);
+    std::vector<std::vector<float>> outs;
+    for (const int threads : {1, 2, 3}) {
+      std::vector<float> o(t * h * dd);
+      d::SparseAttentionArgs args{q.data(), kv.data(), sink.data(), idx.data(), t,       h,
+                                  dd,       n,         width,       0.2f,       o.data()};
+      d::cpu::Backend(threads).sparse_attention<d::ReferenceNumerics>(args);
+      outs.push_back(std::move(o));
+    }
+    CHECK(same_bits(outs[0], outs[1]));
+    CHECK(same_bits(outs[0], outs[2]));
+    std::vector<float> want(t * h * dd);
+    d::SparseAttentionArgs args{q.data(), kv.data(), sink.data(), idx.data(), t,          h,
+                                dd,       n,         width,       0.2f,       want.data()};
+    d::ReferenceBackend{}.sparse_attention<d::ReferenceNumerics>(args);
+    double worst = 0;
+    for (std::size_t i = 0; i < want.size(); ++i)
+      worst = std::max(worst, std::abs(double(want[i]) - outs[0][i]));
+    CHECK(worst <= 0x1p-7);
   }
 }
 

@@ -170,7 +170,8 @@ class Backend : public ref::Backend {
   // ---- attention pieces ----
 
   /// Sparse attention with sinks (ref::Backend::sparse_attention's algorithm and activation
-  /// mode, the dots and P·V vectorised), threaded over the queries. Throws InputError for an
+  /// mode, the dots and P·V vectorised), threaded over the queries (and their heads when there
+  /// are fewer queries than twice the threads). Throws InputError for an
   /// index outside [-1, kv_rows).
   template <NumericsPolicy N>
   void sparse_attention(const SparseAttentionArgs& a) const {
@@ -181,16 +182,25 @@ class Backend : public ref::Backend {
     }
     constexpr bool fp32 = std::is_same_v<typename N::act, Fp32Act>;
     const std::size_t d = a.head_dim;
-    for_tiles(a.tokens, 1, a.tokens * a.heads * a.width * d * 4,
-              [&](std::size_t t0, std::size_t t1) {
-                ScratchBuffer<float> acc(a.heads * d);
-                for (std::size_t t = t0; t < t1; ++t) {
-                  float* o = a.out + t * a.heads * d;
-                  kernels::sparse_attention_heads(a.q + t * a.heads * d, a.heads, a.kv,
-                                                  a.idx + t * a.width, a.width, d, a.sink, a.scale,
-                                                  !fp32, o, acc.data());
+    // tiles of (query, group of heads): a few queries (decode) still split over the heads. A
+    // head's output does not depend on the heads computed with it, so no split changes a bit.
+    const std::size_t group = a.tokens >= 2 * static_cast<std::size_t>(threads_->size())
+                                  ? a.heads
+                                  : std::min<std::size_t>(a.heads, 4);
+    const std::size_t groups = a.heads == 0 ? 0 : (a.heads + group - 1) / group;
+    for_tiles(a.tokens * groups, 1, a.tokens * a.heads * a.width * d * 4,
+              [&](std::size_t i0, std::size_t i1) {
+                ScratchBuffer<float> acc(group * d);
+                for (std::size_t i = i0; i < i1; ++i) {
+                  const std::size_t t = i / groups;
+                  const std::size_t h0 = (i % groups) * group;
+                  const std::size_t hn = std::min(group, a.heads - h0);
+                  const std::size_t off = (t * a.heads + h0) * d;
+                  float* o = a.out + off;
+                  kernels::sparse_attention_heads(a.q + off, hn, a.kv, a.idx + t * a.width, a.width,
+                                                  d, a.sink + h0, a.scale, !fp32, o, acc.data());
                   if constexpr (!fp32)
-                    for (std::size_t j = 0; j < a.heads * d; ++j) o[j] = bf16(o[j]).to_float();
+                    for (std::size_t j = 0; j < hn * d; ++j) o[j] = bf16(o[j]).to_float();
                 }
               });
   }
@@ -227,8 +237,8 @@ class Backend : public ref::Backend {
                   const std::size_t n = je - j0;
                   float* out = scores.row(t) + j0;
                   if (n > 0) {
-                    kernels::index_dots(q.row(t), hi, di, keys.row(j0), keys.stride, n,
-                                        dots.data(), kKeys);
+                    kernels::index_dots(q.row(t), hi, di, keys.row(j0), keys.stride, n, dots.data(),
+                                        kKeys);
                     float* tot = total.data();
                     std::fill(tot, tot + n, 0.0f);
                     for (std::size_t h = 0; h < hi; ++h) {
