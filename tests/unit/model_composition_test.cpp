@@ -198,4 +198,13 @@ TEST_CASE("a model with another MoE: decode after prefill equals one longer pref
   const d::AnyModel any(d::ReferenceModel<SoftmaxPolicies>::load(tiny_b()), "reference");
   auto st4 = any.new_state();
   CHECK(any.prefill(seq, st4).logits == full.logits);
+  // forward_into / decode_into behind AnyModel, without the hidden copy: the same logits
+  auto st5 = any.new_state();
+  d::ModelOutput out;
+  any.forward_into(all.first(30), 0, st5, out, /*all_logits=*/false, /*hidden=*/false);
+  CHECK(out.hidden.empty());
+  CHECK(out.logits == rows(full.logits, 29, 1, v));
+  any.decode_into(seq[30], st5, out);
+  CHECK(out.logits == rows(full.logits, 30, 1, v));
+  CHECK(out.hidden.size() == 4 * any.dim());
 }

@@ -270,7 +270,7 @@ void feed(const AnyModel& m, ModelState& st, std::span<const std::int32_t> token
           std::size_t batch) {
   for (std::size_t i = 0; i < tokens.size(); i += batch) {
     const auto part = tokens.subspan(i, std::min(batch, tokens.size() - i));
-    (void)m.forward(part, st.next_pos, st, /*all_logits=*/false);
+    (void)m.forward(part, st.next_pos, st, /*all_logits=*/false, /*hidden=*/false);
   }
 }
 
@@ -303,8 +303,9 @@ double run_once(const AnyModel& m, const Row& r, std::size_t batch, std::mt19937
     feed(m, st, prompt, batch);
     return std::chrono::duration<double>(clock::now() - t0).count();
   }
+  ModelOutput out;  // reused: no allocation per decoded token
   const auto t0 = clock::now();
-  for (std::int64_t i = 0; i < r.n_gen; ++i) (void)m.decode(pick(rng), st);
+  for (std::int64_t i = 0; i < r.n_gen; ++i) m.decode_into(pick(rng), st, out);
   return std::chrono::duration<double>(clock::now() - t0).count();
 }
 

@@ -121,14 +121,22 @@ class HyperConnection {
         norm_eps_(norm_eps),
         hc_eps_(hc_eps),
         iters_(sinkhorn_iters) {
-    DSV4_CHECK(dim_ > 0 && fn_.size() == mix_width * HC * dim_ && base_.size() == mix_width &&
-                   scale_.size() == 3,
-               ShapeError,
-               "HyperConnection<{}> of dim {}: fn of {} values (expected [{}, {}]), base of {} "
-               "(expected {}), scale of {} (expected 3)",
-               HC, dim_, fn_.size(), mix_width, HC * dim_, base_.size(), mix_width, scale_.size());
-    DSV4_CHECK(iters_ >= 1, ConfigError, "HyperConnection: hc_sinkhorn_iters = {} must be >= 1",
-               iters_);
+    check(fn_.size());
+  }
+  /// As above with fn only in its GGUF format (see set_partner_fn): no float copy is held.
+  HyperConnection(AnyLinear fn, std::vector<float> base, std::vector<float> scale, std::size_t dim,
+                  float norm_eps, float hc_eps, int sinkhorn_iters)
+      : fn_partner_(std::move(fn)),
+        base_(std::move(base)),
+        scale_(std::move(scale)),
+        dim_(dim),
+        norm_eps_(norm_eps),
+        hc_eps_(hc_eps),
+        iters_(sinkhorn_iters) {
+    DSV4_CHECK(fn_partner_->out_features() == mix_width && fn_partner_->in_features() == HC * dim_,
+               ShapeError, "HyperConnection<{}> of dim {}: fn [{}, {}] (expected [{}, {}])", HC,
+               dim_, fn_partner_->out_features(), fn_partner_->in_features(), mix_width, HC * dim_);
+    check(mix_width * HC * dim_);
   }
 
   std::size_t dim() const noexcept { return dim_; }
@@ -150,6 +158,8 @@ class HyperConnection {
                "HyperConnection<{}>::pre of dim {}: state of {} values, output of {} (expected "
                "[T, {}, {}] and [T, {}])",
                HC, dim_, x.size(), u.size(), HC, dim_, dim_);
+    DSV4_CHECK(fn_partner_ || !fn_.empty(), InputError,
+               "HyperConnection<{}>: fn was given in its GGUF format only and then removed", HC);
     const std::size_t t = x.size() / w;
     mix.tokens = t;
     mix.mixes.resize(t * mix_width);
@@ -200,6 +210,17 @@ class HyperConnection {
   }
 
  private:
+  void check(std::size_t fn_values) const {
+    DSV4_CHECK(dim_ > 0 && fn_values == mix_width * HC * dim_ && base_.size() == mix_width &&
+                   scale_.size() == 3,
+               ShapeError,
+               "HyperConnection<{}> of dim {}: fn of {} values (expected [{}, {}]), base of {} "
+               "(expected {}), scale of {} (expected 3)",
+               HC, dim_, fn_values, mix_width, HC * dim_, base_.size(), mix_width, scale_.size());
+    DSV4_CHECK(iters_ >= 1, ConfigError, "HyperConnection: hc_sinkhorn_iters = {} must be >= 1",
+               iters_);
+  }
+
   std::vector<float> fn_;
   std::optional<AnyLinear> fn_partner_;
   std::vector<float> base_;
@@ -421,15 +442,23 @@ HyperConnection<HC> load_hyper_connection(const Src& src, const std::string& pre
              HC);
   const auto d = static_cast<std::uint64_t>(cfg.dim);
   constexpr std::uint64_t m = HyperConnection<HC>::mix_width;
-  HyperConnection<HC> hc{io::load_float(src, prefix + "_fn", {m, HC * d}),
-                         io::load_float(src, prefix + "_base", {m}),
-                         io::load_float(src, prefix + "_scale", {3}),
-                         static_cast<std::size_t>(d),
-                         static_cast<float>(cfg.norm_eps),
-                         static_cast<float>(cfg.hc_eps),
-                         cfg.hc_sinkhorn_iters};
-  hc.set_partner_fn(io::load_partner_view(src, prefix + "_fn", m, HC * d));
-  return hc;
+  // a GGUF's fn is used in its own format only: no float copy next to the mapped one
+  if (auto partner = io::load_partner_view(src, prefix + "_fn", m, HC * d)) {
+    return {std::move(*partner),
+            io::load_float(src, prefix + "_base", {m}),
+            io::load_float(src, prefix + "_scale", {3}),
+            static_cast<std::size_t>(d),
+            static_cast<float>(cfg.norm_eps),
+            static_cast<float>(cfg.hc_eps),
+            cfg.hc_sinkhorn_iters};
+  }
+  return {io::load_float(src, prefix + "_fn", {m, HC * d}),
+          io::load_float(src, prefix + "_base", {m}),
+          io::load_float(src, prefix + "_scale", {3}),
+          static_cast<std::size_t>(d),
+          static_cast<float>(cfg.norm_eps),
+          static_cast<float>(cfg.hc_eps),
+          cfg.hc_sinkhorn_iters};
 }
 
 /// Loads `<prefix>_fn`, `<prefix>_base`, `<prefix>_scale` (prefix "hc_head" or "mtp.0.hc_head").

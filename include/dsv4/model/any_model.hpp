@@ -48,15 +48,26 @@ class BasicAnyModel {
   std::size_t n_mtp() const { return get().n_mtp(); }
 
   State new_state() const { return get().new_state(); }
+  /// As Model::forward; hidden = false leaves Output::hidden empty (no copy of the last block's
+  /// output when no MTP step follows).
   Output forward(std::span<const std::int32_t> tokens, std::int64_t start_pos, State& st,
-                 bool all_logits = true) const {
-    return get().forward(tokens, start_pos, st, all_logits);
+                 bool all_logits = true, bool hidden = true) const {
+    return get().forward(tokens, start_pos, st, all_logits, hidden);
   }
   Output prefill(std::span<const std::int32_t> tokens, State& st, bool all_logits = true) const {
     return forward(tokens, 0, st, all_logits);
   }
   Output decode(std::int32_t token, State& st) const {
     return forward(std::span<const std::int32_t>(&token, 1), st.next_pos, st, true);
+  }
+  /// As Model::forward_into: the result in `out`, whose vectors keep their capacity.
+  void forward_into(std::span<const std::int32_t> tokens, std::int64_t start_pos, State& st,
+                    Output& out, bool all_logits = true, bool hidden = true) const {
+    get().forward_into(tokens, start_pos, st, out, all_logits, hidden);
+  }
+  /// One decode step at st.next_pos into `out` (Model::decode_into).
+  void decode_into(std::int32_t token, State& st, Output& out) const {
+    forward_into(std::span<const std::int32_t>(&token, 1), st.next_pos, st, out, true);
   }
   void rewind(State& st, std::int64_t pos) const { get().rewind(st, pos); }
   Output mtp_forward(std::span<const float> hidden, std::span<const std::int32_t> tokens,
@@ -71,7 +82,10 @@ class BasicAnyModel {
     virtual const ModelConfig& config() const = 0;
     virtual std::size_t n_mtp() const = 0;
     virtual State new_state() const = 0;
-    virtual Output forward(std::span<const std::int32_t>, std::int64_t, State&, bool) const = 0;
+    virtual Output forward(std::span<const std::int32_t>, std::int64_t, State&, bool,
+                           bool) const = 0;
+    virtual void forward_into(std::span<const std::int32_t>, std::int64_t, State&, Output&, bool,
+                              bool) const = 0;
     virtual void rewind(State&, std::int64_t) const = 0;
     virtual Output mtp_forward(std::span<const float>, std::span<const std::int32_t>, std::int64_t,
                                State&, std::size_t, bool) const = 0;
@@ -83,9 +97,13 @@ class BasicAnyModel {
     const ModelConfig& config() const override { return model.config(); }
     std::size_t n_mtp() const override { return model.n_mtp(); }
     State new_state() const override { return model.new_state(); }
-    Output forward(std::span<const std::int32_t> t, std::int64_t pos, State& st,
-                   bool all) const override {
-      return model.forward(t, pos, st, all);
+    Output forward(std::span<const std::int32_t> t, std::int64_t pos, State& st, bool all,
+                   bool hidden) const override {
+      return model.forward(t, pos, st, all, nullptr, hidden);
+    }
+    void forward_into(std::span<const std::int32_t> t, std::int64_t pos, State& st, Output& out,
+                      bool all, bool hidden) const override {
+      model.forward_into(t, pos, st, out, all, nullptr, hidden);
     }
     void rewind(State& st, std::int64_t pos) const override { model.rewind(st, pos); }
     Output mtp_forward(std::span<const float> h, std::span<const std::int32_t> t, std::int64_t pos,

@@ -432,6 +432,7 @@ class Model {
     std::int64_t start_pos = 0;            ///< 0 (a new sequence) or state->next_pos
     State* state = nullptr;                ///< this sequence's own state
     bool all_logits = true;                ///< every position's logits, or the last one's
+    bool hidden = true;                    ///< Output::hidden filled (else left empty)
   };
 
   /// Loads a checkpoint directory (config.json + *.safetensors in reference names).
@@ -507,11 +508,12 @@ class Model {
 
   /// Runs the trunk on `tokens` at positions start_pos… (0 starts a new sequence; otherwise
   /// start_pos must be st.next_pos). Returns the logits of every position (all_logits) or of the
-  /// last one, and the last block's output.
+  /// last one, and the last block's output (hidden = false leaves Output::hidden empty: no copy
+  /// of [T, streams, dim] when no MTP step follows).
   Output forward(std::span<const std::int32_t> tokens, std::int64_t start_pos, State& st,
-                 bool all_logits = true, ForwardTrace* trace = nullptr) const {
+                 bool all_logits = true, ForwardTrace* trace = nullptr, bool hidden = true) const {
     Output out;
-    forward_into(tokens, start_pos, st, out, all_logits, trace);
+    forward_into(tokens, start_pos, st, out, all_logits, trace, hidden);
     return out;
   }
 
@@ -519,8 +521,9 @@ class Model {
   /// loop that reuses one Output allocates nothing once its sequence is warm (the activations
   /// live in pooled scratch memory, core/scratch.hpp).
   void forward_into(std::span<const std::int32_t> tokens, std::int64_t start_pos, State& st,
-                    Output& out, bool all_logits = true, ForwardTrace* trace = nullptr) const {
-    const BatchItem item{tokens, start_pos, &st, all_logits};
+                    Output& out, bool all_logits = true, ForwardTrace* trace = nullptr,
+                    bool hidden = true) const {
+    const BatchItem item{tokens, start_pos, &st, all_logits, hidden};
     run(std::span<const BatchItem>(&item, 1), trace, std::span<Output>(&out, 1));
   }
 
@@ -702,8 +705,12 @@ class Model {
       o.tokens = sg.count;
       o.logits.assign(all.begin() + static_cast<std::ptrdiff_t>(at * v),
                       all.begin() + static_cast<std::ptrdiff_t>((at + n) * v));
-      o.hidden.assign(x.begin() + static_cast<std::ptrdiff_t>(sg.first * w),
-                      x.begin() + static_cast<std::ptrdiff_t>((sg.first + sg.count) * w));
+      if (items[k].hidden) {
+        o.hidden.assign(x.begin() + static_cast<std::ptrdiff_t>(sg.first * w),
+                        x.begin() + static_cast<std::ptrdiff_t>((sg.first + sg.count) * w));
+      } else {
+        o.hidden.clear();
+      }
       at += n;
     }
   }
