@@ -295,6 +295,19 @@ TEST_CASE("GgufModel: reference names over the tiny F32 file, zero-copy expert s
     const auto any = io::load_linear<dsv4::AnyLinear>(m, name, 256, 32);
     CHECK(any.format_id() == FormatId::f32);
     CHECK(any.semantics_name() == "partner-dot");
+    // as the float weight of a dense layer (router gates, compressors): a view too
+    const auto dense = io::load_linear<dsv4::DenseLinear<float>>(m, name, 256, 32);
+    CHECK(dense.weight().data() == base + e * 256 * 32);
+    CHECK(dense.weight().size() == 256 * 32);
+  }
+  {  // the view outlives the GgufModel it came from (the file is kept alive)
+    auto owner = std::make_unique<GgufModel>(std::make_shared<const GgufFile>(
+        dsv4::test::data_path("llamacpp/models/dsv4-tiny-f32.gguf")));
+    const auto gate =
+        io::load_linear<dsv4::DenseLinear<float>>(*owner, "layers.2.ffn.gate.weight", 16, 256);
+    const std::vector<float> want = owner->to_float("layers.2.ffn.gate.weight");
+    owner.reset();
+    CHECK(std::equal(want.begin(), want.end(), gate.weight().begin()));
   }
   // hc / compressor tensors keep their values (the converter permutes nothing)
   const auto ape = m.to_float("layers.1.attn.compressor.ape");

@@ -979,12 +979,23 @@ class GgufModel {
   ///    halves of eh_proj); F32 is also made from any other stored type (exact);
   ///  * AnyLinearOf<...>: the stored type with the semantics of semantics() (or the other one when
   ///    the list lacks it);
-  ///  * DenseLinear<float> / DenseLinear<bf16>: the dequantized values (bf16: each exact).
+  ///  * DenseLinear<float> / DenseLinear<bf16>: the dequantized values (bf16: each exact); an F32
+  ///    tensor as DenseLinear<float> is a zero-copy view.
   template <class L>
   L load_linear(std::string_view name, std::size_t out, std::size_t in) const {
     const Entry& e = entry(name);
     expect_tensor(*this, name, {out, in});
     if constexpr (is_dense<L>::value) {
+      if constexpr (std::is_same_v<L, DenseLinear<float>>) {
+        // an F32 tensor is viewed in place: no float copy next to the mapped one
+        if (e.tensor->type == FormatId::f32 && e.packing != GgufPacking::concat_cols &&
+            e.raw.size() == out * in * sizeof(float) &&
+            reinterpret_cast<std::uintptr_t>(e.raw.data()) % alignof(float) == 0) {
+          return L::view(
+              std::span<const float>(reinterpret_cast<const float*>(e.raw.data()), out * in), out,
+              in, file_);
+        }
+      }
       return LinearLoader<L>::load(*this, name, out, in);
     } else if constexpr (is_linear<L>::value) {
       using F = typename L::format;

@@ -52,20 +52,38 @@ inline void check_linear_shapes(const char* what, std::size_t in, std::size_t ou
              x.cols, y.rows, y.cols);
 }
 
-/// A dense weight held as `T` (float or bf16), row-major [out, in].
+/// A dense weight of `T` (float or bf16), row-major [out, in]: owned (copies share the values) or
+/// a view of values held elsewhere, such as an F32 tensor of a mapped file (`view`).
 template <class T>
 class DenseLinear {
  public:
   DenseLinear() = default;
   DenseLinear(std::vector<T> weight, std::size_t out_features, std::size_t in_features)
-      : w_(std::move(weight)), out_(out_features), in_(in_features) {
-    DSV4_CHECK(w_.size() == out_ * in_, ShapeError,
-               "DenseLinear: {} weight values for a [{}, {}] matrix", w_.size(), out_, in_);
+      : out_(out_features), in_(in_features) {
+    DSV4_CHECK(weight.size() == out_ * in_, ShapeError,
+               "DenseLinear: {} weight values for a [{}, {}] matrix", weight.size(), out_, in_);
+    auto held = std::make_shared<const std::vector<T>>(std::move(weight));
+    w_ = held->data();
+    owner_ = std::move(held);
+  }
+  /// A view of [out, in] values held elsewhere (a mapped file): no copy; `keep_alive` (if any)
+  /// owns them, else the caller keeps them alive while the view is used.
+  static DenseLinear view(std::span<const T> weight, std::size_t out_features,
+                          std::size_t in_features, std::shared_ptr<const void> keep_alive = {}) {
+    DSV4_CHECK(weight.size() == out_features * in_features, ShapeError,
+               "DenseLinear::view: {} weight values for a [{}, {}] matrix", weight.size(),
+               out_features, in_features);
+    DenseLinear d;
+    d.w_ = weight.data();
+    d.out_ = out_features;
+    d.in_ = in_features;
+    d.owner_ = std::move(keep_alive);
+    return d;
   }
 
   std::size_t in_features() const noexcept { return in_; }
   std::size_t out_features() const noexcept { return out_; }
-  std::span<const T> weight() const noexcept { return w_; }
+  std::span<const T> weight() const noexcept { return {w_, out_ * in_}; }
 
   /// y[r][o] = N::round(Σ_k x[r][k] · W[o][k]), accumulated in float32 in ascending k.
   template <NumericsPolicy N>
@@ -74,7 +92,7 @@ class DenseLinear {
     for (std::size_t r = 0; r < x.rows; ++r) {
       const float* xr = x.row(r);
       for (std::size_t o = 0; o < out_; ++o) {
-        const T* wr = w_.data() + o * in_;
+        const T* wr = w_ + o * in_;
         float acc = 0.0f;
         for (std::size_t k = 0; k < in_; ++k) acc += xr[k] * static_cast<float>(wr[k]);
         y(r, o) = N::round(acc);
@@ -83,7 +101,8 @@ class DenseLinear {
   }
 
  private:
-  std::vector<T> w_;
+  std::shared_ptr<const void> owner_;  // the values' owner (copies share it), or none for a view
+  const T* w_ = nullptr;
   std::size_t out_ = 0;
   std::size_t in_ = 0;
 };
