@@ -331,8 +331,25 @@ TEST_CASE("cpu::Backend top_k: the reference's picks, ties to the smaller index"
     std::vector<float> s(n);
     for (std::size_t i = 0; i < n; ++i)
       s[i] = i % 11 == 3 ? -std::numeric_limits<float>::infinity()
-                         : static_cast<float>(static_cast<int>(rng() % 97)) * 0.25f;
+                         : static_cast<float>(static_cast<int>(rng() % 97) - 90) * 0.25f;
     std::vector<std::int32_t> a(k), b(k);
+    ref.top_k(s, a);
+    cpu.top_k(s, b);
+    CHECK(a == b);
+    // -0 and +0 tie (the picks follow the index), values in one radix bucket, all equal, a NaN
+    for (std::size_t i = 0; i < n; ++i) s[i] = i % 3 == 0 ? -0.0f : (i % 3 == 1 ? 0.0f : -1.0f);
+    ref.top_k(s, a);
+    cpu.top_k(s, b);
+    CHECK(a == b);
+    for (std::size_t i = 0; i < n; ++i) s[i] = 1.0f + static_cast<float>(rng() % 50) * 0x1p-20f;
+    ref.top_k(s, a);
+    cpu.top_k(s, b);
+    CHECK(a == b);
+    std::fill(s.begin(), s.end(), 2.5f);
+    ref.top_k(s, a);
+    cpu.top_k(s, b);
+    CHECK(a == b);
+    s[n / 2] = std::numeric_limits<float>::quiet_NaN();
     ref.top_k(s, a);
     cpu.top_k(s, b);
     CHECK(a == b);

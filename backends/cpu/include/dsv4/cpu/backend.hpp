@@ -29,6 +29,8 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -40,7 +42,6 @@
 #include <dsv4/core/scratch.hpp>
 #include <dsv4/core/tensor.hpp>
 #include <dsv4/layers/linear.hpp>
-#include <functional>
 #include <limits>
 #include <memory>
 #include <span>
@@ -205,8 +206,9 @@ class Backend : public ref::Backend {
               });
   }
 
-  /// Lightning-indexer scores (as ref::Backend::index_scores, the q·key dots of all heads one
-  /// GEMM per tile of keys), threaded over (query, 256 keys) tiles.
+  /// Lightning-indexer scores (as ref::Backend::index_scores; the q·key dots of all heads by
+  /// kernels::index_dots per tile of keys, the combination over heads vectorised over the keys),
+  /// threaded over (query, 256 keys) tiles.
   template <NumericsPolicy N>
   void index_scores(ConstView2<float> q, ConstView2<float> keys, ConstView2<float> head_weights,
                     std::span<const std::size_t> visible, View2<float> scores) const {
@@ -259,39 +261,55 @@ class Backend : public ref::Backend {
 
   /// Indices of the picks.size() largest values of s, in descending order, ties to the smaller
   /// index: the reference's picks. For a few picks out of many (the indexer's index_topk of all
-  /// compressed entries) a threshold first: the k-th largest value by selection on a copy, the
-  /// entries above it and the first ties at it in index order, then only those sorted. Small
-  /// inputs and inputs with a NaN take the reference's path.
+  /// compressed entries) a radix selection first: a histogram of the values' top 11 bits (as
+  /// order-preserving integers, −0 as +0) finds the bucket holding the k-th largest; every value
+  /// of a higher bucket is picked, the rest come from that bucket's values by (value, index),
+  /// then only the picks are sorted. Small inputs and inputs with a NaN take the reference's path.
   void top_k(std::span<const float> s, std::span<std::int32_t> picks) const {
     const std::size_t n = s.size(), k = picks.size();
     DSV4_CHECK(k <= n, ShapeError, "top_k: {} picks out of {} values", k, n);
     if (k == 0) return;
-    if (n < 512 || 4 * k > n ||
-        std::any_of(s.begin(), s.end(), [](float v) { return std::isnan(v); })) {
+    if (n < 512 || 4 * k > n) {
       ref::Backend::top_k(s, picks);
       return;
     }
-    ScratchBuffer<float> v(n);
-    std::copy(s.begin(), s.end(), v.begin());
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k - 1), v.end(),
-                     std::greater<float>());
-    const float thr = v[k - 1];
-    std::size_t above = 0;
-    for (const float x : s) above += x > thr ? 1 : 0;
-    std::size_t m = 0, ties = k - above;
-    for (std::size_t i = 0; i < n && m < k; ++i) {
-      if (s[i] > thr) {
+    constexpr unsigned kShift = 21;  // 2,048 buckets
+    const auto bucket = [](float v) {
+      auto u = std::bit_cast<std::uint32_t>(v);
+      if (u == 0x80000000u) u = 0;  // -0 ties with +0, as in the reference's comparison
+      u = (u & 0x80000000u) != 0 ? ~u : (u | 0x80000000u);
+      return u >> kShift;
+    };
+    std::array<std::uint32_t, (std::size_t{1} << (32 - kShift))> hist{};
+    for (const float v : s) {
+      if (std::isnan(v)) {
+        ref::Backend::top_k(s, picks);
+        return;
+      }
+      ++hist[bucket(v)];
+    }
+    std::size_t b = hist.size(), above = 0;  // values in buckets > b
+    while (above + hist[b - 1] < k) above += hist[--b];
+    const std::uint32_t edge = static_cast<std::uint32_t>(b - 1);  // the k-th largest is here
+    ScratchBuffer<std::int32_t> cand(hist[edge]);
+    std::size_t m = 0, c = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint32_t bi = bucket(s[i]);
+      if (bi > edge) {
         picks[m++] = static_cast<std::int32_t>(i);
-      } else if (s[i] == thr && ties > 0) {
-        picks[m++] = static_cast<std::int32_t>(i);
-        --ties;
+      } else if (bi == edge) {
+        cand[c++] = static_cast<std::int32_t>(i);
       }
     }
-    std::sort(picks.begin(), picks.end(), [&s](std::int32_t a, std::int32_t b) {
+    const auto before = [&s](std::int32_t a, std::int32_t b2) {
       const float va = s[static_cast<std::size_t>(a)];
-      const float vb = s[static_cast<std::size_t>(b)];
-      return va > vb || (va == vb && a < b);
-    });
+      const float vb = s[static_cast<std::size_t>(b2)];
+      return va > vb || (va == vb && a < b2);
+    };
+    const auto need = static_cast<std::ptrdiff_t>(k - m);
+    std::partial_sort(cand.begin(), cand.begin() + need, cand.end(), before);
+    std::copy(cand.begin(), cand.begin() + need, picks.begin() + static_cast<std::ptrdiff_t>(m));
+    std::sort(picks.begin(), picks.end(), before);
   }
 
  private:
