@@ -229,6 +229,27 @@ TEST_CASE("hyper-connections reject bad shapes and configs") {
   CHECK_THROWS_AS(hc.post<dsv4::ReferenceNumerics>(f, x, mix, out), dsv4::ShapeError);
   CHECK_THROWS_AS(dsv4::HyperConnection<4>({1.0f}, {}, {}, d, 1e-6f, 1e-6f, 20), dsv4::ShapeError);
   CHECK_THROWS_AS(dsv4::HyperConnectionHead<4>({}, {}, {}, d, 1e-6f, 1e-6f), dsv4::ShapeError);
+  {  // fn held only in a stored format (a GGUF's): the same mixes, no float copy to go back to
+    const std::size_t mw = dsv4::HyperConnection<4>::mix_width;
+    const auto fn = dsv4::io::load_float(rc.weights, "layers.0.hc_attn_fn", {mw, 4 * d});
+    const auto base = dsv4::io::load_float(rc.weights, "layers.0.hc_attn_base", {mw});
+    const auto scale = dsv4::io::load_float(rc.weights, "layers.0.hc_attn_scale", {3});
+    const dsv4::AnyLinear lin =
+        dsv4::Linear<dsv4::F32>::quantize(dsv4::ConstView2<float>(fn.data(), mw, 4 * d));
+    dsv4::HyperConnection<4> only(lin, base, scale, d, static_cast<float>(rc.cfg.norm_eps),
+                                  static_cast<float>(rc.cfg.hc_eps), rc.cfg.hc_sinkhorn_iters);
+    std::vector<float> z(4 * d);
+    for (std::size_t i = 0; i < z.size(); ++i) z[i] = std::sin(0.37f * static_cast<float>(i));
+    dsv4::HyperConnection<4>::Mix m1, m2;
+    std::vector<float> u1(d), u2(d);
+    hc.pre<dsv4::ReferenceFp32Numerics>(z, u1, m1);
+    only.pre<dsv4::ReferenceFp32Numerics>(z, u2, m2);
+    REQUIRE(m2.pre.size() == m1.pre.size());
+    for (std::size_t i = 0; i < m1.pre.size(); ++i) CHECK(m2.pre[i] == doctest::Approx(m1.pre[i]));
+    CHECK_THROWS_AS(only.set_partner_fn(std::nullopt), dsv4::InputError);
+    CHECK_THROWS_AS(dsv4::HyperConnection<4>(lin, base, scale, d + 1, 1e-6f, 1e-6f, 20),
+                    dsv4::ShapeError);
+  }
   dsv4::ModelConfig wrong = rc.cfg;
   wrong.hc_mult = 2;
   CHECK_THROWS_AS(dsv4::load_hyper_connection(rc.weights, "layers.0.hc_attn", wrong),

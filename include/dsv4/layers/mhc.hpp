@@ -141,8 +141,14 @@ class HyperConnection {
 
   std::size_t dim() const noexcept { return dim_; }
   /// Computes the mixes with `fn` (the same weight in its GGUF format, llama.cpp's dot products)
-  /// instead of the float copy.
-  void set_partner_fn(std::optional<AnyLinear> fn) { fn_partner_ = std::move(fn); }
+  /// instead of the float copy; std::nullopt goes back to the float copy, which must exist.
+  void set_partner_fn(std::optional<AnyLinear> fn) {
+    DSV4_CHECK(fn || !fn_.empty(), InputError,
+               "HyperConnection<{}>: fn was given in its GGUF format only; it has no float copy "
+               "to go back to",
+               HC);
+    fn_partner_ = std::move(fn);
+  }
 
   /// x: [T, HC, dim] residual state; u: [T, dim] the sub-layer input; mix receives the
   /// coefficients of every token.
@@ -158,8 +164,6 @@ class HyperConnection {
                "HyperConnection<{}>::pre of dim {}: state of {} values, output of {} (expected "
                "[T, {}, {}] and [T, {}])",
                HC, dim_, x.size(), u.size(), HC, dim_, dim_);
-    DSV4_CHECK(fn_partner_ || !fn_.empty(), InputError,
-               "HyperConnection<{}>: fn was given in its GGUF format only and then removed", HC);
     const std::size_t t = x.size() / w;
     mix.tokens = t;
     mix.mixes.resize(t * mix_width);
