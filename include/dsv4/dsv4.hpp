@@ -1,6 +1,7 @@
 // Umbrella header of the header-only core (no backends).
 #pragma once
 
+#include "dsv4/core/aligned.hpp"
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/config.hpp"
 #include "dsv4/core/error.hpp"

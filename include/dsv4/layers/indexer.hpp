@@ -28,6 +28,7 @@
 
 #include "dsv4/backend/concept.hpp"
 #include "dsv4/backend/reference.hpp"
+#include "dsv4/core/aligned.hpp"
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
@@ -120,7 +121,7 @@ class IndexerState {
   CompressorState compressor_;
   std::size_t capacity_ = 0;
   std::size_t dim_ = 0;
-  std::vector<float> keys_;  // [capacity, Di]
+  PageAlignedVector<float> keys_;  // [capacity, Di]
 };
 
 /// What one indexer call selected, for T queries.

@@ -16,6 +16,7 @@
 #include <span>
 #include <vector>
 
+#include "dsv4/core/aligned.hpp"
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/config.hpp"
 #include "dsv4/core/error.hpp"
@@ -132,7 +133,7 @@ class AttentionState {
   std::int64_t max_seq_len_ = 0;
   std::size_t capacity_ = 0;
   std::int64_t next_pos_ = 0;
-  std::vector<float> cache_;  // [window + capacity, Dh]
+  PageAlignedVector<float> cache_;  // [window + capacity, Dh]
   CompressorState compressor_;
   std::optional<IndexerState> indexer_;
 };
