@@ -4,6 +4,10 @@
 #include <fmt/core.h>
 
 #include <CLI/CLI.hpp>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <algorithm>
 #include <dsv4/core/error.hpp>
 #include <exception>
@@ -114,6 +118,13 @@ std::string usage_problem(const CLI::App& app, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef __GLIBC__
+  // Buffers of 128 KiB and more always come from mmap and go back to the system when freed.
+  // glibc otherwise raises its threshold after the first such free, and a sequence state
+  // (hundreds of MB of caches) freed on the heap stays resident next to the next one: +33 MB of
+  // peak RSS on the benchmark model, none of it in use.
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
   CLI::App app{"dsv4: DeepSeek-V4 as composable C++ templates"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "dsv4 0.1.0");
