@@ -236,8 +236,8 @@ TEST_CASE("hyper-connections reject bad shapes and configs") {
     const auto scale = dsv4::io::load_float(rc.weights, "layers.0.hc_attn_scale", {3});
     const dsv4::AnyLinear lin =
         dsv4::Linear<dsv4::F32>::quantize(dsv4::ConstView2<float>(fn.data(), mw, 4 * d));
-    dsv4::HyperConnection<4> only(lin, base, scale, d, static_cast<float>(rc.cfg.norm_eps),
-                                  static_cast<float>(rc.cfg.hc_eps), rc.cfg.hc_sinkhorn_iters);
+    dsv4::HyperConnection<4> only({}, base, scale, d, static_cast<float>(rc.cfg.norm_eps),
+                                  static_cast<float>(rc.cfg.hc_eps), rc.cfg.hc_sinkhorn_iters, lin);
     std::vector<float> z(4 * d);
     for (std::size_t i = 0; i < z.size(); ++i) z[i] = std::sin(0.37f * static_cast<float>(i));
     dsv4::HyperConnection<4>::Mix m1, m2;
@@ -247,7 +247,7 @@ TEST_CASE("hyper-connections reject bad shapes and configs") {
     REQUIRE(m2.pre.size() == m1.pre.size());
     for (std::size_t i = 0; i < m1.pre.size(); ++i) CHECK(m2.pre[i] == doctest::Approx(m1.pre[i]));
     CHECK_THROWS_AS(only.set_partner_fn(std::nullopt), dsv4::InputError);
-    CHECK_THROWS_AS(dsv4::HyperConnection<4>(lin, base, scale, d + 1, 1e-6f, 1e-6f, 20),
+    CHECK_THROWS_AS(dsv4::HyperConnection<4>({}, base, scale, d + 1, 1e-6f, 1e-6f, 20, lin),
                     dsv4::ShapeError);
   }
   dsv4::ModelConfig wrong = rc.cfg;

@@ -16,6 +16,8 @@
 // PlainHead (identity). All mixing arithmetic is fp32; N::round marks the reference's bf16 tensors.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <concepts>
@@ -111,32 +113,34 @@ class HyperConnection {
   };
 
   HyperConnection() = default;
-  /// fn: [(2+HC)·HC, HC·dim]; base: [(2+HC)·HC]; scale: [3].
+  /// fn: [(2+HC)·HC, HC·dim]; base: [(2+HC)·HC]; scale: [3]. `partner`: the same fn in its
+  /// GGUF format (see set_partner_fn); with it, fn may be empty (no float copy is held).
   HyperConnection(std::vector<float> fn, std::vector<float> base, std::vector<float> scale,
-                  std::size_t dim, float norm_eps, float hc_eps, int sinkhorn_iters)
+                  std::size_t dim, float norm_eps, float hc_eps, int sinkhorn_iters,
+                  std::optional<AnyLinear> partner = std::nullopt)
       : fn_(std::move(fn)),
+        fn_partner_(std::move(partner)),
         base_(std::move(base)),
         scale_(std::move(scale)),
         dim_(dim),
         norm_eps_(norm_eps),
         hc_eps_(hc_eps),
         iters_(sinkhorn_iters) {
-    check(fn_.size());
-  }
-  /// As above with fn only in its GGUF format (see set_partner_fn): no float copy is held.
-  HyperConnection(AnyLinear fn, std::vector<float> base, std::vector<float> scale, std::size_t dim,
-                  float norm_eps, float hc_eps, int sinkhorn_iters)
-      : fn_partner_(std::move(fn)),
-        base_(std::move(base)),
-        scale_(std::move(scale)),
-        dim_(dim),
-        norm_eps_(norm_eps),
-        hc_eps_(hc_eps),
-        iters_(sinkhorn_iters) {
-    DSV4_CHECK(fn_partner_->out_features() == mix_width && fn_partner_->in_features() == HC * dim_,
-               ShapeError, "HyperConnection<{}> of dim {}: fn [{}, {}] (expected [{}, {}])", HC,
-               dim_, fn_partner_->out_features(), fn_partner_->in_features(), mix_width, HC * dim_);
-    check(mix_width * HC * dim_);
+    const bool float_fn = !fn_partner_ || !fn_.empty();
+    DSV4_CHECK(dim_ > 0 && (!float_fn || fn_.size() == mix_width * HC * dim_) &&
+                   (!fn_partner_ || (fn_partner_->out_features() == mix_width &&
+                                     fn_partner_->in_features() == HC * dim_)) &&
+                   base_.size() == mix_width && scale_.size() == 3,
+               ShapeError,
+               "HyperConnection<{}> of dim {}: fn of {} values{} (expected [{}, {}]), base of {} "
+               "(expected {}), scale of {} (expected 3)",
+               HC, dim_, fn_.size(),
+               fn_partner_ ? fmt::format(" and [{}, {}] stored", fn_partner_->out_features(),
+                                         fn_partner_->in_features())
+                           : std::string(),
+               mix_width, HC * dim_, base_.size(), mix_width, scale_.size());
+    DSV4_CHECK(iters_ >= 1, ConfigError, "HyperConnection: hc_sinkhorn_iters = {} must be >= 1",
+               iters_);
   }
 
   std::size_t dim() const noexcept { return dim_; }
@@ -214,17 +218,6 @@ class HyperConnection {
   }
 
  private:
-  void check(std::size_t fn_values) const {
-    DSV4_CHECK(dim_ > 0 && fn_values == mix_width * HC * dim_ && base_.size() == mix_width &&
-                   scale_.size() == 3,
-               ShapeError,
-               "HyperConnection<{}> of dim {}: fn of {} values (expected [{}, {}]), base of {} "
-               "(expected {}), scale of {} (expected 3)",
-               HC, dim_, fn_values, mix_width, HC * dim_, base_.size(), mix_width, scale_.size());
-    DSV4_CHECK(iters_ >= 1, ConfigError, "HyperConnection: hc_sinkhorn_iters = {} must be >= 1",
-               iters_);
-  }
-
   std::vector<float> fn_;
   std::optional<AnyLinear> fn_partner_;
   std::vector<float> base_;
@@ -447,22 +440,15 @@ HyperConnection<HC> load_hyper_connection(const Src& src, const std::string& pre
   const auto d = static_cast<std::uint64_t>(cfg.dim);
   constexpr std::uint64_t m = HyperConnection<HC>::mix_width;
   // a GGUF's fn is used in its own format only: no float copy next to the mapped one
-  if (auto partner = io::load_partner_view(src, prefix + "_fn", m, HC * d)) {
-    return {std::move(*partner),
-            io::load_float(src, prefix + "_base", {m}),
-            io::load_float(src, prefix + "_scale", {3}),
-            static_cast<std::size_t>(d),
-            static_cast<float>(cfg.norm_eps),
-            static_cast<float>(cfg.hc_eps),
-            cfg.hc_sinkhorn_iters};
-  }
-  return {io::load_float(src, prefix + "_fn", {m, HC * d}),
+  auto partner = io::load_partner_view(src, prefix + "_fn", m, HC * d);
+  return {partner ? std::vector<float>() : io::load_float(src, prefix + "_fn", {m, HC * d}),
           io::load_float(src, prefix + "_base", {m}),
           io::load_float(src, prefix + "_scale", {3}),
           static_cast<std::size_t>(d),
           static_cast<float>(cfg.norm_eps),
           static_cast<float>(cfg.hc_eps),
-          cfg.hc_sinkhorn_iters};
+          cfg.hc_sinkhorn_iters,
+          std::move(partner)};
 }
 
 /// Loads `<prefix>_fn`, `<prefix>_base`, `<prefix>_scale` (prefix "hc_head" or "mtp.0.hc_head").
