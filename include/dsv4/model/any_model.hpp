@@ -52,7 +52,9 @@ class BasicAnyModel {
   /// output when no MTP step follows).
   Output forward(std::span<const std::int32_t> tokens, std::int64_t start_pos, State& st,
                  bool all_logits = true, bool hidden = true) const {
-    return get().forward(tokens, start_pos, st, all_logits, hidden);
+    Output out;
+    forward_into(tokens, start_pos, st, out, all_logits, hidden);
+    return out;
   }
   Output prefill(std::span<const std::int32_t> tokens, State& st, bool all_logits = true) const {
     return forward(tokens, 0, st, all_logits);
@@ -82,8 +84,6 @@ class BasicAnyModel {
     virtual const ModelConfig& config() const = 0;
     virtual std::size_t n_mtp() const = 0;
     virtual State new_state() const = 0;
-    virtual Output forward(std::span<const std::int32_t>, std::int64_t, State&, bool,
-                           bool) const = 0;
     virtual void forward_into(std::span<const std::int32_t>, std::int64_t, State&, Output&, bool,
                               bool) const = 0;
     virtual void rewind(State&, std::int64_t) const = 0;
@@ -97,10 +97,6 @@ class BasicAnyModel {
     const ModelConfig& config() const override { return model.config(); }
     std::size_t n_mtp() const override { return model.n_mtp(); }
     State new_state() const override { return model.new_state(); }
-    Output forward(std::span<const std::int32_t> t, std::int64_t pos, State& st, bool all,
-                   bool hidden) const override {
-      return model.forward(t, pos, st, all, nullptr, hidden);
-    }
     void forward_into(std::span<const std::int32_t> t, std::int64_t pos, State& st, Output& out,
                       bool all, bool hidden) const override {
       model.forward_into(t, pos, st, out, all, nullptr, hidden);
