@@ -8,6 +8,10 @@
 //    VNNI, kernels::b32_tile / kq_tile), also the same GEMM on the row kernels it replaces.
 //
 //   bench_kernels [weight MiB = 128] [threads = 1,2] [seconds per measurement = 0.5]
+//                 [input width = 4096] [formats = all, comma-separated names]
+//
+// The input width (a multiple of 256) sets the weight rows' length: the model's rows are often
+// short (1,024 or 256 values), where per-row costs show.
 //
 // Weights: rows quantized from seeded Gaussian values, repeated to fill the buffer (the values
 // do not change the speed). Prints one markdown table.
@@ -110,9 +114,8 @@ struct Row {
 };
 
 template <class F>
-Row measure(std::size_t mib, const std::vector<int>& threads, double seconds) {
+Row measure(std::size_t mib, const std::vector<int>& threads, double seconds, std::size_t in) {
   using L = d::Linear<F, d::PartnerDot>;
-  constexpr std::size_t in = 4096;
   constexpr std::size_t seed_rows = 128;  // a whole band of FP8_B128's 128x128 scale tiles
   // bytes of a row as stored (planar formats: codes plus scales; FP8_B128's per 128 rows)
   std::size_t row_bytes = in / F::block_elems * sizeof(typename F::block_type);
@@ -197,9 +200,19 @@ int main(int argc, char** argv) {
   const std::size_t mib = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 128;
   const std::vector<int> threads = parse_threads(argc > 2 ? argv[2] : "1,2");
   const double seconds = argc > 3 ? std::atof(argv[3]) : 0.5;
-  if (mib == 0 || threads.empty() ||
+  const std::size_t in = argc > 4 ? std::strtoull(argv[4], nullptr, 10) : 4096;
+  std::vector<std::string> wanted;
+  if (argc > 5) {
+    std::stringstream ss(argv[5]);
+    std::string item;
+    while (std::getline(ss, item, ',')) wanted.push_back(item);
+  }
+  if (mib == 0 || threads.empty() || in == 0 || in % 256 != 0 ||
       std::any_of(threads.begin(), threads.end(), [](int t) { return t <= 0; }) || !(seconds > 0)) {
-    fmt::print(stderr, "usage: bench_kernels [weight MiB] [threads, comma-separated] [seconds]\n");
+    fmt::print(
+        stderr,
+        "usage: bench_kernels [weight MiB] [threads, comma-separated] [seconds] [input width, "
+        "a multiple of 256] [formats, comma-separated]\n");
     return 2;
   }
   fmt::print(stderr, "SIMD target: {}\n", d::cpu::simd_target_name());
@@ -209,24 +222,29 @@ int main(int argc, char** argv) {
     peak.push_back(fma_peak(t, seconds));
   }
   std::vector<Row> rows;
-  rows.push_back(measure<d::F32>(mib, threads, seconds));
-  rows.push_back(measure<d::BF16>(mib, threads, seconds));
-  rows.push_back(measure<d::F16>(mib, threads, seconds));
-  rows.push_back(measure<d::Q8_0>(mib, threads, seconds));
-  rows.push_back(measure<d::Q4_0>(mib, threads, seconds));
-  rows.push_back(measure<d::Q4_1>(mib, threads, seconds));
-  rows.push_back(measure<d::Q5_0>(mib, threads, seconds));
-  rows.push_back(measure<d::Q5_1>(mib, threads, seconds));
-  rows.push_back(measure<d::IQ4_NL>(mib, threads, seconds));
-  rows.push_back(measure<d::IQ4_XS>(mib, threads, seconds));
-  rows.push_back(measure<d::MXFP4>(mib, threads, seconds));
-  rows.push_back(measure<d::Q2_K>(mib, threads, seconds));
-  rows.push_back(measure<d::Q3_K>(mib, threads, seconds));
-  rows.push_back(measure<d::Q4_K>(mib, threads, seconds));
-  rows.push_back(measure<d::Q5_K>(mib, threads, seconds));
-  rows.push_back(measure<d::Q6_K>(mib, threads, seconds));
-  rows.push_back(measure<d::Fp8B128>(mib, threads, seconds));
-  rows.push_back(measure<d::Fp4G32>(mib, threads, seconds));
+  const auto add = [&]<class F>() {
+    const std::string name{F::name};
+    if (wanted.empty() || std::find(wanted.begin(), wanted.end(), name) != wanted.end())
+      rows.push_back(measure<F>(mib, threads, seconds, in));
+  };
+  add.template operator()<d::F32>();
+  add.template operator()<d::BF16>();
+  add.template operator()<d::F16>();
+  add.template operator()<d::Q8_0>();
+  add.template operator()<d::Q4_0>();
+  add.template operator()<d::Q4_1>();
+  add.template operator()<d::Q5_0>();
+  add.template operator()<d::Q5_1>();
+  add.template operator()<d::IQ4_NL>();
+  add.template operator()<d::IQ4_XS>();
+  add.template operator()<d::MXFP4>();
+  add.template operator()<d::Q2_K>();
+  add.template operator()<d::Q3_K>();
+  add.template operator()<d::Q4_K>();
+  add.template operator()<d::Q5_K>();
+  add.template operator()<d::Q6_K>();
+  add.template operator()<d::Fp8B128>();
+  add.template operator()<d::Fp4G32>();
   for (std::size_t i = 0; i < threads.size(); ++i) {
     fmt::print("\n{} thread(s): read bandwidth {:.1f} GB/s, fp32 FMA peak {:.0f} GFLOP/s\n\n",
                threads[i], bw[i], peak[i]);

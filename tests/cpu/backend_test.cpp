@@ -221,6 +221,21 @@ TEST_CASE_TEMPLATE("cpu::Backend integer dots: GEMV and GEMM rows on 1, 2 and 3 
         // the packed 32-value kernel is the format's own dot
         if (kB32 && rows >= d::cpu::kernels::kTileRows && d::cpu::kernels::packed_gemm_active())
           CHECK(same_bits(y[0], ref));
+        // a weight row alone (the one-row kernels) gives the bits it gives among the others
+        // (the GEMV's four-row kernels, the tiles)
+        if (rows == 1) {
+          const std::size_t nb = in / F::block_elems;
+          bool same = true;
+          for (const std::size_t o :
+               {std::size_t{0}, std::size_t{5}, std::size_t{33}, std::size_t{63}, out - 1}) {
+            const auto one = L::view(w.blocks().subspan(o * nb, nb), 1, in);
+            float y1 = 0;
+            d::cpu::Backend(1).linear<d::PlainFp32Numerics>(one, xv, d::View2<float>(&y1, 1, 1));
+            same =
+                same && std::bit_cast<std::uint32_t>(y1) == std::bit_cast<std::uint32_t>(y[0][o]);
+          }
+          CHECK(same);
+        }
       });
     }
   }

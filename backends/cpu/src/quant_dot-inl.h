@@ -321,6 +321,56 @@ HWY_INLINE __m256i FifthBits(const std::uint8_t* qh_bytes) {
   return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
 }
 
+// The decoded head of a Q4_K / Q5_K super-block: d, dmin, the 8 six-bit scales as int16 (in
+// both 128-bit halves) and the 8 mins as int32.
+struct Q45KScales {
+  float d, dmin;
+  __m256i scb, mins;
+};
+
+HWY_INLINE Q45KScales Q45KDecodeScales(const std::uint8_t* b) {
+  Q45KScales h;
+  h.d = HalfToFloat(LoadU16(b));
+  h.dmin = HalfToFloat(LoadU16(b + 2));
+  // the 8 scales and 8 mins (6 bits each) from the 12 packed bytes
+  std::uint32_t u[3];
+  std::memcpy(u, b + 4, 12);
+  const std::uint32_t sc_lo = u[0] & 0x3F3F3F3Fu;
+  const std::uint32_t mn_lo = u[1] & 0x3F3F3F3Fu;
+  const std::uint32_t sc_hi = (u[2] & 0x0F0F0F0Fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+  const std::uint32_t mn_hi = ((u[2] >> 4) & 0x0F0F0F0Fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+  h.scb = _mm256_broadcastsi128_si256(
+      _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int>(sc_hi), static_cast<int>(sc_lo))));
+  h.mins =
+      _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, static_cast<int>(mn_hi), static_cast<int>(mn_lo)));
+  return h;
+}
+
+// Scale j of a decoded head broadcast to every int16 lane (the mask picks int16 element j).
+HWY_INLINE __m256i Q45KScale(__m256i scb, int j) {
+  return _mm256_shuffle_epi8(scb, _mm256_set1_epi16(static_cast<short>(0x0101 * 2 * j + 0x0100)));
+}
+
+// Chunk c (values 64c .. 64c + 63) of a Q4_K / Q5_K super-block as unsigned quants: q0 the
+// sub-block 2c (low nibbles), q1 the sub-block 2c + 1 (high nibbles); Q5_K adds the fifth bit
+// of element 64c + 32h + l, bit 2c + h of qh[l].
+template <bool kQ5>
+HWY_INLINE void Q45KChunk(const std::uint8_t* qs, __m256i qh, int c, __m256i m4, __m256i one8,
+                          __m256i& q0, __m256i& q1) {
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
+  q0 = _mm256_and_si256(raw, m4);
+  q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+  if constexpr (kQ5) {
+    const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one8);
+    const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one8);
+    q0 = _mm256_or_si256(q0, _mm256_slli_epi16(h0, 4));
+    q1 = _mm256_or_si256(q1, _mm256_slli_epi16(h1, 4));
+  } else {
+    (void)qh;
+    (void)one8;
+  }
+}
+
 // Q4_K (kQ5 false) or Q5_K (kQ5: the fifth bit of element 64c + 32h + l is bit 2c + h of
 // qh[l]).
 template <bool kQ5, int R>
@@ -337,41 +387,17 @@ HWY_INLINE void Q45KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
   for (std::size_t i = 0; i < nb; ++i) {
     const std::uint8_t* b =
         w + i * (kQ5 ? sizeof(dsv4::Q5_K::block_type) : sizeof(dsv4::Q4_K::block_type));
-    const float d = HalfToFloat(LoadU16(b));
-    const float dmin = HalfToFloat(LoadU16(b + 2));
-    // the 8 scales and 8 mins (6 bits each) from the 12 packed bytes
-    std::uint32_t u[3];
-    std::memcpy(u, b + 4, 12);
-    const std::uint32_t sc_lo = u[0] & 0x3F3F3F3Fu;
-    const std::uint32_t mn_lo = u[1] & 0x3F3F3F3Fu;
-    const std::uint32_t sc_hi = (u[2] & 0x0F0F0F0Fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    const std::uint32_t mn_hi = ((u[2] >> 4) & 0x0F0F0F0Fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-    // scale j as int16, repeated: each 16-bit lane pair of a chunk's 32 values takes its scale
-    const __m128i sc8 =
-        _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int>(sc_hi), static_cast<int>(sc_lo)));
-    const __m256i scb = _mm256_broadcastsi128_si256(sc8);
-    const __m256i mins =
-        _mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, static_cast<int>(mn_hi), static_cast<int>(mn_lo)));
+    const Q45KScales h = Q45KDecodeScales(b);
     const std::uint8_t* qs = b + (kQ5 ? 48 : 16);
     const __m256i qh =
         kQ5 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16)) : _mm256_setzero_si256();
     __m256i isum[R];
     for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
-      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
-      __m256i q0 = _mm256_and_si256(raw, m4);
-      __m256i q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-      if constexpr (kQ5) {
-        const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one8);
-        const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one8);
-        q0 = _mm256_or_si256(q0, _mm256_slli_epi16(h0, 4));
-        q1 = _mm256_or_si256(q1, _mm256_slli_epi16(h1, 4));
-      }
-      // scale of sub-block 2c / 2c+1, broadcast to every lane (mask picks int16 element j)
-      const __m256i s0 = _mm256_shuffle_epi8(
-          scb, _mm256_set1_epi16(static_cast<short>(0x0100 * (4 * c + 1) + 4 * c)));
-      const __m256i s1 = _mm256_shuffle_epi8(
-          scb, _mm256_set1_epi16(static_cast<short>(0x0100 * (4 * c + 3) + 4 * c + 2)));
+      __m256i q0, q1;
+      Q45KChunk<kQ5>(qs, qh, c, m4, one8, q0, q1);
+      const __m256i s0 = Q45KScale(h.scb, 2 * c);
+      const __m256i s1 = Q45KScale(h.scb, 2 * c + 1);
       for (int r = 0; r < R; ++r) {
         const std::uint8_t* a = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 4;
         const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 64 * c));
@@ -386,12 +412,28 @@ HWY_INLINE void Q45KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
       float da;
       std::memcpy(&da, ab, sizeof da);
       const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 260));
-      const __m256i msum = _mm256_mullo_epi32(_mm256_madd_epi16(bs, ones), mins);
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(isum[r]), acc[r]);
-      acc[r] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(msum), acc[r]);
+      const __m256i msum = _mm256_mullo_epi32(_mm256_madd_epi16(bs, ones), h.mins);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h.d * da), _mm256_cvtepi32_ps(isum[r]), acc[r]);
+      acc[r] = _mm256_fnmadd_ps(_mm256_set1_ps(h.dmin * da), _mm256_cvtepi32_ps(msum), acc[r]);
     }
   }
   for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
+}
+
+// Half h (values 128h .. 128h + 127) of a Q6_K super-block as unsigned quants, 32 values per
+// vector: q[s] holds values 128h + 32s .. + 31 (low 4 bits from ql, high 2 bits from qh).
+HWY_INLINE void Q6KHalf(const std::uint8_t* ql, const std::uint8_t* qh, int h, __m256i m4,
+                        __m256i m2, __m256i q[4]) {
+  const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 64 * h));
+  const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 64 * h + 32));
+  const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh + 32 * h));
+  q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+  q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+  q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+  q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
 }
 
 template <int R>
@@ -416,18 +458,8 @@ HWY_INLINE void Q6KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
     __m256i isum[R];
     for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
-      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 64 * h));
-      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 64 * h + 32));
-      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh + 32 * h));
       __m256i q[4];
-      q[0] =
-          _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
-      q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
-      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
-      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+      Q6KHalf(ql, qh, h, m4, m2, q);
       const __m256i sch = h == 0 ? sc_lo : sc_hi;
       for (int s = 0; s < 4; ++s) {
         const __m256i sv = PairScale(sch, s);
@@ -452,6 +484,133 @@ HWY_INLINE void Q6KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
     }
   }
   for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
+}
+
+// ---- decode (one activation row): four weight rows at a time ----
+// Per output the arithmetic of Q45KRowsR<kQ5, 1> / Q6KRowsR<1> (the same lanes, the same lane
+// sum, so the same bits whichever way the rows are grouped); the four rows share the
+// activation's loads and one transposing lane sum, and their chains run side by side.
+
+// HSum of each of four vectors: lane j of the result is HSum(v[j]) bit for bit (the same adds
+// in the same pairs).
+HWY_INLINE __m128 HSum4(const __m256 v[4]) {
+  __m128 s[4];
+  for (int j = 0; j < 4; ++j)
+    s[j] = _mm_add_ps(_mm256_castps256_ps128(v[j]), _mm256_extractf128_ps(v[j], 1));
+  // [a0 + a2, a1 + a3, b0 + b2, b1 + b3], the same for c and d
+  const __m128 ab = _mm_add_ps(_mm_shuffle_ps(s[0], s[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm_shuffle_ps(s[0], s[1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m128 cd = _mm_add_ps(_mm_shuffle_ps(s[2], s[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm_shuffle_ps(s[2], s[3], _MM_SHUFFLE(3, 2, 3, 2)));
+  return _mm_add_ps(_mm_shuffle_ps(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
+                    _mm_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// y[j] = row j of w (rows row_bytes apart, nb super-blocks each) · the Q8_K activation row xq,
+// j < 4.
+template <bool kQ5>
+HWY_INLINE void Q45KGemv4(const std::uint8_t* HWY_RESTRICT w, std::size_t row_bytes, std::size_t nb,
+                          const std::uint8_t* HWY_RESTRICT xq, float* HWY_RESTRICT y) {
+  constexpr std::size_t kBlock =
+      kQ5 ? sizeof(dsv4::Q5_K::block_type) : sizeof(dsv4::Q4_K::block_type);
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i one8 = _mm256_set1_epi8(1);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[4];
+  for (int j = 0; j < 4; ++j) acc[j] = _mm256_setzero_ps();
+  // row by row (each row read in order: four interleaved streams read slower), the rows'
+  // chains independent
+  for (int j = 0; j < 4; ++j) {
+    for (std::size_t i = 0; i < nb; ++i) {
+      const std::uint8_t* ab = xq + i * 292;
+      float da;
+      std::memcpy(&da, ab, sizeof da);
+      const __m256i bsp =
+          _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 260)), ones);
+      const std::uint8_t* b = w + static_cast<std::size_t>(j) * row_bytes + i * kBlock;
+      const Q45KScales h = Q45KDecodeScales(b);
+      const __m256i qh = kQ5 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16))
+                             : _mm256_setzero_si256();
+      __m256i isum = _mm256_setzero_si256();
+      for (int c = 0; c < 4; ++c) {
+        __m256i q0, q1;
+        Q45KChunk<kQ5>(b + (kQ5 ? 48 : 16), qh, c, m4, one8, q0, q1);
+        const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4 + 64 * c));
+        const __m256i a1 =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4 + 64 * c + 32));
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), Q45KScale(h.scb, 2 * c));
+        const __m256i p1 =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(q1, a1), Q45KScale(h.scb, 2 * c + 1));
+        isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+      }
+      const __m256i msum = _mm256_mullo_epi32(bsp, h.mins);
+      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(h.d * da), _mm256_cvtepi32_ps(isum), acc[j]);
+      acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(h.dmin * da), _mm256_cvtepi32_ps(msum), acc[j]);
+    }
+  }
+  _mm_storeu_ps(y, HSum4(acc));
+}
+
+HWY_INLINE void Q6KGemv4(const std::uint8_t* HWY_RESTRICT w, std::size_t row_bytes, std::size_t nb,
+                         const std::uint8_t* HWY_RESTRICT xq, float* HWY_RESTRICT y) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i m2 = _mm256_set1_epi8(0x03);
+  __m256 acc[4];
+  for (int j = 0; j < 4; ++j) acc[j] = _mm256_setzero_ps();
+  for (int j = 0; j < 4; ++j) {
+    for (std::size_t i = 0; i < nb; ++i) {
+      const std::uint8_t* ab = xq + i * 292;
+      float da;
+      std::memcpy(&da, ab, sizeof da);
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 260));
+      const std::uint8_t* b =
+          w + static_cast<std::size_t>(j) * row_bytes + i * sizeof(dsv4::Q6_K::block_type);
+      const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192));
+      const float d = HalfToFloat(LoadU16(b + 208));
+      const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+      __m256i isum = _mm256_setzero_si256();
+      for (int h = 0; h < 2; ++h) {
+        __m256i q[4];
+        Q6KHalf(b, b + 128, h, m4, m2, q);
+        const __m256i sch = _mm256_permute2x128_si256(sc16, sc16, h == 0 ? 0x00 : 0x11);
+        for (int s = 0; s < 4; ++s) {
+          const __m256i av =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4 + 128 * h + 32 * s));
+          isum = _mm256_add_epi32(
+              isum, _mm256_madd_epi16(_mm256_maddubs_epi16(q[s], av), PairScale(sch, s)));
+        }
+      }
+      const __m256i is = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5));
+      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(is), acc[j]);
+    }
+  }
+  _mm_storeu_ps(y, HSum4(acc));
+}
+
+// One activation row against n weight rows of kind (nb super-blocks each): the rows in groups of
+// four where a 4-row kernel exists → y[0 .. returned count); the caller computes the rest.
+HWY_INLINE std::size_t KqGemv(kernels::KqKind kind, const std::uint8_t* w, std::size_t n,
+                              std::size_t nb, std::size_t row_bytes, const std::uint8_t* xq,
+                              float* y) {
+  using kernels::KqKind;
+  const auto groups = [&](auto kernel) {
+    std::size_t o = 0;
+    for (; o + 4 <= n; o += 4) kernel(w + o * row_bytes, y + o);
+    return o;
+  };
+  switch (kind) {
+    case KqKind::q4_k:
+      return groups(
+          [&](const std::uint8_t* wo, float* yo) { Q45KGemv4<false>(wo, row_bytes, nb, xq, yo); });
+    case KqKind::q5_k:
+      return groups(
+          [&](const std::uint8_t* wo, float* yo) { Q45KGemv4<true>(wo, row_bytes, nb, xq, yo); });
+    case KqKind::q6_k:
+      return groups(
+          [&](const std::uint8_t* wo, float* yo) { Q6KGemv4(wo, row_bytes, nb, xq, yo); });
+    default:
+      return 0;
+  }
 }
 
 // IQ4_XS: sub-block c (32 values) of a super-block has codes packed as Q4_0 in qs[16c..16c+15]
@@ -688,6 +847,11 @@ HWY_INLINE void Q451RowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
   for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]) + msum[r];
 }
 
+#else
+HWY_INLINE std::size_t KqGemv(kernels::KqKind, const std::uint8_t*, std::size_t, std::size_t,
+                              std::size_t, const std::uint8_t*, float*) {
+  return 0;  // the row kernels do all rows
+}
 #endif  // DSV4_CPU_QD_AVX2
 
 // ---- activation quantizers (bit for bit Q8_0::quantize / Q8_K::quantize) ----

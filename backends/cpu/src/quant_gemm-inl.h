@@ -354,8 +354,9 @@ HWY_INLINE void KqTile(kernels::KqKind kind, const std::uint8_t* w, std::size_t 
     return;
   }
 #endif
-  for (std::size_t o = 0; o < n; ++o)
-    KqRow(kind, w + o * w_row_bytes, nb, xq, rows, y + o, ldy, q, k);
+  // decode: four weight rows at a time where a kernel for that exists, then one at a time
+  std::size_t o = rows == 1 ? KqGemv(kind, w, n, nb, w_row_bytes, xq, y) : 0;
+  for (; o < n; ++o) KqRow(kind, w + o * w_row_bytes, nb, xq, rows, y + o, ldy, q, k);
 }
 
 // 128·Σ qs of each of n_blocks Q8_0 blocks (kernels::q8_0_offsets).
