@@ -263,6 +263,31 @@ TEST_CASE("files on disk: memory map, missing file, round trip") {
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("MappedFile: a file of 2 MiB or more at a 2 MiB boundary, every byte in place") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("dsv4_mmap_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  // 2 MiB + 4097 bytes: the last page is partial; the pattern tells each position apart
+  const std::size_t n = (std::size_t{2} << 20) + 4097;
+  {
+    std::ofstream f(dir / "big.bin", std::ios::binary);
+    for (std::size_t i = 0; i < n; ++i) f.put(static_cast<char>((i * 131 + i / 251) & 0xFF));
+  }
+  for (int round = 0; round < 2; ++round) {  // a second mapping of the same (now cached) file
+    dsv4::io::MappedFile m(dir / "big.bin");
+    REQUIRE(m.size() == n);
+    CHECK(reinterpret_cast<std::uintptr_t>(m.data()) % (std::size_t{2} << 20) == 0);
+    bool same = true;
+    for (std::size_t i = 0; i < n; ++i)
+      same = same && m.data()[i] == static_cast<std::byte>((i * 131 + i / 251) & 0xFF);
+    CHECK(same);
+    dsv4::io::MappedFile moved = std::move(m);
+    CHECK(moved.size() == n);
+    CHECK(m.size() == 0);
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("checked arithmetic and byte reader") {
   using dsv4::io::checked_add;
   using dsv4::io::checked_mul;
