@@ -10,7 +10,9 @@
 # THREADS (default "1 2"), REPS (default 5), PROMPT (512), GEN (128), DEPTHS (default "0"),
 # LLAMA_FLAGS (extra llama-bench flags, e.g. "--repack 0" where its weight repacking aborts),
 # DSV4_FLAGS (extra dsv4 bench flags; "--no-warmup" in both skips the warm-up runs, which at
-# depth repeat the whole untimed prefill).
+# depth repeat the whole untimed prefill), DROP_CACHES (1: before each model's runs, write back
+# and drop the page cache, as root, so that the file is read afresh: a file just written is cached
+# in pages dsv4 cannot map as 2 MiB pages; see io/mmap.hpp).
 # Writes OUT_DIR/{bandwidth.md,dsv4.jsonl,llama.jsonl}; the GGUFs stay in OUT_DIR for reruns.
 set -eu
 OUT=${1:-bench-out}
@@ -25,6 +27,7 @@ GEN=${GEN:-128}
 DEPTHS=${DEPTHS:-0}
 LLAMA_FLAGS=${LLAMA_FLAGS:-}
 DSV4_FLAGS=${DSV4_FLAGS:-}
+DROP_CACHES=${DROP_CACHES:-0}
 mkdir -p "$OUT"
 : > "$OUT/dsv4.jsonl"
 : > "$OUT/llama.jsonl"
@@ -36,6 +39,10 @@ for type in $TYPES; do
   f="$OUT/medium-$type.gguf"
   if [ ! -f "$f" ]; then
     "$DSV4" bench --random bench/configs/medium.json --type "$type" --random-out "$f" -p 0 -n 0
+  fi
+  if [ "$DROP_CACHES" = 1 ]; then
+    sync
+    echo 1 > /proc/sys/vm/drop_caches
   fi
   for t in $THREADS; do
     for d in $DEPTHS; do

@@ -235,6 +235,22 @@ std::uint64_t peak_rss_bytes() {
   return static_cast<std::uint64_t>(u.ru_maxrss) * 1024;
 }
 
+/// The bytes of file mappings this process maps with 2 MiB pages (Linux's FilePmdMapped: the
+/// weights where the kernel gave huge pages, see io/mmap.hpp); 0 where that is not known.
+std::uint64_t file_huge_page_bytes() {
+  std::ifstream f("/proc/self/smaps_rollup");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("FilePmdMapped:", 0) == 0) {
+      std::istringstream in(line.substr(14));
+      std::uint64_t kb = 0;
+      in >> kb;
+      return kb * 1024;
+    }
+  }
+  return 0;
+}
+
 /// One test's result.
 struct Row {
   ModelFacts model;
@@ -245,9 +261,10 @@ struct Row {
   std::vector<double> samples_ts;
   std::string test_time;
   std::uint64_t peak_rss = 0;
-  std::uint64_t scratch_bytes = 0;  ///< the most scratch block bytes held at once (activations)
-  std::uint64_t pool_bytes = 0;     ///< what the scratch pool holds (idle blocks included)
-  std::uint64_t kv_bytes = 0;       ///< a sequence's KV caches and index keys (max_seq_len rows)
+  std::uint64_t scratch_bytes = 0;    ///< the most scratch block bytes held at once (activations)
+  std::uint64_t pool_bytes = 0;       ///< what the scratch pool holds (idle blocks included)
+  std::uint64_t kv_bytes = 0;         ///< a sequence's KV caches and index keys (max_seq_len rows)
+  std::uint64_t huge_page_bytes = 0;  ///< file bytes mapped with 2 MiB pages after the test
 
   std::string test_name() const {
     std::string s = n_prompt > 0 ? fmt::format("pp{}", n_prompt) : fmt::format("tg{}", n_gen);
@@ -353,6 +370,7 @@ nlohmann::ordered_json row_json(const Row& r, const std::string& cpu, std::size_
   j["scratch_bytes"] = r.scratch_bytes;
   j["scratch_pool_bytes"] = r.pool_bytes;
   j["kv_bytes"] = r.kv_bytes;
+  j["huge_page_bytes"] = r.huge_page_bytes;
   return j;
 }
 
@@ -425,7 +443,7 @@ void run_bench(const BenchCliOptions& o) {
     fmt::print(
         "build_commit,cpu_info,backends,model_filename,model_type,model_size,model_n_params,"
         "n_batch,n_threads,numerics,n_prompt,n_gen,n_depth,test_time,avg_ns,stddev_ns,avg_ts,"
-        "stddev_ts,peak_rss,scratch_bytes,scratch_pool_bytes,kv_bytes\n");
+        "stddev_ts,peak_rss,scratch_bytes,scratch_pool_bytes,kv_bytes,huge_page_bytes\n");
   }
   std::mt19937 rng(1234);
   for (const auto& path : models) {
@@ -478,6 +496,7 @@ void run_bench(const BenchCliOptions& o) {
           r.scratch_bytes = scratch_peak_bytes();
           r.pool_bytes = scratch_pool_bytes();
           r.kv_bytes = kv_bytes;
+          r.huge_page_bytes = file_huge_page_bytes();
           if (o.output == "md") print_md_row(r);
           if (o.output == "jsonl") {
             fmt::print("{}\n", row_json(r, cpu, o.batch, o.numerics).dump());
@@ -485,13 +504,13 @@ void run_bench(const BenchCliOptions& o) {
           }
           if (o.output == "csv") {
             const auto j = row_json(r, cpu, o.batch, o.numerics);
-            fmt::print("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            fmt::print("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                        csv_quote("unknown"), csv_quote(cpu), csv_quote(r.backend),
                        csv_quote(r.model.filename), csv_quote(r.model.type), r.model.size,
                        r.model.n_params, o.batch, r.threads, csv_quote(o.numerics), r.n_prompt,
                        r.n_gen, r.n_depth, csv_quote(r.test_time), j["avg_ns"].dump(),
                        j["stddev_ns"].dump(), j["avg_ts"].dump(), j["stddev_ts"].dump(), r.peak_rss,
-                       r.scratch_bytes, r.pool_bytes, r.kv_bytes);
+                       r.scratch_bytes, r.pool_bytes, r.kv_bytes, r.huge_page_bytes);
             std::fflush(stdout);
           }
           rows.push_back(std::move(r));

@@ -1,6 +1,6 @@
 # Runs `dsv4 bench ... -o json` (CMD and the ;-list ARGS) and checks the JSON array it prints as
 # llama-bench's scripts read it: one object per test, in order, with EXPECT_TESTS entries given as
-# "n_prompt/n_gen/n_depth" (a ;-list), REPS positive samples each, a positive avg_ts, and the model's size and parameter count present.
+# "n_prompt/n_gen/n_depth" (a ;-list), REPS positive samples each, a positive avg_ts, the model's size and parameter count, peak RSS and KV bytes present.
 execute_process(COMMAND ${CMD} ${ARGS} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "exit code ${rc}; stderr: ${err}")
@@ -40,7 +40,13 @@ foreach(spec IN LISTS EXPECT_TESTS)
   if(NOT avg GREATER 0)
     message(FATAL_ERROR "test ${i}: avg_ts ${avg}")
   endif()
-  foreach(field model_size model_n_params)
+  # the memory fields: peak RSS and a sequence's caches are never 0; the huge-page bytes are
+  # present (0 where the kernel gave none)
+  string(JSON huge GET "${out}" ${i} huge_page_bytes)
+  if(huge LESS 0)
+    message(FATAL_ERROR "test ${i}: huge_page_bytes ${huge}")
+  endif()
+  foreach(field model_size model_n_params peak_rss kv_bytes)
     string(JSON v GET "${out}" ${i} ${field})
     if(NOT v GREATER 0)
       message(FATAL_ERROR "test ${i}: ${field} is ${v}")
