@@ -486,10 +486,12 @@ HWY_INLINE void Q6KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
   for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
 }
 
-// ---- decode (one activation row): four weight rows at a time ----
+// ---- decode (one activation row): four weight rows per call ----
 // Per output the arithmetic of Q45KRowsR<kQ5, 1> / Q6KRowsR<1> (the same lanes, the same lane
-// sum, so the same bits whichever way the rows are grouped); the four rows share the
-// activation's loads and one transposing lane sum, and their chains run side by side.
+// sum, so the same bits whichever way the rows are grouped). The model's rows are short (1 to 4
+// super-blocks), where a call's set-up and lane sum per row showed; here four rows share one
+// call and one transposing lane sum, each row is read in order (the four rows' blocks
+// interleaved read slower), and the rows' accumulations are independent of each other.
 
 // HSum of each of four vectors: lane j of the result is HSum(v[j]) bit for bit (the same adds
 // in the same pairs).
@@ -506,85 +508,85 @@ HWY_INLINE __m128 HSum4(const __m256 v[4]) {
                     _mm_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-// y[j] = row j of w (rows row_bytes apart, nb super-blocks each) · the Q8_K activation row xq,
-// j < 4.
+// y[j] = row j of w (rows row_bytes apart, nb super-blocks of block_bytes each) · the Q8_K
+// activation row xq, j < 4: acc_j = block(super-block, its activation block, acc_j) over the
+// row's super-blocks in order, then the four lane sums at once.
+template <class Block>
+HWY_INLINE void Gemv4(const std::uint8_t* HWY_RESTRICT w, std::size_t row_bytes, std::size_t nb,
+                      std::size_t block_bytes, const std::uint8_t* HWY_RESTRICT xq,
+                      float* HWY_RESTRICT y, const Block& block) {
+  __m256 acc[4];
+  for (int j = 0; j < 4; ++j) {
+    acc[j] = _mm256_setzero_ps();
+    const std::uint8_t* row = w + static_cast<std::size_t>(j) * row_bytes;
+    for (std::size_t i = 0; i < nb; ++i)
+      acc[j] = block(row + i * block_bytes, xq + i * 292, acc[j]);
+  }
+  _mm_storeu_ps(y, HSum4(acc));
+}
+
 template <bool kQ5>
 HWY_INLINE void Q45KGemv4(const std::uint8_t* HWY_RESTRICT w, std::size_t row_bytes, std::size_t nb,
                           const std::uint8_t* HWY_RESTRICT xq, float* HWY_RESTRICT y) {
-  constexpr std::size_t kBlock =
-      kQ5 ? sizeof(dsv4::Q5_K::block_type) : sizeof(dsv4::Q4_K::block_type);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i one8 = _mm256_set1_epi8(1);
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc[4];
-  for (int j = 0; j < 4; ++j) acc[j] = _mm256_setzero_ps();
-  // row by row (each row read in order: four interleaved streams read slower), the rows'
-  // chains independent
-  for (int j = 0; j < 4; ++j) {
-    for (std::size_t i = 0; i < nb; ++i) {
-      const std::uint8_t* ab = xq + i * 292;
-      float da;
-      std::memcpy(&da, ab, sizeof da);
-      const __m256i bsp =
-          _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 260)), ones);
-      const std::uint8_t* b = w + static_cast<std::size_t>(j) * row_bytes + i * kBlock;
-      const Q45KScales h = Q45KDecodeScales(b);
-      const __m256i qh = kQ5 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16))
-                             : _mm256_setzero_si256();
-      __m256i isum = _mm256_setzero_si256();
-      for (int c = 0; c < 4; ++c) {
-        __m256i q0, q1;
-        Q45KChunk<kQ5>(b + (kQ5 ? 48 : 16), qh, c, m4, one8, q0, q1);
-        const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4 + 64 * c));
-        const __m256i a1 =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4 + 64 * c + 32));
-        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), Q45KScale(h.scb, 2 * c));
-        const __m256i p1 =
-            _mm256_madd_epi16(_mm256_maddubs_epi16(q1, a1), Q45KScale(h.scb, 2 * c + 1));
-        isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
-      }
-      const __m256i msum = _mm256_mullo_epi32(bsp, h.mins);
-      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(h.d * da), _mm256_cvtepi32_ps(isum), acc[j]);
-      acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(h.dmin * da), _mm256_cvtepi32_ps(msum), acc[j]);
+  const auto block = [&](const std::uint8_t* b, const std::uint8_t* ab, __m256 acc) {
+    float da;
+    std::memcpy(&da, ab, sizeof da);
+    const __m256i bsp =
+        _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 260)), ones);
+    const Q45KScales h = Q45KDecodeScales(b);
+    const __m256i qh =
+        kQ5 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16)) : _mm256_setzero_si256();
+    __m256i isum = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      __m256i q0, q1;
+      Q45KChunk<kQ5>(b + (kQ5 ? 48 : 16), qh, c, m4, one8, q0, q1);
+      const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4 + 64 * c));
+      const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4 + 64 * c + 32));
+      const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), Q45KScale(h.scb, 2 * c));
+      const __m256i p1 =
+          _mm256_madd_epi16(_mm256_maddubs_epi16(q1, a1), Q45KScale(h.scb, 2 * c + 1));
+      isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
     }
-  }
-  _mm_storeu_ps(y, HSum4(acc));
+    const __m256i msum = _mm256_mullo_epi32(bsp, h.mins);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(h.d * da), _mm256_cvtepi32_ps(isum), acc);
+    return _mm256_fnmadd_ps(_mm256_set1_ps(h.dmin * da), _mm256_cvtepi32_ps(msum), acc);
+  };
+  Gemv4(w, row_bytes, nb, kQ5 ? sizeof(dsv4::Q5_K::block_type) : sizeof(dsv4::Q4_K::block_type), xq,
+        y, block);
 }
 
 HWY_INLINE void Q6KGemv4(const std::uint8_t* HWY_RESTRICT w, std::size_t row_bytes, std::size_t nb,
                          const std::uint8_t* HWY_RESTRICT xq, float* HWY_RESTRICT y) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i m2 = _mm256_set1_epi8(0x03);
-  __m256 acc[4];
-  for (int j = 0; j < 4; ++j) acc[j] = _mm256_setzero_ps();
-  for (int j = 0; j < 4; ++j) {
-    for (std::size_t i = 0; i < nb; ++i) {
-      const std::uint8_t* ab = xq + i * 292;
-      float da;
-      std::memcpy(&da, ab, sizeof da);
-      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 260));
-      const std::uint8_t* b =
-          w + static_cast<std::size_t>(j) * row_bytes + i * sizeof(dsv4::Q6_K::block_type);
-      const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192));
-      const float d = HalfToFloat(LoadU16(b + 208));
-      const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
-      __m256i isum = _mm256_setzero_si256();
-      for (int h = 0; h < 2; ++h) {
-        __m256i q[4];
-        Q6KHalf(b, b + 128, h, m4, m2, q);
-        const __m256i sch = _mm256_permute2x128_si256(sc16, sc16, h == 0 ? 0x00 : 0x11);
-        for (int s = 0; s < 4; ++s) {
-          const __m256i av =
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4 + 128 * h + 32 * s));
-          isum = _mm256_add_epi32(
-              isum, _mm256_madd_epi16(_mm256_maddubs_epi16(q[s], av), PairScale(sch, s)));
-        }
+  const auto block = [&](const std::uint8_t* b, const std::uint8_t* ab, __m256 acc) {
+    float da;
+    std::memcpy(&da, ab, sizeof da);
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 260));
+    const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192));
+    const float d = HalfToFloat(LoadU16(b + 208));
+    const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+    const __m256i sc_half[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00),
+                                _mm256_permute2x128_si256(sc16, sc16, 0x11)};
+    __m256i isum = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      __m256i q[4];
+      Q6KHalf(b, b + 128, h, m4, m2, q);
+      const __m256i sch = sc_half[h];
+      for (int s = 0; s < 4; ++s) {
+        const __m256i av =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4 + 128 * h + 32 * s));
+        isum = _mm256_add_epi32(
+            isum, _mm256_madd_epi16(_mm256_maddubs_epi16(q[s], av), PairScale(sch, s)));
       }
-      const __m256i is = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5));
-      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(is), acc[j]);
     }
-  }
-  _mm_storeu_ps(y, HSum4(acc));
+    const __m256i is = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5));
+    return _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(is), acc);
+  };
+  Gemv4(w, row_bytes, nb, sizeof(dsv4::Q6_K::block_type), xq, y, block);
 }
 
 // One activation row against n weight rows of kind (nb super-blocks each): the rows in groups of
