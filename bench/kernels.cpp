@@ -221,30 +221,41 @@ int main(int argc, char** argv) {
     bw.push_back(read_bandwidth(mib << 20, t, seconds));
     peak.push_back(fma_peak(t, seconds));
   }
+  // every format, in the table's order
+  const auto each_format = [](auto&& fn) {
+    fn.template operator()<d::F32>();
+    fn.template operator()<d::BF16>();
+    fn.template operator()<d::F16>();
+    fn.template operator()<d::Q8_0>();
+    fn.template operator()<d::Q4_0>();
+    fn.template operator()<d::Q4_1>();
+    fn.template operator()<d::Q5_0>();
+    fn.template operator()<d::Q5_1>();
+    fn.template operator()<d::IQ4_NL>();
+    fn.template operator()<d::IQ4_XS>();
+    fn.template operator()<d::MXFP4>();
+    fn.template operator()<d::Q2_K>();
+    fn.template operator()<d::Q3_K>();
+    fn.template operator()<d::Q4_K>();
+    fn.template operator()<d::Q5_K>();
+    fn.template operator()<d::Q6_K>();
+    fn.template operator()<d::Fp8B128>();
+    fn.template operator()<d::Fp4G32>();
+  };
+  std::vector<std::string> known;
+  each_format([&]<class F>() { known.emplace_back(F::name); });
+  for (const auto& name : wanted) {
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      fmt::print(stderr, "bench_kernels: no weight format named '{}'\n", name);
+      return 2;
+    }
+  }
   std::vector<Row> rows;
-  const auto add = [&]<class F>() {
+  each_format([&]<class F>() {
     const std::string name{F::name};
     if (wanted.empty() || std::find(wanted.begin(), wanted.end(), name) != wanted.end())
       rows.push_back(measure<F>(mib, threads, seconds, in));
-  };
-  add.template operator()<d::F32>();
-  add.template operator()<d::BF16>();
-  add.template operator()<d::F16>();
-  add.template operator()<d::Q8_0>();
-  add.template operator()<d::Q4_0>();
-  add.template operator()<d::Q4_1>();
-  add.template operator()<d::Q5_0>();
-  add.template operator()<d::Q5_1>();
-  add.template operator()<d::IQ4_NL>();
-  add.template operator()<d::IQ4_XS>();
-  add.template operator()<d::MXFP4>();
-  add.template operator()<d::Q2_K>();
-  add.template operator()<d::Q3_K>();
-  add.template operator()<d::Q4_K>();
-  add.template operator()<d::Q5_K>();
-  add.template operator()<d::Q6_K>();
-  add.template operator()<d::Fp8B128>();
-  add.template operator()<d::Fp4G32>();
+  });
   for (std::size_t i = 0; i < threads.size(); ++i) {
     fmt::print("\n{} thread(s): read bandwidth {:.1f} GB/s, fp32 FMA peak {:.0f} GFLOP/s\n\n",
                threads[i], bw[i], peak[i]);
