@@ -37,6 +37,7 @@
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
 #include "dsv4/core/scratch.hpp"
+#include "dsv4/core/state_memory.hpp"
 #include "dsv4/core/tensor.hpp"
 #include "dsv4/io/tensor_load.hpp"
 #include "dsv4/layers/linear.hpp"
@@ -131,19 +132,18 @@ CompressorWeights load_compressor_weights(const S& src, const std::string& prefi
 class CompressorState {
  public:
   CompressorState() = default;
-  CompressorState(int ratio, std::int64_t head_dim)
+  /// The buffers live in `memory` (host memory when null).
+  CompressorState(int ratio, std::int64_t head_dim, DeviceMemory* memory = nullptr)
       : ratio_(ratio),
         rows_((ratio == 4 ? 2u : 1u) * static_cast<std::size_t>(ratio)),
         width_((ratio == 4 ? 2u : 1u) * static_cast<std::size_t>(head_dim)),
-        kv_(rows_ * width_),
-        score_(rows_ * width_) {
-    reset();
-  }
+        kv_(rows_ * width_, 0.0f, memory),
+        score_(rows_ * width_, -std::numeric_limits<float>::infinity(), memory) {}
 
   /// Start of a new sequence: kv 0, scores −∞ (so an unfilled previous block weighs nothing).
-  void reset() noexcept {
-    std::fill(kv_.begin(), kv_.end(), 0.0f);
-    std::fill(score_.begin(), score_.end(), -std::numeric_limits<float>::infinity());
+  void reset() {
+    kv_.fill(0.0f);
+    score_.fill(-std::numeric_limits<float>::infinity());
   }
 
   int ratio() const noexcept { return ratio_; }
@@ -158,8 +158,8 @@ class CompressorState {
   int ratio_ = 0;
   std::size_t rows_ = 0;
   std::size_t width_ = 0;
-  std::vector<float> kv_;     // [rows, width]
-  std::vector<float> score_;  // [rows, width]
+  StateBuffer kv_;     // [rows, width]
+  StateBuffer score_;  // [rows, width]
 };
 
 /// Entries a call produced: entry ids [first, first + count).
@@ -189,16 +189,12 @@ void compressor_postprocess(const B& b, const CompressorWeights& w, const Rope& 
   }
 }
 
-/// Feeds T tokens at positions start_pos … start_pos+T-1 through the compressor. Every block the
-/// call completes (position p with (p+1) mod r == 0) is pooled, post-processed and written to row
-/// p / r of `entries` ([capacity, D]). At start_pos 0 the state is reset first.
-/// x: [T, dim], the attention input. Positions must continue the state's sequence (the caller
-/// checks). Throws ShapeError on mismatched sizes and InputError when an entry falls outside
-/// `entries`.
+/// compressor_forward (below) as host code around backend b's ops (what a host backend runs).
 template <NumericsPolicy N, Backend B>
-CompressorEmitted compressor_forward(const B& b, const CompressorWeights& w, const Rope& rope,
-                                     ConstView2<float> x, std::int64_t start_pos,
-                                     CompressorState& st, View2<float> entries) {
+CompressorEmitted compressor_forward_on_host(const B& b, const CompressorWeights& w,
+                                             const Rope& rope, ConstView2<float> x,
+                                             std::int64_t start_pos, CompressorState& st,
+                                             View2<float> entries) {
   using Fp32N = Numerics<Fp32Act, N::simulate_quant>;  // the compressor's projections are float32
   const std::size_t t_count = x.rows;
   const std::size_t width = w.width();
@@ -262,6 +258,23 @@ CompressorEmitted compressor_forward(const B& b, const CompressorWeights& w, con
   }
   if (emitted.count == 0) emitted.first = 0;
   return emitted;
+}
+
+/// Feeds T tokens at positions start_pos … start_pos+T-1 through the compressor. Every block the
+/// call completes (position p with (p+1) mod r == 0) is pooled, post-processed and written to row
+/// p / r of `entries` ([capacity, D]). At start_pos 0 the state is reset first.
+/// x: [T, dim], the attention input. Positions must continue the state's sequence (the caller
+/// checks). Throws ShapeError on mismatched sizes and InputError when an entry falls outside
+/// `entries`. Runs on backend b as its `compressor` op when it has one.
+template <NumericsPolicy N, Backend B>
+CompressorEmitted compressor_forward(const B& b, const CompressorWeights& w, const Rope& rope,
+                                     ConstView2<float> x, std::int64_t start_pos,
+                                     CompressorState& st, View2<float> entries) {
+  if constexpr (requires { b.template compressor<N>(w, rope, x, start_pos, st, entries); }) {
+    return b.template compressor<N>(w, rope, x, start_pos, st, entries);
+  } else {
+    return compressor_forward_on_host<N>(b, w, rope, x, start_pos, st, entries);
+  }
 }
 
 /// As above on the reference backend.

@@ -28,7 +28,6 @@
 
 #include "dsv4/backend/concept.hpp"
 #include "dsv4/backend/reference.hpp"
-#include "dsv4/core/aligned.hpp"
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
@@ -96,11 +95,12 @@ IndexerWeights<Lin> load_indexer_weights(const S& f, const std::string& prefix,
 class IndexerState {
  public:
   IndexerState() = default;
-  IndexerState(std::int64_t max_seq_len, std::int64_t head_dim)
-      : compressor_(4, head_dim),
+  /// The buffers live in `memory` (host memory when null).
+  IndexerState(std::int64_t max_seq_len, std::int64_t head_dim, DeviceMemory* memory = nullptr)
+      : compressor_(4, head_dim, memory),
         capacity_(static_cast<std::size_t>(max_seq_len / 4)),
         dim_(static_cast<std::size_t>(head_dim)),
-        keys_(capacity_ * dim_) {}
+        keys_(capacity_ * dim_, 0.0f, memory) {}
 
   CompressorState& compressor() noexcept { return compressor_; }
   std::size_t capacity() const noexcept { return capacity_; }
@@ -112,16 +112,16 @@ class IndexerState {
   std::span<const float> key(std::size_t j) const noexcept {
     return {keys_.data() + j * dim_, dim_};
   }
-  void reset() noexcept {
+  void reset() {
     compressor_.reset();
-    std::fill(keys_.begin(), keys_.end(), 0.0f);
+    keys_.fill(0.0f);
   }
 
  private:
   CompressorState compressor_;
   std::size_t capacity_ = 0;
   std::size_t dim_ = 0;
-  PageAlignedVector<float> keys_;  // [capacity, Di]
+  StateBuffer keys_;  // [capacity, Di]
 };
 
 /// What one indexer call selected, for T queries.
@@ -132,13 +132,11 @@ struct IndexerSelection {
   ScratchBuffer<float> scores;  ///< [T, entries] scores top-k ran on (−∞ = not visible yet)
 };
 
-/// Runs the indexer for T tokens at positions start_pos … start_pos+T-1.
-/// x: [T, dim] the attention input; qr: [T, q_lora_rank] the attention's q_norm(wq_a(x)).
-/// Advances the index-key compressor (entries land in state.keys()) and returns the selections.
+/// indexer_forward as host code around backend b's ops (what a host backend runs).
 template <NumericsPolicy N, Backend B, LinearOp Lin>
-IndexerSelection indexer_forward(const B& b, const IndexerWeights<Lin>& w, const Rope& rope,
-                                 ConstView2<float> x, ConstView2<float> qr, std::int64_t start_pos,
-                                 IndexerState& st) {
+IndexerSelection indexer_forward_on_host(const B& b, const IndexerWeights<Lin>& w, const Rope& rope,
+                                         ConstView2<float> x, ConstView2<float> qr,
+                                         std::int64_t start_pos, IndexerState& st) {
   const std::size_t t_count = x.rows;
   const auto hi = static_cast<std::size_t>(w.n_heads);
   const auto di = static_cast<std::size_t>(w.head_dim);
@@ -197,6 +195,21 @@ IndexerSelection indexer_forward(const B& b, const IndexerWeights<Lin>& w, const
     }
   }
   return sel;
+}
+
+/// Runs the indexer for T tokens at positions start_pos … start_pos+T-1.
+/// x: [T, dim] the attention input; qr: [T, q_lora_rank] the attention's q_norm(wq_a(x)).
+/// Advances the index-key compressor (entries land in state.keys()) and returns the selections.
+/// Runs on backend b as its `indexer` op when it has one.
+template <NumericsPolicy N, Backend B, LinearOp Lin>
+IndexerSelection indexer_forward(const B& b, const IndexerWeights<Lin>& w, const Rope& rope,
+                                 ConstView2<float> x, ConstView2<float> qr, std::int64_t start_pos,
+                                 IndexerState& st) {
+  if constexpr (requires { b.template indexer<N>(w, rope, x, qr, start_pos, st); }) {
+    return b.template indexer<N>(w, rope, x, qr, start_pos, st);
+  } else {
+    return indexer_forward_on_host<N>(b, w, rope, x, qr, start_pos, st);
+  }
 }
 
 /// As above on the reference backend.

@@ -16,10 +16,10 @@
 #include <span>
 #include <vector>
 
-#include "dsv4/core/aligned.hpp"
 #include "dsv4/core/check.hpp"
 #include "dsv4/core/config.hpp"
 #include "dsv4/core/error.hpp"
+#include "dsv4/core/state_memory.hpp"
 #include "dsv4/core/tensor.hpp"
 #include "dsv4/layers/compressor.hpp"
 #include "dsv4/layers/indexer.hpp"
@@ -31,8 +31,9 @@ class AttentionState {
  public:
   AttentionState() = default;
 
-  /// State for a layer of compress ratio `ratio` (0: sliding window only) under `cfg`.
-  AttentionState(const ModelConfig& cfg, int ratio)
+  /// State for a layer of compress ratio `ratio` (0: sliding window only) under `cfg`, its
+  /// buffers in `memory` (host memory when null; a backend's own: Backend::state_memory()).
+  AttentionState(const ModelConfig& cfg, int ratio, DeviceMemory* memory = nullptr)
       : ratio_(ratio),
         window_(static_cast<std::size_t>(cfg.window_size)),
         head_dim_(static_cast<std::size_t>(cfg.head_dim)),
@@ -43,9 +44,9 @@ class AttentionState {
                "valid",
                ratio, cfg.window_size, cfg.head_dim, cfg.max_seq_len);
     capacity_ = ratio > 0 ? static_cast<std::size_t>(cfg.max_seq_len / ratio) : 0;
-    cache_.assign((window_ + capacity_) * head_dim_, 0.0f);
-    if (ratio > 0) compressor_ = CompressorState(ratio, cfg.head_dim);
-    if (ratio == 4) indexer_ = IndexerState(cfg.max_seq_len, cfg.index_head_dim);
+    cache_ = StateBuffer((window_ + capacity_) * head_dim_, 0.0f, memory);
+    if (ratio > 0) compressor_ = CompressorState(ratio, cfg.head_dim, memory);
+    if (ratio == 4) indexer_ = IndexerState(cfg.max_seq_len, cfg.index_head_dim, memory);
   }
 
   int ratio() const noexcept { return ratio_; }
@@ -88,9 +89,9 @@ class AttentionState {
   const IndexerState& indexer() const { return indexer_.value(); }
 
   /// Forgets the sequence: the next call must start at position 0.
-  void reset() noexcept {
+  void reset() {
     next_pos_ = 0;
-    std::fill(cache_.begin(), cache_.end(), 0.0f);
+    cache_.fill(0.0f);
     compressor_.reset();
     if (indexer_) indexer_->reset();
   }
@@ -133,7 +134,7 @@ class AttentionState {
   std::int64_t max_seq_len_ = 0;
   std::size_t capacity_ = 0;
   std::int64_t next_pos_ = 0;
-  PageAlignedVector<float> cache_;  // [window + capacity, Dh]
+  StateBuffer cache_;  // [window + capacity, Dh]
   CompressorState compressor_;
   std::optional<IndexerState> indexer_;
 };
