@@ -14,10 +14,18 @@
 // Every op that rounds takes the numerics policy N as its first template argument; the numerics
 // stay a separate compile-time choice of the model (docs/design.md, "Backends").
 //
+// A backend may also take over the steps that host backends run as host code around these ops
+// (copies between buffers, the embedding lookup, the residual mixing, the compressor, the
+// indexer, the MoE; see the `backend_*` helpers below and the layers' `*_on_host` functions):
+// a backend whose memory the host cannot touch provides them all, together with
+// `state_memory()` (core/state_memory.hpp) for the sequence's caches. The host backends provide
+// none of them and run the layers' own code.
+//
 // The reference backend (backend/reference.hpp) is the scalar, single-threaded oracle; a new
 // host backend can derive from it and replace one member at a time, each tested against it.
 #pragma once
 
+#include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +36,7 @@
 
 #include "dsv4/core/numeric.hpp"
 #include "dsv4/core/numerics.hpp"
+#include "dsv4/core/state_memory.hpp"
 #include "dsv4/core/tensor.hpp"
 #include "dsv4/layers/linear.hpp"
 #include "dsv4/layers/rope.hpp"
@@ -88,5 +97,51 @@ concept Backend = requires {
   b.template index_scores<ReferenceNumerics>(cv, cv, cv, visible, v);
   b.top_k(cx, picks);
 };
+
+// ---- the steps a backend may take over
+// -----------------------------------------------------------
+
+/// dst = src, both in backend b's memory (a device-to-device copy). T is named by the caller:
+/// `backend_copy<float>(b, src, dst)`.
+template <class T, class B>
+void backend_copy(const B& b, std::span<const T> src, std::span<T> dst) {
+  if constexpr (requires { b.copy(src, dst); }) {
+    b.copy(src, dst);
+  } else {
+    std::copy(src.begin(), src.end(), dst.begin());
+  }
+}
+
+/// dst (backend b's memory) = src (host memory).
+template <class T, class B>
+void backend_upload(const B& b, std::span<const T> src, std::span<T> dst) {
+  if constexpr (requires { b.upload(src, dst); }) {
+    b.upload(src, dst);
+  } else {
+    std::copy(src.begin(), src.end(), dst.begin());
+  }
+}
+
+/// dst (host memory) = src (backend b's memory).
+template <class T, class B>
+void backend_download(const B& b, std::span<const T> src, std::span<T> dst) {
+  if constexpr (requires { b.download(src, dst); }) {
+    b.download(src, dst);
+  } else {
+    std::copy(src.begin(), src.end(), dst.begin());
+  }
+}
+
+/// The memory a sequence's caches live in on backend b (null: host memory).
+template <class B>
+DeviceMemory* backend_state_memory(const B& b) {
+  if constexpr (requires {
+                  { b.state_memory() } -> std::convertible_to<DeviceMemory*>;
+                }) {
+    return b.state_memory();
+  } else {
+    return nullptr;
+  }
+}
 
 }  // namespace dsv4

@@ -251,6 +251,7 @@ struct AttentionCall {
 struct CompressedCandidates {
   std::size_t width = 0;
   ScratchBuffer<std::int32_t> entries;
+  bool on_backend = false;  ///< entries computed by the backend (the indexer's picks)
   std::optional<IndexerSelection> index;
 };
 
@@ -310,6 +311,7 @@ struct Csa {
         indexer_forward<N>(b, *w.indexer, w.rope, c.x, c.qr, c.start_pos, st.indexer());
     out.width = sel.k;
     out.entries = sel.topk;
+    out.on_backend = true;
     out.index = std::move(sel);
     return out;
   }
@@ -359,6 +361,34 @@ void check_weights_and_state(const AttentionWeights<Lin>& w, const AttentionStat
   }
 }
 
+/// The FP8 activation simulation of x[0, n) in place (spec §9.2) on backend b.
+template <Backend B>
+void act_quant(const B& b, float* x, std::size_t n) {
+  if constexpr (requires { b.act_quant(x, n); }) {
+    b.act_quant(x, n);
+  } else {
+    ops::act_quant_inplace(x, n);
+  }
+}
+
+/// idx[t][col + k] = entries[t][k] < 0 ? -1 : base + entries[t][k] for the T rows of idx
+/// ([T, width]) and entries ([T, k_width]), on backend b.
+template <Backend B>
+void place_entries(const B& b, std::span<const std::int32_t> entries, std::size_t k_width,
+                   std::size_t base, std::span<std::int32_t> idx, std::size_t width,
+                   std::size_t col) {
+  if constexpr (requires { b.place_entries(entries, k_width, base, idx, width, col); }) {
+    b.place_entries(entries, k_width, base, idx, width, col);
+  } else {
+    for (std::size_t t = 0; t < entries.size() / k_width; ++t) {
+      for (std::size_t k = 0; k < k_width; ++k) {
+        const std::int32_t e = entries[t * k_width + k];
+        idx[t * width + col + k] = e < 0 ? -1 : static_cast<std::int32_t>(base) + e;
+      }
+    }
+  }
+}
+
 /// One call of attention variant V on x ([T, dim], after attn_norm) at positions start_pos….
 template <class V, NumericsPolicy N, Backend B, LinearOp Lin>
 void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> x,
@@ -401,7 +431,7 @@ void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> 
   for (std::size_t t = 0; t < t_count; ++t) {
     float* kt = kv.data() + t * dh;
     b.template rope<N>(w.rope, kt, 1, dh, pos_of(t), RopeDirection::forward);
-    if constexpr (N::simulate_quant) ops::act_quant_inplace(kt, dh - dr);
+    if constexpr (N::simulate_quant) act_quant(b, kt, dh - dr);
   }
 
   // Compressed entries this call completes, then the variant's compressed candidates.
@@ -416,36 +446,44 @@ void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> 
   // KV rows and candidate lists (spec §3.5, §4.1).
   const bool decode = start_pos > 0 && t_count == 1;
   const std::size_t n_entries = V::compresses ? u(end / w.ratio) : 0;
-  ScratchBuffer<float> kv_rows;  // general path only
+  const auto cache_row = [&](std::size_t r) { return std::span<float>(st.cache().row(r), dh); };
+  typename B::template buffer<float> kv_rows;  // general path only
   const float* kv_base = nullptr;
   std::size_t kv_count = 0;
   std::size_t snapshot = 0;  // ring rows copied in front of the new rows (general path)
   std::size_t entry_base = 0;
   if (decode) {
-    std::copy(kv.begin(), kv.end(), st.window_row(u(start_pos) % win).begin());
+    backend_copy<float>(b, kv, cache_row(u(start_pos) % win));
     kv_base = st.cache().data;
     kv_count = st.cache().rows;
     entry_base = win;
   } else {
     snapshot = start_pos > 0 ? win : 0;
     kv_count = snapshot + t_count + n_entries;
-    kv_rows.assign(kv_count * dh, 0.0f);
-    if (snapshot > 0) std::copy_n(st.cache().data, win * dh, kv_rows.begin());
-    std::copy(kv.begin(), kv.end(), kv_rows.begin() + static_cast<std::ptrdiff_t>(snapshot * dh));
+    kv_rows = b.template alloc<float>(kv_count * dh);
+    const std::span<float> rows(kv_rows.data(), kv_count * dh);
+    if (snapshot > 0) {
+      backend_copy<float>(b, std::span<const float>(st.cache().data, win * dh),
+                          rows.first(win * dh));
+    }
+    backend_copy<float>(b, kv, rows.subspan(snapshot * dh, t_count * dh));
     if (n_entries > 0) {
-      std::copy_n(st.compressed().data, n_entries * dh,
-                  kv_rows.begin() + static_cast<std::ptrdiff_t>((snapshot + t_count) * dh));
+      backend_copy<float>(b, std::span<const float>(st.compressed().data, n_entries * dh),
+                          rows.subspan((snapshot + t_count) * dh, n_entries * dh));
     }
     kv_base = kv_rows.data();
     entry_base = snapshot + t_count;
   }
+  // The window's candidates (and the compressed ones when they are known on the host, as the
+  // HCA's are) are written on the host and uploaded; the indexer's picks are placed on the
+  // backend.
   const std::size_t win_width = start_pos == 0 ? std::min(t_count, win) : win;
   const std::size_t width = win_width + comp.width;
-  ScratchBuffer<std::int32_t> idx(t_count * width, -1);  // [T, width]
+  ScratchBuffer<std::int32_t> idx_host(t_count * width, -1);  // [T, width]
   for (std::size_t t = 0; t < t_count; ++t) {
     const std::int64_t pos = pos_of(t);
     const std::int64_t first = std::max<std::int64_t>(0, pos - static_cast<std::int64_t>(win) + 1);
-    std::int32_t* row = idx.data() + t * width;
+    std::int32_t* row = idx_host.data() + t * width;
     for (std::int64_t p = first; p <= pos; ++p) {
       std::size_t r = 0;
       if (decode || p < start_pos) {
@@ -455,10 +493,16 @@ void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> 
       }
       row[p - first] = static_cast<std::int32_t>(r);
     }
+    if (comp.on_backend) continue;
     for (std::size_t k = 0; k < comp.width; ++k) {
       const std::int32_t e = comp.entries[t * comp.width + k];
       row[win_width + k] = e < 0 ? -1 : static_cast<std::int32_t>(entry_base + u(e));
     }
+  }
+  auto idx = b.template alloc<std::int32_t>(t_count * width);
+  backend_upload<std::int32_t>(b, idx_host, idx);
+  if (comp.on_backend && comp.width > 0) {
+    place_entries(b, comp.entries, comp.width, entry_base, idx, width, win_width);
   }
 
   // Sparse attention over the candidates, with the sinks.
@@ -477,12 +521,16 @@ void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> 
   sa.out = o.data();
   b.template sparse_attention<N>(sa);
   if (trace != nullptr) {
-    trace->q.assign(q.begin(), q.end());
-    trace->kv.assign(kv_base, kv_base + kv_count * dh);
+    const auto get = [&b]<class T>(const T* src, std::size_t n, std::vector<T>& dst) {
+      dst.resize(n);
+      backend_download<T>(b, std::span<const T>(src, n), dst);
+    };
+    get(q.data(), q.size(), trace->q);
+    get(kv_base, kv_count * dh, trace->kv);
     trace->kv_rows = kv_count;
-    trace->idx.assign(idx.begin(), idx.end());
+    get(idx.data(), idx.size(), trace->idx);
     trace->idx_width = width;
-    trace->o.assign(o.begin(), o.end());
+    get(o.data(), o.size(), trace->o);
     trace->compressed = emitted;
     trace->index = std::move(comp.index);
   }
@@ -492,8 +540,8 @@ void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> 
     const std::int64_t keep =
         std::max<std::int64_t>(start_pos, end - static_cast<std::int64_t>(win));
     for (std::int64_t p = keep; p < end; ++p) {
-      const float* src = kv.data() + u(p - start_pos) * dh;
-      std::copy(src, src + dh, st.window_row(u(p) % win).begin());
+      backend_copy<float>(b, std::span<const float>(kv.data() + u(p - start_pos) * dh, dh),
+                          cache_row(u(p) % win));
     }
   }
 
@@ -537,7 +585,9 @@ class Attention {
   const AttentionWeights<Lin>& weights() const noexcept { return w_; }
 
   /// A fresh per-sequence state for this layer.
-  AttentionState make_state(const ModelConfig& cfg) const { return AttentionState(cfg, w_.ratio); }
+  AttentionState make_state(const ModelConfig& cfg, DeviceMemory* memory = nullptr) const {
+    return AttentionState(cfg, w_.ratio, memory);
+  }
 
   /// x: [T, dim] (after attn_norm); out: [T, dim]. start_pos 0 starts a new sequence; otherwise
   /// it must equal state.next_pos(). Throws ShapeError / InputError on bad shapes or positions.
@@ -568,7 +618,9 @@ class AttentionLayer {
 
   const AttentionWeights<Lin>& weights() const noexcept { return w_; }
   AttentionKind kind() const noexcept { return w_.kind(); }
-  AttentionState make_state(const ModelConfig& cfg) const { return AttentionState(cfg, w_.ratio); }
+  AttentionState make_state(const ModelConfig& cfg, DeviceMemory* memory = nullptr) const {
+    return AttentionState(cfg, w_.ratio, memory);
+  }
 
   /// As Attention<V>::forward, with V picked from the ratio.
   template <NumericsPolicy N, Backend B>

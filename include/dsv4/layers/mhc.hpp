@@ -384,24 +384,52 @@ struct residual_head<PlainResidual> {
 template <class R>
 using residual_head_t = typename residual_head<R>::type;
 
-/// The initial state: every token's vector repeated into `streams` copies. e: [T, dim].
+/// The residual policy's pre() on backend b (its mixes on b where the policy can).
+template <NumericsPolicy N, Backend B, ResidualPolicy R>
+void residual_pre_on_host(const B& b, const R& residual, std::span<const float> x,
+                          std::span<float> u, typename R::Mix& mix) {
+  if constexpr (requires { residual.template pre<N>(b, x, u, mix); }) {
+    residual.template pre<N>(b, x, u, mix);
+  } else {
+    residual.template pre<N>(x, u, mix);
+  }
+}
+
+/// The initial state x [T, streams, dim]: every token's vector of e ([T, dim]) repeated into
+/// `streams` copies, on backend b (its `expand_streams` op when it has one).
+template <Backend B>
+void expand_streams(const B& b, std::span<const float> e, std::size_t dim, std::size_t streams,
+                    std::span<float> x) {
+  DSV4_CHECK(dim > 0 && e.size() % dim == 0 && x.size() == e.size() * streams, ShapeError,
+             "expand_streams: {} values are not whole rows of dim {}, or the state of {} values "
+             "does not hold {} streams of them",
+             e.size(), dim, x.size(), streams);
+  if constexpr (requires { b.expand_streams(e, dim, streams, x); }) {
+    b.expand_streams(e, dim, streams, x);
+  } else {
+    const std::size_t t = e.size() / dim;
+    for (std::size_t r = 0; r < t; ++r) {
+      for (std::size_t s = 0; s < streams; ++s) {
+        std::copy_n(e.data() + r * dim, dim, x.data() + (r * streams + s) * dim);
+      }
+    }
+  }
+}
+
+/// As above on the host, into a new buffer.
 inline ScratchBuffer<float> expand_streams(std::span<const float> e, std::size_t dim,
                                            std::size_t streams) {
   DSV4_CHECK(dim > 0 && e.size() % dim == 0, ShapeError,
              "expand_streams: {} values are not whole rows of dim {}", e.size(), dim);
-  const std::size_t t = e.size() / dim;
-  ScratchBuffer<float> x(t * streams * dim);
-  for (std::size_t r = 0; r < t; ++r) {
-    for (std::size_t s = 0; s < streams; ++s) {
-      std::copy_n(e.data() + r * dim, dim, x.data() + (r * streams + s) * dim);
-    }
-  }
+  ScratchBuffer<float> x(e.size() * streams);
+  expand_streams(ReferenceBackend{}, e, dim, streams, x);
   return x;
 }
 
 /// One wrapped sub-layer on the state x ([T, streams, dim], updated in place):
 /// x = post(f(norm(pre(x))), x), the norm on backend b. `f(u, out)` maps [T, dim] to [T, dim].
-/// `mix_out`, when given, receives the coefficients.
+/// `mix_out`, when given, receives the coefficients. pre and post run as backend b's
+/// `residual_pre` / `residual_post` ops when it has them.
 template <NumericsPolicy N, Backend B, ResidualPolicy R, class F>
 void residual_step(const B& b, const R& residual, const RmsNorm& norm, std::span<float> x, F&& f,
                    typename R::Mix* mix_out = nullptr) {
@@ -410,15 +438,21 @@ void residual_step(const B& b, const R& residual, const RmsNorm& norm, std::span
   typename R::Mix local;
   typename R::Mix& mix = mix_out != nullptr ? *mix_out : local;
   auto u = b.template alloc<float>(t * d);
-  if constexpr (requires { residual.template pre<N>(b, x, std::span<float>(u), mix); }) {
-    residual.template pre<N>(b, x, u, mix);
+  const std::span<const float> xc = x;
+  if constexpr (requires { b.template residual_pre<N>(residual, xc, std::span<float>(u), mix); }) {
+    b.template residual_pre<N>(residual, xc, std::span<float>(u), mix);
   } else {
-    residual.template pre<N>(x, u, mix);
+    residual_pre_on_host<N>(b, residual, xc, u, mix);
   }
   b.template rms_norm<N>(u, norm.weight, norm.eps, u);
   auto a = b.template alloc<float>(t * d);
   std::forward<F>(f)(std::span<const float>(u), std::span<float>(a));
-  residual.template post<N>(a, x, mix, x);
+  const std::span<const float> ac = a;
+  if constexpr (requires { b.template residual_post<N>(residual, ac, xc, mix, x); }) {
+    b.template residual_post<N>(residual, ac, xc, mix, x);
+  } else {
+    residual.template post<N>(ac, xc, mix, x);
+  }
 }
 
 /// As above on the reference backend.

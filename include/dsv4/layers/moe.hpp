@@ -128,10 +128,23 @@ class Moe {
   const std::optional<Expert<LS>>& shared_expert() const noexcept { return shared_; }
 
   /// x: [T, dim]; tokens: [T] ids (needed by hash routers, otherwise may be empty);
-  /// out: [T, dim] (must not alias x). When `routing` is given it receives the decision.
+  /// out: [T, dim] (must not alias x). When `routing` is given it receives the decision. Runs as
+  /// backend b's `moe` op when it has one.
   template <NumericsPolicy N, Backend B>
   void forward(const B& b, std::span<const float> x, std::span<const std::int32_t> tokens,
                std::span<float> out, Routing* routing = nullptr) const {
+    if constexpr (requires { b.template moe<N>(*this, x, tokens, out, routing); }) {
+      b.template moe<N>(*this, x, tokens, out, routing);
+    } else {
+      forward_on_host<N>(b, x, tokens, out, routing);
+    }
+  }
+
+  /// forward() as host code around backend b's ops (what a host backend runs): the router, the
+  /// (token, weight) pairs grouped by expert, one expert call per expert's rows, the sum.
+  template <NumericsPolicy N, Backend B>
+  void forward_on_host(const B& b, std::span<const float> x, std::span<const std::int32_t> tokens,
+                       std::span<float> out, Routing* routing = nullptr) const {
     const std::size_t d = dim();
     DSV4_CHECK(x.size() % d == 0 && out.size() == x.size(), ShapeError,
                "Moe of dim {}: input of {} values, output of {}", d, x.size(), out.size());

@@ -251,7 +251,15 @@ class Block {
   int layer() const noexcept { return layer_; }
   const A& attention() const { return *attn_; }
   const F& ffn() const { return *ffn_; }
-  AttentionState make_state(const ModelConfig& cfg) const { return attn_->make_state(cfg); }
+  /// A fresh state of the block's attention, its buffers in `memory` where the attention type
+  /// takes one (host memory when null).
+  AttentionState make_state(const ModelConfig& cfg, DeviceMemory* memory = nullptr) const {
+    if constexpr (requires { attn_->make_state(cfg, memory); }) {
+      return attn_->make_state(cfg, memory);
+    } else {
+      return attn_->make_state(cfg);
+    }
+  }
 
   /// x: [rows, streams, dim] updated in place; tokens: [rows] ids (hash routing); segments: the
   /// sequences the rows belong to (together covering every row once). The attention runs per
@@ -497,11 +505,13 @@ class Model {
   std::size_t n_mtp() const noexcept { return mtp_.size(); }
   const block_type& block(std::size_t i) const { return blocks_.at(i); }
 
-  /// A fresh per-sequence state.
+  /// A fresh per-sequence state, its caches in the backend's memory (Backend::state_memory(),
+  /// host memory for the host backends).
   State new_state() const {
     State st;
-    for (const auto& b : blocks_) st.layers.push_back(b.make_state(cfg_));
-    for (const auto& m : mtp_) st.mtp.push_back(m.block.make_state(cfg_));
+    DeviceMemory* memory = backend_state_memory(backend_);
+    for (const auto& b : blocks_) st.layers.push_back(b.make_state(cfg_, memory));
+    for (const auto& m : mtp_) st.mtp.push_back(m.block.make_state(cfg_, memory));
     st.mtp_next_pos.assign(mtp_.size(), 0);
     return st;
   }
@@ -581,6 +591,16 @@ class Model {
   Output mtp_forward(std::span<const float> hidden, std::span<const std::int32_t> tokens,
                      std::int64_t start_pos, State& st, std::size_t j = 0,
                      bool all_logits = true) const {
+    Output out;
+    mtp_forward_into(hidden, tokens, start_pos, st, out, j, all_logits);
+    return out;
+  }
+
+  /// As mtp_forward(), the result written into `out`, whose vectors keep their capacity (a
+  /// drafting loop that reuses one Output allocates nothing once warm).
+  void mtp_forward_into(std::span<const float> hidden, std::span<const std::int32_t> tokens,
+                        std::int64_t start_pos, State& st, Output& out, std::size_t j = 0,
+                        bool all_logits = true) const {
     DSV4_CHECK(j < mtp_.size(), InputError, "model: MTP block {} requested, the model has {}", j,
                mtp_.size());
     check_tokens(tokens);
@@ -595,30 +615,24 @@ class Model {
                start_pos, st.mtp_next_pos[j]);
     const B& b = backend_;
     const Mtp& m = mtp_[j];
-    ScratchBuffer<float> e = embed(tokens);  // [T, d]
+    auto e = embed(tokens);  // [T, d]
     b.template rms_norm<N>(e, m.enorm.weight, m.enorm.eps, e);
     auto ep = b.template alloc<float>(t * d);
     b.template linear<N>(m.e_proj, ConstView2<float>(e.data(), t, d),
                          View2<float>(ep.data(), t, d));
     auto h = b.template alloc<float>(t * streams * d);  // [T·S, d]
-    b.template rms_norm<N>(hidden, m.hnorm.weight, m.hnorm.eps, h);
-    ScratchBuffer<float> x(h.size());
+    backend_upload<float>(b, hidden, h);                // the trunk's output, from the host
+    b.template rms_norm<N>(h, m.hnorm.weight, m.hnorm.eps, h);
+    auto x = b.template alloc<float>(h.size());
     b.template linear<N>(m.h_proj, ConstView2<float>(h.data(), t * streams, d),
                          View2<float>(x.data(), t * streams, d));
-    for (std::size_t r = 0; r < t; ++r) {
-      for (std::size_t s = 0; s < streams; ++s) {
-        float* xr = x.data() + (r * streams + s) * d;
-        for (std::size_t c = 0; c < d; ++c) xr[c] = N::round(ep[r * d + c] + xr[c]);
-      }
-    }
+    add_to_streams(ep, x);
     m.block.template forward<N>(b, x, tokens, start_pos, st.mtp[j]);
     st.mtp_next_pos[j] = start_pos + static_cast<std::int64_t>(t);
-    Output out;
     out.tokens = t;
-    const ScratchBuffer<float> lg = logits(m.hc_head, m.norm, x, all_logits ? 0 : t - 1, t);
-    out.logits.assign(lg.begin(), lg.end());
-    out.hidden.assign(x.begin(), x.end());
-    return out;
+    const auto lg = logits(m.hc_head, m.norm, x, all_logits ? 0 : t - 1, t);
+    download(lg, out.logits);
+    download(x, out.hidden);
   }
 
  private:
@@ -632,13 +646,42 @@ class Model {
     head_type hc_head;
   };
 
-  /// Embedding rows of `tokens`: [T, d].
-  ScratchBuffer<float> embed(std::span<const std::int32_t> tokens) const {
+  /// Embedding rows of `tokens` (host ids, checked): [T, d], the backend's `embed` op when it
+  /// has one.
+  typename B::template buffer<float> embed(std::span<const std::int32_t> tokens) const {
+    const B& b = backend_;
     const std::size_t d = dim();
-    ScratchBuffer<float> e(tokens.size() * d);
-    for (std::size_t r = 0; r < tokens.size(); ++r)
-      embed_.dequantize_row(static_cast<std::size_t>(tokens[r]), e.data() + r * d);
+    auto e = b.template alloc<float>(tokens.size() * d);
+    if constexpr (requires { b.embed(embed_, tokens, std::span<float>(e)); }) {
+      b.embed(embed_, tokens, std::span<float>(e));
+    } else {
+      for (std::size_t r = 0; r < tokens.size(); ++r)
+        embed_.dequantize_row(static_cast<std::size_t>(tokens[r]), e.data() + r * d);
+    }
     return e;
+  }
+
+  /// x[r][s] = N(ep[r] + x[r][s]) for every stream s: ep [T, d], x [T, streams, d] (the MTP
+  /// block's input), the backend's `add_to_streams` op when it has one.
+  void add_to_streams(std::span<const float> ep, std::span<float> x) const {
+    const B& b = backend_;
+    const std::size_t d = dim();
+    if constexpr (requires { b.template add_to_streams<N>(ep, d, streams, x); }) {
+      b.template add_to_streams<N>(ep, d, streams, x);
+    } else {
+      for (std::size_t r = 0; r < ep.size() / d; ++r) {
+        for (std::size_t s = 0; s < streams; ++s) {
+          float* xr = x.data() + (r * streams + s) * d;
+          for (std::size_t c = 0; c < d; ++c) xr[c] = N::round(ep[r * d + c] + xr[c]);
+        }
+      }
+    }
+  }
+
+  /// dst = src (backend memory) on the host, dst resized (its capacity kept).
+  void download(std::span<const float> src, std::vector<float>& dst) const {
+    dst.resize(src.size());
+    backend_download<float>(backend_, src, dst);
   }
 
   /// The trunk on every item's tokens (rows concatenated in item order).
@@ -662,7 +705,8 @@ class Model {
       std::copy(it.tokens.begin(), it.tokens.end(), tokens.begin() + at);
       at += it.tokens.size();
     }
-    ScratchBuffer<float> x = expand_streams(embed(tokens), d, streams);  // [rows, S, d]
+    auto x = b.template alloc<float>(rows * streams * d);  // [rows, S, d]
+    expand_streams(b, embed(tokens), d, streams, x);
     std::optional<AttentionTrace> attn_trace;
     if (trace != nullptr) {
       trace->block_in.clear();
@@ -672,7 +716,7 @@ class Model {
     for (std::size_t i = 0; i < blocks_.size(); ++i) {
       for (std::size_t k = 0; k < items.size(); ++k) segments[k].state = &items[k].state->layers[i];
       if (trace != nullptr) {
-        trace->block_in.emplace_back(x.begin(), x.end());
+        download(x, trace->block_in.emplace_back());
         segments[0].trace = &attn_trace.emplace();
       }
       blocks_[i].template forward<N>(b, x, tokens, segments,
@@ -688,13 +732,14 @@ class Model {
       picked += n;
     }
     const std::size_t w = streams * d;
-    ScratchBuffer<float> sel(picked * w);  // [picked, S, d]
+    auto sel = b.template alloc<float>(picked * w);  // [picked, S, d]
     for (std::size_t k = 0, at = 0; k < items.size(); ++k) {
       const std::size_t n = (segments[k].first + segments[k].count - firsts[k]) * w;
-      std::copy_n(x.data() + firsts[k] * w, n, sel.data() + at);
+      backend_copy<float>(b, std::span<const float>(x.data() + firsts[k] * w, n),
+                          std::span<float>(sel.data() + at, n));
       at += n;
     }
-    const ScratchBuffer<float> all = logits(hc_head_, norm_, sel, 0, picked);
+    const auto all = logits(hc_head_, norm_, sel, 0, picked);
     const std::size_t v = vocab_size();
     std::size_t at = 0;
     for (std::size_t k = 0; k < items.size(); ++k) {
@@ -703,11 +748,9 @@ class Model {
       items[k].state->next_pos = sg.start_pos + static_cast<std::int64_t>(sg.count);
       Output& o = outs[k];
       o.tokens = sg.count;
-      o.logits.assign(all.begin() + static_cast<std::ptrdiff_t>(at * v),
-                      all.begin() + static_cast<std::ptrdiff_t>((at + n) * v));
+      download(std::span<const float>(all.data() + at * v, n * v), o.logits);
       if (items[k].hidden) {
-        o.hidden.assign(x.begin() + static_cast<std::ptrdiff_t>(sg.first * w),
-                        x.begin() + static_cast<std::ptrdiff_t>((sg.first + sg.count) * w));
+        download(std::span<const float>(x.data() + sg.first * w, sg.count * w), o.hidden);
       } else {
         o.hidden.clear();
       }
@@ -717,21 +760,23 @@ class Model {
 
   /// Head (spec §2.7) of rows first … rows-1 of x [rows, S, d]: collapse the streams, norm, fp32
   /// GEMM with the vocabulary.
-  ScratchBuffer<float> logits(const head_type& hc_head, const RmsNorm& norm,
-                              std::span<const float> x, std::size_t first,
-                              std::size_t rows_end) const {
+  typename B::template buffer<float> logits(const head_type& hc_head, const RmsNorm& norm,
+                                            std::span<const float> x, std::size_t first,
+                                            std::size_t rows_end) const {
     const B& b = backend_;
     const std::size_t d = dim();
     const std::size_t rows = rows_end - first;
     auto y = b.template alloc<float>(rows * d);
     const auto xs = x.subspan(first * streams * d, rows * streams * d);
-    if constexpr (requires { hc_head.template collapse<N>(b, xs, std::span<float>(y)); }) {
+    if constexpr (requires { b.template head_collapse<N>(hc_head, xs, std::span<float>(y)); }) {
+      b.template head_collapse<N>(hc_head, xs, std::span<float>(y));
+    } else if constexpr (requires { hc_head.template collapse<N>(b, xs, std::span<float>(y)); }) {
       hc_head.template collapse<N>(b, xs, y);
     } else {
       hc_head.template collapse<N>(xs, y);
     }
     b.template rms_norm<N>(y, norm.weight, norm.eps, y);
-    ScratchBuffer<float> out(rows * vocab_size());
+    auto out = b.template alloc<float>(rows * vocab_size());
     detail::dense_or_partner<Numerics<Fp32Act, N::simulate_quant>>(
         b, head_, head_partner_, ConstView2<float>(y.data(), rows, d),
         View2<float>(out.data(), rows, vocab_size()));
