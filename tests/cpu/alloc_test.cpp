@@ -151,3 +151,41 @@ TEST_CASE("no allocation per decoded token: a bf16 checkpoint and llama.cpp's F3
     check_decode(g);
   }
 }
+
+TEST_CASE("no allocation per MTP step: the MTP block drafting one token at a time") {
+  const auto dir = d::test::data_path("reference/tiny_b");
+  const d::io::Checkpoint ckpt(dir / "config.json", {dir / "weights.safetensors"});
+  const auto m = d::Model<d::cpu::Backend, d::WithNumerics<d::ReferenceFp32Numerics>>::load(
+      ckpt, d::cpu::Backend(2));
+  REQUIRE(m.n_mtp() > 0);
+  const auto vocab = static_cast<std::int32_t>(m.vocab_size());
+  d::release_scratch();
+  long counted[2] = {0, 0};
+  for (long& c : counted) {  // a first sequence, then a second over the same positions
+    auto st = m.new_state();
+    std::vector<std::int32_t> prompt(24);
+    for (std::size_t i = 0; i < prompt.size(); ++i)
+      prompt[i] = static_cast<std::int32_t>(i * 7 + 3) % vocab;
+    d::ModelOutput trunk;
+    d::ModelOutput draft;
+    m.forward_into(prompt, 0, st, trunk, false);
+    std::vector<float> hidden(
+        trunk.hidden.end() - static_cast<std::ptrdiff_t>(trunk.hidden.size() / prompt.size()),
+        trunk.hidden.end());
+    std::int64_t pos = 0;
+    const auto step = [&](std::int32_t token) {
+      m.mtp_forward_into(hidden, std::span<const std::int32_t>(&token, 1), pos, st, draft, 0,
+                         false);
+      ++pos;
+    };
+    for (int i = 0; i < 4; ++i) step(static_cast<std::int32_t>(i * 11 + 5) % vocab);  // warm-up
+    g_allocations = 0;
+    g_counting = true;
+    for (int i = 0; i < 48; ++i) step(static_cast<std::int32_t>(i * 13 + 1) % vocab);
+    g_counting = false;
+    c = g_allocations.load();
+  }
+  MESSAGE("allocations in 48 MTP steps: first sequence ", counted[0], ", second ", counted[1]);
+  CHECK(counted[1] == 0);
+  CHECK(counted[0] <= 8);
+}

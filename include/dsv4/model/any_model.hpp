@@ -75,7 +75,15 @@ class BasicAnyModel {
   Output mtp_forward(std::span<const float> hidden, std::span<const std::int32_t> tokens,
                      std::int64_t start_pos, State& st, std::size_t j = 0,
                      bool all_logits = true) const {
-    return get().mtp_forward(hidden, tokens, start_pos, st, j, all_logits);
+    Output out;
+    mtp_forward_into(hidden, tokens, start_pos, st, out, j, all_logits);
+    return out;
+  }
+  /// As Model::mtp_forward_into: the result in `out`, whose vectors keep their capacity.
+  void mtp_forward_into(std::span<const float> hidden, std::span<const std::int32_t> tokens,
+                        std::int64_t start_pos, State& st, Output& out, std::size_t j = 0,
+                        bool all_logits = true) const {
+    get().mtp_forward_into(hidden, tokens, start_pos, st, out, j, all_logits);
   }
 
  private:
@@ -87,8 +95,8 @@ class BasicAnyModel {
     virtual void forward_into(std::span<const std::int32_t>, std::int64_t, State&, Output&, bool,
                               bool) const = 0;
     virtual void rewind(State&, std::int64_t) const = 0;
-    virtual Output mtp_forward(std::span<const float>, std::span<const std::int32_t>, std::int64_t,
-                               State&, std::size_t, bool) const = 0;
+    virtual void mtp_forward_into(std::span<const float>, std::span<const std::int32_t>,
+                                  std::int64_t, State&, Output&, std::size_t, bool) const = 0;
   };
 
   template <class M>
@@ -102,9 +110,10 @@ class BasicAnyModel {
       model.forward_into(t, pos, st, out, all, nullptr, hidden);
     }
     void rewind(State& st, std::int64_t pos) const override { model.rewind(st, pos); }
-    Output mtp_forward(std::span<const float> h, std::span<const std::int32_t> t, std::int64_t pos,
-                       State& st, std::size_t j, bool all) const override {
-      return model.mtp_forward(h, t, pos, st, j, all);
+    void mtp_forward_into(std::span<const float> h, std::span<const std::int32_t> t,
+                          std::int64_t pos, State& st, Output& out, std::size_t j,
+                          bool all) const override {
+      model.mtp_forward_into(h, t, pos, st, out, j, all);
     }
     M model;
   };
