@@ -69,7 +69,8 @@ Logits run(const M& m, std::span<const std::int32_t> tokens, std::size_t prefix)
 }
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 /// The device-shaped model's logits equal the reference backend's bit for bit; returns them.
