@@ -24,8 +24,8 @@
 #include <cstdlib>
 #include <dsv4/cpu/backend.hpp>
 #include <dsv4/cpu/kernels.hpp>
+#include <dsv4/formats/linear.hpp>
 #include <dsv4/formats/registry.hpp>
-#include <dsv4/layers/linear.hpp>
 #include <random>
 #include <sstream>
 #include <string>

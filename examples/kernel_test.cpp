@@ -13,8 +13,8 @@
 #include <cmath>
 #include <cstddef>
 #include <dsv4/backend/reference.hpp>
+#include <dsv4/formats/linear.hpp>
 #include <dsv4/formats/registry.hpp>
-#include <dsv4/layers/linear.hpp>
 #include <random>
 #include <string>
 #include <vector>

@@ -12,9 +12,9 @@
 
 #include "dsv4/core/config.hpp"
 #include "dsv4/core/error.hpp"
+#include "dsv4/io/checkpoint_layout.hpp"
 #include "dsv4/io/config_json.hpp"
 #include "dsv4/io/gguf_model.hpp"
-#include "dsv4/model/checkpoint_layout.hpp"
 #include "dsv4/model/plan.hpp"
 #include "fuzz_util.hpp"
 

@@ -13,7 +13,7 @@
 #include <dsv4/backend/reference.hpp>
 #include <dsv4/cpu/backend.hpp>
 #include <dsv4/cpu/kernels.hpp>
-#include <dsv4/layers/linear.hpp>
+#include <dsv4/formats/linear.hpp>
 #include <limits>
 #include <random>
 #include <string>

@@ -17,6 +17,7 @@
 #include <dsv4/io/config_json.hpp>
 #include <dsv4/io/safetensors.hpp>
 #include <dsv4/layers/attention.hpp>
+#include <dsv4/model/load_layers.hpp>
 #include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -742,12 +743,12 @@ TEST_CASE("loading: shapes, dtypes and names are checked and named in the error"
                  {"r.weight", "F8_E4M3", {2, 2}, cb},
                  {"s.weight", "F32", {1, 2}, bytes_of(std::vector<float>{1.0f, 1.0f + 0x1p-12f})}});
   std::vector<float> q;
-  for (d::bf16 v : d::load_wo_a(fp8, "q", 2, 2)) q.push_back(v.to_float());
+  for (d::bf16 v : d::load_wo_a(fp8, "q.weight", 2, 2)) q.push_back(v.to_float());
   CHECK(q == std::vector<float>{0.5f, -0.5f, 1.0f, 0.25f});
-  msg = error_of([&] { d::load_wo_a(fp8, "r", 2, 2); });
+  msg = error_of([&] { d::load_wo_a(fp8, "r.weight", 2, 2); });
   CHECK(msg.find("r.scale") != std::string::npos);
-  CHECK_THROWS_AS(d::load_wo_a(fp8, "s", 1, 2), d::FormatError);
-  CHECK_THROWS_AS(d::load_wo_a(fp8, "q", 4, 1), d::FormatError);
+  CHECK_THROWS_AS(d::load_wo_a(fp8, "s.weight", 1, 2), d::FormatError);
+  CHECK_THROWS_AS(d::load_wo_a(fp8, "q.weight", 4, 1), d::FormatError);
 }
 
 }  // namespace

@@ -9,9 +9,9 @@
 #include <cstdint>
 #include <dsv4/backend/concept.hpp>
 #include <dsv4/backend/reference.hpp>
+#include <dsv4/formats/linear.hpp>
 #include <dsv4/formats/registry.hpp>
 #include <dsv4/io/checkpoint.hpp>
-#include <dsv4/layers/linear.hpp>
 #include <dsv4/model/model.hpp>
 #include <functional>
 #include <limits>

@@ -18,10 +18,10 @@
 #include <dsv4/core/presets.hpp>
 #include <dsv4/formats/gguf_recipe.hpp>
 #include <dsv4/formats/registry.hpp>
+#include <dsv4/io/checkpoint_layout.hpp>
 #include <dsv4/io/gguf.hpp>
 #include <dsv4/io/gguf_quantize.hpp>
 #include <dsv4/io/quantize_options.hpp>
-#include <dsv4/model/checkpoint_layout.hpp>
 #include <filesystem>
 #include <fstream>
 #include <map>

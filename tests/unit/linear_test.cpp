@@ -21,7 +21,7 @@
 //    additions): B = nb + 1; FP4_G32 the same with its 32-value groups: B = nb + 1.
 //  * DequantDot: K products rounded to fp32 and K fp32 additions in ascending order: B = 2K.
 // The measured worst cases are printed; they are far inside (mostly below 1·u·S).
-#include "dsv4/layers/linear.hpp"
+#include "dsv4/formats/linear.hpp"
 
 #include <doctest/doctest.h>
 

@@ -11,10 +11,11 @@
 
 #include <cmath>
 #include <dsv4/core/numerics.hpp>
+#include <dsv4/formats/linear.hpp>
 #include <dsv4/io/tensor_load.hpp>
-#include <dsv4/layers/linear.hpp>
 #include <dsv4/layers/mhc.hpp>
-#include <dsv4/layers/norm.hpp>
+#include <dsv4/model/load_layers.hpp>
+#include <dsv4/ops/norm.hpp>
 #include <string>
 #include <vector>
 

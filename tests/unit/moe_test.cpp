@@ -11,6 +11,7 @@
 #include <dsv4/core/numerics.hpp>
 #include <dsv4/layers/moe.hpp>
 #include <dsv4/layers/routers.hpp>
+#include <dsv4/model/load_layers.hpp>
 #include <string>
 #include <variant>
 #include <vector>

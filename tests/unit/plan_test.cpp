@@ -5,7 +5,7 @@
 
 #include <cmath>
 #include <dsv4/core/presets.hpp>
-#include <dsv4/model/checkpoint_layout.hpp>
+#include <dsv4/io/checkpoint_layout.hpp>
 #include <dsv4/model/plan.hpp>
 #include <dsv4/model/v32.hpp>
 #include <fstream>

@@ -1,4 +1,4 @@
-// Partial RoPE with YaRN (layers/rope.hpp): the frequency tables of spec/architecture.md §3.4
+// Partial RoPE with YaRN (ops/rope.hpp): the frequency tables of spec/architecture.md §3.4
 // (sample values given there), the per-layer choice of base and YaRN, the layout (last rope dims,
 // adjacent pairs), the inverse rotation, rounding, and bad positions / shapes.
 // The golden-data check of RoPE inside the attention is in attention_test.cpp.
@@ -9,7 +9,7 @@
 #include <dsv4/core/numeric.hpp>
 #include <dsv4/core/numerics.hpp>
 #include <dsv4/core/presets.hpp>
-#include <dsv4/layers/rope.hpp>
+#include <dsv4/ops/rope.hpp>
 #include <vector>
 
 namespace {

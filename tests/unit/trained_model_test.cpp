@@ -7,10 +7,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <dsv4/formats/linear.hpp>
 #include <dsv4/io/gguf.hpp>
 #include <dsv4/io/gguf_convert.hpp>
 #include <dsv4/io/gguf_model.hpp>
-#include <dsv4/layers/linear.hpp>
 #include <dsv4/model/model.hpp>
 #include <dsv4/text/tokenizer.hpp>
 #include <fstream>

@@ -4,7 +4,7 @@
 // key/values, and for deepseek4 files the config and the reference tensors of each GGUF tensor,
 // io/gguf_model.hpp). Prints
 // the configuration summary, the index and shards, whether the tensors are the release layout the
-// config implies (model/checkpoint_layout.hpp), and every tensor: name (with the reference's name
+// config implies (io/checkpoint_layout.hpp), and every tensor: name (with the reference's name
 // when the file spells it differently), dtype, shape, bytes and shard.
 #include <fmt/core.h>
 #include <fmt/format.h>
@@ -17,12 +17,12 @@
 #include <dsv4/core/config.hpp>
 #include <dsv4/core/error.hpp>
 #include <dsv4/io/checkpoint.hpp>
+#include <dsv4/io/checkpoint_layout.hpp>
 #include <dsv4/io/config_json.hpp>
 #include <dsv4/io/gguf.hpp>
 #include <dsv4/io/gguf_model.hpp>
 #include <dsv4/io/safetensors.hpp>
 #include <dsv4/io/tensor_names.hpp>
-#include <dsv4/model/checkpoint_layout.hpp>
 #include <dsv4/model/plan.hpp>
 #include <filesystem>
 #include <fstream>

@@ -8,9 +8,9 @@
 #include <dsv4/core/check.hpp>
 #include <dsv4/core/error.hpp>
 #include <dsv4/core/numerics.hpp>
+#include <dsv4/formats/linear.hpp>
 #include <dsv4/io/checkpoint.hpp>
 #include <dsv4/io/gguf_model.hpp>
-#include <dsv4/layers/linear.hpp>
 #include <filesystem>
 #include <string>
 #include <string_view>

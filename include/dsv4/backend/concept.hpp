@@ -2,8 +2,8 @@
 //
 // A backend supplies, as member functions of one object that the model holds:
 //  * linear algebra: y = x·Wᵀ for every weight type L it supports (`SupportsLinear<B, L>`, through
-//    the Linear types of layers/linear.hpp: DenseLinear<float>, DenseLinear<bf16> always, quantized
-//    Linear<Format, Semantics> / AnyLinear as the backend chooses);
+//    the Linear types of formats/linear.hpp: DenseLinear<float>, DenseLinear<bf16> always,
+//    quantized Linear<Format, Semantics> / AnyLinear as the backend chooses);
 //  * the attention pieces: sparse attention with sinks (spec §3.6), the compressor's softmax
 //    pooling (§5.3), the indexer's scores (§6.4) and top-k (§6.5, also the MoE gate, §7.1);
 //  * elementwise ops: RMSNorm with a weight (§2.1) and the weightless per-head q normalisation in
@@ -38,8 +38,8 @@
 #include "dsv4/core/numerics.hpp"
 #include "dsv4/core/state_memory.hpp"
 #include "dsv4/core/tensor.hpp"
-#include "dsv4/layers/linear.hpp"
-#include "dsv4/layers/rope.hpp"
+#include "dsv4/formats/linear.hpp"
+#include "dsv4/ops/rope.hpp"
 
 namespace dsv4 {
 

@@ -25,9 +25,9 @@
 #include "dsv4/core/numerics.hpp"
 #include "dsv4/core/scratch.hpp"
 #include "dsv4/core/tensor.hpp"
-#include "dsv4/layers/linear.hpp"
-#include "dsv4/layers/norm.hpp"
-#include "dsv4/layers/rope.hpp"
+#include "dsv4/formats/linear.hpp"
+#include "dsv4/ops/norm.hpp"
+#include "dsv4/ops/rope.hpp"
 #include "dsv4/ops/sparse_attention.hpp"
 
 namespace dsv4::ref {
@@ -47,7 +47,7 @@ struct Backend {
   }
 
   /// y [rows, out] = x [rows, in] · Wᵀ with the weight type's own scalar kernel (accumulation
-  /// order and activation quantisation as documented in layers/linear.hpp).
+  /// order and activation quantisation as documented in formats/linear.hpp).
   template <NumericsPolicy N, LinearOp L>
   void linear(const L& w, ConstView2<float> x, View2<float> y) const {
     w.template forward<N>(x, y);

@@ -18,7 +18,7 @@
 //    block is the tile restricted to one row; `quantize` of a lone block is the 1-row case of the
 //    2-D rule, and `quantize_matrix` takes the maximum over whole (edge: partial) tiles.
 //  * FP4_G32: 32 codes of one row with their own scale (the checkpoint's scale is per row already).
-// `load_block` assembles a block from the two tensors, which is how Linear<F> (layers/linear.hpp)
+// `load_block` assembles a block from the two tensors, which is how Linear<F> (formats/linear.hpp)
 // reads a zero-copy view of a checkpoint; format_info's block_bytes is the size of these
 // assembled blocks (129 and 17 bytes), not a storage size of the checkpoint.
 //

@@ -76,6 +76,87 @@ struct GgufTensor {
   bool integer = false;  ///< the I32 hash table
 };
 
+/// Every tensor name of a V4 checkpoint in the reference's naming, written once: a full name is
+/// joined from these parts (join("layers.3", attn, wq_a) is "layers.3.attn.wq_a.weight"; a
+/// hyper-connection site's tensors are the site and a suffix, cat(hc_attn, hc_fn)), and the
+/// layout's lists below, the loaders (model/load_layers.hpp, Model::load) and the GGUF name map
+/// (io/gguf_model.hpp) compose theirs from them.
+namespace tensor_names {
+// top level
+inline constexpr std::string_view embed = "embed.weight";
+inline constexpr std::string_view head = "head.weight";
+inline constexpr std::string_view norm = "norm.weight";  ///< also in a compressor and an MTP block
+inline constexpr std::string_view hc_head = "hc_head";   ///< a hyper-connection site
+// blocks: "layers.L" and "mtp.J" (join(layers, L))
+inline constexpr std::string_view layers = "layers";
+inline constexpr std::string_view mtp = "mtp";
+// in a block
+inline constexpr std::string_view attn_norm = "attn_norm.weight";
+inline constexpr std::string_view ffn_norm = "ffn_norm.weight";
+inline constexpr std::string_view hc_attn = "hc_attn";  ///< a hyper-connection site
+inline constexpr std::string_view hc_ffn = "hc_ffn";    ///< a hyper-connection site
+inline constexpr std::string_view attn = "attn";
+inline constexpr std::string_view ffn = "ffn";
+// a hyper-connection site's tensors: site + suffix
+inline constexpr std::string_view hc_fn = "_fn";
+inline constexpr std::string_view hc_base = "_base";
+inline constexpr std::string_view hc_scale = "_scale";
+// in attn
+inline constexpr std::string_view attn_sink = "attn_sink";
+inline constexpr std::string_view wq_a = "wq_a.weight";
+inline constexpr std::string_view q_norm = "q_norm.weight";
+inline constexpr std::string_view wq_b = "wq_b.weight";  ///< also in indexer
+inline constexpr std::string_view wkv = "wkv.weight";    ///< also in a compressor
+inline constexpr std::string_view kv_norm = "kv_norm.weight";
+inline constexpr std::string_view wo_a = "wo_a.weight";
+inline constexpr std::string_view wo_b = "wo_b.weight";
+inline constexpr std::string_view compressor = "compressor";  ///< also in indexer
+inline constexpr std::string_view indexer = "indexer";
+// in a compressor (besides wkv and norm)
+inline constexpr std::string_view wgate = "wgate.weight";
+inline constexpr std::string_view ape = "ape";
+// in indexer (besides wq_b and compressor)
+inline constexpr std::string_view weights_proj = "weights_proj.weight";
+// in ffn
+inline constexpr std::string_view gate = "gate";  ///< join(gate, weight / bias / tid2eid)
+inline constexpr std::string_view weight = "weight";
+inline constexpr std::string_view bias = "bias";
+inline constexpr std::string_view tid2eid = "tid2eid";
+inline constexpr std::string_view experts = "experts";  ///< join(experts, E, w1 / w2 / w3)
+inline constexpr std::string_view shared_experts =
+    "shared_experts";  ///< join(shared_experts, w1 …)
+inline constexpr std::string_view w1 = "w1.weight";
+inline constexpr std::string_view w2 = "w2.weight";
+inline constexpr std::string_view w3 = "w3.weight";
+// in an MTP block (besides norm and hc_head)
+inline constexpr std::string_view e_proj = "e_proj.weight";
+inline constexpr std::string_view h_proj = "h_proj.weight";
+inline constexpr std::string_view enorm = "enorm.weight";
+inline constexpr std::string_view hnorm = "hnorm.weight";
+
+/// The parts concatenated: `cat(hc_attn, hc_fn)` is "hc_attn_fn".
+template <class... Parts>
+std::string cat(const Parts&... parts) {
+  std::string s;
+  ((s += std::string_view(parts)), ...);
+  return s;
+}
+/// The parts joined by dots: `join("layers.3", attn, wq_a)` is "layers.3.attn.wq_a.weight".
+template <class First, class... Parts>
+std::string join(const First& first, const Parts&... parts) {
+  std::string s{std::string_view(first)};
+  ((s += '.', s += std::string_view(parts)), ...);
+  return s;
+}
+/// "<x>.weight" -> "<x>.scale": the FP8/FP4 block scales stored beside a weight.
+inline std::string scale_of(std::string_view weight_name) {
+  constexpr std::string_view w = ".weight";
+  if (weight_name.size() >= w.size() && weight_name.substr(weight_name.size() - w.size()) == w)
+    weight_name.remove_suffix(w.size());
+  return cat(weight_name, ".scale");
+}
+}  // namespace tensor_names
+
 namespace detail {
 
 /// A weight of one block, in both naming schemes.
@@ -93,34 +174,35 @@ inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1
 inline std::vector<BlockWeight> block_weights(const ModelConfig& c, int layer) {
   using enum ReleaseDtype;
   using C = Component;
+  namespace n = tensor_names;
   const std::int64_t d = c.dim, h = c.hc_mult, mix = c.hc_mix_width();
   const int r = c.compress_ratio(layer);
   const std::int64_t cc = r == 4 ? 2 : 1;
   std::vector<BlockWeight> w = {
-      {"attn_norm.weight", "attn_norm.weight", {d}, bf16, C::attention},
-      {"ffn_norm.weight", "ffn_norm.weight", {d}, bf16, C::attention},
-      {"hc_attn_fn", "hc_attn_fn.weight", {mix, h * d}, f32, C::mhc},
-      {"hc_attn_base", "hc_attn_base.weight", {mix}, f32, C::mhc},
-      {"hc_attn_scale", "hc_attn_scale.weight", {3}, f32, C::mhc},
-      {"hc_ffn_fn", "hc_ffn_fn.weight", {mix, h * d}, f32, C::mhc},
-      {"hc_ffn_base", "hc_ffn_base.weight", {mix}, f32, C::mhc},
-      {"hc_ffn_scale", "hc_ffn_scale.weight", {3}, f32, C::mhc},
-      {"attn.attn_sink", "attn_sinks.weight", {c.n_heads}, f32, C::attention},
-      {"attn.wq_a.weight", "attn_q_a.weight", {c.q_lora_rank, d}, fp8_e4m3, C::attention},
-      {"attn.q_norm.weight", "attn_q_a_norm.weight", {c.q_lora_rank}, bf16, C::attention},
-      {"attn.wq_b.weight",
+      {std::string(n::attn_norm), "attn_norm.weight", {d}, bf16, C::attention},
+      {std::string(n::ffn_norm), "ffn_norm.weight", {d}, bf16, C::attention},
+      {n::cat(n::hc_attn, n::hc_fn), "hc_attn_fn.weight", {mix, h * d}, f32, C::mhc},
+      {n::cat(n::hc_attn, n::hc_base), "hc_attn_base.weight", {mix}, f32, C::mhc},
+      {n::cat(n::hc_attn, n::hc_scale), "hc_attn_scale.weight", {3}, f32, C::mhc},
+      {n::cat(n::hc_ffn, n::hc_fn), "hc_ffn_fn.weight", {mix, h * d}, f32, C::mhc},
+      {n::cat(n::hc_ffn, n::hc_base), "hc_ffn_base.weight", {mix}, f32, C::mhc},
+      {n::cat(n::hc_ffn, n::hc_scale), "hc_ffn_scale.weight", {3}, f32, C::mhc},
+      {n::join(n::attn, n::attn_sink), "attn_sinks.weight", {c.n_heads}, f32, C::attention},
+      {n::join(n::attn, n::wq_a), "attn_q_a.weight", {c.q_lora_rank, d}, fp8_e4m3, C::attention},
+      {n::join(n::attn, n::q_norm), "attn_q_a_norm.weight", {c.q_lora_rank}, bf16, C::attention},
+      {n::join(n::attn, n::wq_b),
        "attn_q_b.weight",
        {c.q_out_features(), c.q_lora_rank},
        fp8_e4m3,
        C::attention},
-      {"attn.wkv.weight", "attn_kv.weight", {c.head_dim, d}, fp8_e4m3, C::attention},
-      {"attn.kv_norm.weight", "attn_kv_a_norm.weight", {c.head_dim}, bf16, C::attention},
-      {"attn.wo_a.weight",
+      {n::join(n::attn, n::wkv), "attn_kv.weight", {c.head_dim, d}, fp8_e4m3, C::attention},
+      {n::join(n::attn, n::kv_norm), "attn_kv_a_norm.weight", {c.head_dim}, bf16, C::attention},
+      {n::join(n::attn, n::wo_a),
        "attn_output_a.weight",
        {c.wo_b_in_features(), c.wo_a_in_features()},
        fp8_e4m3,
        C::attention},
-      {"attn.wo_b.weight",
+      {n::join(n::attn, n::wo_b),
        "attn_output_b.weight",
        {d, c.wo_b_in_features()},
        fp8_e4m3,
@@ -128,15 +210,22 @@ inline std::vector<BlockWeight> block_weights(const ModelConfig& c, int layer) {
   };
   if (r > 0) {
     const std::int64_t cw = cc * c.head_dim;
-    w.push_back(
-        {"attn.compressor.wkv.weight", "attn_compressor_kv.weight", {cw, d}, bf16, C::compressor});
-    w.push_back({"attn.compressor.wgate.weight",
+    w.push_back({n::join(n::attn, n::compressor, n::wkv),
+                 "attn_compressor_kv.weight",
+                 {cw, d},
+                 bf16,
+                 C::compressor});
+    w.push_back({n::join(n::attn, n::compressor, n::wgate),
                  "attn_compressor_gate.weight",
                  {cw, d},
                  bf16,
                  C::compressor});
-    w.push_back({"attn.compressor.ape", "attn_compressor_ape.weight", {r, cw}, f32, C::compressor});
-    w.push_back({"attn.compressor.norm.weight",
+    w.push_back({n::join(n::attn, n::compressor, n::ape),
+                 "attn_compressor_ape.weight",
+                 {r, cw},
+                 f32,
+                 C::compressor});
+    w.push_back({n::join(n::attn, n::compressor, n::norm),
                  "attn_compressor_norm.weight",
                  {c.head_dim},
                  bf16,
@@ -144,60 +233,68 @@ inline std::vector<BlockWeight> block_weights(const ModelConfig& c, int layer) {
   }
   if (r == 4) {
     const std::int64_t di = c.index_head_dim;
-    w.push_back({"attn.indexer.wq_b.weight",
+    w.push_back({n::join(n::attn, n::indexer, n::wq_b),
                  "indexer.attn_q_b.weight",
                  {c.index_n_heads * di, c.q_lora_rank},
                  fp8_e4m3,
                  C::indexer});
-    w.push_back({"attn.indexer.weights_proj.weight",
+    w.push_back({n::join(n::attn, n::indexer, n::weights_proj),
                  "indexer.proj.weight",
                  {c.index_n_heads, d},
                  bf16,
                  C::indexer});
-    w.push_back({"attn.indexer.compressor.wkv.weight",
+    w.push_back({n::join(n::attn, n::indexer, n::compressor, n::wkv),
                  "indexer_compressor_kv.weight",
                  {2 * di, d},
                  bf16,
                  C::indexer});
-    w.push_back({"attn.indexer.compressor.wgate.weight",
+    w.push_back({n::join(n::attn, n::indexer, n::compressor, n::wgate),
                  "indexer_compressor_gate.weight",
                  {2 * di, d},
                  bf16,
                  C::indexer});
-    w.push_back({"attn.indexer.compressor.ape",
+    w.push_back({n::join(n::attn, n::indexer, n::compressor, n::ape),
                  "indexer_compressor_ape.weight",
                  {4, 2 * di},
                  f32,
                  C::indexer});
-    w.push_back({"attn.indexer.compressor.norm.weight",
+    w.push_back({n::join(n::attn, n::indexer, n::compressor, n::norm),
                  "indexer_compressor_norm.weight",
                  {di},
                  bf16,
                  C::indexer});
   }
-  w.push_back({"ffn.gate.weight", "ffn_gate_inp.weight", {c.n_routed_experts, d}, bf16, C::router});
+  w.push_back({n::join(n::ffn, n::gate, n::weight),
+               "ffn_gate_inp.weight",
+               {c.n_routed_experts, d},
+               bf16,
+               C::router});
   if (c.is_hash_layer(layer)) {
-    w.push_back({"ffn.gate.tid2eid",
+    w.push_back({n::join(n::ffn, n::gate, n::tid2eid),
                  "ffn_gate_tid2eid.weight",
                  {c.vocab_size, c.n_activated_experts},
                  i64,
                  C::router});
   } else {
-    w.push_back({"ffn.gate.bias", "exp_probs_b.bias", {c.n_routed_experts}, f32, C::router});
+    w.push_back({n::join(n::ffn, n::gate, n::bias),
+                 "exp_probs_b.bias",
+                 {c.n_routed_experts},
+                 f32,
+                 C::router});
   }
   if (c.n_shared_experts > 0) {
     const std::int64_t in = c.moe_inter_dim * c.n_shared_experts;
-    w.push_back({"ffn.shared_experts.w1.weight",
+    w.push_back({n::join(n::ffn, n::shared_experts, n::w1),
                  "ffn_gate_shexp.weight",
                  {in, d},
                  fp8_e4m3,
                  C::shared_expert});
-    w.push_back({"ffn.shared_experts.w2.weight",
+    w.push_back({n::join(n::ffn, n::shared_experts, n::w2),
                  "ffn_down_shexp.weight",
                  {d, in},
                  fp8_e4m3,
                  C::shared_expert});
-    w.push_back({"ffn.shared_experts.w3.weight",
+    w.push_back({n::join(n::ffn, n::shared_experts, n::w3),
                  "ffn_up_shexp.weight",
                  {in, d},
                  fp8_e4m3,
@@ -254,7 +351,7 @@ inline std::vector<ReleaseTensor> release_tensors(const ModelConfig& c) {
       t.bytes = n / 2;
       out.push_back(t);
       ReleaseTensor s = t;
-      s.name = name.substr(0, name.size() - 6) + "scale";  // "weight" -> "scale"
+      s.name = tensor_names::scale_of(name);
       s.shape = {shape[0], shape[1] / 32};
       s.dtype = ReleaseDtype::e8m0;
       s.params = 0;
@@ -270,7 +367,7 @@ inline std::vector<ReleaseTensor> release_tensors(const ModelConfig& c) {
     out.push_back(t);
     if (dt == ReleaseDtype::fp8_e4m3) {
       ReleaseTensor s = t;
-      s.name = t.name.substr(0, t.name.size() - 6) + "scale";
+      s.name = tensor_names::scale_of(t.name);
       s.shape = {detail::ceil_div(shape[0], 128), detail::ceil_div(shape[1], 128)};
       s.dtype = ReleaseDtype::e8m0;
       s.params = 0;
@@ -280,36 +377,41 @@ inline std::vector<ReleaseTensor> release_tensors(const ModelConfig& c) {
   };
   using enum ReleaseDtype;
   const std::int64_t d = c.dim, V = c.vocab_size;
-  add("embed.weight", {V, d}, bf16, Component::embedding, -1, false);
+  namespace n = tensor_names;
+  add(std::string(n::embed), {V, d}, bf16, Component::embedding, -1, false);
   for (int L = 0; L < c.n_blocks(); ++L) {
     const bool mtp = L >= c.n_layers;
-    const std::string prefix =
-        mtp ? "mtp." + std::to_string(L - c.n_layers) + "." : "layers." + std::to_string(L) + ".";
+    const std::string prefix = mtp ? n::join(n::mtp, std::to_string(L - c.n_layers), "")
+                                   : n::join(n::layers, std::to_string(L), "");
     for (const auto& w : detail::block_weights(c, L)) {
       add(prefix + w.official, w.shape, w.dtype, w.component, L, false);
     }
     for (std::int64_t e = 0; e < c.n_routed_experts; ++e) {
-      const std::string ep = prefix + "ffn.experts." + std::to_string(e) + ".";
-      add(ep + "w1.weight", {c.moe_inter_dim, d}, fp4_e2m1, Component::routed_experts, L, true);
-      add(ep + "w2.weight", {d, c.moe_inter_dim}, fp4_e2m1, Component::routed_experts, L, true);
-      add(ep + "w3.weight", {c.moe_inter_dim, d}, fp4_e2m1, Component::routed_experts, L, true);
+      const std::string ep = prefix + n::join(n::ffn, n::experts, std::to_string(e), "");
+      add(ep + std::string(n::w1), {c.moe_inter_dim, d}, fp4_e2m1, Component::routed_experts, L,
+          true);
+      add(ep + std::string(n::w2), {d, c.moe_inter_dim}, fp4_e2m1, Component::routed_experts, L,
+          true);
+      add(ep + std::string(n::w3), {c.moe_inter_dim, d}, fp4_e2m1, Component::routed_experts, L,
+          true);
     }
     if (mtp) {
-      add(prefix + "e_proj.weight", {d, d}, fp8_e4m3, Component::mtp, L, false);
-      add(prefix + "h_proj.weight", {d, d}, fp8_e4m3, Component::mtp, L, false);
-      add(prefix + "enorm.weight", {d}, bf16, Component::mtp, L, false);
-      add(prefix + "hnorm.weight", {d}, bf16, Component::mtp, L, false);
-      add(prefix + "norm.weight", {d}, bf16, Component::mtp, L, false);
-      add(prefix + "hc_head_fn", {c.hc_mult, c.hc_flat_width()}, f32, Component::mtp, L, false);
-      add(prefix + "hc_head_base", {c.hc_mult}, f32, Component::mtp, L, false);
-      add(prefix + "hc_head_scale", {1}, f32, Component::mtp, L, false);
+      add(prefix + std::string(n::e_proj), {d, d}, fp8_e4m3, Component::mtp, L, false);
+      add(prefix + std::string(n::h_proj), {d, d}, fp8_e4m3, Component::mtp, L, false);
+      add(prefix + std::string(n::enorm), {d}, bf16, Component::mtp, L, false);
+      add(prefix + std::string(n::hnorm), {d}, bf16, Component::mtp, L, false);
+      add(prefix + std::string(n::norm), {d}, bf16, Component::mtp, L, false);
+      add(n::cat(prefix, n::hc_head, n::hc_fn), {c.hc_mult, c.hc_flat_width()}, f32, Component::mtp,
+          L, false);
+      add(n::cat(prefix, n::hc_head, n::hc_base), {c.hc_mult}, f32, Component::mtp, L, false);
+      add(n::cat(prefix, n::hc_head, n::hc_scale), {1}, f32, Component::mtp, L, false);
     }
   }
-  add("norm.weight", {d}, bf16, Component::head, -1, false);
-  add("head.weight", {V, d}, bf16, Component::head, -1, false);
-  add("hc_head_fn", {c.hc_mult, c.hc_flat_width()}, f32, Component::mhc, -1, false);
-  add("hc_head_base", {c.hc_mult}, f32, Component::mhc, -1, false);
-  add("hc_head_scale", {1}, f32, Component::mhc, -1, false);
+  add(std::string(n::norm), {d}, bf16, Component::head, -1, false);
+  add(std::string(n::head), {V, d}, bf16, Component::head, -1, false);
+  add(n::cat(n::hc_head, n::hc_fn), {c.hc_mult, c.hc_flat_width()}, f32, Component::mhc, -1, false);
+  add(n::cat(n::hc_head, n::hc_base), {c.hc_mult}, f32, Component::mhc, -1, false);
+  add(n::cat(n::hc_head, n::hc_scale), {1}, f32, Component::mhc, -1, false);
   return out;
 }
 

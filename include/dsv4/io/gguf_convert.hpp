@@ -39,6 +39,7 @@
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numeric.hpp"
 #include "dsv4/formats/gguf_recipe.hpp"
+#include "dsv4/io/checkpoint_layout.hpp"
 #include "dsv4/io/gguf.hpp"
 #include "dsv4/io/gguf_model.hpp"
 #include "dsv4/io/gguf_quantize.hpp"
@@ -79,14 +80,6 @@ using ConvertProgressFn = std::function<void(const ConvertProgress&)>;
 
 namespace detail::convert {
 
-/// "<p>.weight" -> "<p>.scale".
-inline std::string scale_name(const std::string& weight) {
-  constexpr std::string_view suffix = ".weight";
-  if (weight.size() > suffix.size() && weight.ends_with(suffix))
-    return weight.substr(0, weight.size() - suffix.size()) + ".scale";
-  return weight + ".scale";
-}
-
 /// Reads rows of one reference tensor as f32 (dequantizing FP8/FP4 with their scales). With
 /// `load` false it only checks the tensor and its scales (present, dtype, shape) and holds
 /// nothing.
@@ -112,7 +105,7 @@ class RowReader {
     }
     if (ti.dtype == DType::F8_E4M3) {
       expect_tensor(src, name, shape);
-      const std::string sn = scale_name(name);
+      const std::string sn = tensor_names::scale_of(name);
       DSV4_CHECK(src.has(sn), FormatError,
                  "convert {}: tensor '{}' is F8_E4M3 but its block scales '{}' are missing", label_,
                  name, sn);
@@ -130,7 +123,7 @@ class RowReader {
       } else {
         expect_tensor(src, name, {rows_, cols_ / 2});
       }
-      const std::string sn = scale_name(name);
+      const std::string sn = tensor_names::scale_of(name);
       DSV4_CHECK(src.has(sn), FormatError,
                  "convert {}: tensor '{}' is packed FP4 ({}) but its scales '{}' are missing",
                  label_, name, dtype_name(ti.dtype), sn);
@@ -441,7 +434,9 @@ ConvertPlan convert_to_gguf_file(const S& src, const ModelConfig& cfg,
                                  const ConvertProgressFn& progress = {}) {
   ConvertPlan plan = plan_conversion(cfg, opt);
   for (int j = 0; j < cfg.n_mtp_layers && opt.include_mtp; ++j) {
-    if (src.has(fmt::format("mtp.{}.hc_head_fn", j))) {
+    if (src.has(
+            tensor_names::join(tensor_names::mtp, std::to_string(j),
+                               tensor_names::cat(tensor_names::hc_head, tensor_names::hc_fn)))) {
       plan.notes.push_back(fmt::format(
           "mtp.{}.hc_head_fn/base/scale are not stored: llama.cpp's MTP head uses the trunk's "
           "output_hc_*",

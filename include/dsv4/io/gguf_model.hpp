@@ -55,14 +55,14 @@
 #include "dsv4/core/numeric.hpp"
 #include "dsv4/core/tensor.hpp"
 #include "dsv4/formats/gguf_recipe.hpp"
+#include "dsv4/formats/linear.hpp"
 #include "dsv4/formats/registry.hpp"
+#include "dsv4/io/checkpoint_layout.hpp"
 #include "dsv4/io/config_json.hpp"
 #include "dsv4/io/gguf.hpp"
 #include "dsv4/io/load_meter.hpp"
 #include "dsv4/io/safetensors.hpp"
 #include "dsv4/io/tensor_load.hpp"
-#include "dsv4/layers/linear.hpp"
-#include "dsv4/model/checkpoint_layout.hpp"
 
 namespace dsv4::io {
 
@@ -830,37 +830,42 @@ inline std::vector<GgufTensorMapping> gguf_tensor_map(const ModelConfig& c,
     m.integer = t.integer;
     m.layer = t.layer;
     if (t.layer < 0) {
+      namespace n = tensor_names;
       static const std::map<std::string, std::string, std::less<>> top = {
-          {"token_embd.weight", "embed.weight"},     {"output_norm.weight", "norm.weight"},
-          {"output.weight", "head.weight"},          {"output_hc_fn.weight", "hc_head_fn"},
-          {"output_hc_base.weight", "hc_head_base"}, {"output_hc_scale.weight", "hc_head_scale"}};
+          {"token_embd.weight", std::string(n::embed)},
+          {"output_norm.weight", std::string(n::norm)},
+          {"output.weight", std::string(n::head)},
+          {"output_hc_fn.weight", n::cat(n::hc_head, n::hc_fn)},
+          {"output_hc_base.weight", n::cat(n::hc_head, n::hc_base)},
+          {"output_hc_scale.weight", n::cat(n::hc_head, n::hc_scale)}};
       m.reference = {top.at(t.name)};
       m.part_shape = reversed(t.ne);
       out.push_back(std::move(m));
       continue;
     }
     const bool mtp = t.layer >= c.n_layers;
-    const std::string ref_prefix =
-        mtp ? fmt::format("mtp.{}.", t.layer - c.n_layers) : fmt::format("layers.{}.", t.layer);
+    namespace n = tensor_names;
+    const std::string ref_prefix = mtp ? n::join(n::mtp, std::to_string(t.layer - c.n_layers), "")
+                                       : n::join(n::layers, std::to_string(t.layer), "");
     const std::string gguf_prefix = fmt::format("blk.{}.", t.layer);
     const std::string_view gleaf = std::string_view(t.name).substr(gguf_prefix.size());
     if (t.routed_expert) {
-      const std::string w = gleaf == "ffn_gate_exps.weight"   ? "w1"
-                            : gleaf == "ffn_down_exps.weight" ? "w2"
-                                                              : "w3";
+      const std::string_view w = gleaf == "ffn_gate_exps.weight"   ? n::w1
+                                 : gleaf == "ffn_down_exps.weight" ? n::w2
+                                                                   : n::w3;
       m.packing = GgufPacking::experts;
       for (std::int64_t e = 0; e < c.n_routed_experts; ++e)
-        m.reference.push_back(fmt::format("{}ffn.experts.{}.{}.weight", ref_prefix, e, w));
+        m.reference.push_back(ref_prefix + n::join(n::ffn, n::experts, std::to_string(e), w));
       m.part_shape = {static_cast<std::uint64_t>(t.ne[1]), static_cast<std::uint64_t>(t.ne[0])};
     } else if (gleaf == "nextn.eh_proj.weight") {
       m.packing = GgufPacking::concat_cols;
-      m.reference = {ref_prefix + "e_proj.weight", ref_prefix + "h_proj.weight"};
+      m.reference = {ref_prefix + std::string(n::e_proj), ref_prefix + std::string(n::h_proj)};
       m.part_shape = {static_cast<std::uint64_t>(c.dim), static_cast<std::uint64_t>(c.dim)};
     } else if (gleaf == "nextn.enorm.weight" || gleaf == "nextn.hnorm.weight") {
       m.reference = {ref_prefix + std::string(gleaf.substr(6))};
       m.part_shape = reversed(t.ne);
     } else if (gleaf == "nextn.shared_head_norm.weight") {
-      m.reference = {ref_prefix + "norm.weight"};
+      m.reference = {ref_prefix + std::string(n::norm)};
       m.part_shape = reversed(t.ne);
     } else {
       std::string found;
@@ -1223,11 +1228,14 @@ class GgufModel {
     }
     // llama.cpp's MTP graph uses the trunk's hc_head and the shared embedding and head
     for (int j = 0; j < cfg_.n_mtp_layers; ++j) {
-      const std::string p = fmt::format("mtp.{}.", j);
-      for (const char* leaf : {"hc_head_fn", "hc_head_base", "hc_head_scale"}) {
-        add(p + leaf, entries_.at(std::string(leaf)));
+      namespace n = tensor_names;
+      const std::string p = n::join(n::mtp, std::to_string(j), "");
+      for (const std::string_view suffix : {n::hc_fn, n::hc_base, n::hc_scale}) {
+        const std::string leaf = n::cat(n::hc_head, suffix);
+        add(p + leaf, entries_.at(leaf));
       }
-      if (!has(p + "norm.weight")) add(p + "norm.weight", entries_.at(std::string("norm.weight")));
+      const std::string norm(n::norm);
+      if (!has(p + norm)) add(p + norm, entries_.at(norm));
     }
   }
 

@@ -25,8 +25,9 @@
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numeric.hpp"
 #include "dsv4/core/tensor.hpp"
+#include "dsv4/formats/linear.hpp"
+#include "dsv4/io/checkpoint_layout.hpp"
 #include "dsv4/io/safetensors.hpp"
-#include "dsv4/layers/linear.hpp"
 
 namespace dsv4::io {
 
@@ -164,16 +165,6 @@ std::shared_ptr<const void> owner_of(const S& src, std::string_view name) {
   }
 }
 
-/// "<p>.weight" -> "<p>.scale" (the release's companion of a quantised weight).
-inline std::string scale_name_of(std::string_view weight_name) {
-  constexpr std::string_view suffix = ".weight";
-  if (weight_name.size() > suffix.size() &&
-      weight_name.substr(weight_name.size() - suffix.size()) == suffix) {
-    return std::string(weight_name.substr(0, weight_name.size() - suffix.size())) + ".scale";
-  }
-  return std::string(weight_name) + ".scale";
-}
-
 /// The formats a safetensors tensor holds one to one (one value per element).
 template <class F>
 inline constexpr bool plain_format =
@@ -275,7 +266,7 @@ struct LinearLoader<Linear<F, Sem>> {
         expect_tensor(src, weight_name, {out, in});
       }
     }
-    const std::string sname = detail::load::scale_name_of(weight_name);
+    const std::string sname = tensor_names::scale_of(weight_name);
     auto converted = std::make_shared<std::vector<ue8m0>>();
     const std::span<const std::byte> scales = detail::load::native_scales(
         src, sname, {F::scale_rows(out), F::scale_cols(in)}, weight_name, F::name, *converted);

@@ -44,15 +44,13 @@
 #include "dsv4/core/numerics.hpp"
 #include "dsv4/core/scratch.hpp"
 #include "dsv4/core/tensor.hpp"
-#include "dsv4/io/safetensors.hpp"
-#include "dsv4/io/tensor_load.hpp"
+#include "dsv4/formats/linear.hpp"
 #include "dsv4/layers/compressor.hpp"
 #include "dsv4/layers/indexer.hpp"
 #include "dsv4/layers/kv_cache.hpp"
-#include "dsv4/layers/linear.hpp"
-#include "dsv4/layers/norm.hpp"
-#include "dsv4/layers/rope.hpp"
+#include "dsv4/ops/norm.hpp"
 #include "dsv4/ops/quant.hpp"
+#include "dsv4/ops/rope.hpp"
 #include "dsv4/ops/sparse_attention.hpp"
 
 namespace dsv4 {
@@ -89,143 +87,6 @@ struct AttentionWeights {
 
   AttentionKind kind() const noexcept { return attention_kind(ratio); }
 };
-
-/// The values of wo_a ([rows, cols]) as the reference runs it: a bf16 matrix. The release stores
-/// it as F8_E4M3 with 128×128 block scales ("<name>.scale", F8_E8M0), which convert.py multiplies
-/// out (exactly: a code times a power of two is a bf16 value); checkpoints after conversion hold
-/// BF16 (or F32 / F16 with bf16 values).
-template <io::TensorSource S>
-std::vector<bf16> load_wo_a(const S& src, const std::string& name, std::size_t rows,
-                            std::size_t cols) {
-  const std::string wname = name + ".weight";
-  const io::TensorInfo& ti = io::expect_tensor(src, wname, {rows, cols});
-  if (ti.dtype != DType::F8_E4M3) return io::load_bf16(src, wname, {rows, cols});
-  constexpr std::size_t kBlock = 128;
-  const std::string sname = name + ".scale";
-  const std::size_t sr = (rows + kBlock - 1) / kBlock;
-  const std::size_t sc = (cols + kBlock - 1) / kBlock;
-  DSV4_CHECK(src.has(sname), FormatError,
-             "{}: tensor '{}' is F8_E4M3 but its block scales '{}' ([{}, {}]) are missing",
-             src.label(), wname, sname, sr, sc);
-  const io::TensorInfo& si = io::expect_tensor(src, sname, {sr, sc});
-  DSV4_CHECK(si.dtype == DType::F8_E8M0 || si.dtype == DType::F32, FormatError,
-             "{}: tensor '{}': expected dtype F8_E8M0 or F32, found {}", src.label(), sname,
-             dtype_name(si.dtype));
-  const std::vector<float> q = src.to_float(wname);
-  const std::vector<float> s = src.to_float(sname);
-  std::vector<bf16> out(q.size());
-  for (std::size_t r = 0; r < rows; ++r) {
-    for (std::size_t c = 0; c < cols; ++c) {
-      const float v = q[r * cols + c] * s[(r / kBlock) * sc + c / kBlock];
-      out[r * cols + c] = bf16(v);
-      DSV4_CHECK(out[r * cols + c].to_float() == v, FormatError,
-                 "{}: tensor '{}': element [{}, {}] times its scale is {}, not a bf16 value",
-                 src.label(), wname, r, c, v);
-    }
-  }
-  return out;
-}
-
-/// Reads the attention tensors of block `layer` ("<prefix>wq_a.weight", …; prefix e.g.
-/// "layers.1.attn." or "mtp.0.attn.") and checks every shape and dtype against `cfg`
-/// (FormatError naming the tensor). The layer's compress ratio is cfg.compress_ratios[layer].
-/// `Lin` must have an io::LinearLoader (DenseLinear<float>, DenseLinear<bf16>, ...).
-template <LinearOp Lin = DenseLinear<bf16>, io::TensorSource S>
-AttentionWeights<Lin> load_attention_weights(const S& f, const std::string& prefix,
-                                             const ModelConfig& cfg, int layer) {
-  DSV4_CHECK(layer >= 0 && static_cast<std::size_t>(layer) < cfg.compress_ratios.size(),
-             ConfigError, "attention {}: block {} has no entry in compress_ratios ({} entries)",
-             prefix, layer, cfg.compress_ratios.size());
-  DSV4_CHECK(cfg.n_heads > 0 && cfg.o_groups > 0 && cfg.n_heads % cfg.o_groups == 0 &&
-                 cfg.head_dim > cfg.rope_head_dim && cfg.rope_head_dim > 0 &&
-                 cfg.rope_head_dim % 2 == 0 && cfg.window_size > 0,
-             ConfigError,
-             "attention {}: n_heads {}, o_groups {}, head_dim {}, rope_head_dim {}, window_size {} "
-             "are not a valid attention shape",
-             prefix, cfg.n_heads, cfg.o_groups, cfg.head_dim, cfg.rope_head_dim, cfg.window_size);
-  DSV4_CHECK(cfg.nope_head_dim() % static_cast<std::int64_t>(ops::kKvQuantBlock) == 0, ConfigError,
-             "attention {}: head_dim - rope_head_dim = {} must be a multiple of {} (FP8 KV "
-             "simulation blocks)",
-             prefix, cfg.nope_head_dim(), ops::kKvQuantBlock);
-  AttentionWeights<Lin> w;
-  w.layer = layer;
-  w.ratio = cfg.compress_ratio(layer);
-  DSV4_CHECK(w.ratio >= 0, ConfigError, "attention {}: compress ratio {} is negative", prefix,
-             w.ratio);
-  w.dim = cfg.dim;
-  w.n_heads = cfg.n_heads;
-  w.head_dim = cfg.head_dim;
-  w.rope_dim = cfg.rope_head_dim;
-  w.q_lora_rank = cfg.q_lora_rank;
-  w.o_groups = cfg.o_groups;
-  w.o_lora_rank = cfg.o_lora_rank;
-  w.window = cfg.window_size;
-  w.norm_eps = static_cast<float>(cfg.norm_eps);
-
-  const auto u = [](std::int64_t v) { return static_cast<std::size_t>(v); };
-  const auto eps = w.norm_eps;
-  w.attn_sink = io::load_float(f, prefix + "attn_sink", {u(cfg.n_heads)});
-  w.wq_a = io::load_linear<Lin>(f, prefix + "wq_a.weight", u(cfg.q_lora_rank), u(cfg.dim));
-  w.q_norm.weight = io::load_float(f, prefix + "q_norm.weight", {u(cfg.q_lora_rank)});
-  w.q_norm.eps = eps;
-  w.wq_b =
-      io::load_linear<Lin>(f, prefix + "wq_b.weight", u(cfg.q_out_features()), u(cfg.q_lora_rank));
-  w.wkv = io::load_linear<Lin>(f, prefix + "wkv.weight", u(cfg.head_dim), u(cfg.dim));
-  w.kv_norm.weight = io::load_float(f, prefix + "kv_norm.weight", {u(cfg.head_dim)});
-  w.kv_norm.eps = eps;
-  {
-    const std::size_t rows = u(cfg.o_groups * cfg.o_lora_rank);
-    const std::size_t cols = u(cfg.wo_a_in_features());
-    const std::string name = prefix + "wo_a.weight";
-    const DType stored = io::expect_tensor(f, name, {rows, cols}).dtype;
-    if constexpr (requires {
-                    f.semantics() == decltype(f.semantics())::partner_dot;
-                    f.stored_type(name) == FormatId::f32;
-                    f.stored_bytes(name);
-                    f.file_ptr();
-                  }) {
-      if (f.semantics() == decltype(f.semantics())::partner_dot &&
-          io::partner_view_format(f.stored_type(name))) {
-        // rows g·R_o… of the stored tensor: whole rows of blocks, viewed in place
-        const FormatId id = f.stored_type(name);
-        const auto raw = f.stored_bytes(name);
-        const std::size_t group_bytes = u(cfg.o_lora_rank) * row_bytes(id, cols);
-        for (std::int64_t g = 0; g < cfg.o_groups; ++g) {
-          w.wo_a_partner.push_back(
-              any_linear_view<PartnerDot>(id, raw.subspan(u(g) * group_bytes, group_bytes),
-                                          u(cfg.o_lora_rank), cols, f.file_ptr()));
-        }
-      }
-    }
-    // Without a partner view (another numerics or source) the groups are held as fp32.
-    if (w.wo_a_partner.empty()) {
-      // the release's FP8 wo_a through its exact dequantisation, any plain dtype as it is
-      std::vector<float> full;
-      if (stored == DType::F8_E4M3) {
-        const std::vector<bf16> b = load_wo_a(f, prefix + "wo_a", rows, cols);
-        full.assign(b.size(), 0.0f);
-        for (std::size_t i = 0; i < b.size(); ++i) full[i] = b[i].to_float();
-      } else {
-        full = io::load_float(f, prefix + "wo_a.weight", {rows, cols});
-      }
-      const std::size_t per = u(cfg.o_lora_rank) * cols;
-      for (std::int64_t g = 0; g < cfg.o_groups; ++g) {
-        const auto first = full.begin() + static_cast<std::ptrdiff_t>(u(g) * per);
-        w.wo_a.emplace_back(std::vector<float>(first, first + static_cast<std::ptrdiff_t>(per)),
-                            u(cfg.o_lora_rank), cols);
-      }
-    }
-  }
-  w.wo_b = io::load_linear<Lin>(f, prefix + "wo_b.weight", u(cfg.dim), u(cfg.wo_b_in_features()));
-  if (w.ratio > 0) {
-    w.compressor = load_compressor_weights(f, prefix + "compressor.", cfg.dim, w.ratio,
-                                           cfg.head_dim, cfg.rope_head_dim, cfg.norm_eps,
-                                           /*rotate=*/false);
-  }
-  if (w.ratio == 4) w.indexer = load_indexer_weights<Lin>(f, prefix + "indexer.", cfg);
-  w.rope = Rope::for_layer(cfg, w.ratio);
-  return w;
-}
 
 /// Intermediate values of one call, for tests and inspection (all float, row-major).
 struct AttentionTrace {

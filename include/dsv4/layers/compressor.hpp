@@ -39,12 +39,11 @@
 #include "dsv4/core/scratch.hpp"
 #include "dsv4/core/state_memory.hpp"
 #include "dsv4/core/tensor.hpp"
-#include "dsv4/io/tensor_load.hpp"
-#include "dsv4/layers/linear.hpp"
-#include "dsv4/layers/norm.hpp"
-#include "dsv4/layers/rope.hpp"
+#include "dsv4/formats/linear.hpp"
 #include "dsv4/ops/hadamard.hpp"
+#include "dsv4/ops/norm.hpp"
 #include "dsv4/ops/quant.hpp"
+#include "dsv4/ops/rope.hpp"
 
 namespace dsv4 {
 
@@ -92,36 +91,6 @@ struct CompressorWeights {
   std::size_t width() const noexcept { return coff() * static_cast<std::size_t>(head_dim); }
   std::size_t dim() const noexcept { return wkv.in_features(); }
 };
-
-/// Reads a compressor's tensors ("<prefix>wkv.weight", "wgate.weight", "ape", "norm.weight"),
-/// checking every shape and dtype (FormatError naming the tensor).
-template <io::TensorSource S>
-CompressorWeights load_compressor_weights(const S& src, const std::string& prefix, std::int64_t dim,
-                                          int ratio, std::int64_t head_dim, std::int64_t rope_dim,
-                                          double norm_eps, bool rotate) {
-  DSV4_CHECK(ratio > 0 && head_dim > rope_dim && rope_dim > 0, ConfigError,
-             "compressor {}: ratio {} with head_dim {} and rope_head_dim {} is not valid", prefix,
-             ratio, head_dim, rope_dim);
-  CompressorWeights w;
-  w.ratio = ratio;
-  w.head_dim = head_dim;
-  w.rope_dim = rope_dim;
-  w.rotate = rotate;
-  const std::size_t width = w.width();
-  const auto d = static_cast<std::size_t>(dim);
-  // Under partner-dot semantics the stored format runs (no fp32 copy is made); otherwise fp32.
-  w.wkv_partner = io::load_partner_view(src, prefix + "wkv.weight", width, d);
-  w.wgate_partner = io::load_partner_view(src, prefix + "wgate.weight", width, d);
-  if (!w.wkv_partner)
-    w.wkv = io::load_linear<DenseLinear<float>>(src, prefix + "wkv.weight", width, d);
-  if (!w.wgate_partner)
-    w.wgate = io::load_linear<DenseLinear<float>>(src, prefix + "wgate.weight", width, d);
-  w.ape = io::load_float(src, prefix + "ape", {static_cast<std::uint64_t>(ratio), width});
-  w.norm.weight =
-      io::load_float(src, prefix + "norm.weight", {static_cast<std::uint64_t>(head_dim)});
-  w.norm.eps = static_cast<float>(norm_eps);
-  return w;
-}
 
 /// The running state of one compressor for one sequence: the reference's kv_state and
 /// score_state, [c·r, c·D] float32 each, one row per position. Overlap mode: position p is in

@@ -33,12 +33,11 @@
 #include "dsv4/core/numerics.hpp"
 #include "dsv4/core/scratch.hpp"
 #include "dsv4/core/tensor.hpp"
-#include "dsv4/io/tensor_load.hpp"
+#include "dsv4/formats/linear.hpp"
 #include "dsv4/layers/compressor.hpp"
-#include "dsv4/layers/linear.hpp"
-#include "dsv4/layers/rope.hpp"
 #include "dsv4/ops/hadamard.hpp"
 #include "dsv4/ops/quant.hpp"
+#include "dsv4/ops/rope.hpp"
 
 namespace dsv4 {
 
@@ -56,39 +55,6 @@ struct IndexerWeights {
                                                   ///< used (weights_proj is empty then)
   CompressorWeights compressor;                   ///< ratio 4, width Di, rotate mode
 };
-
-/// Reads "<prefix>wq_b.weight", "weights_proj.weight" and "compressor.*" of a ratio-4 layer.
-template <LinearOp Lin, io::TensorSource S>
-IndexerWeights<Lin> load_indexer_weights(const S& f, const std::string& prefix,
-                                         const ModelConfig& cfg) {
-  DSV4_CHECK(cfg.index_head_dim > cfg.rope_head_dim && cfg.index_head_dim % 32 == 0 &&
-                 (cfg.index_head_dim & (cfg.index_head_dim - 1)) == 0,
-             ConfigError,
-             "indexer {}: index_head_dim {} must be a power of two, a multiple of 32 and larger "
-             "than rope_head_dim {}",
-             prefix, cfg.index_head_dim, cfg.rope_head_dim);
-  DSV4_CHECK(cfg.index_n_heads > 0 && cfg.index_topk > 0, ConfigError,
-             "indexer {}: index_n_heads {} and index_topk {} must be positive", prefix,
-             cfg.index_n_heads, cfg.index_topk);
-  IndexerWeights<Lin> w;
-  w.n_heads = cfg.index_n_heads;
-  w.head_dim = cfg.index_head_dim;
-  w.topk = cfg.index_topk;
-  const auto q_out = static_cast<std::size_t>(cfg.index_n_heads * cfg.index_head_dim);
-  w.wq_b = io::load_linear<Lin>(f, prefix + "wq_b.weight", q_out,
-                                static_cast<std::size_t>(cfg.q_lora_rank));
-  w.weights_proj_partner = io::load_partner_view(f, prefix + "weights_proj.weight",
-                                                 static_cast<std::size_t>(cfg.index_n_heads),
-                                                 static_cast<std::size_t>(cfg.dim));
-  if (!w.weights_proj_partner) {
-    w.weights_proj = io::load_linear<DenseLinear<float>>(
-        f, prefix + "weights_proj.weight", static_cast<std::size_t>(cfg.index_n_heads),
-        static_cast<std::size_t>(cfg.dim));
-  }
-  w.compressor = load_compressor_weights(f, prefix + "compressor.", cfg.dim, 4, cfg.index_head_dim,
-                                         cfg.rope_head_dim, cfg.norm_eps, /*rotate=*/true);
-  return w;
-}
 
 /// Per-sequence state of an indexer: its compressor's running state and the index key cache
 /// ([max_seq_len / 4, Di], the reference's Indexer.kv_cache).

@@ -35,9 +35,8 @@
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numerics.hpp"
 #include "dsv4/core/scratch.hpp"
-#include "dsv4/io/tensor_load.hpp"
-#include "dsv4/layers/linear.hpp"
-#include "dsv4/layers/norm.hpp"
+#include "dsv4/formats/linear.hpp"
+#include "dsv4/ops/norm.hpp"
 #include "dsv4/ops/sinkhorn.hpp"
 
 namespace dsv4 {
@@ -460,47 +459,6 @@ template <NumericsPolicy N, ResidualPolicy R, class F>
 void residual_step(const R& residual, const RmsNorm& norm, std::span<float> x, F&& f,
                    typename R::Mix* mix_out = nullptr) {
   residual_step<N>(ReferenceBackend{}, residual, norm, x, std::forward<F>(f), mix_out);
-}
-
-// ---- loading (reference tensor names) ----------------------------------------------------------
-
-/// Loads `<prefix>_fn`, `<prefix>_base`, `<prefix>_scale` (prefix e.g. "layers.0.hc_attn").
-template <std::size_t HC = 4, io::TensorSource Src>
-HyperConnection<HC> load_hyper_connection(const Src& src, const std::string& prefix,
-                                          const ModelConfig& cfg) {
-  DSV4_CHECK(static_cast<std::size_t>(cfg.hc_mult) == HC, ConfigError,
-             "{}: hc_mult = {} but the model is built for {} streams", src.label(), cfg.hc_mult,
-             HC);
-  const auto d = static_cast<std::uint64_t>(cfg.dim);
-  constexpr std::uint64_t m = HyperConnection<HC>::mix_width;
-  // a GGUF's fn is used in its own format only: no float copy next to the mapped one
-  auto partner = io::load_partner_view(src, prefix + "_fn", m, HC * d);
-  return {partner ? std::vector<float>() : io::load_float(src, prefix + "_fn", {m, HC * d}),
-          io::load_float(src, prefix + "_base", {m}),
-          io::load_float(src, prefix + "_scale", {3}),
-          static_cast<std::size_t>(d),
-          static_cast<float>(cfg.norm_eps),
-          static_cast<float>(cfg.hc_eps),
-          cfg.hc_sinkhorn_iters,
-          std::move(partner)};
-}
-
-/// Loads `<prefix>_fn`, `<prefix>_base`, `<prefix>_scale` (prefix "hc_head" or "mtp.0.hc_head").
-template <std::size_t HC = 4, io::TensorSource Src>
-HyperConnectionHead<HC> load_hyper_connection_head(const Src& src, const std::string& prefix,
-                                                   const ModelConfig& cfg) {
-  DSV4_CHECK(static_cast<std::size_t>(cfg.hc_mult) == HC, ConfigError,
-             "{}: hc_mult = {} but the model is built for {} streams", src.label(), cfg.hc_mult,
-             HC);
-  const auto d = static_cast<std::uint64_t>(cfg.dim);
-  HyperConnectionHead<HC> head{io::load_float(src, prefix + "_fn", {HC, HC * d}),
-                               io::load_float(src, prefix + "_base", {HC}),
-                               io::load_float(src, prefix + "_scale", {1}),
-                               static_cast<std::size_t>(d),
-                               static_cast<float>(cfg.norm_eps),
-                               static_cast<float>(cfg.hc_eps)};
-  head.set_partner_fn(io::load_partner_view(src, prefix + "_fn", HC, HC * d));
-  return head;
 }
 
 }  // namespace dsv4

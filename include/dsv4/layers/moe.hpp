@@ -34,8 +34,7 @@
 #include "dsv4/core/numerics.hpp"
 #include "dsv4/core/scratch.hpp"
 #include "dsv4/core/tensor.hpp"
-#include "dsv4/io/tensor_load.hpp"
-#include "dsv4/layers/linear.hpp"
+#include "dsv4/formats/linear.hpp"
 #include "dsv4/layers/routers.hpp"
 
 namespace dsv4 {
@@ -229,87 +228,5 @@ class Moe {
   std::vector<Expert<L>> experts_;
   std::optional<Expert<LS>> shared_;
 };
-
-// ---- loading (reference tensor names) ----------------------------------------------------------
-
-/// How a router is loaded from `<prefix>` = "layers.L.ffn.gate" (weight [E, dim], plus bias [E] or
-/// tid2eid [vocab, k]). Specialise for new router types.
-template <class R>
-struct RouterLoader;
-
-template <ScoreFunction S>
-struct RouterLoader<TopKRouter<S>> {
-  template <io::TensorSource Src>
-  static TopKRouter<S> load(const Src& src, const std::string& prefix, const ModelConfig& cfg) {
-    const auto e = static_cast<std::uint64_t>(cfg.n_routed_experts);
-    return {io::load_linear<DenseLinear<float>>(src, prefix + ".weight", e,
-                                                static_cast<std::size_t>(cfg.dim)),
-            io::load_float(src, prefix + ".bias", {e}),
-            static_cast<std::size_t>(cfg.n_activated_experts), static_cast<float>(cfg.route_scale)};
-  }
-};
-
-template <ScoreFunction S>
-struct RouterLoader<HashRouter<S>> {
-  template <io::TensorSource Src>
-  static HashRouter<S> load(const Src& src, const std::string& prefix, const ModelConfig& cfg) {
-    const auto e = static_cast<std::uint64_t>(cfg.n_routed_experts);
-    const auto k = static_cast<std::uint64_t>(cfg.n_activated_experts);
-    const auto v = static_cast<std::uint64_t>(cfg.vocab_size);
-    try {
-      return {io::load_linear<DenseLinear<float>>(src, prefix + ".weight", e,
-                                                  static_cast<std::size_t>(cfg.dim)),
-              io::load_index(src, prefix + ".tid2eid", {v, k}), v, k,
-              static_cast<float>(cfg.route_scale)};
-    } catch (const ConfigError& err) {
-      throw ConfigError(fmt::format("{}: '{}': {}", src.label(), prefix, err.what()));
-    }
-  }
-};
-
-/// Loads the MoE at `<prefix>` = "layers.L.ffn" (or "mtp.0.ffn"): `gate.*`, `experts.{e}.w{1,2,3}`,
-/// `shared_experts.w{1,2,3}` (when cfg.n_shared_experts is 1). The router's score function must be
-/// cfg.score_func. `layer` (MTP block j: n_layers + j) selects the block's SwiGLU limits when the
-/// config has per-block ones (cfg.swiglu_limits); -1: cfg.swiglu_limit.
-template <Router R, LinearOp L = DenseLinear<bf16>, LinearOp LS = L, io::TensorSource Src>
-Moe<R, L, LS> load_moe(const Src& src, const std::string& prefix, const ModelConfig& cfg,
-                       int layer = -1) {
-  DSV4_CHECK(cfg.score_func == R::score_function::name, ConfigError,
-             "{}: score_func is '{}' but the router is built for '{}'", src.label(), cfg.score_func,
-             R::score_function::name);
-  DSV4_CHECK(cfg.n_shared_experts == 0 || cfg.n_shared_experts == 1, ConfigError,
-             "{}: n_shared_experts = {}; the MoE supports 0 or 1", src.label(),
-             cfg.n_shared_experts);
-  const auto d = static_cast<std::size_t>(cfg.dim);
-  const auto inter = static_cast<std::size_t>(cfg.moe_inter_dim);
-  const auto n_blocks = static_cast<std::size_t>(cfg.n_blocks());
-  DSV4_CHECK(cfg.swiglu_limits.empty() || cfg.swiglu_limits.size() == n_blocks, ConfigError,
-             "{}: {} per-block swiglu limits for {} blocks", src.label(), cfg.swiglu_limits.size(),
-             n_blocks);
-  DSV4_CHECK(cfg.shared_swiglu_limits.empty() || cfg.shared_swiglu_limits.size() == n_blocks,
-             ConfigError, "{}: {} per-block shared-expert swiglu limits for {} blocks", src.label(),
-             cfg.shared_swiglu_limits.size(), n_blocks);
-  DSV4_CHECK(layer >= -1 && layer < cfg.n_blocks(), ConfigError, "{}: block {} of {}", src.label(),
-             layer, n_blocks);
-  const auto limit =
-      static_cast<float>(layer < 0 ? cfg.swiglu_limit : cfg.routed_swiglu_limit(layer));
-  const auto shared_limit =
-      static_cast<float>(layer < 0 ? cfg.swiglu_limit : cfg.shared_swiglu_limit(layer));
-  auto expert = [&]<class LL>(const std::string& p, float lim) {
-    return Expert<LL>(io::load_linear<LL>(src, p + ".w1.weight", inter, d),
-                      io::load_linear<LL>(src, p + ".w2.weight", d, inter),
-                      io::load_linear<LL>(src, p + ".w3.weight", inter, d), lim);
-  };
-  std::vector<Expert<L>> experts;
-  experts.reserve(static_cast<std::size_t>(cfg.n_routed_experts));
-  for (std::int64_t e = 0; e < cfg.n_routed_experts; ++e) {
-    experts.push_back(
-        expert.template operator()<L>(fmt::format("{}.experts.{}", prefix, e), limit));
-  }
-  std::optional<Expert<LS>> shared;
-  if (cfg.n_shared_experts == 1)
-    shared = expert.template operator()<LS>(prefix + ".shared_experts", shared_limit);
-  return {RouterLoader<R>::load(src, prefix + ".gate", cfg), std::move(experts), std::move(shared)};
-}
 
 }  // namespace dsv4

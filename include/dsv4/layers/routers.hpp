@@ -28,7 +28,7 @@
 #include "dsv4/core/numerics.hpp"
 #include "dsv4/core/scratch.hpp"
 #include "dsv4/core/tensor.hpp"
-#include "dsv4/layers/linear.hpp"
+#include "dsv4/formats/linear.hpp"
 
 namespace dsv4 {
 

@@ -43,17 +43,18 @@
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numeric.hpp"
 #include "dsv4/core/numerics.hpp"
+#include "dsv4/formats/linear.hpp"
 #include "dsv4/io/checkpoint.hpp"
+#include "dsv4/io/checkpoint_layout.hpp"
 #include "dsv4/io/safetensors.hpp"
 #include "dsv4/io/tensor_load.hpp"
 #include "dsv4/layers/attention.hpp"
 #include "dsv4/layers/kv_cache.hpp"
-#include "dsv4/layers/linear.hpp"
 #include "dsv4/layers/mhc.hpp"
 #include "dsv4/layers/moe.hpp"
-#include "dsv4/layers/norm.hpp"
 #include "dsv4/layers/routers.hpp"
-#include "dsv4/model/checkpoint_layout.hpp"
+#include "dsv4/model/load_layers.hpp"
+#include "dsv4/ops/norm.hpp"
 
 namespace dsv4 {
 
@@ -239,12 +240,16 @@ class Block {
     b.layer_ = layer;
     const auto d = static_cast<std::uint64_t>(cfg.dim);
     const auto eps = static_cast<float>(cfg.norm_eps);
-    b.hc_attn_ = ResidualLoader<R>::load(f, prefix + ".hc_attn", cfg);
-    b.hc_ffn_ = ResidualLoader<R>::load(f, prefix + ".hc_ffn", cfg);
-    b.attn_norm_ = RmsNorm{io::load_float(f, prefix + ".attn_norm.weight", {d}), eps};
-    b.ffn_norm_ = RmsNorm{io::load_float(f, prefix + ".ffn_norm.weight", {d}), eps};
-    b.attn_.emplace(AttentionLoader<A>::load(f, prefix + ".attn", cfg, layer));
-    b.ffn_.emplace(FfnLoader<F>::load(f, prefix + ".ffn", cfg, layer));
+    b.hc_attn_ = ResidualLoader<R>::load(f, tensor_names::join(prefix, tensor_names::hc_attn), cfg);
+    b.hc_ffn_ = ResidualLoader<R>::load(f, tensor_names::join(prefix, tensor_names::hc_ffn), cfg);
+    b.attn_norm_ =
+        RmsNorm{io::load_float(f, tensor_names::join(prefix, tensor_names::attn_norm), {d}), eps};
+    b.ffn_norm_ =
+        RmsNorm{io::load_float(f, tensor_names::join(prefix, tensor_names::ffn_norm), {d}), eps};
+    b.attn_.emplace(
+        AttentionLoader<A>::load(f, tensor_names::join(prefix, tensor_names::attn), cfg, layer));
+    b.ffn_.emplace(
+        FfnLoader<F>::load(f, tensor_names::join(prefix, tensor_names::ffn), cfg, layer));
     return b;
   }
 
@@ -471,28 +476,32 @@ class Model {
     const auto eps = static_cast<float>(cfg.norm_eps);
     // The embedding stays in its stored format (mapped where the source allows); a lookup
     // dequantises the rows it reads.
-    m.embed_ = io::load_linear<AnyLinear>(src, "embed.weight", v, d);
+    m.embed_ = io::load_linear<AnyLinear>(src, std::string(tensor_names::embed), v, d);
     // A GGUF read with llama.cpp's dot products: the head runs in its stored format with the
     // activation quantized to the format's vec_dot partner, as ggml's mul_mat computes it (and
     // no fp32 copy of it is made).
-    m.head_partner_ = io::load_partner_view(src, "head.weight", v, d);
-    if (!m.head_partner_) m.head_ = io::load_linear<DenseLinear<float>>(src, "head.weight", v, d);
-    m.norm_ = RmsNorm{io::load_float(src, "norm.weight", {d}), eps};
-    m.hc_head_ = ResidualLoader<R>::load_head(src, "hc_head", cfg);
+    m.head_partner_ = io::load_partner_view(src, std::string(tensor_names::head), v, d);
+    if (!m.head_partner_)
+      m.head_ = io::load_linear<DenseLinear<float>>(src, std::string(tensor_names::head), v, d);
+    m.norm_ = RmsNorm{io::load_float(src, std::string(tensor_names::norm), {d}), eps};
+    m.hc_head_ = ResidualLoader<R>::load_head(src, std::string(tensor_names::hc_head), cfg);
     for (int l = 0; l < cfg.n_layers; ++l) {
-      const std::string p = "layers." + std::to_string(l);
+      const std::string p = tensor_names::join(tensor_names::layers, std::to_string(l));
       m.blocks_.push_back(block_type::load(src, p, cfg, l));
     }
     for (int j = 0; j < cfg.n_mtp_layers; ++j) {
-      const std::string p = "mtp." + std::to_string(j);
+      const std::string p = tensor_names::join(tensor_names::mtp, std::to_string(j));
       Mtp mtp;
       mtp.block = block_type::load(src, p, cfg, cfg.n_layers + j);
-      mtp.e_proj = io::load_linear<Lin>(src, p + ".e_proj.weight", d, d);
-      mtp.h_proj = io::load_linear<Lin>(src, p + ".h_proj.weight", d, d);
-      mtp.enorm = RmsNorm{io::load_float(src, p + ".enorm.weight", {d}), eps};
-      mtp.hnorm = RmsNorm{io::load_float(src, p + ".hnorm.weight", {d}), eps};
-      mtp.norm = RmsNorm{io::load_float(src, p + ".norm.weight", {d}), eps};
-      mtp.hc_head = ResidualLoader<R>::load_head(src, p + ".hc_head", cfg);
+      mtp.e_proj = io::load_linear<Lin>(src, tensor_names::join(p, tensor_names::e_proj), d, d);
+      mtp.h_proj = io::load_linear<Lin>(src, tensor_names::join(p, tensor_names::h_proj), d, d);
+      mtp.enorm =
+          RmsNorm{io::load_float(src, tensor_names::join(p, tensor_names::enorm), {d}), eps};
+      mtp.hnorm =
+          RmsNorm{io::load_float(src, tensor_names::join(p, tensor_names::hnorm), {d}), eps};
+      mtp.norm = RmsNorm{io::load_float(src, tensor_names::join(p, tensor_names::norm), {d}), eps};
+      mtp.hc_head =
+          ResidualLoader<R>::load_head(src, tensor_names::join(p, tensor_names::hc_head), cfg);
       m.mtp_.push_back(std::move(mtp));
     }
     return m;
@@ -809,13 +818,16 @@ class Model {
     std::set<std::string> known;
     for (const auto& rt : release_tensors(cfg)) known.insert(rt.name);
     for (int l = 0; l < cfg.n_layers + cfg.n_mtp_layers; ++l) {
-      const std::string p = l < cfg.n_layers ? "layers." + std::to_string(l) + "."
-                                             : "mtp." + std::to_string(l - cfg.n_layers) + ".";
-      known.insert(p + "attn.wo_a.scale");  // kept by the release, folded by convert.py
-      if (cfg.is_hash_layer(l)) known.insert(p + "ffn.gate.tid2eid");
+      namespace n = tensor_names;
+      const std::string p = l < cfg.n_layers
+                                ? n::join(n::layers, std::to_string(l), "")
+                                : n::join(n::mtp, std::to_string(l - cfg.n_layers), "");
+      known.insert(
+          p + n::scale_of(n::join(n::attn, n::wo_a)));  // kept by the release, folded by convert.py
+      if (cfg.is_hash_layer(l)) known.insert(p + n::join(n::ffn, n::gate, n::tid2eid));
       if (l >= cfg.n_layers) {
-        known.insert(p + "embed.weight");
-        known.insert(p + "head.weight");
+        known.insert(p + std::string(n::embed));
+        known.insert(p + std::string(n::head));
       }
     }
     for (const std::string& n : ckpt.names()) {

@@ -20,7 +20,7 @@
 
 #include "dsv4/core/config.hpp"
 #include "dsv4/formats/gguf_recipe.hpp"
-#include "dsv4/model/checkpoint_layout.hpp"
+#include "dsv4/io/checkpoint_layout.hpp"
 
 namespace dsv4::plan {
 

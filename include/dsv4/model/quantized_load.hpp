@@ -14,7 +14,7 @@
 // that recipe holds, so the model computes what it computes from that file).
 //
 // Spec: spec/formats.md §9.3-9.6 (native formats and their GEMM semantics), §10.3 (GGUF types and
-// llama-quantize's recipes); layers/linear.hpp for the two dot semantics; docs/quantization.md
+// llama-quantize's recipes); formats/linear.hpp for the two dot semantics; docs/quantization.md
 // for the measured table.
 //
 // How the plan reaches the weights: load_quantized wraps the tensor source in a QuantizingSource,
@@ -51,11 +51,11 @@
 #include "dsv4/core/type_list.hpp"
 #include "dsv4/formats/concepts.hpp"
 #include "dsv4/formats/gguf_recipe.hpp"
+#include "dsv4/formats/linear.hpp"
 #include "dsv4/formats/registry.hpp"
 #include "dsv4/io/checkpoint.hpp"
 #include "dsv4/io/gguf_model.hpp"
 #include "dsv4/io/tensor_load.hpp"
-#include "dsv4/layers/linear.hpp"
 #include "dsv4/layers/mhc.hpp"
 #include "dsv4/model/model.hpp"
 
@@ -63,7 +63,7 @@ namespace dsv4 {
 
 // ---- formats and semantics at run time ----------------------------------------------------------
 
-/// The dot a quantized projection computes (layers/linear.hpp): `partner` is PartnerDot (x
+/// The dot a quantized projection computes (formats/linear.hpp): `partner` is PartnerDot (x
 /// quantized to the format's activation partner: llama.cpp's CPU numerics for GGUF types, the
 /// reference's act_quant + FP8/FP4 GEMM for the native ones), `dequant` is DequantDot (fp32 dot of
 /// the dequantized weight with x as it is: the weight's error alone).

@@ -1,5 +1,5 @@
 // Seeded random checkpoints for any configuration: every tensor of the bf16 release layout
-// (model/checkpoint_layout.hpp), drawn with the initialisation recipe of the golden reference data
+// (io/checkpoint_layout.hpp), drawn with the initialisation recipe of the golden reference data
 // set (tiny_a, tiny_b), written as a checkpoint directory (config.json in reference names plus one
 // model.safetensors, io/safetensors_writer.hpp) that Model::load reads.
 //
@@ -43,9 +43,9 @@
 #include "dsv4/core/error.hpp"
 #include "dsv4/core/numeric.hpp"
 #include "dsv4/core/tensor.hpp"
+#include "dsv4/io/checkpoint_layout.hpp"
 #include "dsv4/io/config_json.hpp"
 #include "dsv4/io/safetensors_writer.hpp"
-#include "dsv4/model/checkpoint_layout.hpp"
 
 namespace dsv4 {
 
@@ -96,28 +96,29 @@ inline std::vector<float> draw(Stream& s, std::string_view name,
   auto fill = [&](auto f) {
     for (float& x : v) x = static_cast<float>(f());
   };
-  if (name == "embed.weight") {
+  namespace tn = tensor_names;
+  if (name == tn::embed) {
     fill([&] { return s.normal(); });
-  } else if (name == "head.weight") {
+  } else if (name == tn::head) {
     fill([&] { return s.normal() * 2.0 / std::sqrt(static_cast<double>(c.dim)); });
-  } else if (ends_with(name, "norm.weight")) {
+  } else if (ends_with(name, tn::norm)) {
     fill([&] { return 1.0 + 0.1 * s.normal(); });
-  } else if (ends_with(name, "attn_sink")) {
+  } else if (ends_with(name, tn::attn_sink)) {
     fill([&] { return s.normal(); });
-  } else if (ends_with(name, ".ape")) {
+  } else if (ends_with(name, tn::join("", tn::ape))) {
     fill([&] { return 0.5 * s.normal(); });
-  } else if (ends_with(name, "_fn")) {
+  } else if (ends_with(name, tn::hc_fn)) {
     fill([&] { return s.normal() / std::sqrt(in); });
-  } else if (ends_with(name, "_base")) {
+  } else if (ends_with(name, tn::hc_base)) {
     fill([&] { return 0.5 * s.normal(); });
-  } else if (ends_with(name, "_scale")) {
+  } else if (ends_with(name, tn::hc_scale)) {
     fill([&] { return 0.5 + s.uniform(); });
-  } else if (ends_with(name, "gate.bias")) {
+  } else if (ends_with(name, tn::join(tn::gate, tn::bias))) {
     fill([&] { return 0.1 * s.normal(); });
   } else {
-    DSV4_CHECK(shape.size() == 2 && ends_with(name, ".weight"), ConfigError,
+    DSV4_CHECK(shape.size() == 2 && ends_with(name, tn::join("", tn::weight)), ConfigError,
                "random checkpoint: no initialisation rule for tensor '{}'", name);
-    const double gain = ends_with(name, "wo_b.weight") || ends_with(name, "w2.weight") ? 0.3 : 1.0;
+    const double gain = ends_with(name, tn::wo_b) || ends_with(name, tn::w2) ? 0.3 : 1.0;
     fill([&] { return s.normal() / std::sqrt(in) * gain; });
   }
   return v;

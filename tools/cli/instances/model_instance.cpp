@@ -4,7 +4,7 @@
 // kernels) does not depend on them.
 #include <dsv4/backend/reference.hpp>
 #include <dsv4/core/numerics.hpp>
-#include <dsv4/layers/linear.hpp>
+#include <dsv4/formats/linear.hpp>
 #include <dsv4/model/model.hpp>
 #include <string>
 #include <utility>

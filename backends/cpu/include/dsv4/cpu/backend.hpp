@@ -41,7 +41,7 @@
 #include <dsv4/core/numerics.hpp>
 #include <dsv4/core/scratch.hpp>
 #include <dsv4/core/tensor.hpp>
-#include <dsv4/layers/linear.hpp>
+#include <dsv4/formats/linear.hpp>
 #include <limits>
 #include <memory>
 #include <span>
