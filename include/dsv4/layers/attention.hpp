@@ -336,15 +336,22 @@ void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> 
     entry_base = snapshot + t_count;
   }
   // The window's candidates (and the compressed ones when they are known on the host, as the
-  // HCA's are) are written on the host and uploaded; the indexer's picks are placed on the
-  // backend.
+  // HCA's are) are written on the host, then uploaded where the backend's memory is its own; the
+  // indexer's picks are placed by the backend.
   const std::size_t win_width = start_pos == 0 ? std::min(t_count, win) : win;
   const std::size_t width = win_width + comp.width;
-  ScratchBuffer<std::int32_t> idx_host(t_count * width, -1);  // [T, width]
+  constexpr bool upload = requires(std::span<const std::int32_t> h, std::span<std::int32_t> d) {
+    b.upload(h, d);
+  };
+  auto idx = b.template alloc<std::int32_t>(t_count * width);  // [T, width]
+  ScratchBuffer<std::int32_t> idx_host(upload ? t_count * width : 0);
+  const std::span<std::int32_t> idx_rows =
+      upload ? std::span<std::int32_t>(idx_host) : std::span<std::int32_t>(idx);
+  std::fill(idx_rows.begin(), idx_rows.end(), -1);
   for (std::size_t t = 0; t < t_count; ++t) {
     const std::int64_t pos = pos_of(t);
     const std::int64_t first = std::max<std::int64_t>(0, pos - static_cast<std::int64_t>(win) + 1);
-    std::int32_t* row = idx_host.data() + t * width;
+    std::int32_t* row = idx_rows.data() + t * width;
     for (std::int64_t p = first; p <= pos; ++p) {
       std::size_t r = 0;
       if (decode || p < start_pos) {
@@ -360,8 +367,7 @@ void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> 
       row[win_width + k] = e < 0 ? -1 : static_cast<std::int32_t>(entry_base + u(e));
     }
   }
-  auto idx = b.template alloc<std::int32_t>(t_count * width);
-  backend_upload<std::int32_t>(b, idx_host, idx);
+  if constexpr (upload) backend_upload<std::int32_t>(b, idx_host, idx);
   if (comp.on_backend && comp.width > 0) {
     place_entries(b, comp.entries, comp.width, entry_base, idx, width, win_width);
   }
