@@ -566,3 +566,30 @@ TEST_CASE("cpu kernels: the Q8_0 and Q8_K activation quantizers equal the format
     CHECK(std::memcmp(wantk.data(), gotk.data(), kBlocks * sizeof(d::Q8_K::block_type)) == 0);
   });
 }
+
+TEST_CASE("cpu::Backend head_rms_norm: the reference's bits on 1 and 3 threads") {
+  const d::ReferenceBackend ref;
+  // 1,001 vectors of 67 (not a power of two: PyTorch 1's two roundings of the mean matter) and
+  // 600 of 128, enough work to be split
+  for (const auto& [n, dim] : {std::pair<std::size_t, std::size_t>{1001, 67}, {600, 128}}) {
+    const auto x = random_values(n * dim, 12, 3.0f);
+    for (const int threads : {1, 3}) {
+      CAPTURE(threads);
+      CAPTURE(dim);
+      const d::cpu::Backend cpu(threads);
+      auto a = x, b = x, c = x, e = x, f = x, g = x;
+      ref.head_rms_norm<d::ReferenceTorch1Numerics>(a, dim, 1e-6f);
+      cpu.head_rms_norm<d::ReferenceTorch1Numerics>(b, dim, 1e-6f);
+      CHECK(same_bits(a, b));
+      ref.head_rms_norm<d::ReferenceNumerics>(c, dim, 1e-6f);
+      cpu.head_rms_norm<d::ReferenceNumerics>(e, dim, 1e-6f);
+      CHECK(same_bits(c, e));
+      ref.head_rms_norm<d::PlainFp32Numerics>(f, dim, 1e-6f);
+      cpu.head_rms_norm<d::PlainFp32Numerics>(g, dim, 1e-6f);
+      CHECK(same_bits(f, g));
+    }
+  }
+  const d::cpu::Backend cpu(2);
+  std::vector<float> odd(10);
+  CHECK_THROWS_AS(cpu.head_rms_norm<d::PlainFp32Numerics>(odd, 3, 1e-6f), d::ShapeError);
+}

@@ -152,6 +152,17 @@ class Backend : public ref::Backend {
     });
   }
 
+  /// The per-head query normalisation (as ref::Backend::head_rms_norm, bit for bit: each vector's
+  /// sum in the reference's order), threaded over the vectors.
+  template <NumericsPolicy N>
+  void head_rms_norm(std::span<float> x, std::size_t d, float eps) const {
+    DSV4_CHECK(d > 0 && x.size() % d == 0, ShapeError,
+               "head_rms_norm: {} values are not whole vectors of {}", x.size(), d);
+    for_tiles(x.size() / d, 16, x.size() * 4, [&](std::size_t v0, std::size_t v1) {
+      ref::Backend::head_rms_norm<N>(x.subspan(v0 * d, (v1 - v0) * d), d, eps);
+    });
+  }
+
   /// Clamped SwiGLU (as ref::Backend::swiglu, bit for bit), threaded over rows.
   template <NumericsPolicy N>
   void swiglu(View2<float> g, ConstView2<float> v, std::span<const float> row_weights,
