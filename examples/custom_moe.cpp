@@ -49,7 +49,8 @@ void run_layer() {
     experts.emplace_back(weight(inter, dim), weight(dim, inter), weight(inter, dim),
                          /*swiglu_limit=*/0.0f);
   }
-  const SoftmaxMoeLayer moe(Router(weight(kExperts, dim), /*bias=*/{}, kTopK, /*route_scale=*/1.0f),
+  const SoftmaxMoeLayer moe(Router(dsv4::f32_linear(weight(kExperts, dim).weight(), kExperts, dim),
+                                   /*bias=*/{}, kTopK, /*route_scale=*/1.0f),
                             std::move(experts),
                             /*shared=*/std::nullopt);
 
@@ -95,8 +96,7 @@ class SoftmaxMoe {
                            /*swiglu_limit=*/0.0f);
     }
     return SoftmaxMoe(SoftmaxMoeLayer(
-        Router(dsv4::DenseLinear<float>(std::move(gate), kExperts, d), /*bias=*/{}, kTopK,
-               /*route_scale=*/1.0f),
+        Router(dsv4::f32_linear(gate, kExperts, d), /*bias=*/{}, kTopK, /*route_scale=*/1.0f),
         std::move(experts), /*shared=*/std::nullopt));
   }
 

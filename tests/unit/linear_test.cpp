@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <type_traits>
@@ -222,6 +223,48 @@ TEST_CASE_TEMPLATE_DEFINE("Linear<F, DequantDot>: fp32 dot of x with the dequant
                   << ")");
 }
 TEST_CASE_TEMPLATE_APPLY(dequant_dot, d::LinearFormats::tuple);
+
+// N = 300 rows: FP8_B128's last 128-row band is partial (rows 256..299).
+TEST_CASE_TEMPLATE_DEFINE("Linear<F>::rows: a view of rows computes those rows of the product", F,
+                          row_slices) {
+  constexpr std::size_t n = 300, k = 512, rows = 3;
+  INFO("format ", F::name);
+  const auto w = test_weight(n, k, 41);
+  const auto l = d::Linear<F>::quantize(d::ConstView2<float>(w.data(), n, k));
+  const auto x = strided_input(rows, k, 42);
+  std::vector<float> whole(rows * n);
+  l.template forward<d::PlainFp32Numerics>(x.view, d::View2<float>(whole.data(), rows, n));
+  constexpr bool tiles = std::is_same_v<F, d::Fp8B128>;  // 128-row scale tiles
+  struct Cut {
+    std::size_t first, count;
+  };
+  for (const Cut c : {Cut{0, 128}, Cut{128, 172}, Cut{256, 44}, Cut{5, 37}, Cut{299, 1}}) {
+    CAPTURE(c.first);
+    CAPTURE(c.count);
+    if (tiles && (c.first % 128 != 0 || (c.count % 128 != 0 && c.first + c.count != n))) {
+      CHECK_THROWS_AS((void)l.rows(c.first, c.count), d::ShapeError);
+      continue;
+    }
+    const d::AnyLinear part = d::AnyLinear(l).rows(c.first, c.count);
+    REQUIRE(part.out_features() == c.count);
+    CHECK_FALSE(part.owns_bytes());
+    std::vector<float> y(rows * c.count);
+    part.forward<d::PlainFp32Numerics>(x.view, d::View2<float>(y.data(), rows, c.count));
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t o = 0; o < c.count; ++o)
+        REQUIRE(bits(y[r * c.count + o]) == bits(whole[r * n + c.first + o]));
+  }
+  CHECK_THROWS_AS((void)l.rows(250, 51), d::ShapeError);
+  // the slice keeps the bytes alive after the weight it came from is gone
+  std::optional<d::Linear<F>> owner = l;
+  const d::Linear<F> tail = owner->rows(tiles ? 256 : 255, tiles ? 44 : 45);
+  owner.reset();
+  std::vector<float> y(rows * tail.out_features());
+  tail.template forward<d::PlainFp32Numerics>(x.view,
+                                              d::View2<float>(y.data(), rows, tail.out_features()));
+  CHECK(bits(y.back()) == bits(whole.back()));
+}
+TEST_CASE_TEMPLATE_APPLY(row_slices, d::LinearFormats::tuple);
 
 TEST_CASE("DequantDot on F32 / BF16 weights equals DenseLinear<float> / DenseLinear<bf16>") {
   constexpr std::size_t n = 17, k = 40, rows = 2;

@@ -87,9 +87,9 @@ SoftmaxLayer load_softmax_layer(const d::io::Checkpoint& src, const std::string&
                          d::io::load_linear<L>(src, p + ".w2.weight", dim, inter),
                          d::io::load_linear<L>(src, p + ".w3.weight", inter, dim), 0.0f);
   }
-  return SoftmaxLayer(d::TopKRouter<d::Softmax>(
-                          d::DenseLinear<float>(std::move(gate), kExperts, dim), {}, kTopK, 1.0f),
-                      std::move(experts), std::nullopt);
+  return SoftmaxLayer(
+      d::TopKRouter<d::Softmax>(d::f32_linear(gate, kExperts, dim), {}, kTopK, 1.0f),
+      std::move(experts), std::nullopt);
 }
 
 }  // namespace

@@ -31,6 +31,7 @@
 namespace {
 
 namespace fs = std::filesystem;
+using dsv4::FormatId;
 using dsv4::test::compare;
 using dsv4::test::ErrorStats;
 using dsv4::test::read_i32;
@@ -360,6 +361,52 @@ TEST_CASE("checkpoint directories: one file, shards with an index, blocks split 
     CHECK_THROWS_WITH_AS(M::load(dir.path), doctest::Contains("no *.safetensors"),
                          dsv4::FormatError);
   }
+}
+
+TEST_CASE("weights with float32 products are views of the checkpoint in its stored format") {
+  // tiny_a stores the head and the compressors as F32, wo_a, the indexer's weights_proj and the
+  // gates as BF16: each is applied in that format (no float copy is made), its bytes those of
+  // the mapped file.
+  const dsv4::io::Checkpoint ckpt = checkpoint("tiny_a");
+  const auto m = TinyModel<dsv4::ReferenceNumerics>::load(ckpt);
+  const auto view_of = [&](const dsv4::AnyLinear& w, const std::string& name, FormatId f,
+                           std::size_t first_row = 0) {
+    CAPTURE(name);
+    CHECK(w.format_id() == f);
+    CHECK(w.semantics_name() == "dequant-dot");
+    CHECK_FALSE(w.owns_bytes());
+    const std::byte* data =
+        f == FormatId::f32
+            ? reinterpret_cast<const std::byte*>(
+                  w.get<dsv4::Linear<dsv4::F32, dsv4::DequantDot>>().blocks().data())
+            : reinterpret_cast<const std::byte*>(
+                  w.get<dsv4::Linear<dsv4::BF16, dsv4::DequantDot>>().blocks().data());
+    const std::size_t elem = f == FormatId::f32 ? 4 : 2;
+    CHECK(data == ckpt.bytes(name).data() + first_row * w.in_features() * elem);
+  };
+  view_of(m.head(), "head.weight", FormatId::f32);
+  bool csa = false;
+  for (std::size_t l = 0; l < static_cast<std::size_t>(m.config().n_layers); ++l) {
+    const auto& w = m.block(l).attention().weights();
+    const std::string p = "layers." + std::to_string(l) + ".attn.";
+    REQUIRE(w.wo_a.size() == static_cast<std::size_t>(m.config().o_groups));
+    for (std::size_t g = 0; g < w.wo_a.size(); ++g)
+      view_of(w.wo_a[g], p + "wo_a.weight", FormatId::bf16,
+              g * static_cast<std::size_t>(m.config().o_lora_rank));
+    if (w.compressor) {
+      view_of(w.compressor->wkv, p + "compressor.wkv.weight", FormatId::f32);
+      view_of(w.compressor->wgate, p + "compressor.wgate.weight", FormatId::f32);
+    }
+    if (w.indexer) {
+      csa = true;
+      view_of(w.indexer->weights_proj, p + "indexer.weights_proj.weight", FormatId::bf16);
+      view_of(w.indexer->compressor.wkv, p + "indexer.compressor.wkv.weight", FormatId::f32);
+    }
+  }
+  CHECK(csa);
+  const auto moe =
+      dsv4::load_moe<dsv4::TopKRouter<dsv4::SqrtSoftplus>>(ckpt, "layers.3.ffn", ckpt.config());
+  view_of(moe.router().weight(), "layers.3.ffn.gate.weight", FormatId::bf16);
 }
 
 TEST_CASE("the model rejects bad calls") {

@@ -131,12 +131,12 @@ TEST_CASE_TEMPLATE("MoE reproduces the reference FFN of every block", Run, Fp32R
 namespace {
 
 /// A gate whose raw logits for the one-hot input row i are row i of `logits` ([E, E]).
-dsv4::DenseLinear<float> gate_from_logits(const std::vector<float>& logits, std::size_t e) {
+dsv4::AnyLinear gate_from_logits(const std::vector<float>& logits, std::size_t e) {
   std::vector<float> w(e * e);
   for (std::size_t o = 0; o < e; ++o) {
     for (std::size_t i = 0; i < e; ++i) w[o * e + i] = logits[i * e + o];
   }
-  return {w, e, e};
+  return dsv4::f32_linear(w, e, e);
 }
 
 std::vector<float> one_hot_rows(std::size_t e) {
@@ -231,7 +231,8 @@ TEST_CASE("MoE without a shared expert equals the sum of its routed experts") {
   std::vector<float> gate(3 * d);
   for (std::size_t i = 0; i < gate.size(); ++i) gate[i] = std::sin(static_cast<float>(i));
   const dsv4::Moe<dsv4::TopKRouter<dsv4::Sigmoid>> moe(
-      dsv4::TopKRouter<dsv4::Sigmoid>({gate, 3, d}, {}, 1, 1.0f), std::move(experts), {});
+      dsv4::TopKRouter<dsv4::Sigmoid>(dsv4::f32_linear(gate, 3, d), {}, 1, 1.0f),
+      std::move(experts), {});
   const std::vector<float> x = {0.5f, -1.0f, 2.0f, 0.25f, 1.0f, 1.0f, -0.5f, 0.0f};
   std::vector<float> out(x.size());
   dsv4::Routing rt;
@@ -266,7 +267,7 @@ TEST_CASE("MoE and routers reject bad input with clear errors") {
   std::vector<float> short_out(d);
   CHECK_THROWS_AS(moe.forward<dsv4::ReferenceNumerics>(x, tok, short_out), dsv4::ShapeError);
   // Tables with an expert id out of range or a repeated expert.
-  const dsv4::DenseLinear<float> g(std::vector<float>(8, 0.0f), 4, 2);
+  const dsv4::AnyLinear g = dsv4::f32_linear(std::vector<float>(8, 0.0f), 4, 2);
   CHECK_THROWS_WITH_AS(dsv4::HashRouter<>(g, {0, 1, 2, 4}, 2, 2, 1.0f),
                        "HashRouter: tid2eid[1][1] = 4 is not an expert id in [0, 4)",
                        dsv4::ConfigError);

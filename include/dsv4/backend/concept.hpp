@@ -132,6 +132,17 @@ void backend_download(const B& b, std::span<const T> src, std::span<T> dst) {
   }
 }
 
+/// y = x·Wᵀ on backend b when it takes L (SupportsLinear), by the weight's own forward otherwise
+/// (an AnyLinear on a backend that lists only some formats).
+template <NumericsPolicy N, class B, LinearOp L>
+void backend_linear(const B& b, const L& w, ConstView2<float> x, View2<float> y) {
+  if constexpr (SupportsLinear<B, L>) {
+    b.template linear<N>(w, x, y);
+  } else {
+    w.template forward<N>(x, y);
+  }
+}
+
 /// The memory a sequence's caches live in on backend b (null: host memory).
 template <class B>
 DeviceMemory* backend_state_memory(const B& b) {

@@ -325,6 +325,29 @@ class Linear {
     return {data_.scales, F::scale_rows(out_) * F::scale_cols(in_)};
   }
 
+  /// Rows first … first+count-1 of W as a Linear of its own: a view of the same bytes, which it
+  /// keeps alive as this Linear does (the groups of `wo_a`). Planar formats need whole scale
+  /// tiles: `first` a multiple of F::block_rows and count one too, or the rows running to the
+  /// end. Throws ShapeError otherwise.
+  Linear rows(std::size_t first, std::size_t count) const {
+    DSV4_CHECK(first <= out_ && count <= out_ - first, ShapeError,
+               "Linear<{}>: rows {}..{} of a [{}, {}] weight", F::name, first, first + count, out_,
+               in_);
+    Linear l(count, in_);
+    l.owner_ = owner_;
+    if constexpr (planar) {
+      DSV4_CHECK(
+          first % F::block_rows == 0 && (count % F::block_rows == 0 || first + count == out_),
+          ShapeError, "Linear<{}>: rows {}..{} of a [{}, {}] weight cut its {}-row scale tiles",
+          F::name, first, first + count, out_, in_, F::block_rows);
+      l.data_.codes = data_.codes + first * F::codes_per_row(in_);
+      l.data_.scales = data_.scales + first / F::block_rows * F::scale_cols(in_);
+    } else {
+      l.data_.blocks = data_.blocks + first * row_blocks();
+    }
+    return l;
+  }
+
   /// Block b of row o (planar formats: assembled from the codes and the scale of its tile).
   block_type block(std::size_t o, std::size_t b) const noexcept {
     if constexpr (planar) {
@@ -481,6 +504,10 @@ class AnyLinearOf<type_list<Ls...>> {
     return std::visit(
         [](const auto& l) { return std::remove_cvref_t<decltype(l)>::semantics::name; }, v_);
   }
+  /// True when the held weight owns its bytes, false for a view (Linear::owns_bytes).
+  bool owns_bytes() const noexcept {
+    return std::visit([](const auto& l) { return l.owns_bytes(); }, v_);
+  }
   template <class L>
   bool holds() const noexcept {
     return std::holds_alternative<L>(v_);
@@ -496,6 +523,11 @@ class AnyLinearOf<type_list<Ls...>> {
   void forward(ConstView2<float> x, View2<float> y) const {
     std::visit([&](const auto& l) { l.template forward<N>(x, y); }, v_);
   }
+  /// Rows first … first+count-1 as a weight of their own (Linear::rows: a view of the same
+  /// bytes).
+  AnyLinearOf rows(std::size_t first, std::size_t count) const {
+    return std::visit([&](const auto& l) { return AnyLinearOf(l.rows(first, count)); }, v_);
+  }
   /// Writes row o of the weight, dequantised: out[in_features()] (an embedding lookup).
   void dequantize_row(std::size_t o, float* out) const {
     std::visit([&](const auto& l) { l.dequantize_row(o, out); }, v_);
@@ -507,6 +539,16 @@ class AnyLinearOf<type_list<Ls...>> {
 
 /// Any weight format with either semantics.
 using AnyLinear = AnyLinearOf<type_list_concat_t<LinearTypes<PartnerDot>, LinearTypes<DequantDot>>>;
+
+/// An owned float32 weight [out_features, in_features] (row-major `w`, copied) with
+/// DenseLinear<float>'s products: the AnyLinear alternative for a weight made in code (a router's
+/// gate, a test's projection).
+inline Linear<F32, DequantDot> f32_linear(std::span<const float> w, std::size_t out_features,
+                                          std::size_t in_features) {
+  DSV4_CHECK(w.size() == out_features * in_features, ShapeError,
+             "f32_linear: {} values for a [{}, {}] weight", w.size(), out_features, in_features);
+  return Linear<F32, DequantDot>::quantize(ConstView2<float>(w.data(), out_features, in_features));
+}
 
 /// A view of a block-format tensor chosen by its FormatId (what a GGUF reader has): throws
 /// FormatError for ids that are not weight formats or are native (planar) ones, and what

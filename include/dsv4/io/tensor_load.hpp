@@ -400,4 +400,42 @@ std::optional<AnyLinear> load_partner_view(const S& src, const std::string& weig
   return std::nullopt;
 }
 
+/// A weight the model applies with float32 products (the head, the compressors' wkv / wgate, the
+/// indexer's weights_proj, the routers' gates, wo_a), held in its stored format and never copied
+/// to float: Linear<stored format, DequantDot> over the source's bytes, whose outputs are the
+/// float32 sums over the dequantised row in ascending k (what a float copy gives, bit for bit);
+/// for a GGUF read with llama.cpp's dot products, the partner view (load_partner_view) where the
+/// format has one. A checkpoint's tensor is F32, BF16 or F16 (viewed) or F64 (converted once to
+/// F32), as load_float accepts; a GGUF block type behind another source (QuantizingSource) is
+/// converted once to F32 too.
+template <TensorSource S>
+AnyLinear load_float_product(const S& src, const std::string& weight_name, std::size_t out,
+                             std::size_t in) {
+  if (std::optional<AnyLinear> p = load_partner_view(src, weight_name, out, in))
+    return *std::move(p);
+  if constexpr (requires {
+                  src.semantics();
+                  src.stored_type(weight_name);
+                }) {
+    // a GGUF file: its stored type with dequant-dot semantics, viewed in the mapping
+    const auto any =
+        src.template load_linear<AnyLinearOf<LinearTypes<DequantDot>>>(weight_name, out, in);
+    return std::visit([](const auto& l) { return AnyLinear(l); }, any.variant());
+  } else {
+    const TensorInfo& ti = expect_tensor(src, weight_name, {out, in});
+    if (!ti.bytes.empty()) {
+      switch (ti.dtype) {
+        case DType::F32:
+        case DType::BF16:
+        case DType::F16:
+          return load_linear<AnyLinear>(src, weight_name, out, in);
+        default:
+          break;
+      }
+    }
+    const std::vector<float> v = load_float(src, weight_name, {out, in});
+    return Linear<F32, DequantDot>::quantize(ConstView2<float>(v.data(), out, in));
+  }
+}
+
 }  // namespace dsv4::io

@@ -70,16 +70,15 @@ struct AttentionWeights {
   std::int64_t window = 0;       ///< W
   float norm_eps = 1e-6f;
 
-  std::vector<float> attn_sink;          ///< [H]
-  Lin wq_a;                              ///< [q_r, dim]
-  RmsNorm q_norm;                        ///< [q_r]
-  Lin wq_b;                              ///< [H·Dh, q_r]
-  Lin wkv;                               ///< [Dh, dim]
-  RmsNorm kv_norm;                       ///< [Dh]
-  std::vector<DenseLinear<float>> wo_a;  ///< G matrices [R_o, H·Dh/G] (rows g·R_o… of wo_a)
-  /// The same G matrices in their GGUF format when read with llama.cpp's dot products (used
-  /// instead, and then wo_a is empty; empty otherwise).
-  std::vector<AnyLinear> wo_a_partner;
+  std::vector<float> attn_sink;  ///< [H]
+  Lin wq_a;                      ///< [q_r, dim]
+  RmsNorm q_norm;                ///< [q_r]
+  Lin wq_b;                      ///< [H·Dh, q_r]
+  Lin wkv;                       ///< [Dh, dim]
+  RmsNorm kv_norm;               ///< [Dh]
+  /// G matrices [R_o, H·Dh/G], rows g·R_o… of wo_a viewed in its stored format
+  /// (io::load_float_product; the release's FP8 wo_a as the bf16 values the reference runs)
+  std::vector<AnyLinear> wo_a;
   Lin wo_b;                                     ///< [dim, G·R_o]
   std::optional<CompressorWeights> compressor;  ///< ratio > 0
   std::optional<IndexerWeights<Lin>> indexer;   ///< ratio 4
@@ -422,11 +421,7 @@ void forward(const B& b, const AttentionWeights<Lin>& w, std::span<const float> 
   for (std::size_t g = 0; g < groups; ++g) {
     const ConstView2<float> xg(o.data() + g * group_in, t_count, group_in, h * dh);
     const View2<float> yg(y.data() + g * rank, t_count, rank, groups * rank);
-    if (w.wo_a_partner.empty()) {
-      b.template linear<N>(w.wo_a[g], xg, yg);
-    } else {
-      detail::partner_linear<N>(b, w.wo_a_partner[g], xg, yg);
-    }
+    backend_linear<N>(b, w.wo_a[g], xg, yg);
   }
   b.template linear<N>(w.wo_b, ConstView2<float>(y.data(), t_count, groups * rank),
                        View2<float>(out.data(), t_count, dim));

@@ -47,42 +47,16 @@
 
 namespace dsv4 {
 
-namespace detail {
-/// y = x·Wᵀ with a GGUF weight in its stored format (llama.cpp's dot products).
-template <NumericsPolicy N, Backend B>
-void partner_linear(const B& b, const AnyLinear& partner, ConstView2<float> x, View2<float> y) {
-  if constexpr (SupportsLinear<B, AnyLinear>) {
-    b.template linear<N>(partner, x, y);
-  } else {
-    partner.template forward<N>(x, y);
-  }
-}
-/// y = x·Wᵀ with `partner` when it is set (then `dense` is empty: no fp32 copy is loaded), with
-/// the float weight `dense` otherwise.
-template <NumericsPolicy N, Backend B>
-void dense_or_partner(const B& b, const DenseLinear<float>& dense,
-                      const std::optional<AnyLinear>& partner, ConstView2<float> x,
-                      View2<float> y) {
-  if (partner) {
-    partner_linear<N>(b, *partner, x, y);
-  } else {
-    b.template linear<N>(dense, x, y);
-  }
-}
-}  // namespace detail
-
 /// Parameters of one compressor. `c` = 2 in overlap mode (ratio 4), else 1.
 struct CompressorWeights {
   int ratio = 0;              ///< tokens per entry r (> 0)
   std::int64_t head_dim = 0;  ///< entry width D (head_dim, or index_head_dim for the indexer)
   std::int64_t rope_dim = 0;  ///< rotated tail of an entry
   bool rotate = false;        ///< indexer mode: Hadamard + FP4 instead of FP8 on the nope dims
-  DenseLinear<float> wkv;     ///< [c·D, dim], float32 as the reference holds it
-  DenseLinear<float> wgate;   ///< [c·D, dim]
-  /// wkv and wgate in their GGUF format when read with llama.cpp's dot products (used instead,
-  /// and then wkv / wgate are empty)
-  std::optional<AnyLinear> wkv_partner;
-  std::optional<AnyLinear> wgate_partner;
+  /// [c·D, dim] each, float32 products as the reference computes them, the weights in their
+  /// stored format (io::load_float_product; llama.cpp's dots for a GGUF read that way)
+  AnyLinear wkv;
+  AnyLinear wgate;
   std::vector<float> ape;  ///< [r, c·D] additive score bias by position inside a block
   RmsNorm norm;            ///< [D]
 
@@ -177,10 +151,8 @@ CompressorEmitted compressor_forward_on_host(const B& b, const CompressorWeights
 
   auto kv = b.template alloc<float>(t_count * width);     // [T, c·D]
   auto score = b.template alloc<float>(t_count * width);  // [T, c·D]
-  detail::dense_or_partner<Fp32N>(b, w.wkv, w.wkv_partner, x,
-                                  View2<float>(kv.data(), t_count, width));
-  detail::dense_or_partner<Fp32N>(b, w.wgate, w.wgate_partner, x,
-                                  View2<float>(score.data(), t_count, width));
+  backend_linear<Fp32N>(b, w.wkv, x, View2<float>(kv.data(), t_count, width));
+  backend_linear<Fp32N>(b, w.wgate, x, View2<float>(score.data(), t_count, width));
 
   CompressorEmitted emitted{-1, 0};
   ScratchBuffer<float> y(d);

@@ -42,18 +42,15 @@
 namespace dsv4 {
 
 /// The indexer's parameters. `Lin` is the linear type of wq_b (an FP8 projection in the release);
-/// weights_proj is a plain bf16 linear in the reference (held as float: same products, and other
-/// sources such as an F32 GGUF load exactly).
+/// weights_proj is a plain bf16 linear in the reference (float32 products of the stored weight).
 template <LinearOp Lin>
 struct IndexerWeights {
-  std::int64_t n_heads = 0;                       ///< Hi
-  std::int64_t head_dim = 0;                      ///< Di (a power of two, a multiple of 32)
-  std::int64_t topk = 0;                          ///< index_topk
-  Lin wq_b;                                       ///< [Hi·Di, q_lora_rank]
-  DenseLinear<float> weights_proj;                ///< [Hi, dim]
-  std::optional<AnyLinear> weights_proj_partner;  ///< its GGUF format (llama.cpp's dots), if
-                                                  ///< used (weights_proj is empty then)
-  CompressorWeights compressor;                   ///< ratio 4, width Di, rotate mode
+  std::int64_t n_heads = 0;      ///< Hi
+  std::int64_t head_dim = 0;     ///< Di (a power of two, a multiple of 32)
+  std::int64_t topk = 0;         ///< index_topk
+  Lin wq_b;                      ///< [Hi·Di, q_lora_rank]
+  AnyLinear weights_proj;        ///< [Hi, dim], stored format (io::load_float_product)
+  CompressorWeights compressor;  ///< ratio 4, width Di, rotate mode
 };
 
 /// Per-sequence state of an indexer: its compressor's running state and the index key cache
@@ -132,8 +129,7 @@ IndexerSelection indexer_forward_on_host(const B& b, const IndexerWeights<Lin>& 
 
   // Head weights: [T, Hi].
   auto hw = b.template alloc<float>(t_count * hi);
-  detail::dense_or_partner<N>(b, w.weights_proj, w.weights_proj_partner, x,
-                              View2<float>(hw.data(), t_count, hi));
+  backend_linear<N>(b, w.weights_proj, x, View2<float>(hw.data(), t_count, hi));
   const float sigma = N::round(static_cast<float>(std::pow(static_cast<double>(di), -0.5) *
                                                   std::pow(static_cast<double>(hi), -0.5)));
   for (float& v : hw) v = N::round(v * sigma);

@@ -115,7 +115,7 @@ template <ScoreFunction S>
 class GateCore {
  public:
   GateCore() = default;
-  GateCore(DenseLinear<float> weight, std::size_t top_k, float route_scale)
+  GateCore(AnyLinear weight, std::size_t top_k, float route_scale)
       : w_(std::move(weight)), k_(top_k), route_scale_(route_scale) {
     DSV4_CHECK(w_.out_features() > 0 && w_.in_features() > 0, ShapeError,
                "router: empty gate weight [{}, {}]", w_.out_features(), w_.in_features());
@@ -127,7 +127,7 @@ class GateCore {
   std::size_t n_experts() const noexcept { return w_.out_features(); }
   std::size_t top_k() const noexcept { return k_; }
   float route_scale() const noexcept { return route_scale_; }
-  const DenseLinear<float>& weight() const noexcept { return w_; }
+  const AnyLinear& weight() const noexcept { return w_; }
 
   /// Checks a route() call's shapes; returns the token count T.
   std::size_t check(const char* what, std::span<const float> x, std::span<float> weights,
@@ -147,8 +147,8 @@ class GateCore {
   ScratchBuffer<float> scores(const B& b, std::span<const float> x, std::size_t t) const {
     const std::size_t e = n_experts();
     ScratchBuffer<float> s(t * e);
-    b.template linear<PlainFp32Numerics>(w_, ConstView2<float>(x.data(), t, dim()),
-                                         View2<float>(s.data(), t, e));
+    backend_linear<PlainFp32Numerics>(b, w_, ConstView2<float>(x.data(), t, dim()),
+                                      View2<float>(s.data(), t, e));
     for (std::size_t r = 0; r < t; ++r) S::apply(std::span<float>(s).subspan(r * e, e));
     return s;
   }
@@ -166,7 +166,7 @@ class GateCore {
   }
 
  private:
-  DenseLinear<float> w_;
+  AnyLinear w_;  // [E, dim], float32 products of the stored weight
   std::size_t k_ = 0;
   float route_scale_ = 1.0f;
 };
@@ -185,7 +185,7 @@ class TopKRouter {
 
   TopKRouter() = default;
   /// gate: [E, dim]; bias: [E] or empty; 1 <= top_k <= E.
-  TopKRouter(DenseLinear<float> gate, std::vector<float> bias, std::size_t top_k, float route_scale)
+  TopKRouter(AnyLinear gate, std::vector<float> bias, std::size_t top_k, float route_scale)
       : core_(std::move(gate), top_k, route_scale), bias_(std::move(bias)) {
     DSV4_CHECK(bias_.empty() || bias_.size() == core_.n_experts(), ShapeError,
                "TopKRouter: selection bias of {} values for {} experts", bias_.size(),
@@ -195,6 +195,8 @@ class TopKRouter {
   std::size_t dim() const noexcept { return core_.dim(); }
   std::size_t n_experts() const noexcept { return core_.n_experts(); }
   std::size_t top_k() const noexcept { return core_.top_k(); }
+  /// The gate weight [E, dim] in its stored format.
+  const AnyLinear& weight() const noexcept { return core_.weight(); }
   std::span<const float> bias() const noexcept { return bias_; }
 
   /// x: [T, dim]; tokens: ignored (may be empty); weights, experts: [T, k] (descending biased
@@ -239,7 +241,7 @@ class HashRouter {
   HashRouter() = default;
   /// gate: [E, dim]; tid2eid: [vocab, top_k] row-major, every id in [0, E), no id repeated within
   /// a row (the reference's indexed accumulation would drop a repeated expert's contribution).
-  HashRouter(DenseLinear<float> gate, std::vector<std::int32_t> tid2eid, std::size_t vocab,
+  HashRouter(AnyLinear gate, std::vector<std::int32_t> tid2eid, std::size_t vocab,
              std::size_t top_k, float route_scale)
       : core_(std::move(gate), top_k, route_scale), table_(std::move(tid2eid)), vocab_(vocab) {
     DSV4_CHECK(table_.size() == vocab_ * top_k, ShapeError,
@@ -263,6 +265,8 @@ class HashRouter {
   std::size_t n_experts() const noexcept { return core_.n_experts(); }
   std::size_t top_k() const noexcept { return core_.top_k(); }
   std::size_t vocab_size() const noexcept { return vocab_; }
+  /// The gate weight [E, dim] in its stored format.
+  const AnyLinear& weight() const noexcept { return core_.weight(); }
   std::span<const std::int32_t> table() const noexcept { return table_; }
 
   /// x: [T, dim]; tokens: [T] ids in [0, vocab); weights, experts: [T, k] (table order). The gate

@@ -45,17 +45,8 @@ CompressorWeights load_compressor_weights(const S& src, const std::string& prefi
   w.rotate = rotate;
   const std::size_t width = w.width();
   const auto d = static_cast<std::size_t>(dim);
-  // Under partner-dot semantics the stored format runs (no fp32 copy is made); otherwise fp32.
-  w.wkv_partner =
-      io::load_partner_view(src, tensor_names::cat(prefix, tensor_names::wkv), width, d);
-  w.wgate_partner =
-      io::load_partner_view(src, tensor_names::cat(prefix, tensor_names::wgate), width, d);
-  if (!w.wkv_partner)
-    w.wkv = io::load_linear<DenseLinear<float>>(src, tensor_names::cat(prefix, tensor_names::wkv),
-                                                width, d);
-  if (!w.wgate_partner)
-    w.wgate = io::load_linear<DenseLinear<float>>(
-        src, tensor_names::cat(prefix, tensor_names::wgate), width, d);
+  w.wkv = io::load_float_product(src, tensor_names::cat(prefix, tensor_names::wkv), width, d);
+  w.wgate = io::load_float_product(src, tensor_names::cat(prefix, tensor_names::wgate), width, d);
   w.ape = io::load_float(src, tensor_names::cat(prefix, tensor_names::ape),
                          {static_cast<std::uint64_t>(ratio), width});
   w.norm.weight = io::load_float(src, tensor_names::cat(prefix, tensor_names::norm),
@@ -86,14 +77,9 @@ IndexerWeights<Lin> load_indexer_weights(const S& f, const std::string& prefix,
   const auto q_out = static_cast<std::size_t>(cfg.index_n_heads * cfg.index_head_dim);
   w.wq_b = io::load_linear<Lin>(f, tensor_names::cat(prefix, tensor_names::wq_b), q_out,
                                 static_cast<std::size_t>(cfg.q_lora_rank));
-  w.weights_proj_partner = io::load_partner_view(
-      f, tensor_names::cat(prefix, tensor_names::weights_proj),
-      static_cast<std::size_t>(cfg.index_n_heads), static_cast<std::size_t>(cfg.dim));
-  if (!w.weights_proj_partner) {
-    w.weights_proj = io::load_linear<DenseLinear<float>>(
-        f, tensor_names::cat(prefix, tensor_names::weights_proj),
-        static_cast<std::size_t>(cfg.index_n_heads), static_cast<std::size_t>(cfg.dim));
-  }
+  w.weights_proj = io::load_float_product(f, tensor_names::cat(prefix, tensor_names::weights_proj),
+                                          static_cast<std::size_t>(cfg.index_n_heads),
+                                          static_cast<std::size_t>(cfg.dim));
   w.compressor = load_compressor_weights(
       f, tensor_names::cat(prefix, tensor_names::compressor, "."), cfg.dim, 4, cfg.index_head_dim,
       cfg.rope_head_dim, cfg.norm_eps, /*rotate=*/true);
@@ -196,44 +182,16 @@ AttentionWeights<Lin> load_attention_weights(const S& f, const std::string& pref
     const std::size_t cols = u(cfg.wo_a_in_features());
     const std::string name = tensor_names::cat(prefix, tensor_names::wo_a);
     const DType stored = io::expect_tensor(f, name, {rows, cols}).dtype;
-    if constexpr (requires {
-                    f.semantics() == decltype(f.semantics())::partner_dot;
-                    f.stored_type(name) == FormatId::f32;
-                    f.stored_bytes(name);
-                    f.file_ptr();
-                  }) {
-      if (f.semantics() == decltype(f.semantics())::partner_dot &&
-          io::partner_view_format(f.stored_type(name))) {
-        // rows g·R_o… of the stored tensor: whole rows of blocks, viewed in place
-        const FormatId id = f.stored_type(name);
-        const auto raw = f.stored_bytes(name);
-        const std::size_t group_bytes = u(cfg.o_lora_rank) * row_bytes(id, cols);
-        for (std::int64_t g = 0; g < cfg.o_groups; ++g) {
-          w.wo_a_partner.push_back(
-              any_linear_view<PartnerDot>(id, raw.subspan(u(g) * group_bytes, group_bytes),
-                                          u(cfg.o_lora_rank), cols, f.file_ptr()));
-        }
-      }
+    // The groups are rows g·R_o… of one weight in its stored format (views of its bytes); the
+    // release's FP8 wo_a becomes the bf16 values the reference runs (exact, checked).
+    AnyLinear full;
+    if (stored == DType::F8_E4M3) {
+      full = Linear<BF16, DequantDot>(load_wo_a(f, name, rows, cols), rows, cols);
+    } else {
+      full = io::load_float_product(f, name, rows, cols);
     }
-    // Without a partner view (another numerics or source) the groups are held as fp32.
-    if (w.wo_a_partner.empty()) {
-      // the release's FP8 wo_a through its exact dequantisation, any plain dtype as it is
-      std::vector<float> full;
-      if (stored == DType::F8_E4M3) {
-        const std::vector<bf16> b =
-            load_wo_a(f, tensor_names::cat(prefix, tensor_names::wo_a), rows, cols);
-        full.assign(b.size(), 0.0f);
-        for (std::size_t i = 0; i < b.size(); ++i) full[i] = b[i].to_float();
-      } else {
-        full = io::load_float(f, tensor_names::cat(prefix, tensor_names::wo_a), {rows, cols});
-      }
-      const std::size_t per = u(cfg.o_lora_rank) * cols;
-      for (std::int64_t g = 0; g < cfg.o_groups; ++g) {
-        const auto first = full.begin() + static_cast<std::ptrdiff_t>(u(g) * per);
-        w.wo_a.emplace_back(std::vector<float>(first, first + static_cast<std::ptrdiff_t>(per)),
-                            u(cfg.o_lora_rank), cols);
-      }
-    }
+    for (std::int64_t g = 0; g < cfg.o_groups; ++g)
+      w.wo_a.push_back(full.rows(u(g * cfg.o_lora_rank), u(cfg.o_lora_rank)));
   }
   w.wo_b = io::load_linear<Lin>(f, tensor_names::cat(prefix, tensor_names::wo_b), u(cfg.dim),
                                 u(cfg.wo_b_in_features()));
@@ -308,11 +266,10 @@ struct RouterLoader<TopKRouter<S>> {
   template <io::TensorSource Src>
   static TopKRouter<S> load(const Src& src, const std::string& prefix, const ModelConfig& cfg) {
     const auto e = static_cast<std::uint64_t>(cfg.n_routed_experts);
-    return {
-        io::load_linear<DenseLinear<float>>(src, tensor_names::join(prefix, tensor_names::weight),
-                                            e, static_cast<std::size_t>(cfg.dim)),
-        io::load_float(src, tensor_names::join(prefix, tensor_names::bias), {e}),
-        static_cast<std::size_t>(cfg.n_activated_experts), static_cast<float>(cfg.route_scale)};
+    return {io::load_float_product(src, tensor_names::join(prefix, tensor_names::weight), e,
+                                   static_cast<std::size_t>(cfg.dim)),
+            io::load_float(src, tensor_names::join(prefix, tensor_names::bias), {e}),
+            static_cast<std::size_t>(cfg.n_activated_experts), static_cast<float>(cfg.route_scale)};
   }
 };
 
@@ -324,11 +281,10 @@ struct RouterLoader<HashRouter<S>> {
     const auto k = static_cast<std::uint64_t>(cfg.n_activated_experts);
     const auto v = static_cast<std::uint64_t>(cfg.vocab_size);
     try {
-      return {
-          io::load_linear<DenseLinear<float>>(src, tensor_names::join(prefix, tensor_names::weight),
-                                              e, static_cast<std::size_t>(cfg.dim)),
-          io::load_index(src, tensor_names::join(prefix, tensor_names::tid2eid), {v, k}), v, k,
-          static_cast<float>(cfg.route_scale)};
+      return {io::load_float_product(src, tensor_names::join(prefix, tensor_names::weight), e,
+                                     static_cast<std::size_t>(cfg.dim)),
+              io::load_index(src, tensor_names::join(prefix, tensor_names::tid2eid), {v, k}), v, k,
+              static_cast<float>(cfg.route_scale)};
     } catch (const ConfigError& err) {
       throw ConfigError(fmt::format("{}: '{}': {}", src.label(), prefix, err.what()));
     }

@@ -477,12 +477,10 @@ class Model {
     // The embedding stays in its stored format (mapped where the source allows); a lookup
     // dequantises the rows it reads.
     m.embed_ = io::load_linear<AnyLinear>(src, std::string(tensor_names::embed), v, d);
-    // A GGUF read with llama.cpp's dot products: the head runs in its stored format with the
-    // activation quantized to the format's vec_dot partner, as ggml's mul_mat computes it (and
-    // no fp32 copy of it is made).
-    m.head_partner_ = io::load_partner_view(src, std::string(tensor_names::head), v, d);
-    if (!m.head_partner_)
-      m.head_ = io::load_linear<DenseLinear<float>>(src, std::string(tensor_names::head), v, d);
+    // The head runs in its stored format: float32 products of the dequantised rows (the
+    // reference's fp32 GEMM), or, for a GGUF read with llama.cpp's dot products, the activation
+    // quantized to the format's vec_dot partner as ggml's mul_mat computes it.
+    m.head_ = io::load_float_product(src, std::string(tensor_names::head), v, d);
     m.norm_ = RmsNorm{io::load_float(src, std::string(tensor_names::norm), {d}), eps};
     m.hc_head_ = ResidualLoader<R>::load_head(src, std::string(tensor_names::hc_head), cfg);
     for (int l = 0; l < cfg.n_layers; ++l) {
@@ -513,6 +511,8 @@ class Model {
   std::size_t vocab_size() const noexcept { return static_cast<std::size_t>(cfg_.vocab_size); }
   std::size_t n_mtp() const noexcept { return mtp_.size(); }
   const block_type& block(std::size_t i) const { return blocks_.at(i); }
+  /// The output head [vocab, dim] in its stored format (io::load_float_product).
+  const AnyLinear& head() const noexcept { return head_; }
 
   /// A fresh per-sequence state, its caches in the backend's memory (Backend::state_memory(),
   /// host memory for the host backends).
@@ -786,8 +786,8 @@ class Model {
     }
     b.template rms_norm<N>(y, norm.weight, norm.eps, y);
     auto out = b.template alloc<float>(rows * vocab_size());
-    detail::dense_or_partner<Numerics<Fp32Act, N::simulate_quant>>(
-        b, head_, head_partner_, ConstView2<float>(y.data(), rows, d),
+    backend_linear<Numerics<Fp32Act, N::simulate_quant>>(
+        b, head_, ConstView2<float>(y.data(), rows, d),
         View2<float>(out.data(), rows, vocab_size()));
     return out;
   }
@@ -841,10 +841,8 @@ class Model {
 
   B backend_{};
   ModelConfig cfg_;
-  AnyLinear embed_;          // [vocab, dim] in its stored format (bf16 in the release)
-  DenseLinear<float> head_;  // [vocab, dim], fp32 GEMM (bf16 values in the release); empty
-                             // when head_partner_ is set
-  std::optional<AnyLinear> head_partner_;  // the head in its GGUF format (partner-dot semantics)
+  AnyLinear embed_;  // [vocab, dim] in its stored format (bf16 in the release)
+  AnyLinear head_;   // [vocab, dim] in its stored format (io::load_float_product)
   RmsNorm norm_;
   head_type hc_head_;
   std::vector<block_type> blocks_;

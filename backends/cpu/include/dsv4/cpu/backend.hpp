@@ -20,7 +20,8 @@
 //    formats then bit for bit the reference's dot); FP8_B128 and FP4_G32 run vectorised exact block
 //    sums (kernels::native_row), bit for bit the reference's dots; the other formats the
 //    reference's own block dot; threaded over output columns;
-//  * Linear<F, DequantDot> dequantizes a tile of weight rows, then runs the dense GEMM;
+//  * Linear<F, DequantDot> runs the dense GEMM on F32 / F16 / BF16 weights as stored (widened in
+//    registers), and on a tile of dequantised weight rows for the other formats;
 //  * sparse attention (the reference's online softmax, its dots and P·V vectorised), rms_norm and
 //    the indexer scores (the q·key dots one GEMM per 256 keys) are threaded and differ by
 //    rounding; SwiGLU is threaded
@@ -451,6 +452,11 @@ class Backend : public ref::Backend {
           }
         });
       }
+    } else if constexpr (std::same_as<F, F32>) {
+      // DequantDot of a plain weight: the dense GEMM widens its values as it loads them
+      dense<N>(reinterpret_cast<const float*>(w.blocks().data()), out, in, x, y);
+    } else if constexpr (std::same_as<F, F16> || std::same_as<F, BF16>) {
+      dense<N>(w.blocks().data(), out, in, x, y);
     } else {
       // DequantDot: a tile of dequantised rows, then the dense GEMM on it
       for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
