@@ -593,3 +593,79 @@ TEST_CASE("cpu::Backend head_rms_norm: the reference's bits on 1 and 3 threads")
   std::vector<float> odd(10);
   CHECK_THROWS_AS(cpu.head_rms_norm<d::PlainFp32Numerics>(odd, 3, 1e-6f), d::ShapeError);
 }
+
+TEST_CASE("cpu::Backend rope: the reference's bits, forward and inverse, every SIMD target") {
+  const d::ReferenceBackend ref;
+  // rope_dim 64 (whole vectors) and 6 (a tail narrower than a vector), vectors of 67 and 70
+  // values (the rotated dims at an odd offset), positions with large angles
+  for (const std::int64_t rope_dim : {64, 6}) {
+    d::RopeParams p;
+    p.rope_dim = rope_dim;
+    p.max_seq_len = 5000;
+    p.base = 10000.0;
+    const d::Rope table(p);
+    for (const std::size_t vec_len : {std::size_t{67}, std::size_t{70}}) {
+      const std::size_t n_vec = 37;
+      const auto x = random_values(n_vec * vec_len, 13, 4.0f);
+      for (const int threads : {1, 3}) {
+        const d::cpu::Backend cpu(threads);
+        d::test::for_each_simd_target([&] {
+          for (const std::int64_t pos : {std::int64_t{0}, std::int64_t{7}, std::int64_t{4999}}) {
+            for (const auto dir : {d::RopeDirection::forward, d::RopeDirection::inverse}) {
+              CAPTURE(rope_dim);
+              CAPTURE(vec_len);
+              CAPTURE(pos);
+              auto a = x, b = x, c = x, e = x;
+              ref.rope<d::ReferenceNumerics>(table, a.data(), n_vec, vec_len, pos, dir);
+              cpu.rope<d::ReferenceNumerics>(table, b.data(), n_vec, vec_len, pos, dir);
+              CHECK(same_bits(a, b));
+              ref.rope<d::PlainFp32Numerics>(table, c.data(), n_vec, vec_len, pos, dir);
+              cpu.rope<d::PlainFp32Numerics>(table, e.data(), n_vec, vec_len, pos, dir);
+              CHECK(same_bits(c, e));
+            }
+          }
+        });
+      }
+    }
+    const d::cpu::Backend cpu(2);
+    std::vector<float> v(64);
+    CHECK_THROWS_AS(cpu.rope<d::PlainFp32Numerics>(table, v.data(), 1, 64, 5000,
+                                                   d::RopeDirection::forward),
+                    d::InputError);
+    if (rope_dim == 64)
+      CHECK_THROWS_AS(cpu.rope<d::PlainFp32Numerics>(table, v.data(), 2, 32, 0,
+                                                     d::RopeDirection::forward),
+                      d::ShapeError);
+  }
+}
+
+TEST_CASE("cpu::Backend softmax_pool: the reference's pooling within a few ulp") {
+  const d::ReferenceBackend ref;
+  const d::cpu::Backend cpu(2);
+  // d = 67 channels (a tail), 1..8 members; some scores -inf (a member that does not count)
+  const std::size_t dim = 67;
+  for (const std::size_t m : {std::size_t{1}, std::size_t{3}, std::size_t{8}}) {
+    auto kv = random_values(m * dim, 14, 2.0f);
+    auto sc = random_values(m * dim, 15, 6.0f);
+    if (m > 1)
+      for (std::size_t f = 0; f < dim; f += 5) sc[f] = -std::numeric_limits<float>::infinity();
+    std::vector<const float*> kp(m), sp(m);
+    for (std::size_t k = 0; k < m; ++k) {
+      kp[k] = kv.data() + k * dim;
+      sp[k] = sc.data() + k * dim;
+    }
+    std::vector<float> want(dim);
+    ref.softmax_pool(kp.data(), sp.data(), m, dim, want.data());
+    d::test::for_each_simd_target([&] {
+      std::vector<float> got(dim, -1.0f);
+      cpu.softmax_pool(kp.data(), sp.data(), m, dim, got.data());
+      for (std::size_t f = 0; f < dim; ++f) {
+        float scale = 0.0f;  // Σ |kv| bounds the pooled value
+        for (std::size_t k = 0; k < m; ++k) scale += std::fabs(kv[k * dim + f]);
+        CAPTURE(m);
+        CAPTURE(f);
+        CHECK(std::fabs(got[f] - want[f]) <= 1e-6f * scale);
+      }
+    });
+  }
+}

@@ -25,8 +25,9 @@
 //  * sparse attention (the reference's online softmax, its dots and P·V vectorised), rms_norm and
 //    the indexer scores (the q·key dots one GEMM per 256 keys) are threaded and differ by
 //    rounding; SwiGLU is threaded
-//    with the reference's arithmetic (bit-identical); the compressor pooling, RoPE, the per-head
-//    q norm and top-k are the reference's (scalar, one thread).
+//    with the reference's arithmetic (bit-identical); RoPE is vectorised bit for bit; the
+//    compressor pooling is vectorised over the channels (Highway's exp: differs by rounding); the
+//    per-head q norm is the reference's, threaded; top-k is the reference's (one thread).
 #pragma once
 
 #include <algorithm>
@@ -43,6 +44,7 @@
 #include <dsv4/core/scratch.hpp>
 #include <dsv4/core/tensor.hpp>
 #include <dsv4/formats/linear.hpp>
+#include <dsv4/ops/rope.hpp>
 #include <limits>
 #include <memory>
 #include <span>
@@ -162,6 +164,40 @@ class Backend : public ref::Backend {
     for_tiles(x.size() / d, 16, x.size() * 4, [&](std::size_t v0, std::size_t v1) {
       ref::Backend::head_rms_norm<N>(x.subspan(v0 * d, (v1 - v0) * d), d, eps);
     });
+  }
+
+  /// Partial RoPE (as ref::Backend::rope, bit for bit: the same angles, the rotation
+  /// vectorised), threaded over the vectors when there are many.
+  template <NumericsPolicy N>
+  void rope(const Rope& table, float* x, std::size_t n_vec, std::size_t vec_len, std::int64_t pos,
+            RopeDirection dir) const {
+    table.check_positions(pos, 1);
+    const std::size_t rd = table.rope_dim();
+    DSV4_CHECK(vec_len >= rd, ShapeError,
+               "rope: vectors of {} values cannot hold the {} rotated dims", vec_len, rd);
+    const std::size_t half = rd / 2;
+    ScratchBuffer<float> cs(2 * half);
+    ScratchBuffer<float> tab(2 * rd);  // cdup, then salt
+    table.angles(pos, cs.data(), cs.data() + half);
+    const float sign = dir == RopeDirection::inverse ? -1.0f : 1.0f;
+    for (std::size_t i = 0; i < half; ++i) {
+      const float s = sign * cs[half + i];
+      tab[2 * i] = tab[2 * i + 1] = cs[i];
+      tab[rd + 2 * i] = -s;
+      tab[rd + 2 * i + 1] = s;
+    }
+    constexpr bool round = !std::is_same_v<typename N::act, Fp32Act>;
+    for_tiles(n_vec, 16, n_vec * rd * 2, [&](std::size_t v0, std::size_t v1) {
+      kernels::rope_rotate(x + v0 * vec_len, v1 - v0, vec_len, rd, tab.data(), tab.data() + rd,
+                           round);
+    });
+  }
+
+  /// The compressor's pooling (ref::Backend::softmax_pool's order, the channels vectorised;
+  /// Highway's exp, so it differs from the reference by rounding).
+  void softmax_pool(const float* const* kv, const float* const* score, std::size_t m, std::size_t d,
+                    float* y) const noexcept {
+    kernels::softmax_pool(kv, score, m, d, y);
   }
 
   /// Clamped SwiGLU (as ref::Backend::swiglu, bit for bit), threaded over rows.

@@ -124,6 +124,20 @@ void sparse_attention_heads(const float* q, std::size_t heads, const float* kv,
                             const std::int32_t* idx, std::size_t k, std::size_t d,
                             const float* sinks, float scale, bool round_p, float* out, float* acc);
 
+/// The partial RoPE rotation of n_vec vectors of vec_len values at x (their last rope_dim values,
+/// (re, im) pairs; rope_dim even): x[2i] = x[2i]·cdup[2i] + x[2i+1]·salt[2i] and x[2i+1] =
+/// x[2i+1]·cdup[2i+1] + x[2i]·salt[2i+1], every product and sum rounded once; with round_bf16 each
+/// result rounded to bf16 (ties to even). With cdup = (c_i, c_i) and salt = (−s_i, s_i) this is
+/// Rope::apply's rotation bit for bit.
+void rope_rotate(float* x, std::size_t n_vec, std::size_t vec_len, std::size_t rope_dim,
+                 const float* cdup, const float* salt, bool round_bf16);
+
+/// The compressor's pooling (ref::Backend::softmax_pool's order, each channel a lane): y_f =
+/// Σ_k kv[k][f]·(e_k,f / Σ_j e_j,f), e = exp(score − max), with Highway's exp (a few ulp from
+/// std::exp, so results differ from the reference's by rounding).
+void softmax_pool(const float* const* kv, const float* const* score, std::size_t m, std::size_t d,
+                  float* y);
+
 /// Runs `iters` steps of 12 independent vector multiply-add chains on the dispatched target and
 /// returns the floating-point operations done (the FMA-peak probe of bench_kernels).
 double fma_probe(std::size_t iters);

@@ -1,0 +1,109 @@
+// Per-target kernels of small_ops.cc: the partial RoPE rotation and the compressor's softmax
+// pooling. Re-included once per SIMD target by hwy/foreach_target.h (toggle guard below).
+#if defined(DSV4_CPU_SMALL_OPS_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef DSV4_CPU_SMALL_OPS_INL_H_
+#undef DSV4_CPU_SMALL_OPS_INL_H_
+#else
+#define DSV4_CPU_SMALL_OPS_INL_H_
+#endif
+
+#include <hwy/contrib/math/math-inl.h>
+#include <hwy/highway.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <dsv4/core/numeric.hpp>
+#include <limits>
+
+HWY_BEFORE_NAMESPACE();
+namespace dsv4::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// v rounded to the nearest bf16 value (ties to even), NaNs made quiet: bf16(v).to_float().
+template <class DF, class V>
+HWY_INLINE V RoundBf16(DF df, V v) {
+  const hn::RebindToUnsigned<DF> du;
+  const auto x = hn::BitCast(du, v);
+  const auto lsb = hn::And(hn::ShiftRight<16>(x), hn::Set(du, 1u));
+  const auto rounded = hn::Add(hn::Add(x, hn::Set(du, 0x7fffu)), lsb);
+  const auto r = hn::IfThenElse(hn::RebindMask(du, hn::IsNaN(v)),
+                                hn::Or(x, hn::Set(du, 0x00400000u)), rounded);
+  return hn::BitCast(df, hn::And(r, hn::Set(du, 0xffff0000u)));
+}
+
+// The last rope_dim values of n_vec vectors of vec_len values at x, as (re, im) pairs:
+// out = x·cdup + swap(x)·salt, i.e. (re·c − im·s, im·c + re·s), each product and sum rounded
+// once (no fused multiply-add) as the scalar rotation computes it.
+HWY_INLINE void RopeRotate(float* HWY_RESTRICT x, size_t n_vec, size_t vec_len, size_t rope_dim,
+                           const float* HWY_RESTRICT cdup, const float* HWY_RESTRICT salt,
+                           bool round_bf16) {
+  const hn::ScalableTag<float> df;
+  const size_t N = hn::Lanes(df);
+  for (size_t v = 0; v < n_vec; ++v) {
+    float* r = x + v * vec_len + (vec_len - rope_dim);
+    size_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+    if (N % 2 == 0) {
+      for (; i + N <= rope_dim; i += N) {
+        const auto a = hn::LoadU(df, r + i);
+        auto y = hn::Add(hn::Mul(a, hn::LoadU(df, cdup + i)),
+                         hn::Mul(hn::Reverse2(df, a), hn::LoadU(df, salt + i)));
+        if (round_bf16) y = RoundBf16(df, y);
+        hn::StoreU(y, df, r + i);
+      }
+    }
+#else
+    (void)N;
+#endif
+    for (; i < rope_dim; i += 2) {
+      const float re = r[i];
+      const float im = r[i + 1];
+      float y0 = re * cdup[i] + im * salt[i];
+      float y1 = im * cdup[i + 1] + re * salt[i + 1];
+      if (round_bf16) {
+        y0 = bf16(y0).to_float();
+        y1 = bf16(y1).to_float();
+      }
+      r[i] = y0;
+      r[i + 1] = y1;
+    }
+  }
+}
+
+// y_f = Σ_k kv[k][f] · (e_k,f / Σ_j e_j,f), e = exp(score − max): the members in order for each
+// channel, the channels in lanes (Highway's exp: within a few ulp of std::exp).
+HWY_INLINE void SoftmaxPool(const float* const* HWY_RESTRICT kv,
+                            const float* const* HWY_RESTRICT score, size_t m, size_t d,
+                            float* HWY_RESTRICT y) {
+  const hn::ScalableTag<float> df;
+  const size_t N = hn::Lanes(df);
+  size_t f = 0;
+  for (; f + N <= d; f += N) {
+    auto mx = hn::Set(df, -std::numeric_limits<float>::infinity());
+    for (size_t k = 0; k < m; ++k) mx = hn::Max(mx, hn::LoadU(df, score[k] + f));
+    auto sum = hn::Zero(df);
+    for (size_t k = 0; k < m; ++k)
+      sum = hn::Add(sum, hn::Exp(df, hn::Sub(hn::LoadU(df, score[k] + f), mx)));
+    auto acc = hn::Zero(df);
+    for (size_t k = 0; k < m; ++k) {
+      const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, score[k] + f), mx));
+      acc = hn::Add(acc, hn::Mul(hn::LoadU(df, kv[k] + f), hn::Div(e, sum)));
+    }
+    hn::StoreU(acc, df, y + f);
+  }
+  for (; f < d; ++f) {
+    float mx = -std::numeric_limits<float>::infinity();
+    for (size_t k = 0; k < m; ++k) mx = std::fmax(mx, score[k][f]);
+    float sum = 0.0f;
+    for (size_t k = 0; k < m; ++k) sum += std::exp(score[k][f] - mx);
+    float acc = 0.0f;
+    for (size_t k = 0; k < m; ++k) acc += kv[k][f] * (std::exp(score[k][f] - mx) / sum);
+    y[f] = acc;
+  }
+}
+
+}  // namespace dsv4::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // DSV4_CPU_SMALL_OPS_INL_H_

@@ -1,0 +1,41 @@
+// Dispatch table of the RoPE rotation and the compressor's softmax pooling (one copy per SIMD
+// target).
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "small_ops.cc"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include "small_ops-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace dsv4::cpu::HWY_NAMESPACE {
+void RopeRotateEntry(float* x, size_t n_vec, size_t vec_len, size_t rope_dim, const float* cdup,
+                     const float* salt, bool round_bf16) {
+  RopeRotate(x, n_vec, vec_len, rope_dim, cdup, salt, round_bf16);
+}
+void SoftmaxPoolEntry(const float* const* kv, const float* const* score, size_t m, size_t d,
+                      float* y) {
+  SoftmaxPool(kv, score, m, d, y);
+}
+}  // namespace dsv4::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "dsv4/cpu/kernels.hpp"
+
+namespace dsv4::cpu {
+HWY_EXPORT(RopeRotateEntry);
+HWY_EXPORT(SoftmaxPoolEntry);
+
+namespace kernels {
+void rope_rotate(float* x, std::size_t n_vec, std::size_t vec_len, std::size_t rope_dim,
+                 const float* cdup, const float* salt, bool round_bf16) {
+  HWY_DYNAMIC_DISPATCH(RopeRotateEntry)(x, n_vec, vec_len, rope_dim, cdup, salt, round_bf16);
+}
+void softmax_pool(const float* const* kv, const float* const* score, std::size_t m, std::size_t d,
+                  float* y) {
+  HWY_DYNAMIC_DISPATCH(SoftmaxPoolEntry)(kv, score, m, d, y);
+}
+}  // namespace kernels
+}  // namespace dsv4::cpu
+#endif  // HWY_ONCE
