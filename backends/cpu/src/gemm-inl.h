@@ -180,6 +180,16 @@ HWY_INLINE void IndexDots(const float* HWY_RESTRICT q, size_t heads, size_t di,
     for (size_t h0 = 0; h0 < heads; h0 += kH) {
       const float* qh[kH];
       for (size_t g = 0; g < kH; ++g) qh[g] = q + std::min(h0 + g, heads - 1) * di;
+#if HWY_HAVE_SCALABLE
+      // sizeless vectors (SVE, RVV) cannot be held in arrays: one (head, key) pair at a time, the
+      // same lane sums and reduction as the tile
+      for (size_t i = 0; i < kH * kK; ++i) {
+        auto a = hn::Zero(df);
+        for (size_t e = 0; e < vec_end; e += N)
+          a = hn::MulAdd(hn::LoadU(df, qh[i / kK] + e), hn::LoadU(df, kr[i % kK] + e), a);
+        sums[i] = hn::GetLane(hn::SumOfLanes(df, a));
+      }
+#else
       hn::Vec<decltype(df)> acc[kH * kK];
       for (auto& a : acc) a = hn::Zero(df);
       for (size_t e = 0; e < vec_end; e += N) {
@@ -190,7 +200,9 @@ HWY_INLINE void IndexDots(const float* HWY_RESTRICT q, size_t heads, size_t di,
           for (size_t c = 0; c < kK; ++c) acc[g * kK + c] = hn::MulAdd(qv, kv[c], acc[g * kK + c]);
         }
       }
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#endif
+#if HWY_HAVE_SCALABLE
+#elif HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
       if (N == 16) {
         __m512 raw[kH * kK];
         for (size_t i = 0; i < kH * kK; ++i) raw[i] = acc[i].raw;
