@@ -219,6 +219,10 @@ TEST_CASE("hyper-connections reject bad shapes and configs") {
   const ReferenceCase& rc = reference_case("tiny_a");
   const auto d = static_cast<std::size_t>(rc.cfg.dim);
   const auto hc = dsv4::load_hyper_connection(rc.weights, "layers.0.hc_attn", rc.cfg);
+  // fn is the checkpoint's F32 tensor viewed in place (float32 products, no copy)
+  CHECK(hc.fn().format_id() == dsv4::FormatId::f32);
+  CHECK(hc.fn().semantics_name() == "dequant-dot");
+  CHECK_FALSE(hc.fn().owns_bytes());
   dsv4::HyperConnection<4>::Mix mix;
   std::vector<float> x(4 * d + 1);
   std::vector<float> u(d);
@@ -228,17 +232,21 @@ TEST_CASE("hyper-connections reject bad shapes and configs") {
   std::vector<float> out(4 * d);
   std::vector<float> f(d + 1);
   CHECK_THROWS_AS(hc.post<dsv4::ReferenceNumerics>(f, x, mix, out), dsv4::ShapeError);
-  CHECK_THROWS_AS(dsv4::HyperConnection<4>({1.0f}, {}, {}, d, 1e-6f, 1e-6f, 20), dsv4::ShapeError);
-  CHECK_THROWS_AS(dsv4::HyperConnectionHead<4>({}, {}, {}, d, 1e-6f, 1e-6f), dsv4::ShapeError);
-  {  // fn held only in a stored format (a GGUF's): the same mixes, no float copy to go back to
+  const std::vector<float> one = {1.0f};
+  CHECK_THROWS_AS(
+      dsv4::HyperConnection<4>(std::span<const float>(one), {}, {}, d, 1e-6f, 1e-6f, 20),
+      dsv4::ShapeError);
+  CHECK_THROWS_AS(dsv4::HyperConnectionHead<4>(dsv4::AnyLinear(), {}, {}, d, 1e-6f, 1e-6f),
+                  dsv4::ShapeError);
+  {  // fn in a stored format: the mixes with the partner's dots (the normalised row quantized)
     const std::size_t mw = dsv4::HyperConnection<4>::mix_width;
     const auto fn = dsv4::io::load_float(rc.weights, "layers.0.hc_attn_fn", {mw, 4 * d});
     const auto base = dsv4::io::load_float(rc.weights, "layers.0.hc_attn_base", {mw});
     const auto scale = dsv4::io::load_float(rc.weights, "layers.0.hc_attn_scale", {3});
     const dsv4::AnyLinear lin =
         dsv4::Linear<dsv4::F32>::quantize(dsv4::ConstView2<float>(fn.data(), mw, 4 * d));
-    dsv4::HyperConnection<4> only({}, base, scale, d, static_cast<float>(rc.cfg.norm_eps),
-                                  static_cast<float>(rc.cfg.hc_eps), rc.cfg.hc_sinkhorn_iters, lin);
+    dsv4::HyperConnection<4> only(lin, base, scale, d, static_cast<float>(rc.cfg.norm_eps),
+                                  static_cast<float>(rc.cfg.hc_eps), rc.cfg.hc_sinkhorn_iters);
     std::vector<float> z(4 * d);
     for (std::size_t i = 0; i < z.size(); ++i) z[i] = std::sin(0.37f * static_cast<float>(i));
     dsv4::HyperConnection<4>::Mix m1, m2;
@@ -247,8 +255,7 @@ TEST_CASE("hyper-connections reject bad shapes and configs") {
     only.pre<dsv4::ReferenceFp32Numerics>(z, u2, m2);
     REQUIRE(m2.pre.size() == m1.pre.size());
     for (std::size_t i = 0; i < m1.pre.size(); ++i) CHECK(m2.pre[i] == doctest::Approx(m1.pre[i]));
-    CHECK_THROWS_AS(only.set_partner_fn(std::nullopt), dsv4::InputError);
-    CHECK_THROWS_AS(dsv4::HyperConnection<4>({}, base, scale, d + 1, 1e-6f, 1e-6f, 20, lin),
+    CHECK_THROWS_AS(dsv4::HyperConnection<4>(lin, base, scale, d + 1, 1e-6f, 1e-6f, 20),
                     dsv4::ShapeError);
   }
   dsv4::ModelConfig wrong = rc.cfg;

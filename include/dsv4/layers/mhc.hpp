@@ -49,36 +49,34 @@ inline float hc_rsqrt(std::span<const float> z, float eps) noexcept {
   return 1.0f / std::sqrt(sum / static_cast<float>(z.size()) + eps);
 }
 
-/// m[r] = (fn[r] · z) · rs for every row r of fn [rows, z.size()].
-inline void hc_mixes(std::span<const float> fn, std::span<const float> z, float rs,
-                     std::span<float> m) noexcept {
-  const std::size_t n = z.size();
-  for (std::size_t r = 0; r < m.size(); ++r) {
-    float acc = 0.0f;
-    for (std::size_t c = 0; c < n; ++c) acc += fn[r * n + c] * z[c];
-    m[r] = acc * rs;
-  }
-}
-
-/// m [T, rows] = (z_t · rs_t) · fnᵀ for every row z_t of x [T, width] with `fn` a GGUF weight in
-/// its stored format (llama.cpp's dot products): the normalised row is the activation, quantized
-/// to the format's vec_dot partner as ggml's mul_mat does with hc_*_fn.
+/// m [T, rows] = the mixes of every row z_t of x [T, width] with fn [rows, width].
+/// A float weight (DequantDot, the reference's fp32 `F.linear`): m_t = (fn · z_t) · rs_t, the
+/// products of the raw row scaled afterwards, as hc_pre / hc_head compute them. A GGUF weight
+/// read with llama.cpp's dot products (PartnerDot): m_t = fn · (z_t · rs_t), the normalised row
+/// being the activation quantized to the format's vec_dot partner, as ggml's mul_mat does with
+/// hc_*_fn, on backend b.
 template <Backend B>
-void hc_mixes_partner(const B& b, const AnyLinear& fn, std::span<const float> x, std::size_t width,
-                      float eps, std::span<float> m) {
+void hc_mixes(const B& b, const AnyLinear& fn, std::span<const float> x, std::size_t width,
+              float eps, std::span<float> m) {
   const std::size_t t = x.size() / width;
-  ScratchBuffer<float> zn(x.size());
-  for (std::size_t r = 0; r < t; ++r) {
-    const auto z = x.subspan(r * width, width);
-    const float rs = hc_rsqrt(z, eps);
-    for (std::size_t c = 0; c < width; ++c) zn[r * width + c] = z[c] * rs;
-  }
-  const ConstView2<float> xv(zn.data(), t, width);
   const View2<float> yv(m.data(), t, fn.out_features());
-  if constexpr (SupportsLinear<B, AnyLinear>) {
-    b.template linear<PlainFp32Numerics>(fn, xv, yv);
+  if (fn.semantics_name() == PartnerDot::name) {
+    ScratchBuffer<float> zn(x.size());
+    for (std::size_t r = 0; r < t; ++r) {
+      const auto z = x.subspan(r * width, width);
+      const float rs = hc_rsqrt(z, eps);
+      for (std::size_t c = 0; c < width; ++c) zn[r * width + c] = z[c] * rs;
+    }
+    backend_linear<PlainFp32Numerics>(b, fn, ConstView2<float>(zn.data(), t, width), yv);
   } else {
-    fn.forward<PlainFp32Numerics>(xv, yv);
+    // the weight's own sequential dots: the mixes feed Sinkhorn and the stream mixing, where a
+    // lane-parallel sum's rounding moved the CPU backend's bf16 logits three times further from
+    // the golden ones (tiny_fp8: mean 0.014 against 0.0055)
+    fn.forward<PlainFp32Numerics>(ConstView2<float>(x.data(), t, width), yv);
+    for (std::size_t r = 0; r < t; ++r) {
+      const float rs = hc_rsqrt(x.subspan(r * width, width), eps);
+      for (std::size_t j = 0; j < yv.cols; ++j) yv(r, j) = yv(r, j) * rs;
+    }
   }
 }
 
@@ -112,46 +110,36 @@ class HyperConnection {
   };
 
   HyperConnection() = default;
-  /// fn: [(2+HC)·HC, HC·dim]; base: [(2+HC)·HC]; scale: [3]. `partner`: the same fn in its
-  /// GGUF format (see set_partner_fn); with it, fn may be empty (no float copy is held).
-  HyperConnection(std::vector<float> fn, std::vector<float> base, std::vector<float> scale,
-                  std::size_t dim, float norm_eps, float hc_eps, int sinkhorn_iters,
-                  std::optional<AnyLinear> partner = std::nullopt)
+  /// fn: [(2+HC)·HC, HC·dim] in its stored format (io::load_float_product: float32 products, or
+  /// llama.cpp's dots for a GGUF read that way); base: [(2+HC)·HC]; scale: [3].
+  HyperConnection(AnyLinear fn, std::vector<float> base, std::vector<float> scale, std::size_t dim,
+                  float norm_eps, float hc_eps, int sinkhorn_iters)
       : fn_(std::move(fn)),
-        fn_partner_(std::move(partner)),
         base_(std::move(base)),
         scale_(std::move(scale)),
         dim_(dim),
         norm_eps_(norm_eps),
         hc_eps_(hc_eps),
         iters_(sinkhorn_iters) {
-    const bool float_fn = !fn_partner_ || !fn_.empty();
-    DSV4_CHECK(dim_ > 0 && (!float_fn || fn_.size() == mix_width * HC * dim_) &&
-                   (!fn_partner_ || (fn_partner_->out_features() == mix_width &&
-                                     fn_partner_->in_features() == HC * dim_)) &&
+    DSV4_CHECK(dim_ > 0 && fn_.out_features() == mix_width && fn_.in_features() == HC * dim_ &&
                    base_.size() == mix_width && scale_.size() == 3,
                ShapeError,
-               "HyperConnection<{}> of dim {}: fn of {} values{} (expected [{}, {}]), base of {} "
+               "HyperConnection<{}> of dim {}: fn [{}, {}] (expected [{}, {}]), base of {} "
                "(expected {}), scale of {} (expected 3)",
-               HC, dim_, fn_.size(),
-               fn_partner_ ? fmt::format(" and [{}, {}] stored", fn_partner_->out_features(),
-                                         fn_partner_->in_features())
-                           : std::string(),
-               mix_width, HC * dim_, base_.size(), mix_width, scale_.size());
+               HC, dim_, fn_.out_features(), fn_.in_features(), mix_width, HC * dim_, base_.size(),
+               mix_width, scale_.size());
     DSV4_CHECK(iters_ >= 1, ConfigError, "HyperConnection: hc_sinkhorn_iters = {} must be >= 1",
                iters_);
   }
+  /// As above with fn given as float32 values [(2+HC)·HC, HC·dim] (an owned F32 weight).
+  HyperConnection(std::span<const float> fn, std::vector<float> base, std::vector<float> scale,
+                  std::size_t dim, float norm_eps, float hc_eps, int sinkhorn_iters)
+      : HyperConnection(f32_linear(fn, mix_width, HC * dim), std::move(base), std::move(scale), dim,
+                        norm_eps, hc_eps, sinkhorn_iters) {}
 
   std::size_t dim() const noexcept { return dim_; }
-  /// Computes the mixes with `fn` (the same weight in its GGUF format, llama.cpp's dot products)
-  /// instead of the float copy; std::nullopt goes back to the float copy, which must exist.
-  void set_partner_fn(std::optional<AnyLinear> fn) {
-    DSV4_CHECK(fn || !fn_.empty(), InputError,
-               "HyperConnection<{}>: fn was given in its GGUF format only; it has no float copy "
-               "to go back to",
-               HC);
-    fn_partner_ = std::move(fn);
-  }
+  /// The mixing weight fn in its stored format.
+  const AnyLinear& fn() const noexcept { return fn_; }
 
   /// x: [T, HC, dim] residual state; u: [T, dim] the sub-layer input; mix receives the
   /// coefficients of every token.
@@ -173,13 +161,10 @@ class HyperConnection {
     mix.pre.resize(t * HC);
     mix.post.resize(t * HC);
     mix.comb.resize(t * HC * HC);
-    if (fn_partner_) detail::hc_mixes_partner(b, *fn_partner_, x, w, norm_eps_, mix.mixes);
+    detail::hc_mixes(b, fn_, x, w, norm_eps_, mix.mixes);
     for (std::size_t r = 0; r < t; ++r) {
       const auto z = x.subspan(r * w, w);
       float* m = mix.mixes.data() + r * mix_width;
-      if (!fn_partner_) {
-        detail::hc_mixes(fn_, z, detail::hc_rsqrt(z, norm_eps_), std::span<float>(m, mix_width));
-      }
       float* pre = mix.pre.data() + r * HC;
       ops::hc_split_sinkhorn<HC>(m, scale_.data(), base_.data(), iters_, hc_eps_, pre,
                                  mix.post.data() + r * HC, mix.comb.data() + r * HC * HC);
@@ -217,8 +202,7 @@ class HyperConnection {
   }
 
  private:
-  std::vector<float> fn_;
-  std::optional<AnyLinear> fn_partner_;
+  AnyLinear fn_;  // [mixes, HC·dim] in its stored format
   std::vector<float> base_;
   std::vector<float> scale_;
   std::size_t dim_ = 0;
@@ -235,7 +219,7 @@ class HyperConnectionHead {
 
   HyperConnectionHead() = default;
   /// fn: [HC, HC·dim]; base: [HC]; scale: [1].
-  HyperConnectionHead(std::vector<float> fn, std::vector<float> base, std::vector<float> scale,
+  HyperConnectionHead(AnyLinear fn, std::vector<float> base, std::vector<float> scale,
                       std::size_t dim, float norm_eps, float hc_eps)
       : fn_(std::move(fn)),
         base_(std::move(base)),
@@ -243,17 +227,23 @@ class HyperConnectionHead {
         dim_(dim),
         norm_eps_(norm_eps),
         hc_eps_(hc_eps) {
-    DSV4_CHECK(dim_ > 0 && fn_.size() == HC * HC * dim_ && base_.size() == HC && scale_.size() == 1,
+    DSV4_CHECK(dim_ > 0 && fn_.out_features() == HC && fn_.in_features() == HC * dim_ &&
+                   base_.size() == HC && scale_.size() == 1,
                ShapeError,
-               "HyperConnectionHead<{}> of dim {}: fn of {} values (expected [{}, {}]), base of "
-               "{} (expected {}), scale of {} (expected 1)",
-               HC, dim_, fn_.size(), HC, HC * dim_, base_.size(), HC, scale_.size());
+               "HyperConnectionHead<{}> of dim {}: fn [{}, {}] (expected [{}, {}]), base of {} "
+               "(expected {}), scale of {} (expected 1)",
+               HC, dim_, fn_.out_features(), fn_.in_features(), HC, HC * dim_, base_.size(), HC,
+               scale_.size());
   }
+  /// As above with fn given as float32 values [HC, HC·dim] (an owned F32 weight).
+  HyperConnectionHead(std::span<const float> fn, std::vector<float> base, std::vector<float> scale,
+                      std::size_t dim, float norm_eps, float hc_eps)
+      : HyperConnectionHead(f32_linear(fn, HC, HC * dim), std::move(base), std::move(scale), dim,
+                            norm_eps, hc_eps) {}
 
   std::size_t dim() const noexcept { return dim_; }
-  /// Computes the mixes with `fn` (the same weight in its GGUF format, llama.cpp's dot products)
-  /// instead of the float copy.
-  void set_partner_fn(std::optional<AnyLinear> fn) { fn_partner_ = std::move(fn); }
+  /// The mixing weight fn in its stored format.
+  const AnyLinear& fn() const noexcept { return fn_; }
 
   /// x: [T, HC, dim] -> y: [T, dim] = N(Σ_j (sigmoid(m_j · scale + base_j) + eps) · x_j).
   template <NumericsPolicy N>
@@ -269,16 +259,11 @@ class HyperConnectionHead {
                x.size(), y.size());
     float pre[HC];
     const std::size_t t = x.size() / w;
-    ScratchBuffer<float> mixes(fn_partner_ ? t * HC : 0);
-    if (fn_partner_) detail::hc_mixes_partner(b, *fn_partner_, x, w, norm_eps_, mixes);
+    ScratchBuffer<float> mixes(t * HC);
+    detail::hc_mixes(b, fn_, x, w, norm_eps_, mixes);
     for (std::size_t r = 0; r < t; ++r) {
       const auto z = x.subspan(r * w, w);
-      float m[HC];
-      if (fn_partner_) {
-        std::copy_n(mixes.data() + r * HC, HC, m);
-      } else {
-        detail::hc_mixes(fn_, z, detail::hc_rsqrt(z, norm_eps_), m);
-      }
+      const float* m = mixes.data() + r * HC;
       for (std::size_t j = 0; j < HC; ++j)
         pre[j] = ops::sigmoid(m[j] * scale_[0] + base_[j]) + hc_eps_;
       detail::hc_weighted_sum<N>(pre, z, dim_, y.subspan(r * dim_, dim_));
@@ -286,8 +271,7 @@ class HyperConnectionHead {
   }
 
  private:
-  std::vector<float> fn_;
-  std::optional<AnyLinear> fn_partner_;
+  AnyLinear fn_;  // [mixes, HC·dim] in its stored format
   std::vector<float> base_;
   std::vector<float> scale_;
   std::size_t dim_ = 0;

@@ -219,19 +219,13 @@ HyperConnection<HC> load_hyper_connection(const Src& src, const std::string& pre
              HC);
   const auto d = static_cast<std::uint64_t>(cfg.dim);
   constexpr std::uint64_t m = HyperConnection<HC>::mix_width;
-  // a GGUF's fn is used in its own format only: no float copy next to the mapped one
-  auto partner =
-      io::load_partner_view(src, tensor_names::cat(prefix, tensor_names::hc_fn), m, HC * d);
-  return {partner
-              ? std::vector<float>()
-              : io::load_float(src, tensor_names::cat(prefix, tensor_names::hc_fn), {m, HC * d}),
+  return {io::load_float_product(src, tensor_names::cat(prefix, tensor_names::hc_fn), m, HC * d),
           io::load_float(src, tensor_names::cat(prefix, tensor_names::hc_base), {m}),
           io::load_float(src, tensor_names::cat(prefix, tensor_names::hc_scale), {3}),
           static_cast<std::size_t>(d),
           static_cast<float>(cfg.norm_eps),
           static_cast<float>(cfg.hc_eps),
-          cfg.hc_sinkhorn_iters,
-          std::move(partner)};
+          cfg.hc_sinkhorn_iters};
 }
 
 /// Loads `<prefix>_fn`, `<prefix>_base`, `<prefix>_scale` (prefix "hc_head" or "mtp.0.hc_head").
@@ -242,16 +236,12 @@ HyperConnectionHead<HC> load_hyper_connection_head(const Src& src, const std::st
              "{}: hc_mult = {} but the model is built for {} streams", src.label(), cfg.hc_mult,
              HC);
   const auto d = static_cast<std::uint64_t>(cfg.dim);
-  HyperConnectionHead<HC> head{
-      io::load_float(src, tensor_names::cat(prefix, tensor_names::hc_fn), {HC, HC * d}),
-      io::load_float(src, tensor_names::cat(prefix, tensor_names::hc_base), {HC}),
-      io::load_float(src, tensor_names::cat(prefix, tensor_names::hc_scale), {1}),
-      static_cast<std::size_t>(d),
-      static_cast<float>(cfg.norm_eps),
-      static_cast<float>(cfg.hc_eps)};
-  head.set_partner_fn(
-      io::load_partner_view(src, tensor_names::cat(prefix, tensor_names::hc_fn), HC, HC * d));
-  return head;
+  return {io::load_float_product(src, tensor_names::cat(prefix, tensor_names::hc_fn), HC, HC * d),
+          io::load_float(src, tensor_names::cat(prefix, tensor_names::hc_base), {HC}),
+          io::load_float(src, tensor_names::cat(prefix, tensor_names::hc_scale), {1}),
+          static_cast<std::size_t>(d),
+          static_cast<float>(cfg.norm_eps),
+          static_cast<float>(cfg.hc_eps)};
 }
 
 // ---- MoE ---------------------------------------------------------------------------------------
