@@ -629,13 +629,13 @@ TEST_CASE("cpu::Backend rope: the reference's bits, forward and inverse, every S
     }
     const d::cpu::Backend cpu(2);
     std::vector<float> v(64);
-    CHECK_THROWS_AS(cpu.rope<d::PlainFp32Numerics>(table, v.data(), 1, 64, 5000,
-                                                   d::RopeDirection::forward),
-                    d::InputError);
+    CHECK_THROWS_AS(
+        cpu.rope<d::PlainFp32Numerics>(table, v.data(), 1, 64, 5000, d::RopeDirection::forward),
+        d::InputError);
     if (rope_dim == 64)
-      CHECK_THROWS_AS(cpu.rope<d::PlainFp32Numerics>(table, v.data(), 2, 32, 0,
-                                                     d::RopeDirection::forward),
-                      d::ShapeError);
+      CHECK_THROWS_AS(
+          cpu.rope<d::PlainFp32Numerics>(table, v.data(), 2, 32, 0, d::RopeDirection::forward),
+          d::ShapeError);
   }
 }
 
