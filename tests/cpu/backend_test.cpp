@@ -669,3 +669,24 @@ TEST_CASE("cpu::Backend softmax_pool: the reference's pooling within a few ulp")
     });
   }
 }
+
+TEST_CASE_TEMPLATE("cpu kernels: dequantize_blocks is the format's dequantize, bit for bit", F,
+                   d::Q8_0, d::Q4_K, d::Q6_K) {
+  // 7 rows of 512 values with scales over four decades and outliers; every SIMD target
+  constexpr std::size_t rows = 7, in = 512;
+  auto wf = random_values(rows * in, 16, 2.0f);
+  for (std::size_t i = 0; i < wf.size(); ++i)
+    wf[i] *= std::ldexp(1.0f, static_cast<int>(i % 13) - 6);
+  const auto w = d::Linear<F, d::DequantDot>::quantize(d::ConstView2<float>(wf.data(), rows, in));
+  std::vector<float> want(rows * in);
+  for (std::size_t o = 0; o < rows; ++o) w.dequantize_row(o, want.data() + o * in);
+  const d::cpu::kernels::DequantKind kind =
+      std::is_same_v<F, d::Q8_0>   ? d::cpu::kernels::DequantKind::q8_0
+      : std::is_same_v<F, d::Q4_K> ? d::cpu::kernels::DequantKind::q4_k
+                                   : d::cpu::kernels::DequantKind::q6_k;
+  d::test::for_each_simd_target([&] {
+    std::vector<float> got(rows * in, -1.0f);
+    d::cpu::kernels::dequantize_blocks(kind, w.blocks().data(), w.blocks().size(), got.data());
+    CHECK(same_bits(got, want));
+  });
+}

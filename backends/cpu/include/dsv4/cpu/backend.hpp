@@ -21,7 +21,8 @@
 //    sums (kernels::native_row), bit for bit the reference's dots; the other formats the
 //    reference's own block dot; threaded over output columns;
 //  * Linear<F, DequantDot> runs the dense GEMM on F32 / F16 / BF16 weights as stored (widened in
-//    registers), and on a tile of dequantised weight rows for the other formats;
+//    registers), and on a tile of dequantised weight rows for the other formats (Q8_0, Q4_K and
+//    Q6_K dequantised in lanes, kernels::dequantize_blocks, the formats' own values bit for bit);
 //  * sparse attention (the reference's online softmax, its dots and P·V vectorised), rms_norm and
 //    the indexer scores (the q·key dots one GEMM per 256 keys) are threaded and differ by
 //    rounding; SwiGLU is threaded
@@ -497,7 +498,12 @@ class Backend : public ref::Backend {
       // DequantDot: a tile of dequantised rows, then the dense GEMM on it
       for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
         ScratchBuffer<float> wt((o1 - o0) * in);
-        for (std::size_t o = o0; o < o1; ++o) w.dequantize_row(o, wt.data() + (o - o0) * in);
+        if constexpr (kDequantKernel<F>) {
+          kernels::dequantize_blocks(dequant_kind<F>(), w.blocks().data() + o0 * nb, (o1 - o0) * nb,
+                                     wt.data());
+        } else {
+          for (std::size_t o = o0; o < o1; ++o) w.dequantize_row(o, wt.data() + (o - o0) * in);
+        }
         kernels::gemm(x.data, x.stride, x.rows, wt.data(), in, 0, o1 - o0, in, y.data + o0,
                       y.stride);
         round_columns<N>(y, o0, o1);
@@ -517,6 +523,18 @@ class Backend : public ref::Backend {
     if constexpr (std::same_as<F, IQ4_NL>) return kernels::B32Kind::iq4_nl;
     if constexpr (std::same_as<F, MXFP4>) return kernels::B32Kind::mxfp4;
     return kernels::B32Kind::q8_0;
+  }
+
+  // The formats with a vectorised dequantisation (kernels::dequantize_blocks).
+  template <class F>
+  static constexpr bool kDequantKernel =
+      std::same_as<F, Q8_0> || std::same_as<F, Q4_K> || std::same_as<F, Q6_K>;
+
+  template <class F>
+  static constexpr kernels::DequantKind dequant_kind() {
+    if constexpr (std::same_as<F, Q4_K>) return kernels::DequantKind::q4_k;
+    if constexpr (std::same_as<F, Q6_K>) return kernels::DequantKind::q6_k;
+    return kernels::DequantKind::q8_0;
   }
 
   template <class F>

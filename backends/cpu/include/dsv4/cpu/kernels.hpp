@@ -138,6 +138,13 @@ void rope_rotate(float* x, std::size_t n_vec, std::size_t vec_len, std::size_t r
 void softmax_pool(const float* const* kv, const float* const* score, std::size_t m, std::size_t d,
                   float* y);
 
+/// The block formats dequantize_blocks reads.
+enum class DequantKind : std::uint8_t { q8_0 = 0, q4_k = 1, q6_k = 2 };
+
+/// n_blocks consecutive blocks of `kind` at w dequantised into out (32 values a block for Q8_0,
+/// 256 for the k-quants), bit for bit the format's own dequantize (the same products, in lanes).
+void dequantize_blocks(DequantKind kind, const void* w, std::size_t n_blocks, float* out);
+
 /// Runs `iters` steps of 12 independent vector multiply-add chains on the dispatched target and
 /// returns the floating-point operations done (the FMA-peak probe of bench_kernels).
 double fma_probe(std::size_t iters);
