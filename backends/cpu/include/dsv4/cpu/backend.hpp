@@ -28,7 +28,8 @@
 //    rounding; SwiGLU is threaded
 //    with the reference's arithmetic (bit-identical); RoPE is vectorised bit for bit; the
 //    compressor pooling is vectorised over the channels (Highway's exp: differs by rounding); the
-//    per-head q norm is the reference's, threaded; top-k is the reference's (one thread).
+//    per-head q norm is the reference's, threaded; top-k selects through buckets of the values'
+//    bits on long rows (the reference's picks, one thread a row).
 #pragma once
 
 #include <algorithm>
