@@ -670,8 +670,21 @@ TEST_CASE("cpu::Backend softmax_pool: the reference's pooling within a few ulp")
   }
 }
 
+namespace {
+template <class F>
+constexpr d::cpu::kernels::DequantKind dequant_kind() {
+  using K = d::cpu::kernels::DequantKind;
+  if constexpr (std::is_same_v<F, d::Q4_0>) return K::q4_0;
+  if constexpr (std::is_same_v<F, d::Q4_1>) return K::q4_1;
+  if constexpr (std::is_same_v<F, d::Q4_K>) return K::q4_k;
+  if constexpr (std::is_same_v<F, d::Q5_K>) return K::q5_k;
+  if constexpr (std::is_same_v<F, d::Q6_K>) return K::q6_k;
+  return K::q8_0;
+}
+}  // namespace
+
 TEST_CASE_TEMPLATE("cpu kernels: dequantize_blocks is the format's dequantize, bit for bit", F,
-                   d::Q8_0, d::Q4_K, d::Q6_K) {
+                   d::Q8_0, d::Q4_0, d::Q4_1, d::Q4_K, d::Q5_K, d::Q6_K) {
   // 7 rows of 512 values with scales over four decades and outliers; every SIMD target
   constexpr std::size_t rows = 7, in = 512;
   auto wf = random_values(rows * in, 16, 2.0f);
@@ -680,13 +693,10 @@ TEST_CASE_TEMPLATE("cpu kernels: dequantize_blocks is the format's dequantize, b
   const auto w = d::Linear<F, d::DequantDot>::quantize(d::ConstView2<float>(wf.data(), rows, in));
   std::vector<float> want(rows * in);
   for (std::size_t o = 0; o < rows; ++o) w.dequantize_row(o, want.data() + o * in);
-  const d::cpu::kernels::DequantKind kind =
-      std::is_same_v<F, d::Q8_0>   ? d::cpu::kernels::DequantKind::q8_0
-      : std::is_same_v<F, d::Q4_K> ? d::cpu::kernels::DequantKind::q4_k
-                                   : d::cpu::kernels::DequantKind::q6_k;
   d::test::for_each_simd_target([&] {
     std::vector<float> got(rows * in, -1.0f);
-    d::cpu::kernels::dequantize_blocks(kind, w.blocks().data(), w.blocks().size(), got.data());
+    d::cpu::kernels::dequantize_blocks(dequant_kind<F>(), w.blocks().data(), w.blocks().size(),
+                                       got.data());
     CHECK(same_bits(got, want));
   });
 }

@@ -13,7 +13,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <dsv4/formats/k_quants.hpp>
+#include <dsv4/formats/q4_0.hpp>
 #include <dsv4/formats/q8_0.hpp>
+#include <type_traits>
 
 HWY_BEFORE_NAMESPACE();
 namespace dsv4::cpu::HWY_NAMESPACE {
@@ -46,13 +48,16 @@ HWY_INLINE void DequantQ8_0(const Q8_0::block_type* HWY_RESTRICT w, size_t n,
   }
 }
 
-// out[256·b + e] = d1 · float(q) − m1 with the sub-block's scale and min (Q4_K::dequantize).
-HWY_INLINE void DequantQ4_K(const Q4_K::block_type* HWY_RESTRICT w, size_t n,
-                            float* HWY_RESTRICT out) {
+// out[256·b + e] = d1 · float(q) − m1 with the sub-block's scale and min (Q4_K::dequantize;
+// Q5_K::dequantize with the fifth bit of q from qh).
+template <class Block>
+HWY_INLINE void DequantQ45_K(const Block* HWY_RESTRICT w, size_t n, float* HWY_RESTRICT out) {
+  constexpr bool kQ5 = std::is_same_v<Block, Q5_K::block_type>;
   const DequantTag df;
   const hn::Rebind<int32_t, decltype(df)> di;
   const size_t N = hn::Lanes(df);
   const auto low = hn::Set(di, 0xF);
+  const auto one = hn::Set(di, 1);
   for (size_t b = 0; b < n; ++b) {
     const float d = w[b].d.to_float();
     const float dmin = w[b].dmin.to_float();
@@ -67,10 +72,45 @@ HWY_INLINE void DequantQ4_K(const Q4_K::block_type* HWY_RESTRICT w, size_t n,
       const auto m2 = hn::Set(df, dmin * static_cast<float>(m));
       for (size_t l = 0; l < 32; l += N) {
         const auto q = Bytes(w[b].qs + 32 * c + l);
-        const auto lo = hn::ConvertTo(df, hn::And(q, low));
-        const auto hi = hn::ConvertTo(df, hn::ShiftRight<4>(q));
-        hn::StoreU(hn::Sub(hn::Mul(d1, lo), m1), df, o + 64 * c + l);
-        hn::StoreU(hn::Sub(hn::Mul(d2, hi), m2), df, o + 64 * c + 32 + l);
+        auto lo = hn::And(q, low);
+        auto hi = hn::ShiftRight<4>(q);
+        if constexpr (kQ5) {
+          const auto h = Bytes(w[b].qh + l);
+          lo = hn::Or(lo, hn::ShiftLeft<4>(hn::And(hn::ShiftRightSame(h, 2 * c), one)));
+          hi = hn::Or(hi, hn::ShiftLeft<4>(hn::And(hn::ShiftRightSame(h, 2 * c + 1), one)));
+        }
+        hn::StoreU(hn::Sub(hn::Mul(d1, hn::ConvertTo(df, lo)), m1), df, o + 64 * c + l);
+        hn::StoreU(hn::Sub(hn::Mul(d2, hn::ConvertTo(df, hi)), m2), df, o + 64 * c + 32 + l);
+      }
+    }
+  }
+}
+
+// out[32·b + j] = float(q − 8) · d (Q4_0::dequantize), or float(q) · d + m (Q4_1::dequantize):
+// byte j holds elements j (low nibble) and j + 16 (high).
+template <class Block>
+HWY_INLINE void DequantQ4_01(const Block* HWY_RESTRICT w, size_t n, float* HWY_RESTRICT out) {
+  constexpr bool kQ41 = std::is_same_v<Block, Q4_1::block_type>;
+  const DequantTag df;
+  const hn::Rebind<int32_t, decltype(df)> di;
+  const size_t N = hn::Lanes(df);
+  const auto low = hn::Set(di, 0xF);
+  const auto eight = hn::Set(di, 8);
+  for (size_t b = 0; b < n; ++b) {
+    const auto d = hn::Set(df, w[b].d.to_float());
+    for (size_t j = 0; j < 16; j += N) {
+      const auto q = Bytes(w[b].qs + j);
+      auto lo = hn::And(q, low);
+      auto hi = hn::ShiftRight<4>(q);
+      if constexpr (kQ41) {
+        const auto m = hn::Set(df, w[b].m.to_float());
+        hn::StoreU(hn::Add(hn::Mul(hn::ConvertTo(df, lo), d), m), df, out + 32 * b + j);
+        hn::StoreU(hn::Add(hn::Mul(hn::ConvertTo(df, hi), d), m), df, out + 32 * b + 16 + j);
+      } else {
+        lo = hn::Sub(lo, eight);
+        hi = hn::Sub(hi, eight);
+        hn::StoreU(hn::Mul(hn::ConvertTo(df, lo), d), df, out + 32 * b + j);
+        hn::StoreU(hn::Mul(hn::ConvertTo(df, hi), d), df, out + 32 * b + 16 + j);
       }
     }
   }

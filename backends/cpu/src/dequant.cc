@@ -14,10 +14,19 @@ void DequantizeBlocksEntry(int kind, const void* w, size_t n_blocks, float* out)
       DequantQ8_0(static_cast<const Q8_0::block_type*>(w), n_blocks, out);
       break;
     case 1:
-      DequantQ4_K(static_cast<const Q4_K::block_type*>(w), n_blocks, out);
+      DequantQ45_K(static_cast<const Q4_K::block_type*>(w), n_blocks, out);
+      break;
+    case 2:
+      DequantQ6_K(static_cast<const Q6_K::block_type*>(w), n_blocks, out);
+      break;
+    case 3:
+      DequantQ45_K(static_cast<const Q5_K::block_type*>(w), n_blocks, out);
+      break;
+    case 4:
+      DequantQ4_01(static_cast<const Q4_0::block_type*>(w), n_blocks, out);
       break;
     default:
-      DequantQ6_K(static_cast<const Q6_K::block_type*>(w), n_blocks, out);
+      DequantQ4_01(static_cast<const Q4_1::block_type*>(w), n_blocks, out);
       break;
   }
 }

@@ -21,8 +21,9 @@
 //    sums (kernels::native_row), bit for bit the reference's dots; the other formats the
 //    reference's own block dot; threaded over output columns;
 //  * Linear<F, DequantDot> runs the dense GEMM on F32 / F16 / BF16 weights as stored (widened in
-//    registers), and on a tile of dequantised weight rows for the other formats (Q8_0, Q4_K and
-//    Q6_K dequantised in lanes, kernels::dequantize_blocks, the formats' own values bit for bit);
+//    registers), and on a tile of dequantised weight rows for the other formats (Q8_0, Q4_0, Q4_1,
+//    Q4_K, Q5_K and Q6_K dequantised in lanes, kernels::dequantize_blocks, the formats' own values
+//    bit for bit);
 //  * sparse attention (the reference's online softmax, its dots and P·V vectorised), rms_norm and
 //    the indexer scores (the q·key dots one GEMM per 256 keys) are threaded and differ by
 //    rounding; SwiGLU is threaded
@@ -529,11 +530,15 @@ class Backend : public ref::Backend {
   // The formats with a vectorised dequantisation (kernels::dequantize_blocks).
   template <class F>
   static constexpr bool kDequantKernel =
-      std::same_as<F, Q8_0> || std::same_as<F, Q4_K> || std::same_as<F, Q6_K>;
+      std::same_as<F, Q8_0> || std::same_as<F, Q4_0> || std::same_as<F, Q4_1> ||
+      std::same_as<F, Q4_K> || std::same_as<F, Q5_K> || std::same_as<F, Q6_K>;
 
   template <class F>
   static constexpr kernels::DequantKind dequant_kind() {
+    if constexpr (std::same_as<F, Q4_0>) return kernels::DequantKind::q4_0;
+    if constexpr (std::same_as<F, Q4_1>) return kernels::DequantKind::q4_1;
     if constexpr (std::same_as<F, Q4_K>) return kernels::DequantKind::q4_k;
+    if constexpr (std::same_as<F, Q5_K>) return kernels::DequantKind::q5_k;
     if constexpr (std::same_as<F, Q6_K>) return kernels::DequantKind::q6_k;
     return kernels::DequantKind::q8_0;
   }

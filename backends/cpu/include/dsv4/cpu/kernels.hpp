@@ -139,10 +139,18 @@ void softmax_pool(const float* const* kv, const float* const* score, std::size_t
                   float* y);
 
 /// The block formats dequantize_blocks reads.
-enum class DequantKind : std::uint8_t { q8_0 = 0, q4_k = 1, q6_k = 2 };
+enum class DequantKind : std::uint8_t {
+  q8_0 = 0,
+  q4_k = 1,
+  q6_k = 2,
+  q5_k = 3,
+  q4_0 = 4,
+  q4_1 = 5
+};
 
 /// n_blocks consecutive blocks of `kind` at w dequantised into out (32 values a block for Q8_0,
-/// 256 for the k-quants), bit for bit the format's own dequantize (the same products, in lanes).
+/// Q4_0 and Q4_1, 256 for the k-quants), bit for bit the format's own dequantize (the same
+/// products, in lanes).
 void dequantize_blocks(DequantKind kind, const void* w, std::size_t n_blocks, float* out);
 
 /// Runs `iters` steps of 12 independent vector multiply-add chains on the dispatched target and
