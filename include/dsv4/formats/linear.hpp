@@ -389,9 +389,17 @@ class Linear {
           y(r, o) = N::round(F::dot(w, xq.data() + r * na, nb));
       }
     } else {
-      ScratchBuffer<float> w(in_);  // one dequantised row
+      // one dequantised row (an F32 weight is read in place: its values are the floats)
+      ScratchBuffer<float> row(std::same_as<F, F32> ? 0 : in_);
       for (std::size_t o = 0; o < out_; ++o) {
-        dequantize_row(o, w.data());
+        const float* w;
+        if constexpr (std::same_as<F, F32>) {
+          static_assert(sizeof(block_type) == sizeof(float));
+          w = reinterpret_cast<const float*>(data_.blocks + o * in_);
+        } else {
+          dequantize_row(o, row.data());
+          w = row.data();
+        }
         for (std::size_t r = 0; r < x.rows; ++r) {
           const float* xr = x.row(r);
           float acc = 0.0f;

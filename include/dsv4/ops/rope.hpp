@@ -129,6 +129,14 @@ class Rope {
                first, first + count - 1, params_.max_seq_len);
   }
 
+  /// The checks of a rotation at `pos` of vectors of vec_len values (apply, and a backend's own
+  /// rope): InputError for a position outside the table, ShapeError when vec_len < rope_dim.
+  void check_call(std::int64_t pos, std::size_t vec_len) const {
+    check_positions(pos, 1);
+    DSV4_CHECK(vec_len >= rope_dim(), ShapeError,
+               "rope: vectors of {} values cannot hold the {} rotated dims", vec_len, rope_dim());
+  }
+
   /// cos θ_i and sin θ_i of θ_i = fp32(pos) · ω_i (float32, as torch.polar of the reference's
   /// table). cos_out, sin_out: [rope_dim / 2].
   void angles(std::int64_t pos, float* cos_out, float* sin_out) const noexcept {
@@ -147,9 +155,7 @@ class Rope {
   template <NumericsPolicy N>
   void apply(float* x, std::size_t n_vec, std::size_t vec_len, std::int64_t pos,
              RopeDirection dir = RopeDirection::forward) const {
-    check_positions(pos, 1);
-    DSV4_CHECK(vec_len >= rope_dim(), ShapeError,
-               "rope: vectors of {} values cannot hold the {} rotated dims", vec_len, rope_dim());
+    check_call(pos, vec_len);
     const std::size_t half = freqs_.size();
     ScratchBuffer<float> cs(2 * half);
     angles(pos, cs.data(), cs.data() + half);

@@ -174,10 +174,8 @@ class Backend : public ref::Backend {
   template <NumericsPolicy N>
   void rope(const Rope& table, float* x, std::size_t n_vec, std::size_t vec_len, std::int64_t pos,
             RopeDirection dir) const {
-    table.check_positions(pos, 1);
+    table.check_call(pos, vec_len);
     const std::size_t rd = table.rope_dim();
-    DSV4_CHECK(vec_len >= rd, ShapeError,
-               "rope: vectors of {} values cannot hold the {} rotated dims", vec_len, rd);
     const std::size_t half = rd / 2;
     ScratchBuffer<float> cs(2 * half);
     ScratchBuffer<float> tab(2 * rd);  // cdup, then salt
