@@ -3,7 +3,8 @@
 // llama.cpp deepseek4 GGUF file, a checkpoint directory, or one reference-named .safetensors file
 // with config.json beside it) on token ids and prints the top-1 id of every position; with --out it
 // also writes the logits [T][vocab], as a NumPy .npy array (float32, little-endian) when the name
-// ends in .npy and as raw little-endian float32 otherwise. Numerics (model_choice.hpp): `reference`
+// ends in .npy and as raw little-endian float32 otherwise. Numerics (model_choice.hpp; default
+// `llama.cpp` for a GGUF file, `reference` for a checkpoint): `reference`
 // (bf16 activations as PyTorch 2, FP8/FP4 activation simulation; GGUF weights as fp32 dots of their
 // dequantized values), `reference-torch1` (bf16 as PyTorch 1.x rounds a bf16 mean),
 // `reference-fp32` (fp32 activations, simulation on), `fp32` (no simulation) and `llama.cpp` (fp32
@@ -42,7 +43,7 @@ struct EvalCliOptions {
   std::string model;
   std::string tokens;
   std::string tokens_file;
-  std::string numerics = "reference";
+  std::string numerics;  ///< empty: default_numerics(model)
   std::string out;
   bool step = false;
   std::int64_t decode_from = -1;  ///< -1: prefill everything
@@ -139,7 +140,8 @@ void run_eval(const EvalCliOptions& o) {
   const std::size_t decode_from = o.step               ? 0
                                   : o.decode_from >= 0 ? static_cast<std::size_t>(o.decode_from)
                                                        : tokens.size();
-  const AnyModel model = load_any_model(o.model, o.backend, o.numerics);
+  const std::string numerics = o.numerics.empty() ? default_numerics(o.model) : o.numerics;
+  const AnyModel model = load_any_model(o.model, o.backend, numerics);
   const ModelConfig& cfg = model.config();
   for (std::size_t i = 0; i < tokens.size(); ++i) {
     DSV4_CHECK(tokens[i] >= 0 && tokens[i] < cfg.vocab_size, InputError,
@@ -151,7 +153,7 @@ void run_eval(const EvalCliOptions& o) {
   const auto logits = eval_logits(model, tokens, decode_from);
   const auto vocab = static_cast<std::size_t>(cfg.vocab_size);
   const std::string mode = mode_name(decode_from, tokens.size());
-  fmt::print("top-1 ({} numerics, {}):", o.numerics, mode);
+  fmt::print("top-1 ({} numerics, {}):", numerics, mode);
   for (std::size_t p = 0; p < tokens.size(); ++p) {
     const float* row = logits.data() + p * vocab;
     fmt::print(" {}", std::max_element(row, row + vocab) - row);
@@ -160,7 +162,7 @@ void run_eval(const EvalCliOptions& o) {
   if (!o.out.empty()) {
     write_logits(o.out, logits, tokens.size(), vocab);
     fmt::print("{}: {} x {} float32 logits ({} numerics, {})\n", o.out, tokens.size(), vocab,
-               o.numerics, mode);
+               numerics, mode);
   }
 }
 
@@ -177,7 +179,8 @@ void add_eval_command(CLI::App& app) {
       ->required();
   cmd->add_option("--tokens", o->tokens, "token ids separated by commas");
   cmd->add_option("--tokens-file", o->tokens_file, "token ids as raw little-endian int32");
-  std::string numerics_help = "numerics policy (default reference):";
+  std::string numerics_help =
+      "numerics policy (default: llama.cpp for a GGUF file, reference for a checkpoint):";
   for (const auto& n : numerics_names) {
     numerics_help += fmt::format("\n  {}: {}", n.name, n.help);
   }

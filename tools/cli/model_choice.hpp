@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 
 namespace dsv4::cli {
@@ -46,6 +47,17 @@ inline std::string numerics_list() {
 inline io::GgufLinearSemantics gguf_semantics(std::string_view numerics) {
   return numerics == "llama.cpp" ? io::GgufLinearSemantics::partner_dot
                                  : io::GgufLinearSemantics::dequant_dot;
+}
+
+/// The numerics a command uses when `--numerics` is not given: `llama.cpp` for a GGUF file (what
+/// llama.cpp computes on it, at llama.cpp's speed), `reference` for a checkpoint (a directory or a
+/// .safetensors file; what the official reference computes).
+inline std::string default_numerics(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool checkpoint =
+      fs::is_directory(path, ec) || fs::path(path).extension() == ".safetensors";
+  return checkpoint ? "reference" : "llama.cpp";
 }
 
 /// Opens the model `path` names and calls f(source, config): a llama.cpp deepseek4 GGUF file
