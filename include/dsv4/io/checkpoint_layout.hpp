@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "dsv4/core/config.hpp"
@@ -65,7 +66,15 @@ struct ReleaseTensor {
   bool routed_expert = false;
 };
 
-/// One tensor of a llama.cpp `deepseek4` GGUF (before quantisation: its logical shape).
+/// How a GGUF tensor holds the reference tensors it is made of.
+enum class GgufPacking : std::uint8_t {
+  single,       ///< one reference tensor, same values (ne = reversed shape)
+  experts,      ///< `ffn_*_exps`: reference tensor e is slice e (ne = {cols, rows, E})
+  concat_cols,  ///< `nextn.eh_proj`: [e_proj | h_proj] along the input (ne = {2·d, d})
+};
+
+/// One tensor of a llama.cpp `deepseek4` GGUF (before quantisation: its logical shape), with the
+/// reference tensors it holds.
 struct GgufTensor {
   std::string name;              ///< e.g. "blk.3.attn_q_a.weight"
   std::vector<std::int64_t> ne;  ///< ggml order: contiguous dimension first
@@ -74,7 +83,32 @@ struct GgufTensor {
   int layer = -1;
   bool routed_expert = false;
   bool integer = false;  ///< the I32 hash table
+  GgufPacking packing = GgufPacking::single;
+  std::vector<std::string> reference;  ///< its reference tensors: one, E experts, {e_proj, h_proj}
+  bool optional = false;  ///< llama.cpp loads the model without it (nextn.shared_head_norm)
 };
+
+/// The GGUF leaf names that are not rows of block_weights: the top-level tensors, the stacked
+/// experts and the MTP block's own tensors (after "blk.N."), and the MTP tensors llama.cpp may
+/// find in a file but dsv4 does not read (the MTP graph uses the trunk's embedding and head).
+namespace gguf_names {
+inline constexpr std::string_view token_embd = "token_embd.weight";
+inline constexpr std::string_view output_norm = "output_norm.weight";
+inline constexpr std::string_view output = "output.weight";
+inline constexpr std::string_view output_hc_fn = "output_hc_fn.weight";
+inline constexpr std::string_view output_hc_base = "output_hc_base.weight";
+inline constexpr std::string_view output_hc_scale = "output_hc_scale.weight";
+inline constexpr std::string_view gate_exps = "ffn_gate_exps.weight";
+inline constexpr std::string_view down_exps = "ffn_down_exps.weight";
+inline constexpr std::string_view up_exps = "ffn_up_exps.weight";
+inline constexpr std::string_view nextn_eh_proj = "nextn.eh_proj.weight";
+inline constexpr std::string_view nextn_enorm = "nextn.enorm.weight";
+inline constexpr std::string_view nextn_hnorm = "nextn.hnorm.weight";
+inline constexpr std::string_view nextn_shared_head_norm = "nextn.shared_head_norm.weight";
+inline constexpr std::string_view nextn_embed_tokens = "nextn.embed_tokens.weight";  ///< unread
+inline constexpr std::string_view nextn_shared_head_head =
+    "nextn.shared_head_head.weight";  ///< unread
+}  // namespace gguf_names
 
 /// Every tensor name of a V4 checkpoint in the reference's naming, written once: a full name is
 /// joined from these parts (join("layers.3", attn, wq_a) is "layers.3.attn.wq_a.weight"; a
@@ -416,48 +450,70 @@ inline std::vector<ReleaseTensor> release_tensors(const ModelConfig& c) {
 }
 
 /// Every tensor of a llama.cpp `deepseek4` GGUF converted from the release (formats.md §10.3),
-/// in llama.cpp's order: top level, then blocks; the MTP blocks when `include_mtp`.
+/// in llama.cpp's order: top level, then blocks; the MTP blocks when `include_mtp`. Each names the
+/// reference tensors it holds (MTP block j: prefix "mtp.j."; its hc_head_* and the shared
+/// embedding/head are not stored: llama.cpp's MTP graph uses the trunk's).
 inline std::vector<GgufTensor> gguf_tensors(const ModelConfig& c, bool include_mtp = true) {
   std::vector<GgufTensor> out;
-  const auto add = [&](std::string name, std::vector<std::int64_t> shape, Component comp, int layer,
-                       bool expert, bool integer = false) {
+  const auto add = [&](std::string_view prefix, std::string_view leaf,
+                       std::vector<std::int64_t> shape, Component comp, int layer,
+                       std::vector<std::string> reference) -> GgufTensor& {
     GgufTensor t;
-    t.name = std::move(name);
+    t.name = std::string(prefix) + std::string(leaf);
     t.ne = detail::reversed(std::move(shape));
     t.layer = layer;
     t.component = layer >= c.n_layers ? Component::mtp : comp;
-    t.routed_expert = expert;
-    t.integer = integer;
-    t.params = integer ? 0 : detail::elements(t.ne);
+    t.params = detail::elements(t.ne);
+    t.reference = std::move(reference);
     out.push_back(std::move(t));
+    return out.back();
   };
+  namespace n = tensor_names;
+  namespace g = gguf_names;
   const std::int64_t d = c.dim, V = c.vocab_size;
-  add("token_embd.weight", {V, d}, Component::embedding, -1, false);
-  add("output_norm.weight", {d}, Component::head, -1, false);
-  add("output.weight", {V, d}, Component::head, -1, false);
-  add("output_hc_fn.weight", {c.hc_mult, c.hc_flat_width()}, Component::mhc, -1, false);
-  add("output_hc_base.weight", {c.hc_mult}, Component::mhc, -1, false);
-  add("output_hc_scale.weight", {1}, Component::mhc, -1, false);
+  const auto one = [](auto... parts) { return std::vector<std::string>{n::cat(parts...)}; };
+  add("", g::token_embd, {V, d}, Component::embedding, -1, one(n::embed));
+  add("", g::output_norm, {d}, Component::head, -1, one(n::norm));
+  add("", g::output, {V, d}, Component::head, -1, one(n::head));
+  add("", g::output_hc_fn, {c.hc_mult, c.hc_flat_width()}, Component::mhc, -1,
+      one(n::hc_head, n::hc_fn));
+  add("", g::output_hc_base, {c.hc_mult}, Component::mhc, -1, one(n::hc_head, n::hc_base));
+  add("", g::output_hc_scale, {1}, Component::mhc, -1, one(n::hc_head, n::hc_scale));
   const int n_blocks = include_mtp ? c.n_blocks() : c.n_layers;
   for (int L = 0; L < n_blocks; ++L) {
+    const bool mtp = L >= c.n_layers;
     const std::string p = "blk." + std::to_string(L) + ".";
+    const std::string ref = mtp ? n::join(n::mtp, std::to_string(L - c.n_layers), "")
+                                : n::join(n::layers, std::to_string(L), "");
     for (const auto& w : detail::block_weights(c, L)) {
-      std::vector<std::int64_t> shape = w.shape;
-      if (w.dtype == ReleaseDtype::i64) {
-        add(p + w.gguf, shape, w.component, L, false, true);  // stored as I32
-      } else {
-        add(p + w.gguf, shape, w.component, L, false);
+      GgufTensor& t = add(p, w.gguf, w.shape, w.component, L, one(ref, w.official));
+      if (w.dtype == ReleaseDtype::i64) {  // stored as I32
+        t.integer = true;
+        t.params = 0;
       }
     }
     const std::int64_t E = c.n_routed_experts, I = c.moe_inter_dim;
-    add(p + "ffn_gate_exps.weight", {E, I, d}, Component::routed_experts, L, true);
-    add(p + "ffn_down_exps.weight", {E, d, I}, Component::routed_experts, L, true);
-    add(p + "ffn_up_exps.weight", {E, I, d}, Component::routed_experts, L, true);
-    if (L >= c.n_layers) {
-      add(p + "nextn.eh_proj.weight", {d, 2 * d}, Component::mtp, L, false);
-      add(p + "nextn.enorm.weight", {d}, Component::mtp, L, false);
-      add(p + "nextn.hnorm.weight", {d}, Component::mtp, L, false);
-      add(p + "nextn.shared_head_norm.weight", {d}, Component::mtp, L, false);
+    const auto experts = [&](std::string_view w) {
+      std::vector<std::string> r;
+      for (std::int64_t e = 0; e < E; ++e)
+        r.push_back(ref + n::join(n::ffn, n::experts, std::to_string(e), w));
+      return r;
+    };
+    for (const auto& [leaf, w, shape] :
+         {std::tuple{g::gate_exps, n::w1, std::vector<std::int64_t>{E, I, d}},
+          std::tuple{g::down_exps, n::w2, std::vector<std::int64_t>{E, d, I}},
+          std::tuple{g::up_exps, n::w3, std::vector<std::int64_t>{E, I, d}}}) {
+      GgufTensor& t = add(p, leaf, shape, Component::routed_experts, L, experts(w));
+      t.routed_expert = true;
+      t.packing = GgufPacking::experts;
+    }
+    if (mtp) {
+      add(p, g::nextn_eh_proj, {d, 2 * d}, Component::mtp, L,
+          {n::cat(ref, n::e_proj), n::cat(ref, n::h_proj)})
+          .packing = GgufPacking::concat_cols;
+      add(p, g::nextn_enorm, {d}, Component::mtp, L, one(ref, n::enorm));
+      add(p, g::nextn_hnorm, {d}, Component::mtp, L, one(ref, n::hnorm));
+      add(p, g::nextn_shared_head_norm, {d}, Component::mtp, L, one(ref, n::norm)).optional = true;
     }
   }
   return out;

@@ -307,7 +307,8 @@ inline ModelConfig config_from_gguf(const GgufMetadata& meta,
           fmt::format("is {}; block_count is {} (the MTP blocks are the last of block_count)",
                       n_nextn, n_all));
   }
-  if (n_nextn > 0 && !has_tensor(fmt::format("blk.{}.nextn.eh_proj.weight", n_all - n_nextn))) {
+  if (n_nextn > 0 &&
+      !has_tensor(fmt::format("blk.{}.{}", n_all - n_nextn, gguf_names::nextn_eh_proj))) {
     n_nextn = 0;  // the converter writes the key even when it leaves the MTP tensors out
   }
   c.n_layers = n_all - n_nextn;
@@ -795,12 +796,7 @@ inline GgufTokenizer gguf_tokenizer_from_json(const std::filesystem::path& token
 
 // ---- tensor names ---------------------------------------------------------------------------
 
-/// How a GGUF tensor holds reference tensors.
-enum class GgufPacking : std::uint8_t {
-  single,       ///< one reference tensor, same values (ne = reversed shape)
-  experts,      ///< `ffn_*_exps`: reference tensor e is slice e (ne = {cols, rows, E})
-  concat_cols,  ///< `nextn.eh_proj`: [e_proj | h_proj] along the input (ne = {2·d, d})
-};
+using dsv4::GgufPacking;
 
 /// One GGUF tensor of a config and the reference tensors it is made of.
 struct GgufTensorMapping {
@@ -810,72 +806,35 @@ struct GgufTensorMapping {
   std::vector<std::string> reference;     ///< one name, E experts, or {e_proj, h_proj}
   std::vector<std::uint64_t> part_shape;  ///< PyTorch shape of each reference tensor
   bool integer = false;                   ///< I32 (tid2eid)
+  bool optional = false;                  ///< llama.cpp loads a file without it
   int layer = -1;
 };
 
-/// Every GGUF tensor of `c` with its reference tensors, in gguf_tensors(c) order; MTP block j is
-/// GGUF block n_layers + j with reference prefix "mtp.j." (its hc_head_* and the shared
-/// embedding/head are not stored: llama.cpp's MTP graph uses the trunk's).
+/// Every GGUF tensor of `c` with its reference tensors, in gguf_tensors(c) order (the names and
+/// the mapping are the layout's, io/checkpoint_layout.hpp); adds the shape of each part.
 inline std::vector<GgufTensorMapping> gguf_tensor_map(const ModelConfig& c,
                                                       bool include_mtp = true) {
   std::vector<GgufTensorMapping> out;
-  std::map<std::string, std::vector<std::string>> leaf;  // gguf leaf -> reference leaf, per block
-  const auto reversed = [](const std::vector<std::int64_t>& ne) {
-    return std::vector<std::uint64_t>(ne.rbegin(), ne.rend());
-  };
-  for (const GgufTensor& t : gguf_tensors(c, include_mtp)) {
+  for (GgufTensor& t : gguf_tensors(c, include_mtp)) {
     GgufTensorMapping m;
-    m.gguf = t.name;
-    m.ne = t.ne;
+    m.gguf = std::move(t.name);
+    m.ne = std::move(t.ne);
+    m.packing = t.packing;
+    m.reference = std::move(t.reference);
     m.integer = t.integer;
+    m.optional = t.optional;
     m.layer = t.layer;
-    if (t.layer < 0) {
-      namespace n = tensor_names;
-      static const std::map<std::string, std::string, std::less<>> top = {
-          {"token_embd.weight", std::string(n::embed)},
-          {"output_norm.weight", std::string(n::norm)},
-          {"output.weight", std::string(n::head)},
-          {"output_hc_fn.weight", n::cat(n::hc_head, n::hc_fn)},
-          {"output_hc_base.weight", n::cat(n::hc_head, n::hc_base)},
-          {"output_hc_scale.weight", n::cat(n::hc_head, n::hc_scale)}};
-      m.reference = {top.at(t.name)};
-      m.part_shape = reversed(t.ne);
-      out.push_back(std::move(m));
-      continue;
-    }
-    const bool mtp = t.layer >= c.n_layers;
-    namespace n = tensor_names;
-    const std::string ref_prefix = mtp ? n::join(n::mtp, std::to_string(t.layer - c.n_layers), "")
-                                       : n::join(n::layers, std::to_string(t.layer), "");
-    const std::string gguf_prefix = fmt::format("blk.{}.", t.layer);
-    const std::string_view gleaf = std::string_view(t.name).substr(gguf_prefix.size());
-    if (t.routed_expert) {
-      const std::string_view w = gleaf == "ffn_gate_exps.weight"   ? n::w1
-                                 : gleaf == "ffn_down_exps.weight" ? n::w2
-                                                                   : n::w3;
-      m.packing = GgufPacking::experts;
-      for (std::int64_t e = 0; e < c.n_routed_experts; ++e)
-        m.reference.push_back(ref_prefix + n::join(n::ffn, n::experts, std::to_string(e), w));
-      m.part_shape = {static_cast<std::uint64_t>(t.ne[1]), static_cast<std::uint64_t>(t.ne[0])};
-    } else if (gleaf == "nextn.eh_proj.weight") {
-      m.packing = GgufPacking::concat_cols;
-      m.reference = {ref_prefix + std::string(n::e_proj), ref_prefix + std::string(n::h_proj)};
-      m.part_shape = {static_cast<std::uint64_t>(c.dim), static_cast<std::uint64_t>(c.dim)};
-    } else if (gleaf == "nextn.enorm.weight" || gleaf == "nextn.hnorm.weight") {
-      m.reference = {ref_prefix + std::string(gleaf.substr(6))};
-      m.part_shape = reversed(t.ne);
-    } else if (gleaf == "nextn.shared_head_norm.weight") {
-      m.reference = {ref_prefix + std::string(n::norm)};
-      m.part_shape = reversed(t.ne);
-    } else {
-      std::string found;
-      for (const auto& w : dsv4::detail::block_weights(c, t.layer)) {
-        if (w.gguf == gleaf) found = w.official;
-      }
-      DSV4_CHECK(!found.empty(), FormatError, "gguf_tensor_map: no reference name for '{}'",
-                 t.name);
-      m.reference = {ref_prefix + found};
-      m.part_shape = reversed(t.ne);
+    const auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v); };
+    switch (m.packing) {
+      case GgufPacking::single:
+        m.part_shape.assign(m.ne.rbegin(), m.ne.rend());
+        break;
+      case GgufPacking::experts:
+        m.part_shape = {u(m.ne[1]), u(m.ne[0])};
+        break;
+      case GgufPacking::concat_cols:
+        m.part_shape = {u(m.ne[1]), u(m.ne[0] / 2)};
+        break;
     }
     out.push_back(std::move(m));
   }
@@ -1153,9 +1112,8 @@ class GgufModel {
     for (const GgufTensorMapping& m : map) {
       expected.insert(m.gguf);
       const GgufTensorInfo* t = f.find_tensor(m.gguf);
-      if (t == nullptr && m.gguf.size() > 29 &&
-          m.gguf.substr(m.gguf.size() - 29) == "nextn.shared_head_norm.weight") {
-        continue;  // optional in llama.cpp: the MTP head then uses output_norm (aliased below)
+      if (t == nullptr && m.optional) {
+        continue;  // nextn.shared_head_norm: the MTP head then uses output_norm (aliased below)
       }
       DSV4_CHECK(t != nullptr, FormatError,
                  "gguf {}: tensor '{}' is missing (expected ne {} for '{}'{})", f.label(), m.gguf,
@@ -1218,8 +1176,13 @@ class GgufModel {
       }
     }
     for (const GgufTensorInfo& t : f.tensors()) {
-      const bool optional_mtp = t.name.find(".nextn.embed_tokens.") != std::string::npos ||
-                                t.name.find(".nextn.shared_head_head.") != std::string::npos;
+      const auto leaf_is = [&](std::string_view leaf) {
+        return t.name.size() > leaf.size() && t.name.starts_with("blk.") &&
+               std::string_view(t.name).substr(t.name.size() - leaf.size()) == leaf &&
+               t.name[t.name.size() - leaf.size() - 1] == '.';
+      };
+      const bool optional_mtp =
+          leaf_is(gguf_names::nextn_embed_tokens) || leaf_is(gguf_names::nextn_shared_head_head);
       DSV4_CHECK(expected.count(t.name) != 0 || optional_mtp, FormatError,
                  "gguf {}: tensor '{}' ({}, ne {}) is not part of the model the metadata "
                  "describes (block_count {}, nextn_predict_layers {}, compress_ratios)",
