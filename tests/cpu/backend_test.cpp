@@ -670,21 +670,9 @@ TEST_CASE("cpu::Backend softmax_pool: the reference's pooling within a few ulp")
   }
 }
 
-namespace {
-template <class F>
-constexpr d::cpu::kernels::DequantKind dequant_kind() {
-  using K = d::cpu::kernels::DequantKind;
-  if constexpr (std::is_same_v<F, d::Q4_0>) return K::q4_0;
-  if constexpr (std::is_same_v<F, d::Q4_1>) return K::q4_1;
-  if constexpr (std::is_same_v<F, d::Q4_K>) return K::q4_k;
-  if constexpr (std::is_same_v<F, d::Q5_K>) return K::q5_k;
-  if constexpr (std::is_same_v<F, d::Q6_K>) return K::q6_k;
-  return K::q8_0;
-}
-}  // namespace
-
 TEST_CASE_TEMPLATE("cpu kernels: dequantize_blocks is the format's dequantize, bit for bit", F,
-                   d::Q8_0, d::Q4_0, d::Q4_1, d::Q4_K, d::Q5_K, d::Q6_K) {
+                   d::Q8_0, d::Q4_0, d::Q4_1, d::Q5_0, d::Q5_1, d::Q2_K, d::Q3_K, d::Q4_K, d::Q5_K,
+                   d::Q6_K, d::IQ4_NL, d::IQ4_XS, d::MXFP4) {
   // 7 rows of 512 values with scales over four decades and outliers; every SIMD target
   constexpr std::size_t rows = 7, in = 512;
   auto wf = random_values(rows * in, 16, 2.0f);
@@ -695,8 +683,8 @@ TEST_CASE_TEMPLATE("cpu kernels: dequantize_blocks is the format's dequantize, b
   for (std::size_t o = 0; o < rows; ++o) w.dequantize_row(o, want.data() + o * in);
   d::test::for_each_simd_target([&] {
     std::vector<float> got(rows * in, -1.0f);
-    d::cpu::kernels::dequantize_blocks(dequant_kind<F>(), w.blocks().data(), w.blocks().size(),
-                                       got.data());
+    d::cpu::kernels::dequantize_blocks(d::cpu::dequant_kind_of<F>(), w.blocks().data(),
+                                       w.blocks().size(), got.data());
     CHECK(same_bits(got, want));
   });
 }

@@ -12,8 +12,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <dsv4/formats/iq4.hpp>
 #include <dsv4/formats/k_quants.hpp>
+#include <dsv4/formats/mxfp4.hpp>
 #include <dsv4/formats/q4_0.hpp>
+#include <dsv4/formats/q5.hpp>
 #include <dsv4/formats/q8_0.hpp>
 #include <type_traits>
 
@@ -139,6 +142,138 @@ HWY_INLINE void DequantQ6_K(const Q6_K::block_type* HWY_RESTRICT w, size_t n,
           const size_t e = 128 * static_cast<size_t>(h) + 32 * static_cast<size_t>(k) + l;
           const auto s = hn::Set(df, d * static_cast<float>(w[b].scales[e / 16]));
           hn::StoreU(hn::Mul(s, hn::ConvertTo(df, q)), df, o + e);
+        }
+      }
+    }
+  }
+}
+
+// The fifth bits of elements j.. j+N of a Q5_0/Q5_1 block: bit j+lane of the little-endian qh.
+HWY_INLINE hn::Vec<hn::Rebind<int32_t, DequantTag>> FifthBits(const std::uint8_t* qh_bytes,
+                                                              size_t j) {
+  const DequantTag df;
+  const hn::Rebind<int32_t, decltype(df)> di;
+  const hn::Rebind<uint32_t, decltype(df)> du;
+  const std::uint32_t qh =
+      static_cast<std::uint32_t>(qh_bytes[0]) | static_cast<std::uint32_t>(qh_bytes[1]) << 8 |
+      static_cast<std::uint32_t>(qh_bytes[2]) << 16 | static_cast<std::uint32_t>(qh_bytes[3]) << 24;
+  const auto bits = hn::Set(du, qh) >> hn::Iota(du, static_cast<std::uint32_t>(j));
+  return hn::BitCast(di, hn::ShiftLeft<4>(hn::And(bits, hn::Set(du, 1u))));
+}
+
+// out[32·b + j] = float(q − 16) · d (Q5_0::dequantize), or float(q) · d + m (Q5_1::dequantize):
+// the low nibble of element j in byte j % 16 (high nibble for j ≥ 16), its fifth bit in qh.
+template <class Block>
+HWY_INLINE void DequantQ5_01(const Block* HWY_RESTRICT w, size_t n, float* HWY_RESTRICT out) {
+  constexpr bool kQ51 = std::is_same_v<Block, Q5_1::block_type>;
+  const DequantTag df;
+  const hn::Rebind<int32_t, decltype(df)> di;
+  const size_t N = hn::Lanes(df);
+  const auto low = hn::Set(di, 0xF);
+  const auto sixteen = hn::Set(di, 16);
+  for (size_t b = 0; b < n; ++b) {
+    const auto d = hn::Set(df, w[b].d.to_float());
+    for (size_t j = 0; j < 16; j += N) {
+      const auto q = Bytes(w[b].qs + j);
+      const auto lo = hn::Or(hn::And(q, low), FifthBits(w[b].qh, j));
+      const auto hi = hn::Or(hn::ShiftRight<4>(q), FifthBits(w[b].qh, j + 16));
+      if constexpr (kQ51) {
+        const auto m = hn::Set(df, w[b].m.to_float());
+        hn::StoreU(hn::Add(hn::Mul(hn::ConvertTo(df, lo), d), m), df, out + 32 * b + j);
+        hn::StoreU(hn::Add(hn::Mul(hn::ConvertTo(df, hi), d), m), df, out + 32 * b + 16 + j);
+      } else {
+        hn::StoreU(hn::Mul(hn::ConvertTo(df, hn::Sub(lo, sixteen)), d), df, out + 32 * b + j);
+        hn::StoreU(hn::Mul(hn::ConvertTo(df, hn::Sub(hi, sixteen)), d), df, out + 32 * b + 16 + j);
+      }
+    }
+  }
+}
+
+// One 32-value group of 4-bit codes through a 16-entry table (IQ4_NL / IQ4_XS kvalues, MXFP4's
+// doubled E2M1 values): out[j] = scale · table[code] (IQ4_NL: d; IQ4_XS: the sub-block's
+// d·(ls − 32); MXFP4: 2^(e−128) — the formats write table[code] · scale, the same product). Byte j
+// holds the codes of elements j (low nibble) and j + 16 (high).
+HWY_INLINE void DequantTable32(const std::uint8_t* HWY_RESTRICT qs, float scale,
+                               const float* HWY_RESTRICT table, float* HWY_RESTRICT out) {
+  const DequantTag df;
+  const hn::Rebind<int32_t, decltype(df)> di;
+  const size_t N = hn::Lanes(df);
+  const auto low = hn::Set(di, 0xF);
+  const auto s = hn::Set(df, scale);
+  for (size_t j = 0; j < 16; j += N) {
+    const auto q = Bytes(qs + j);
+    const auto lo = hn::GatherIndex(df, table, hn::And(q, low));
+    const auto hi = hn::GatherIndex(df, table, hn::ShiftRight<4>(q));
+    hn::StoreU(hn::Mul(s, lo), df, out + j);
+    hn::StoreU(hn::Mul(s, hi), df, out + 16 + j);
+  }
+}
+
+inline constexpr float kIq4Values[16] = {-127.f, -104.f, -83.f, -65.f, -49.f, -35.f, -22.f, -10.f,
+                                         1.f,    13.f,   25.f,  38.f,  53.f,  69.f,  89.f,  113.f};
+inline constexpr float kMxfp4ValuesF[16] = {0.f, 1.f,  2.f,  3.f,  4.f,  6.f,  8.f,  12.f,
+                                            0.f, -1.f, -2.f, -3.f, -4.f, -6.f, -8.f, -12.f};
+
+// IQ4_NL::dequantize: d · kvalues[c].
+HWY_INLINE void DequantIQ4_NL(const IQ4_NL::block_type* HWY_RESTRICT w, size_t n,
+                              float* HWY_RESTRICT out) {
+  for (size_t b = 0; b < n; ++b)
+    DequantTable32(w[b].qs, w[b].d.to_float(), kIq4Values, out + 32 * b);
+}
+
+// IQ4_XS::dequantize: (d · (ls − 32)) · kvalues[c] per 32-value sub-block.
+HWY_INLINE void DequantIQ4_XS(const IQ4_XS::block_type* HWY_RESTRICT w, size_t n,
+                              float* HWY_RESTRICT out) {
+  for (size_t b = 0; b < n; ++b) {
+    const float d = w[b].d.to_float();
+    for (int ib = 0; ib < 8; ++ib) {
+      const float dl = d * static_cast<float>(IQ4_XS::sub_scale(w[b], ib) - 32);
+      DequantTable32(w[b].qs + 16 * ib, dl, kIq4Values, out + 256 * b + 32 * ib);
+    }
+  }
+}
+
+// MXFP4::dequantize: kvalues[c] · 2^(e−128).
+HWY_INLINE void DequantMXFP4(const MXFP4::block_type* HWY_RESTRICT w, size_t n,
+                             float* HWY_RESTRICT out) {
+  for (size_t b = 0; b < n; ++b) {
+    DequantTable32(w[b].qs, detail::ggml::e8m0_to_fp32_half(w[b].e.bits), kMxfp4ValuesF,
+                   out + 32 * b);
+  }
+}
+
+// Q2_K::dequantize: (d · sc) · float(q) − dmin · m per 16-value group; Q3_K::dequantize:
+// (d · scale) · float(q) with q = low2 − (high bit clear ? 4 : 0). Element 128·h + 32·k + l has
+// its two low bits in bits 2k of qs[32·h + l] and Q3_K's high bit in bit 4h + k of hmask[l].
+template <class Block>
+HWY_INLINE void DequantQ23_K(const Block* HWY_RESTRICT w, size_t n, float* HWY_RESTRICT out) {
+  constexpr bool kQ3 = std::is_same_v<Block, Q3_K::block_type>;
+  const DequantTag df;
+  const hn::Rebind<int32_t, decltype(df)> di;
+  const size_t N = hn::Lanes(df);
+  const auto three = hn::Set(di, 3);
+  const auto one = hn::Set(di, 1);
+  const auto four = hn::Set(di, 4);
+  for (size_t b = 0; b < n; ++b) {
+    const float d = w[b].d.to_float();
+    float* o = out + 256 * b;
+    for (int h = 0; h < 2; ++h) {
+      for (int k = 0; k < 4; ++k) {
+        for (size_t l = 0; l < 32; l += N) {
+          const size_t e = 128 * static_cast<size_t>(h) + 32 * static_cast<size_t>(k) + l;
+          auto q = hn::And(hn::ShiftRightSame(Bytes(w[b].qs + 32 * h + l), 2 * k), three);
+          if constexpr (kQ3) {
+            const auto high = hn::And(hn::ShiftRightSame(Bytes(w[b].hmask + l), 4 * h + k), one);
+            q = hn::Sub(q, hn::Sub(four, hn::ShiftLeft<2>(high)));
+            const float dl =
+                d * static_cast<float>(detail::kq::q3_scale(w[b].scales, static_cast<int>(e / 16)));
+            hn::StoreU(hn::Mul(hn::Set(df, dl), hn::ConvertTo(df, q)), df, o + e);
+          } else {
+            const int sc = w[b].scales[e / 16];
+            const auto dl = hn::Set(df, d * static_cast<float>(sc & 0xF));
+            const auto ml = hn::Set(df, w[b].dmin.to_float() * static_cast<float>(sc >> 4));
+            hn::StoreU(hn::Sub(hn::Mul(dl, hn::ConvertTo(df, q)), ml), df, o + e);
+          }
         }
       }
     }

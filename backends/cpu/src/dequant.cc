@@ -25,8 +25,29 @@ void DequantizeBlocksEntry(int kind, const void* w, size_t n_blocks, float* out)
     case 4:
       DequantQ4_01(static_cast<const Q4_0::block_type*>(w), n_blocks, out);
       break;
-    default:
+    case 5:
       DequantQ4_01(static_cast<const Q4_1::block_type*>(w), n_blocks, out);
+      break;
+    case 6:
+      DequantQ5_01(static_cast<const Q5_0::block_type*>(w), n_blocks, out);
+      break;
+    case 7:
+      DequantQ5_01(static_cast<const Q5_1::block_type*>(w), n_blocks, out);
+      break;
+    case 8:
+      DequantQ23_K(static_cast<const Q2_K::block_type*>(w), n_blocks, out);
+      break;
+    case 9:
+      DequantQ23_K(static_cast<const Q3_K::block_type*>(w), n_blocks, out);
+      break;
+    case 10:
+      DequantIQ4_NL(static_cast<const IQ4_NL::block_type*>(w), n_blocks, out);
+      break;
+    case 11:
+      DequantIQ4_XS(static_cast<const IQ4_XS::block_type*>(w), n_blocks, out);
+      break;
+    default:
+      DequantMXFP4(static_cast<const MXFP4::block_type*>(w), n_blocks, out);
       break;
   }
 }

@@ -88,6 +88,34 @@ concept FormatLinear = requires {
 &&std::same_as<L, Linear<typename L::format, typename L::semantics>>;
 }  // namespace detail
 
+/// The block formats kernels::dequantize_blocks reads, and the kind that names each.
+template <class F>
+inline constexpr bool has_dequant_kernel =
+    std::same_as<F, Q8_0> || std::same_as<F, Q4_0> || std::same_as<F, Q4_1> ||
+    std::same_as<F, Q5_0> || std::same_as<F, Q5_1> || std::same_as<F, Q2_K> ||
+    std::same_as<F, Q3_K> || std::same_as<F, Q4_K> || std::same_as<F, Q5_K> ||
+    std::same_as<F, Q6_K> || std::same_as<F, IQ4_NL> || std::same_as<F, IQ4_XS> ||
+    std::same_as<F, MXFP4>;
+
+template <class F>
+requires has_dequant_kernel<F>
+constexpr kernels::DequantKind dequant_kind_of() {
+  using K = kernels::DequantKind;
+  if constexpr (std::same_as<F, Q4_0>) return K::q4_0;
+  if constexpr (std::same_as<F, Q4_1>) return K::q4_1;
+  if constexpr (std::same_as<F, Q5_0>) return K::q5_0;
+  if constexpr (std::same_as<F, Q5_1>) return K::q5_1;
+  if constexpr (std::same_as<F, Q2_K>) return K::q2_k;
+  if constexpr (std::same_as<F, Q3_K>) return K::q3_k;
+  if constexpr (std::same_as<F, Q4_K>) return K::q4_k;
+  if constexpr (std::same_as<F, Q5_K>) return K::q5_k;
+  if constexpr (std::same_as<F, Q6_K>) return K::q6_k;
+  if constexpr (std::same_as<F, IQ4_NL>) return K::iq4_nl;
+  if constexpr (std::same_as<F, IQ4_XS>) return K::iq4_xs;
+  if constexpr (std::same_as<F, MXFP4>) return K::mxfp4;
+  return K::q8_0;
+}
+
 /// The CPU backend: the reference backend's op set on `threads` threads with Highway kernels.
 /// Copies share one thread arena (copying is cheap; a Model holds its backend by value).
 class Backend : public ref::Backend {
@@ -498,9 +526,9 @@ class Backend : public ref::Backend {
       // DequantDot: a tile of dequantised rows, then the dense GEMM on it
       for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
         ScratchBuffer<float> wt((o1 - o0) * in);
-        if constexpr (kDequantKernel<F>) {
-          kernels::dequantize_blocks(dequant_kind<F>(), w.blocks().data() + o0 * nb, (o1 - o0) * nb,
-                                     wt.data());
+        if constexpr (has_dequant_kernel<F>) {
+          kernels::dequantize_blocks(dequant_kind_of<F>(), w.blocks().data() + o0 * nb,
+                                     (o1 - o0) * nb, wt.data());
         } else {
           for (std::size_t o = o0; o < o1; ++o) w.dequantize_row(o, wt.data() + (o - o0) * in);
         }
@@ -523,22 +551,6 @@ class Backend : public ref::Backend {
     if constexpr (std::same_as<F, IQ4_NL>) return kernels::B32Kind::iq4_nl;
     if constexpr (std::same_as<F, MXFP4>) return kernels::B32Kind::mxfp4;
     return kernels::B32Kind::q8_0;
-  }
-
-  // The formats with a vectorised dequantisation (kernels::dequantize_blocks).
-  template <class F>
-  static constexpr bool kDequantKernel =
-      std::same_as<F, Q8_0> || std::same_as<F, Q4_0> || std::same_as<F, Q4_1> ||
-      std::same_as<F, Q4_K> || std::same_as<F, Q5_K> || std::same_as<F, Q6_K>;
-
-  template <class F>
-  static constexpr kernels::DequantKind dequant_kind() {
-    if constexpr (std::same_as<F, Q4_0>) return kernels::DequantKind::q4_0;
-    if constexpr (std::same_as<F, Q4_1>) return kernels::DequantKind::q4_1;
-    if constexpr (std::same_as<F, Q4_K>) return kernels::DequantKind::q4_k;
-    if constexpr (std::same_as<F, Q5_K>) return kernels::DequantKind::q5_k;
-    if constexpr (std::same_as<F, Q6_K>) return kernels::DequantKind::q6_k;
-    return kernels::DequantKind::q8_0;
   }
 
   template <class F>

@@ -145,12 +145,19 @@ enum class DequantKind : std::uint8_t {
   q6_k = 2,
   q5_k = 3,
   q4_0 = 4,
-  q4_1 = 5
+  q4_1 = 5,
+  q5_0 = 6,
+  q5_1 = 7,
+  q2_k = 8,
+  q3_k = 9,
+  iq4_nl = 10,
+  iq4_xs = 11,
+  mxfp4 = 12
 };
 
 /// n_blocks consecutive blocks of `kind` at w dequantised into out (32 values a block for Q8_0,
-/// Q4_0 and Q4_1, 256 for the k-quants), bit for bit the format's own dequantize (the same
-/// products, in lanes).
+/// Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL and MXFP4, 256 for the k-quants and IQ4_XS), bit for bit the
+/// format's own dequantize (the same products, in lanes).
 void dequantize_blocks(DequantKind kind, const void* w, std::size_t n_blocks, float* out);
 
 /// Runs `iters` steps of 12 independent vector multiply-add chains on the dispatched target and
