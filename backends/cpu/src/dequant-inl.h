@@ -194,25 +194,35 @@ HWY_INLINE void DequantQ5_01(const Block* HWY_RESTRICT w, size_t n, float* HWY_R
 // d·(ls − 32); MXFP4: 2^(e−128) — the formats write table[code] · scale, the same product). Byte j
 // holds the codes of elements j (low nibble) and j + 16 (high).
 HWY_INLINE void DequantTable32(const std::uint8_t* HWY_RESTRICT qs, float scale,
-                               const float* HWY_RESTRICT table, float* HWY_RESTRICT out) {
+                               const std::int8_t* HWY_RESTRICT table, float* HWY_RESTRICT out) {
   const DequantTag df;
   const hn::Rebind<int32_t, decltype(df)> di;
+  const hn::Rebind<int8_t, decltype(df)> di8;
+  const hn::CappedTag<uint8_t, 16> d8;
   const size_t N = hn::Lanes(df);
-  const auto low = hn::Set(di, 0xF);
+  alignas(16) std::int8_t v[32];  // the codes' table values, in element order
+  if (hn::Lanes(d8) == 16) {
+    const auto tbl = hn::LoadU(d8, reinterpret_cast<const std::uint8_t*>(table));
+    const auto q = hn::LoadU(d8, qs);
+    hn::StoreU(hn::TableLookupBytes(tbl, hn::And(q, hn::Set(d8, 0xF))), d8,
+               reinterpret_cast<std::uint8_t*>(v));
+    hn::StoreU(hn::TableLookupBytes(tbl, hn::ShiftRight<4>(q)), d8,
+               reinterpret_cast<std::uint8_t*>(v) + 16);
+  } else {
+    for (size_t j = 0; j < 16; ++j) {
+      v[j] = table[qs[j] & 0xF];
+      v[j + 16] = table[qs[j] >> 4];
+    }
+  }
   const auto s = hn::Set(df, scale);
-  for (size_t j = 0; j < 16; j += N) {
-    const auto q = Bytes(qs + j);
-    const auto lo = hn::GatherIndex(df, table, hn::And(q, low));
-    const auto hi = hn::GatherIndex(df, table, hn::ShiftRight<4>(q));
-    hn::StoreU(hn::Mul(s, lo), df, out + j);
-    hn::StoreU(hn::Mul(s, hi), df, out + 16 + j);
+  for (size_t j = 0; j < 32; j += N) {
+    hn::StoreU(hn::Mul(s, hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(di8, v + j)))), df,
+               out + j);
   }
 }
 
-inline constexpr float kIq4Values[16] = {-127.f, -104.f, -83.f, -65.f, -49.f, -35.f, -22.f, -10.f,
-                                         1.f,    13.f,   25.f,  38.f,  53.f,  69.f,  89.f,  113.f};
-inline constexpr float kMxfp4ValuesF[16] = {0.f, 1.f,  2.f,  3.f,  4.f,  6.f,  8.f,  12.f,
-                                            0.f, -1.f, -2.f, -3.f, -4.f, -6.f, -8.f, -12.f};
+inline constexpr std::int8_t kIq4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                               1,    13,   25,  38,  53,  69,  89,  113};
 
 // IQ4_NL::dequantize: d · kvalues[c].
 HWY_INLINE void DequantIQ4_NL(const IQ4_NL::block_type* HWY_RESTRICT w, size_t n,
@@ -237,8 +247,8 @@ HWY_INLINE void DequantIQ4_XS(const IQ4_XS::block_type* HWY_RESTRICT w, size_t n
 HWY_INLINE void DequantMXFP4(const MXFP4::block_type* HWY_RESTRICT w, size_t n,
                              float* HWY_RESTRICT out) {
   for (size_t b = 0; b < n; ++b) {
-    DequantTable32(w[b].qs, detail::ggml::e8m0_to_fp32_half(w[b].e.bits), kMxfp4ValuesF,
-                   out + 32 * b);
+    DequantTable32(w[b].qs, detail::ggml::e8m0_to_fp32_half(w[b].e.bits),
+                   detail::ggml::kMxfp4Values, out + 32 * b);
   }
 }
 
