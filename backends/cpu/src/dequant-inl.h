@@ -157,7 +157,7 @@ HWY_INLINE hn::Vec<hn::Rebind<int32_t, DequantTag>> FifthBits(const std::uint8_t
   const std::uint32_t qh =
       static_cast<std::uint32_t>(qh_bytes[0]) | static_cast<std::uint32_t>(qh_bytes[1]) << 8 |
       static_cast<std::uint32_t>(qh_bytes[2]) << 16 | static_cast<std::uint32_t>(qh_bytes[3]) << 24;
-  const auto bits = hn::Set(du, qh) >> hn::Iota(du, static_cast<std::uint32_t>(j));
+  const auto bits = hn::Shr(hn::Set(du, qh), hn::Iota(du, static_cast<std::uint32_t>(j)));
   return hn::BitCast(di, hn::ShiftLeft<4>(hn::And(bits, hn::Set(du, 1u))));
 }
 
