@@ -303,6 +303,11 @@ class DeviceShapedBackend {
     ref_.swiglu<N>(g, v, row_weights, limit);
   }
   template <NumericsPolicy N>
+  void mul_rows(View2<float> y, std::span<const float> w) const {
+    const Op op(*this, "mul_rows", {y.data});
+    ref_.mul_rows<N>(y, w);
+  }
+  template <NumericsPolicy N>
   void sparse_attention(const SparseAttentionArgs& a) const {
     const Op op(*this, "sparse_attention", {a.q, a.kv, a.idx, a.out});
     ref_.sparse_attention<N>(a);

@@ -86,6 +86,11 @@ struct PerturbingBackend : d::ReferenceBackend {
     if (hit("swiglu")) nudge(g);
   }
   template <d::NumericsPolicy N>
+  void mul_rows(d::View2<float> y, std::span<const float> w) const {
+    d::ReferenceBackend::mul_rows<N>(y, w);
+    if (hit("mul_rows")) nudge(y);
+  }
+  template <d::NumericsPolicy N>
   void sparse_attention(const d::SparseAttentionArgs& a) const {
     d::ReferenceBackend::sparse_attention<N>(a);
     if (hit("sparse_attention")) nudge(a.out, a.tokens * a.heads * a.head_dim);
@@ -116,8 +121,9 @@ struct PerturbingBackend : d::ReferenceBackend {
   }
 };
 
-/// The ops PerturbingBackend changes, one entry each: a new op of the Backend concept gets a
-/// member above and a line here.
+/// The ops PerturbingBackend changes under the reference's numerics, one entry each: a new op of
+/// the Backend concept gets a member above and a line here (mul_rows, used only in llama.cpp's
+/// MoE order, has its own test case).
 constexpr const char* kPerturbedOps[] = {"linear",       "rms_norm",     "head_rms_norm",
                                          "rope",         "swiglu",       "sparse_attention",
                                          "softmax_pool", "index_scores", "top_k"};
@@ -190,6 +196,36 @@ TEST_CASE("the model runs every op through the backend it holds") {
     CHECK((*backend.calls)[op] > before);
   }
   *backend.target = "";
+}
+
+TEST_CASE("llama.cpp's MoE order scales the routed experts' outputs through the backend") {
+  // PlainFp32Numerics runs the MoE in ggml's order: w2's outputs times the routing weights
+  // (mul_rows), summed in slot order; the reference's numerics never call mul_rows.
+  using M = d::Model<PerturbingBackend, d::WithNumerics<d::PlainFp32Numerics>>;
+  const auto ckpt = checkpoint("tiny_b");
+  std::vector<std::int32_t> tokens(40);
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    tokens[i] = static_cast<std::int32_t>((i * 37 + 5) % 512);
+  const PerturbingBackend backend;
+  const M m = M::load(ckpt, backend);
+  auto s0 = m.new_state();
+  const auto pre = m.prefill(tokens, s0).logits;
+  CHECK((*backend.calls)["mul_rows"] > 0);
+  {  // the same logits as the reference backend's, bit for bit
+    const auto ref = d::ReferenceModel<d::WithNumerics<d::PlainFp32Numerics>>::load(ckpt);
+    auto s1 = ref.new_state();
+    CHECK(ref.prefill(tokens, s1).logits == pre);
+  }
+  *backend.target = "mul_rows";
+  auto s2 = m.new_state();
+  CHECK(m.prefill(tokens, s2).logits != pre);
+  *backend.target = "";
+  const auto calls = (*backend.calls)["mul_rows"];
+  using R = d::Model<PerturbingBackend, d::WithNumerics<d::ReferenceFp32Numerics>>;
+  const R r = R::load(ckpt, backend);
+  auto s3 = r.new_state();
+  (void)r.prefill(tokens, s3);
+  CHECK((*backend.calls)["mul_rows"] == calls);
 }
 
 TEST_CASE("reference backend ops") {

@@ -12,6 +12,7 @@
 #include <dsv4/layers/moe.hpp>
 #include <dsv4/layers/routers.hpp>
 #include <dsv4/model/load_layers.hpp>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -300,4 +301,57 @@ TEST_CASE("MoE and routers reject bad input with clear errors") {
   wrong.n_activated_experts = 3;  // tid2eid is [vocab, 2]
   CHECK_THROWS_AS(dsv4::load_moe<dsv4::HashRouter<>>(rc.weights, "layers.0.ffn", wrong),
                   dsv4::FormatError);
+}
+
+TEST_CASE_TEMPLATE("MoE order: the reference's (weight before w2, expert order) or llama.cpp's", N,
+                   dsv4::ReferenceFp32Numerics, dsv4::PlainFp32Numerics) {
+  // 4 experts, top-2 on biased scores with the bias making the slot order differ from the
+  // expert order (slot 0 = expert 3); a shared expert.
+  constexpr std::size_t d = 5, inter = 3, e = 4, k = 2, t = 3;
+  auto lin = [](std::size_t out, std::size_t in, float seed) {
+    std::vector<float> w(out * in);
+    for (std::size_t i = 0; i < w.size(); ++i)
+      w[i] = std::cos(seed + 0.61f * static_cast<float>(i));
+    return dsv4::DenseLinear<float>(w, out, in);
+  };
+  std::vector<dsv4::Expert<dsv4::DenseLinear<float>>> experts;
+  for (std::size_t j = 0; j < e; ++j) {
+    const auto s = static_cast<float>(3 * j);
+    experts.emplace_back(lin(inter, d, s), lin(d, inter, s + 1), lin(inter, d, s + 2), 7.0f);
+  }
+  std::optional<dsv4::Expert<dsv4::DenseLinear<float>>> shared;
+  shared.emplace(lin(inter, d, 20), lin(d, inter, 21), lin(inter, d, 22), 7.0f);
+  std::vector<float> gate(e * d);
+  for (std::size_t i = 0; i < gate.size(); ++i) gate[i] = std::sin(1.3f * static_cast<float>(i));
+  const std::vector<float> bias = {0.0f, 0.0f, 0.0f, 50.0f};
+  using M = dsv4::Moe<dsv4::TopKRouter<dsv4::SqrtSoftplus>, dsv4::DenseLinear<float>>;
+  const M moe(dsv4::TopKRouter<dsv4::SqrtSoftplus>(dsv4::f32_linear(gate, e, d), bias, k, 1.5f),
+              std::move(experts), std::move(shared));
+  std::vector<float> x(t * d);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.9f * static_cast<float>(i) + 0.2f);
+  std::vector<float> out(x.size());
+  dsv4::Routing rt;
+  moe.forward<N>(x, {}, out, &rt);
+  constexpr bool ggml = dsv4::ggml_order<N>();
+  for (std::size_t r = 0; r < t; ++r) {
+    CAPTURE(r);
+    REQUIRE(rt.experts[r * k] == 3);
+    const dsv4::ConstView2<float> xr(x.data() + r * d, 1, d);
+    std::vector<float> want(d, 0.0f), y(d);
+    std::vector<std::size_t> order = {0, 1};                                 // slots
+    if (!ggml && rt.experts[r * k + 1] < rt.experts[r * k]) order = {1, 0};  // ascending expert
+    for (const std::size_t s : order) {
+      const float w = rt.weights[r * k + s];
+      const auto& ex = moe.expert(static_cast<std::size_t>(rt.experts[r * k + s]));
+      if (ggml) {
+        ex.forward<N>(xr, {}, dsv4::View2<float>(y.data(), 1, d));
+        for (float& v : y) v = v * w;
+      } else {
+        ex.forward<N>(xr, std::vector<float>{w}, dsv4::View2<float>(y.data(), 1, d));
+      }
+      for (std::size_t c = 0; c < d; ++c) want[c] += y[c];
+    }
+    moe.shared_expert()->forward<N>(xr, {}, dsv4::View2<float>(y.data(), 1, d));
+    for (std::size_t c = 0; c < d; ++c) CHECK(out[r * d + c] == want[c] + y[c]);
+  }
 }

@@ -91,6 +91,7 @@ concept Backend = requires {
   b.template head_rms_norm<ReferenceNumerics>(x, n, f);
   b.template rope<ReferenceNumerics>(rope, p, n, n, std::int64_t{0}, RopeDirection::forward);
   b.template swiglu<ReferenceNumerics>(v, cv, cx, f);
+  b.template mul_rows<PlainFp32Numerics>(v, cx);
   // attention pieces
   b.template sparse_attention<ReferenceNumerics>(sa);
   b.softmax_pool(members, members, n, n, p);

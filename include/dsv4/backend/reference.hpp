@@ -69,13 +69,19 @@ struct Backend {
   /// ([rows, d], in place), in the activation precision as the reference's own run computes it:
   /// s = N(Σ N(v²)) (fp32 accumulation, the sum rounded), ms = N(s / d), g = N(1 / sqrt(N(ms +
   /// eps))), v = N(v · g). PyTorch's bf16 mean rounds twice (the sum to bf16, then the quotient),
-  /// which matters when d is not a power of two.
+  /// which matters when d is not a power of two. Under ggml_order<N>(): ggml's rms_norm
+  /// (rms_scale).
   template <NumericsPolicy N>
   void head_rms_norm(std::span<float> x, std::size_t d, float eps) const {
     DSV4_CHECK(d > 0 && x.size() % d == 0, ShapeError,
                "head_rms_norm: {} values are not whole vectors of {}", x.size(), d);
     for (std::size_t r = 0; r < x.size() / d; ++r) {
       float* v = x.data() + r * d;
+      if constexpr (ggml_order<N>()) {  // ggml's rms_norm: double statistics, v · scale
+        const float g = rms_scale<N>(v, d, eps);
+        for (std::size_t j = 0; j < d; ++j) v[j] = N::round(v[j] * g);
+        continue;
+      }
       float sum = 0.0f;
       for (std::size_t j = 0; j < d; ++j) sum += N::round(v[j] * v[j]);
       // PyTorch 1.x rounds a bf16 sum before dividing; PyTorch 2 divides the float32 sum
@@ -122,6 +128,17 @@ struct Backend {
         if (!row_weights.empty()) h = row_weights[r] * h;
         g(r, i) = N::round(h);
       }
+    }
+  }
+
+  /// Rows scaled in place: y(r, c) = N(y(r, c) · w[r]) for w [y.rows] (routed experts' outputs
+  /// times their routing weights, in the MoE order of llama.cpp: Numerics::ggml_order).
+  template <NumericsPolicy N>
+  void mul_rows(View2<float> y, std::span<const float> w) const {
+    DSV4_CHECK(w.size() == y.rows, ShapeError, "mul_rows: {} weights for {} rows", w.size(),
+               y.rows);
+    for (std::size_t r = 0; r < y.rows; ++r) {
+      for (std::size_t c = 0; c < y.cols; ++c) y(r, c) = N::round(y(r, c) * w[r]);
     }
   }
 

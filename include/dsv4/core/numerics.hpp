@@ -37,12 +37,21 @@ struct Bf16ActTorch1 : Bf16Act {
   static constexpr bool round_sum_before_mean = true;
 };
 
-/// A model's numerics: activation precision `Act` and whether the FP8/FP4 activation simulation
-/// of the official reference is on.
-template <class Act, bool SimulateQuant>
+/// A model's numerics: activation precision `Act`, whether the FP8/FP4 activation simulation
+/// of the official reference is on, and whose order of operations where two implementations
+/// differ by rounding only: the reference's (`GgmlOrder` false) or llama.cpp's CPU graph's (true):
+///  * the MoE: a routed expert's SwiGLU output scaled by its routing weight before w2, the experts'
+///    outputs summed in ascending expert id (reference) — or w2's output scaled, the outputs summed
+///    in the router's slot order (ggml);
+///  * an RMSNorm's statistics: the sum of squares in float32 — or in double, the mean rounded to
+///    float (ggml's rms_norm).
+/// With GGUF weights under llama.cpp's dot products the order decides which values the activation
+/// quantization of the next product sees, so llama.cpp's logits are followed more closely.
+template <class Act, bool SimulateQuant, bool GgmlOrder = false>
 struct Numerics {
   using act = Act;
   static constexpr bool simulate_quant = SimulateQuant;
+  static constexpr bool ggml_order = GgmlOrder;
   static constexpr float round(float x) noexcept { return Act::round(x); }
 };
 
@@ -52,8 +61,20 @@ using ReferenceNumerics = Numerics<Bf16Act, true>;
 using ReferenceTorch1Numerics = Numerics<Bf16ActTorch1, true>;
 /// The reference's code run in float32 (golden fp32 data).
 using ReferenceFp32Numerics = Numerics<Fp32Act, true>;
-/// Float32 without the activation simulation (what llama.cpp's F32 path computes).
-using PlainFp32Numerics = Numerics<Fp32Act, false>;
+/// Float32 without the activation simulation, in llama.cpp's order of operations (what llama.cpp's
+/// CPU graph computes).
+using PlainFp32Numerics = Numerics<Fp32Act, false, true>;
+
+/// Whether numerics N follow llama.cpp's order of operations (Numerics::ggml_order; false for a
+/// policy without the member).
+template <class N>
+constexpr bool ggml_order() noexcept {
+  if constexpr (requires { N::ggml_order; }) {
+    return N::ggml_order;
+  } else {
+    return false;
+  }
+}
 
 template <class N>
 concept NumericsPolicy = requires(float x) {

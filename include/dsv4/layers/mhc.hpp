@@ -64,7 +64,7 @@ void hc_mixes(const B& b, const AnyLinear& fn, std::span<const float> x, std::si
     ScratchBuffer<float> zn(x.size());
     for (std::size_t r = 0; r < t; ++r) {
       const auto z = x.subspan(r * width, width);
-      const float rs = hc_rsqrt(z, eps);
+      const float rs = rms_scale<PlainFp32Numerics>(z.data(), width, eps);  // ggml's rms_norm
       for (std::size_t c = 0; c < width; ++c) zn[r * width + c] = z[c] * rs;
     }
     backend_linear<PlainFp32Numerics>(b, fn, ConstView2<float>(zn.data(), t, width), yv);

@@ -9,6 +9,9 @@
 //                                               applied before w2
 //   out_e = N(w2(h))
 //   y = Σ_e out_e (fp32, experts in ascending id) + shared(x), then one N rounding.
+// Under numerics with ggml_order (PlainFp32Numerics; core/numerics.hpp) the order is
+// llama.cpp's graph's instead: h = silu(g) · v, out_e = N(w2(h)) · wt (the backend's mul_rows),
+// y = Σ_slots out_e in the router's slot order + shared(x).
 // The linear type is a policy (any LinearOp): DenseLinear<bf16> for the reference's bf16 path, a
 // quantized format for FP8/FP4 checkpoints. Routed and shared experts may use different types.
 // The expert GEMMs, the SwiGLU and the gate run on the backend (the reference backend when none is
@@ -78,9 +81,13 @@ class Expert {
     auto v = b.template alloc<float>(n * inter);  // [n, inter]
     b.template linear<N>(w1_, x, View2<float>(g.data(), n, inter));
     b.template linear<N>(w3_, x, View2<float>(v.data(), n, inter));
+    constexpr bool after = ggml_order<N>();  // the weight scales w2's output (numerics.hpp)
     b.template swiglu<N>(View2<float>(g.data(), n, inter), ConstView2<float>(v.data(), n, inter),
-                         weights, limit_);
+                         after ? std::span<const float>{} : weights, limit_);
     b.template linear<N>(w2_, ConstView2<float>(g.data(), n, inter), out);
+    if constexpr (after) {
+      if (!weights.empty()) b.template mul_rows<N>(out, weights);
+    }
   }
   /// As above on the reference backend.
   template <NumericsPolicy N>
@@ -168,11 +175,13 @@ class Moe {
     for (std::size_t e = 0; e < n_e; ++e) first[e + 1] += first[e];
     ScratchBuffer<std::size_t> rows(t * k);  // token of each pair
     ScratchBuffer<float> wts(t * k);         // routing weight of each pair
+    ScratchBuffer<std::size_t> slot(t * k);  // the place of pair i (token i / k, slot i % k)
     {
       ScratchBuffer<std::size_t> next(std::span<const std::size_t>(first.data(), n_e));
       for (std::size_t i = 0; i < t * k; ++i) {
         const auto e = static_cast<std::size_t>(rt.experts[i]);
         rows[next[e]] = i / k;
+        slot[i] = next[e];
         wts[next[e]++] = rt.weights[i];
       }
     }
@@ -203,9 +212,11 @@ class Moe {
     } else {
       for (std::size_t i = 0; i < tasks; ++i) run(i, b);
     }
-    // sum in expert order, then the shared expert (the reference's order)
+    // sum in expert order (the reference's order) or in the router's slot order (llama.cpp's),
+    // then the shared expert
     ScratchBuffer<float> y(t * d);  // [T, dim] fp32 accumulator
-    for (std::size_t p = 0; p < t * k; ++p) {
+    for (std::size_t q = 0; q < t * k; ++q) {
+      const std::size_t p = ggml_order<N>() ? slot[q] : q;
       float* yr = y.data() + rows[p] * d;
       const float* src = ye.data() + p * d;
       for (std::size_t c = 0; c < d; ++c) yr[c] += src[c];

@@ -13,6 +13,22 @@
 
 namespace dsv4 {
 
+/// 1 / sqrt(mean(x²) + eps) of x[0..n): the sum of squares in float32 (the reference), or in
+/// double with the mean rounded to float under ggml_order<N>() (ggml's rms_norm).
+template <NumericsPolicy N>
+inline float rms_scale(const float* x, std::size_t n, float eps) noexcept {
+  if constexpr (ggml_order<N>()) {
+    double sum = 0.0;
+    for (std::size_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+    const auto mean = static_cast<float>(sum / static_cast<double>(n));
+    return 1.0f / std::sqrt(mean + eps);
+  } else {
+    float sum = 0.0f;
+    for (std::size_t i = 0; i < n; ++i) sum += x[i] * x[i];
+    return 1.0f / std::sqrt(sum / static_cast<float>(n) + eps);
+  }
+}
+
 /// Normalises one row: out[i] = N::round(weight[i] · x[i] · rsqrt(mean(x²) + eps)).
 /// `weight` may be empty (no affine weight, as in the per-head q normalisation). `out` may alias
 /// `x`.
@@ -22,9 +38,7 @@ inline void rms_norm_row(std::span<const float> x, std::span<const float> weight
   DSV4_CHECK(out.size() == x.size() && (weight.empty() || weight.size() == x.size()), ShapeError,
              "rms_norm: row of {} values, weight of {}, output of {}", x.size(), weight.size(),
              out.size());
-  float sum = 0.0f;
-  for (float v : x) sum += v * v;
-  const float inv = 1.0f / std::sqrt(sum / static_cast<float>(x.size()) + eps);
+  const float inv = rms_scale<N>(x.data(), x.size(), eps);
   for (std::size_t i = 0; i < x.size(); ++i) {
     const float v = x[i] * inv;
     out[i] = N::round(weight.empty() ? v : weight[i] * v);

@@ -179,8 +179,13 @@ class Backend : public ref::Backend {
       for (std::size_t r = r0; r < r1; ++r) {
         const float* xr = x.data() + r * d;
         float* yr = y.data() + r * d;
-        const float sum = cpu::dot(xr, xr, d);
-        const float inv = 1.0f / std::sqrt(sum / static_cast<float>(d) + eps);
+        float inv = 0.0f;
+        if constexpr (ggml_order<N>()) {
+          inv = rms_scale<N>(xr, d, eps);  // double statistics, as ggml (bit for bit the reference)
+        } else {
+          const float sum = cpu::dot(xr, xr, d);
+          inv = 1.0f / std::sqrt(sum / static_cast<float>(d) + eps);
+        }
         for (std::size_t i = 0; i < d; ++i) yr[i] = N::round(weight[i] * (xr[i] * inv));
       }
     });
