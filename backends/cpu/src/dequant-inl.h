@@ -89,36 +89,6 @@ HWY_INLINE void DequantQ45_K(const Block* HWY_RESTRICT w, size_t n, float* HWY_R
   }
 }
 
-// out[32·b + j] = float(q − 8) · d (Q4_0::dequantize), or float(q) · d + m (Q4_1::dequantize):
-// byte j holds elements j (low nibble) and j + 16 (high).
-template <class Block>
-HWY_INLINE void DequantQ4_01(const Block* HWY_RESTRICT w, size_t n, float* HWY_RESTRICT out) {
-  constexpr bool kQ41 = std::is_same_v<Block, Q4_1::block_type>;
-  const DequantTag df;
-  const hn::Rebind<int32_t, decltype(df)> di;
-  const size_t N = hn::Lanes(df);
-  const auto low = hn::Set(di, 0xF);
-  const auto eight = hn::Set(di, 8);
-  for (size_t b = 0; b < n; ++b) {
-    const auto d = hn::Set(df, w[b].d.to_float());
-    for (size_t j = 0; j < 16; j += N) {
-      const auto q = Bytes(w[b].qs + j);
-      auto lo = hn::And(q, low);
-      auto hi = hn::ShiftRight<4>(q);
-      if constexpr (kQ41) {
-        const auto m = hn::Set(df, w[b].m.to_float());
-        hn::StoreU(hn::Add(hn::Mul(hn::ConvertTo(df, lo), d), m), df, out + 32 * b + j);
-        hn::StoreU(hn::Add(hn::Mul(hn::ConvertTo(df, hi), d), m), df, out + 32 * b + 16 + j);
-      } else {
-        lo = hn::Sub(lo, eight);
-        hi = hn::Sub(hi, eight);
-        hn::StoreU(hn::Mul(hn::ConvertTo(df, lo), d), df, out + 32 * b + j);
-        hn::StoreU(hn::Mul(hn::ConvertTo(df, hi), d), df, out + 32 * b + 16 + j);
-      }
-    }
-  }
-}
-
 // out[256·b + e] = (d · float(scale)) · float(q − 32) (Q6_K::dequantize).
 HWY_INLINE void DequantQ6_K(const Q6_K::block_type* HWY_RESTRICT w, size_t n,
                             float* HWY_RESTRICT out) {
@@ -161,29 +131,37 @@ HWY_INLINE hn::Vec<hn::Rebind<int32_t, DequantTag>> FifthBits(const std::uint8_t
   return hn::BitCast(di, hn::ShiftLeft<4>(hn::And(bits, hn::Set(du, 1u))));
 }
 
-// out[32·b + j] = float(q − 16) · d (Q5_0::dequantize), or float(q) · d + m (Q5_1::dequantize):
-// the low nibble of element j in byte j % 16 (high nibble for j ≥ 16), its fifth bit in qh.
+// The 32-value formats with 4-bit codes and an offset or a minimum: out[32·b + j] =
+// float(q − 8) · d (Q4_0::dequantize), float(q − 16) · d (Q5_0, q with its fifth bit from qh), or
+// float(q) · d + m (Q4_1, Q5_1). Byte j holds elements j (low nibble) and j + 16 (high).
 template <class Block>
-HWY_INLINE void DequantQ5_01(const Block* HWY_RESTRICT w, size_t n, float* HWY_RESTRICT out) {
-  constexpr bool kQ51 = std::is_same_v<Block, Q5_1::block_type>;
+HWY_INLINE void DequantQ45_01(const Block* HWY_RESTRICT w, size_t n, float* HWY_RESTRICT out) {
+  constexpr bool kQ5 =
+      std::is_same_v<Block, Q5_0::block_type> || std::is_same_v<Block, Q5_1::block_type>;
+  constexpr bool kMin =
+      std::is_same_v<Block, Q4_1::block_type> || std::is_same_v<Block, Q5_1::block_type>;
   const DequantTag df;
   const hn::Rebind<int32_t, decltype(df)> di;
   const size_t N = hn::Lanes(df);
   const auto low = hn::Set(di, 0xF);
-  const auto sixteen = hn::Set(di, 16);
+  const auto offset = hn::Set(di, kQ5 ? 16 : 8);
   for (size_t b = 0; b < n; ++b) {
     const auto d = hn::Set(df, w[b].d.to_float());
     for (size_t j = 0; j < 16; j += N) {
       const auto q = Bytes(w[b].qs + j);
-      const auto lo = hn::Or(hn::And(q, low), FifthBits(w[b].qh, j));
-      const auto hi = hn::Or(hn::ShiftRight<4>(q), FifthBits(w[b].qh, j + 16));
-      if constexpr (kQ51) {
+      auto lo = hn::And(q, low);
+      auto hi = hn::ShiftRight<4>(q);
+      if constexpr (kQ5) {
+        lo = hn::Or(lo, FifthBits(w[b].qh, j));
+        hi = hn::Or(hi, FifthBits(w[b].qh, j + 16));
+      }
+      if constexpr (kMin) {
         const auto m = hn::Set(df, w[b].m.to_float());
         hn::StoreU(hn::Add(hn::Mul(hn::ConvertTo(df, lo), d), m), df, out + 32 * b + j);
         hn::StoreU(hn::Add(hn::Mul(hn::ConvertTo(df, hi), d), m), df, out + 32 * b + 16 + j);
       } else {
-        hn::StoreU(hn::Mul(hn::ConvertTo(df, hn::Sub(lo, sixteen)), d), df, out + 32 * b + j);
-        hn::StoreU(hn::Mul(hn::ConvertTo(df, hn::Sub(hi, sixteen)), d), df, out + 32 * b + 16 + j);
+        hn::StoreU(hn::Mul(hn::ConvertTo(df, hn::Sub(lo, offset)), d), df, out + 32 * b + j);
+        hn::StoreU(hn::Mul(hn::ConvertTo(df, hn::Sub(hi, offset)), d), df, out + 32 * b + 16 + j);
       }
     }
   }

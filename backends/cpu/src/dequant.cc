@@ -23,16 +23,16 @@ void DequantizeBlocksEntry(int kind, const void* w, size_t n_blocks, float* out)
       DequantQ45_K(static_cast<const Q5_K::block_type*>(w), n_blocks, out);
       break;
     case 4:
-      DequantQ4_01(static_cast<const Q4_0::block_type*>(w), n_blocks, out);
+      DequantQ45_01(static_cast<const Q4_0::block_type*>(w), n_blocks, out);
       break;
     case 5:
-      DequantQ4_01(static_cast<const Q4_1::block_type*>(w), n_blocks, out);
+      DequantQ45_01(static_cast<const Q4_1::block_type*>(w), n_blocks, out);
       break;
     case 6:
-      DequantQ5_01(static_cast<const Q5_0::block_type*>(w), n_blocks, out);
+      DequantQ45_01(static_cast<const Q5_0::block_type*>(w), n_blocks, out);
       break;
     case 7:
-      DequantQ5_01(static_cast<const Q5_1::block_type*>(w), n_blocks, out);
+      DequantQ45_01(static_cast<const Q5_1::block_type*>(w), n_blocks, out);
       break;
     case 8:
       DequantQ23_K(static_cast<const Q2_K::block_type*>(w), n_blocks, out);
