@@ -78,7 +78,7 @@ struct Backend {
     for (std::size_t r = 0; r < x.size() / d; ++r) {
       float* v = x.data() + r * d;
       if constexpr (ggml_order<N>()) {  // ggml's rms_norm: double statistics, v · scale
-        const float g = rms_scale<N>(v, d, eps);
+        const float g = rms_scale<true>(v, d, eps);
         for (std::size_t j = 0; j < d; ++j) v[j] = N::round(v[j] * g);
         continue;
       }

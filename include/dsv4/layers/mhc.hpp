@@ -42,13 +42,6 @@
 namespace dsv4 {
 
 namespace detail {
-/// rsqrt(mean(z²) + eps) in fp32, as the reference's hc_pre / hc_head.
-inline float hc_rsqrt(std::span<const float> z, float eps) noexcept {
-  float sum = 0.0f;
-  for (float v : z) sum += v * v;
-  return 1.0f / std::sqrt(sum / static_cast<float>(z.size()) + eps);
-}
-
 /// m [T, rows] = the mixes of every row z_t of x [T, width] with fn [rows, width].
 /// A float weight (DequantDot, the reference's fp32 `F.linear`): m_t = (fn · z_t) · rs_t, the
 /// products of the raw row scaled afterwards, as hc_pre / hc_head compute them. A GGUF weight
@@ -64,7 +57,7 @@ void hc_mixes(const B& b, const AnyLinear& fn, std::span<const float> x, std::si
     ScratchBuffer<float> zn(x.size());
     for (std::size_t r = 0; r < t; ++r) {
       const auto z = x.subspan(r * width, width);
-      const float rs = rms_scale<PlainFp32Numerics>(z.data(), width, eps);  // ggml's rms_norm
+      const float rs = rms_scale<true>(z.data(), width, eps);  // ggml's rms_norm
       for (std::size_t c = 0; c < width; ++c) zn[r * width + c] = z[c] * rs;
     }
     backend_linear<PlainFp32Numerics>(b, fn, ConstView2<float>(zn.data(), t, width), yv);
@@ -74,7 +67,7 @@ void hc_mixes(const B& b, const AnyLinear& fn, std::span<const float> x, std::si
     // the golden ones (tiny_fp8: mean 0.014 against 0.0055)
     fn.forward<PlainFp32Numerics>(ConstView2<float>(x.data(), t, width), yv);
     for (std::size_t r = 0; r < t; ++r) {
-      const float rs = hc_rsqrt(x.subspan(r * width, width), eps);
+      const float rs = rms_scale<false>(x.data() + r * width, width, eps);  // hc_pre's
       for (std::size_t j = 0; j < yv.cols; ++j) yv(r, j) = yv(r, j) * rs;
     }
   }

@@ -13,11 +13,12 @@
 
 namespace dsv4 {
 
-/// 1 / sqrt(mean(x²) + eps) of x[0..n): the sum of squares in float32 (the reference), or in
-/// double with the mean rounded to float under ggml_order<N>() (ggml's rms_norm).
-template <NumericsPolicy N>
+/// 1 / sqrt(mean(x²) + eps) of x[0..n): the sum of squares in float32, ascending (the
+/// reference), or with GgmlOrder in double, the mean rounded to float (ggml's rms_norm; numerics
+/// with ggml_order<N>()).
+template <bool GgmlOrder>
 inline float rms_scale(const float* x, std::size_t n, float eps) noexcept {
-  if constexpr (ggml_order<N>()) {
+  if constexpr (GgmlOrder) {
     double sum = 0.0;
     for (std::size_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
     const auto mean = static_cast<float>(sum / static_cast<double>(n));
@@ -38,7 +39,7 @@ inline void rms_norm_row(std::span<const float> x, std::span<const float> weight
   DSV4_CHECK(out.size() == x.size() && (weight.empty() || weight.size() == x.size()), ShapeError,
              "rms_norm: row of {} values, weight of {}, output of {}", x.size(), weight.size(),
              out.size());
-  const float inv = rms_scale<N>(x.data(), x.size(), eps);
+  const float inv = rms_scale<ggml_order<N>()>(x.data(), x.size(), eps);
   for (std::size_t i = 0; i < x.size(); ++i) {
     const float v = x[i] * inv;
     out[i] = N::round(weight.empty() ? v : weight[i] * v);
