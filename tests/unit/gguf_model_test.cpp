@@ -881,3 +881,42 @@ TEST_CASE("GGUF: swiglu_clamp_exp / swiglu_clamp_shexp per layer reach each bloc
   MESSAGE("per-layer clamps vs uniform 10: max logit difference ", max_diff);
   CHECK(max_diff > 1e-3);
 }
+
+TEST_CASE("GgufModel: MTP tensors dsv4 does not read are accepted, other extra tensors refused") {
+  // llama.cpp's MTP graph uses the trunk's embedding and head, so a file's own
+  // `nextn.embed_tokens` / `nextn.shared_head_head` are left unread; any other tensor the
+  // metadata does not describe is an error naming it.
+  const GgufFile& f = *tiny_file();
+  const auto with_extra = [&](const std::string& name) {
+    std::vector<GgufTensorInfo> ts(f.tensors().begin(), f.tensors().end());
+    const GgufTensorInfo* embd = f.find_tensor("token_embd.weight");
+    REQUIRE(embd != nullptr);
+    ts.push_back(*embd);
+    ts.back().name = name;
+    std::vector<std::byte> out;
+    io::GgufWriter w(f.metadata(), ts, [&](std::span<const std::byte> s) {
+      out.insert(out.end(), s.begin(), s.end());
+    });
+    for (const auto& t : w.tensors()) {
+      const auto d = f.tensor_data(t.name == name ? std::string("token_embd.weight") : t.name);
+      w.write(std::vector<std::byte>(d.begin(), d.end()));
+    }
+    w.finish();
+    return std::make_shared<const GgufFile>(std::move(out), "extra");
+  };
+  for (const std::string leaf : {"nextn.embed_tokens.weight", "nextn.shared_head_head.weight"}) {
+    CAPTURE(leaf);
+    const GgufModel m(with_extra("blk.4." + leaf));
+    CHECK(m.config().n_layers == 5);
+  }
+  for (const std::string name : {"blk.4.nextn.embed_tokens.bias",
+                                 "blk.4.xnextn.embed_tokens.weight", "nextn.embed_tokens.weight"}) {
+    CAPTURE(name);
+    try {
+      const GgufModel m(with_extra(name));
+      FAIL("no error");
+    } catch (const dsv4::FormatError& e) {
+      CHECK(std::string(e.what()).find("'" + name + "'") != std::string::npos);
+    }
+  }
+}

@@ -1177,9 +1177,7 @@ class GgufModel {
     }
     for (const GgufTensorInfo& t : f.tensors()) {
       const auto leaf_is = [&](std::string_view leaf) {
-        return t.name.size() > leaf.size() && t.name.starts_with("blk.") &&
-               std::string_view(t.name).substr(t.name.size() - leaf.size()) == leaf &&
-               t.name[t.name.size() - leaf.size() - 1] == '.';
+        return t.name.starts_with("blk.") && t.name.ends_with(fmt::format(".{}", leaf));
       };
       const bool optional_mtp =
           leaf_is(gguf_names::nextn_embed_tokens) || leaf_is(gguf_names::nextn_shared_head_head);

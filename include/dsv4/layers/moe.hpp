@@ -175,13 +175,14 @@ class Moe {
     for (std::size_t e = 0; e < n_e; ++e) first[e + 1] += first[e];
     ScratchBuffer<std::size_t> rows(t * k);  // token of each pair
     ScratchBuffer<float> wts(t * k);         // routing weight of each pair
-    ScratchBuffer<std::size_t> slot(t * k);  // the place of pair i (token i / k, slot i % k)
+    // llama.cpp's order: the place of pair i (token i / k, slot i % k) in the grouped order
+    ScratchBuffer<std::size_t> slot(ggml_order<N>() ? t * k : 0);
     {
       ScratchBuffer<std::size_t> next(std::span<const std::size_t>(first.data(), n_e));
       for (std::size_t i = 0; i < t * k; ++i) {
         const auto e = static_cast<std::size_t>(rt.experts[i]);
         rows[next[e]] = i / k;
-        slot[i] = next[e];
+        if constexpr (ggml_order<N>()) slot[i] = next[e];
         wts[next[e]++] = rt.weights[i];
       }
     }
