@@ -80,7 +80,7 @@ std::vector<float> partner_rounded(const std::vector<float>& x) {
   std::vector<float> xa(x.size());
   for (std::size_t i = 0; i < x.size(); i += A::block_elems) {
     typename A::block_type blk{};
-    A::quantize(x.data() + i, blk);
+    d::partner_quantize<A>(x.data() + i, blk);
     A::dequantize(blk, xa.data() + i);
   }
   return xa;
@@ -97,14 +97,13 @@ std::size_t test_in() {
 constexpr std::size_t kOut = 37;  // not a multiple of the tile (16) or of 2 or 3 threads
 constexpr std::size_t kRows = 7;  // not a multiple of the 4-row GEMM tile
 
-// the formats cpu::Backend dots with its integer SIMD kernels (not bit-identical to F::dot)
+// the formats cpu::Backend dots with its integer SIMD kernels: those with ggml's x86 order
+// (bit for bit F::dot_x86, which the reference's PartnerDot uses) and Q3_K / IQ4_XS (fp32 lanes,
+// not bit-identical to F::dot)
 template <class F>
-constexpr bool kIntegerSimd =
-    std::same_as<F, d::Q8_0> || std::same_as<F, d::Q4_0> || std::same_as<F, d::Q5_0> ||
-    std::same_as<F, d::Q4_1> || std::same_as<F, d::Q5_1> || std::same_as<F, d::IQ4_NL> ||
-    std::same_as<F, d::MXFP4> || std::same_as<F, d::Q2_K> || std::same_as<F, d::Q3_K> ||
-    std::same_as<F, d::Q4_K> || std::same_as<F, d::Q5_K> || std::same_as<F, d::Q6_K> ||
-    std::same_as<F, d::IQ4_XS>;
+constexpr bool kLanesOnly = std::same_as<F, d::Q3_K> || std::same_as<F, d::IQ4_XS>;
+template <class F>
+constexpr bool kIntegerSimd = kLanesOnly<F> || d::X86DotFormat<F>;
 
 }  // namespace
 
@@ -153,15 +152,15 @@ TEST_CASE_TEMPLATE_DEFINE("cpu::Backend Linear<F, PartnerDot> against the refere
     if constexpr (std::same_as<F, d::F32> || std::same_as<F, d::F16> || std::same_as<F, d::BF16>) {
       // the dense GEMM on the partner-rounded activation (the dense test measures up to 2.1e-7)
       CHECK(relative_error(r.cpu1, r.ref, xa, wd, kRows, kOut, in) <= 1.2e-6);
-    } else if constexpr (kIntegerSimd<F>) {
+    } else if constexpr (kLanesOnly<F>) {
       // exact integer block sums, the blocks accumulated in fp32 lanes: the reference's block
-      // dot up to fp32 rounding (measured up to 6.3e-8 relative to Σ|x·w|; 1.7e-7 for Q4_1,
-      // whose d·Σq·a and m·s parts cancel)
+      // dot up to fp32 rounding (measured up to 6.3e-8 relative to Σ|x·w|)
       const double rel = relative_error(r.cpu1, r.ref, xa, wd, kRows, kOut, in);
       MESSAGE(F::name, " relative error ", rel);
       CHECK(rel <= 5e-7);
     } else {
-      // the reference's own block dot on the same quantized activation: bit for bit
+      // the reference's own block dot (dot_x86 for the 32-value formats) on the same quantized
+      // activation: bit for bit
       CHECK(same_bits(r.cpu1, r.ref));
     }
     std::vector<float> via_any(kRows * kOut);
@@ -177,9 +176,9 @@ TEST_CASE_TEMPLATE("cpu::Backend integer dots: GEMV and GEMM rows on 1, 2 and 3 
                    d::Q3_K, d::Q4_K, d::Q5_K, d::Q6_K, d::IQ4_XS) {
   // sizes large enough to be split over the threads: an odd block count (37 blocks of 32 values,
   // 5 super-blocks of 256), output columns not a multiple of the tile or the thread count, one
-  // activation row (the GEMV: two blocks per step, then the odd one), 6 (a group of 4 and 2
-  // single rows) and 21 (the packed tile GEMM where the CPU has AVX-512 VNNI: groups of 8, 8, 4
-  // and 1 rows; also run with the packed kernels switched off)
+  // activation row (the GEMV: four weight rows at a time; IQ4_NL and MXFP4 pair their blocks, the
+  // odd one last), 6 (a group of 4 and 2 single rows) and 21 (the packed tile GEMM where the CPU
+  // has AVX-512 VNNI: groups of 8, 8, 4 and 1 rows; also run with the packed kernels switched off)
   static_assert(kIntegerSimd<F>);
   using L = d::Linear<F, d::PartnerDot>;
   const std::size_t in = F::block_elems == 32 ? 32 * 37 : 256 * 5;
@@ -188,8 +187,6 @@ TEST_CASE_TEMPLATE("cpu::Backend integer dots: GEMV and GEMM rows on 1, 2 and 3 
   const auto w = L::quantize(d::ConstView2<float>(wf.data(), out, in));
   std::vector<float> wd(out * in);
   for (std::size_t o = 0; o < out; ++o) w.dequantize_row(o, wd.data() + o * in);
-  constexpr bool kB32 =
-      F::block_elems == 32 && !std::same_as<F, d::Q4_1> && !std::same_as<F, d::Q5_1>;
   struct Restore {
     ~Restore() { d::cpu::kernels::allow_packed_gemm(true); }
   } restore;
@@ -213,14 +210,15 @@ TEST_CASE_TEMPLATE("cpu::Backend integer dots: GEMV and GEMM rows on 1, 2 and 3 
         }
         CHECK(same_bits(y[0], y[1]));
         CHECK(same_bits(y[0], y[2]));
-        // as the test above (measured up to 4.6e-8 relative to Σ|x·w| here; 8.6e-8 for Q4_1 /
-        // Q5_1)
-        const double rel = relative_error(y[0], ref, xa, wd, rows, out, in);
-        MESSAGE(F::name, " relative error ", rel);
-        CHECK(rel <= 5e-7);
-        // the packed 32-value kernel is the format's own dot
-        if (kB32 && rows >= d::cpu::kernels::kTileRows && d::cpu::kernels::packed_gemm_active())
+        if constexpr (kLanesOnly<F>) {
+          // as the test above (measured up to 4.6e-8 relative to Σ|x·w| here)
+          const double rel = relative_error(y[0], ref, xa, wd, rows, out, in);
+          MESSAGE(F::name, " relative error ", rel);
+          CHECK(rel <= 5e-7);
+        } else {
+          // every kernel (rows, four-row GEMV, packed tile) is the format's dot_x86
           CHECK(same_bits(y[0], ref));
+        }
         // a weight row alone (the one-row kernels) gives the bits it gives among the others
         // (the GEMV's four-row kernels, the tiles)
         if (rows == 1) {
@@ -539,9 +537,10 @@ TEST_CASE("cpu::Backend: thread counts, copies share the arena") {
 }
 
 TEST_CASE("cpu kernels: the Q8_0 and Q8_K activation quantizers equal the formats' bit for bit") {
+  // (Q8_0: Q8_0::quantize_x86, the rounding of llama.cpp's x86 CPU backend)
   constexpr std::size_t kBlocks = 5;
   std::vector<float> x = random_values(256 * kBlocks, 11, 2.0f);
-  // block 0: halves that round away from zero (amax 127 so the scale is exactly 1)
+  // block 0: halves, rounded to even (amax 127 so the scale is exactly 1)
   for (std::size_t j = 0; j < 32; ++j) x[j] = static_cast<float>(j % 7) - 3.5f;
   x[5] = 127.f;
   // block 1 (of Q8_0) all zero; Q8_K block 1: the largest magnitude twice, negative first
@@ -556,7 +555,7 @@ TEST_CASE("cpu kernels: the Q8_0 and Q8_K activation quantizers equal the format
     const std::size_t n0 = x.size() / 32;
     std::vector<d::Q8_0::block_type> want0(n0), got0(n0);
     std::vector<float> xd(n0);
-    for (std::size_t i = 0; i < n0; ++i) d::Q8_0::quantize(x.data() + 32 * i, want0[i]);
+    for (std::size_t i = 0; i < n0; ++i) d::Q8_0::quantize_x86(x.data() + 32 * i, want0[i]);
     d::cpu::kernels::quantize_q8_0(x.data(), n0, got0.data(), xd.data());
     CHECK(std::memcmp(want0.data(), got0.data(), n0 * sizeof(d::Q8_0::block_type)) == 0);
     for (std::size_t i = 0; i < n0; ++i) CHECK(xd[i] == want0[i].d.to_float());

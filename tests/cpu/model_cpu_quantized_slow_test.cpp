@@ -88,13 +88,14 @@ TEST_CASE("cpu backend: quantized tiny GGUFs against llama.cpp's prefill logits"
     MESSAGE(name, " vs llama.cpp: cpu backend max ", c.max_abs, ", median ", c.median, ", top-1 ",
             c.top1, " | reference backend max ", r.max_abs, ", median ", r.median, ", top-1 ",
             r.top1, " | cpu vs reference max ", between.max_abs, ", top-1 ", between.top1);
-    // The cpu backend's summation orders (its integer SIMD dots accumulate blocks in fp32 lanes)
-    // move the logits by much less than the quantization does: its median stays near the
-    // reference backend's, and its top-1 agreement within a few near-tie flips of 300 (either
-    // way). The max is not compared: one flipped MoE routing decides it on either backend.
-    // Measured (cpu | reference) median, top-1 of 300: F16 0.0030, 300 | 0.0026, 300; Q8_0
-    // 0.0555, 294 | 0.0630, 286; Q4_K_M 0.0669, 284 | 0.0649, 293; Q2_K 0.0667, 283 | 0.0661,
-    // 283; MXFP4_MOE 0.0556, 282 | 0.0598, 291.
+    // The cpu backend's quantized dots are the reference's bit for bit (ggml's x86 order, except
+    // Q3_K / IQ4_XS); its other summation orders (dense GEMMs, attention) move the logits by much
+    // less than the quantization does: its median stays near the reference backend's, and its
+    // top-1 agreement within a few near-tie flips of 300 (either way). The max is not compared:
+    // one flipped MoE routing decides it on either backend. Measured (cpu | reference) median,
+    // top-1 of 300: F16 0.0026, 300 | 0.0028, 300; Q8_0 0.0503, 291 | 0.0488, 291; Q4_K_M
+    // 0.0603, 290 | 0.0660, 288; Q2_K 0.0624, 286 | 0.0651, 286; MXFP4_MOE 0.0489, 291 |
+    // 0.0469, 293.
     CHECK(c.median <= r.median * 1.25 + 1e-3);
     CHECK(c.top1 >= r.top1 - 0.04);
   }

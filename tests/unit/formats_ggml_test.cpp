@@ -285,6 +285,46 @@ TEST_CASE_TEMPLATE("ggml golden: dot matches ggml's CPU vec_dot within the round
   }
 }
 
+// The golden dots come from ggml's x86 kernels, and its CPU backend quantized the activation: the
+// formats' x86 variants (what Linear<F, PartnerDot> and the CPU backend compute) reproduce both
+// bit for bit.
+TEST_CASE_TEMPLATE("ggml golden: dot_x86 and quantize_x86 are ggml's x86 CPU kernels bit for bit",
+                   F, d::Q8_0, d::Q4_0, d::Q4_1, d::Q5_0, d::Q5_1, d::IQ4_NL, d::MXFP4) {
+  using A = typename F::activation;
+  static_assert(d::X86DotFormat<F> && d::X86QuantizableFormat<A>);
+  INFO("format ", F::name);
+  const std::size_t nw = kCols / F::block_elems;
+  const std::size_t na = kCols / A::block_elems;
+  const auto w = read_blocks<F>(stem<F>() + ".q", kRows * nw);
+  const auto a = read_blocks<A>(stem<F>() + ".act_q", na);
+  const auto want = read_raw<std::uint32_t>(stem<F>() + ".vecdot.f32");  // fp32 bit patterns
+  REQUIRE(want.size() == kRows);
+  const auto act = read_raw<float>("ggml-quants/act.f32");
+  const auto got_a =
+      quantize_row<A>(act.data(), kCols, [](const float* in, auto& b) { A::quantize_x86(in, b); });
+  CHECK(first_block_mismatch(got_a.data(), a.data(), na) == -1);
+  for (std::size_t r = 0; r < kRows; ++r) {
+    CAPTURE(r);
+    CHECK(std::bit_cast<std::uint32_t>(F::dot_x86(w.data() + r * nw, a.data(), nw)) == want[r]);
+  }
+}
+
+TEST_CASE("Q8_0::quantize_x86 rounds halves to even, Q8_0::quantize away from zero") {
+  float x[32];
+  for (int j = 0; j < 32; ++j) x[j] = static_cast<float>(j % 8) - 3.5f;  // ±0.5, ±1.5, ...
+  x[31] = 127.f;                                                         // the scale is exactly 1
+  d::Q8_0::block_type even{}, away{};
+  d::Q8_0::quantize_x86(x, even);
+  d::Q8_0::quantize(x, away);
+  CHECK(even.d.to_float() == 1.0f);
+  for (int j = 0; j < 31; ++j) {
+    CAPTURE(j);
+    CHECK(even.qs[j] == static_cast<int>(std::nearbyint(x[j])));
+    CHECK(away.qs[j] == static_cast<int>(std::round(x[j])));
+  }
+  CHECK(std::memcmp(even.qs, away.qs, 31) != 0);
+}
+
 TEST_CASE("F32: identity blocks and a double-accumulated dot") {
   const auto input = read_raw<float>("ggml-quants/input.f32");
   const auto act = read_raw<float>("ggml-quants/act.f32");

@@ -157,7 +157,7 @@ TEST_CASE_TEMPLATE_DEFINE("Linear<F, PartnerDot>: the format's dot on the partne
   std::vector<float> xd(rows * k), wd(k);
   for (std::size_t r = 0; r < rows; ++r) {
     for (std::size_t j = 0; j < na; ++j) {
-      A::quantize(x.view.row(r) + j * A::block_elems, xa[r * na + j]);
+      d::partner_quantize<A>(x.view.row(r) + j * A::block_elems, xa[r * na + j]);
       A::dequantize(xa[r * na + j], xd.data() + r * k + j * A::block_elems);
     }
   }

@@ -87,52 +87,34 @@ HWY_INLINE void ForRowGroups(std::size_t rows, Kernel&& kernel) {
 
 // ---- 32-value blocks: signed int8 weights (one float scale per block) × Q8_0 activations ----
 
-// y[r·ldy] = Σ_i wsc[i] · xd[r·nb + i] · Σ_j q[32i + j] · a_r,i[j] for r < rows. xq: Q8_0
-// blocks (34 bytes: f16 d, int8 qs[32]), nb per row; xd: their scales as float.
-template <int R>
-HWY_INLINE void I8RowsR(const std::int8_t* HWY_RESTRICT q, const float* HWY_RESTRICT wsc,
-                        const std::uint8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
-                        std::size_t nb, float* HWY_RESTRICT y, std::size_t ldy) {
+// y[r·ldy] = the dot of one unpacked weight row (signed values q [nb·32], block scales wsc [nb])
+// with activation row r < rows (Q8_0 blocks xq, 34 bytes: f16 d, int8 qs[32], nb per row; their
+// scales as float in xd) in ggml's x86 order (dsv4::detail::ggml::X86Lanes, the formats'
+// dot_x86): the scalar path of B32Row. kPaired: IQ4_NL and MXFP4, whose x86 kernels keep even and
+// odd blocks apart and add an odd count's last block at the end (detail::ggml::codebook_dot_x86).
+template <bool kPaired>
+HWY_INLINE void I8Rows(const std::int8_t* HWY_RESTRICT q, const float* HWY_RESTRICT wsc,
+                       const std::uint8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
+                       std::size_t rows, std::size_t nb, float* HWY_RESTRICT y, std::size_t ldy) {
   constexpr std::size_t kBytes = 34;
-  const std::size_t row_bytes = nb * kBytes;
-#if DSV4_CPU_QD_AVX2
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-  for (std::size_t i = 0; i < nb; ++i) {
-    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * i));
-    const __m256i aw = _mm256_sign_epi8(w, w);
-    for (int r = 0; r < R; ++r) {
-      const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 2;
-      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab));
-      const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(a, w));
-      const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-      const __m256 d = _mm256_set1_ps(wsc[i] * xd[static_cast<std::size_t>(r) * nb + i]);
-      acc[r] = _mm256_fmadd_ps(d, s, acc[r]);
-    }
-  }
-  for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
-#else
-  for (int r = 0; r < R; ++r) {
-    float sum = 0.f;
-    for (std::size_t i = 0; i < nb; ++i) {
-      const auto* a = reinterpret_cast<const std::int8_t*>(
-          xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 2);
+  const std::size_t lanes_end = kPaired ? nb & ~std::size_t{1} : nb;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const std::uint8_t* xr = xq + r * nb * kBytes;
+    const float* dr = xd + r * nb;
+    const auto act = [&](std::size_t i) {
+      return reinterpret_cast<const std::int8_t*>(xr + i * kBytes + 2);
+    };
+    dsv4::detail::ggml::X86Lanes acc[2];
+    for (std::size_t i = 0; i < lanes_end; ++i)
+      acc[kPaired ? (i & 1) : 0].add(wsc[i] * dr[i], q + 32 * i, act(i));
+    float sum = kPaired ? (acc[0] + acc[1]).sum() : acc[0].sum();
+    if (lanes_end < nb) {
       std::int32_t s = 0;
-      for (int j = 0; j < 32; ++j) s += q[32 * i + j] * a[j];
-      sum += static_cast<float>(s) * (wsc[i] * xd[static_cast<std::size_t>(r) * nb + i]);
+      for (int j = 0; j < 32; ++j) s += q[32 * lanes_end + j] * act(lanes_end)[j];
+      sum += wsc[lanes_end] * dr[lanes_end] * static_cast<float>(s);
     }
-    y[static_cast<std::size_t>(r) * ldy] = sum;
+    y[r * ldy] = sum;
   }
-#endif
-}
-
-HWY_INLINE void I8Rows(const std::int8_t* q, const float* wsc, const std::uint8_t* xq,
-                       const float* xd, std::size_t rows, std::size_t nb, float* y,
-                       std::size_t ldy) {
-  ForRowGroups(rows, [&]<int R>(std::size_t r) {
-    I8RowsR<R>(q, wsc, xq + r * nb * 34, xd + r * nb, nb, y + r * ldy, ldy);
-  });
 }
 
 // The bytes of one block of a 32-value format (kernels::B32Kind).
@@ -169,6 +151,10 @@ HWY_INLINE float B32Scale(const std::uint8_t* b) {
     return HalfToFloat(LoadU16(b));
   }
 }
+
+// Whether ggml's x86 kernel of format K keeps even and odd blocks in two accumulators (I8Rows).
+template <kernels::B32Kind K>
+inline constexpr bool kB32Paired = K == kernels::B32Kind::iq4_nl || K == kernels::B32Kind::mxfp4;
 
 // One weight row of a 32-value format (nb blocks) into signed values q [nb·32] and block scales
 // wsc [nb] (the scalar path of B32Row).
@@ -351,6 +337,34 @@ HWY_INLINE __m256i Q45KScale(__m256i scb, int j) {
   return _mm256_shuffle_epi8(scb, _mm256_set1_epi16(static_cast<short>(0x0101 * 2 * j + 0x0100)));
 }
 
+// The min term of a Q4_K / Q5_K super-block in ggml's x86 order (dsv4::detail::kq::
+// dot_qk_asym_x86): 4 integer lanes mn[2k]·q8s[2k] + mn[2k + 1]·q8s[2k + 1] of the activation's
+// 32-value sums q8s, times −d_a·dmin: Q4_K into the 4 FMA accumulators accm, Q5_K as one float
+// of their total into summs.
+template <bool kQ5>
+HWY_INLINE void Q45KMins(const std::uint8_t* ab, const Q45KScales& h, float da, __m128& accm,
+                         float& summs) {
+  const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 260));
+  const __m256i msum = _mm256_mullo_epi32(_mm256_madd_epi16(bs, _mm256_set1_epi16(1)), h.mins);
+  const __m256i hp = _mm256_hadd_epi32(msum, msum);
+  const __m128i prod =
+      _mm_unpacklo_epi64(_mm256_castsi256_si128(hp), _mm256_extracti128_si256(hp, 1));
+  const float dmin = -da * h.dmin;
+  if constexpr (kQ5) {
+    alignas(16) std::int32_t p[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(p), prod);
+    summs += dmin * static_cast<float>(p[0] + p[1] + p[2] + p[3]);
+  } else {
+    accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), accm);
+  }
+}
+
+// ((a0 + a2) + (a1 + a3)): the lane sum of the Q4_K min accumulators.
+HWY_INLINE float HSum4Lanes(__m128 a) {
+  const __m128 t = _mm_add_ps(a, _mm_movehl_ps(a, a));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
 // Chunk c (values 64c .. 64c + 63) of a Q4_K / Q5_K super-block as unsigned quants: q0 the
 // sub-block 2c (low nibbles), q1 the sub-block 2c + 1 (high nibbles); Q5_K adds the fifth bit
 // of element 64c + 32h + l, bit 2c + h of qh[l].
@@ -381,9 +395,14 @@ HWY_INLINE void Q45KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
   const std::size_t row_bytes = nb * kBytes;
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i one8 = _mm256_set1_epi8(1);
-  const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  __m128 accm[R];
+  float summs[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm256_setzero_ps();
+    accm[r] = _mm_setzero_ps();
+    summs[r] = 0.f;
+  }
   for (std::size_t i = 0; i < nb; ++i) {
     const std::uint8_t* b =
         w + i * (kQ5 ? sizeof(dsv4::Q5_K::block_type) : sizeof(dsv4::Q4_K::block_type));
@@ -411,13 +430,12 @@ HWY_INLINE void Q45KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
       const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes;
       float da;
       std::memcpy(&da, ab, sizeof da);
-      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 260));
-      const __m256i msum = _mm256_mullo_epi32(_mm256_madd_epi16(bs, ones), h.mins);
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h.d * da), _mm256_cvtepi32_ps(isum[r]), acc[r]);
-      acc[r] = _mm256_fnmadd_ps(_mm256_set1_ps(h.dmin * da), _mm256_cvtepi32_ps(msum), acc[r]);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(da * h.d), _mm256_cvtepi32_ps(isum[r]), acc[r]);
+      Q45KMins<kQ5>(ab, h, da, accm[r], summs[r]);
     }
   }
-  for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
+  for (int r = 0; r < R; ++r)
+    y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]) + (kQ5 ? summs[r] : HSum4Lanes(accm[r]));
 }
 
 // Half h (values 128h .. 128h + 127) of a Q6_K super-block as unsigned quants, 32 values per
@@ -530,32 +548,43 @@ HWY_INLINE void Q45KGemv4(const std::uint8_t* HWY_RESTRICT w, std::size_t row_by
                           const std::uint8_t* HWY_RESTRICT xq, float* HWY_RESTRICT y) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i one8 = _mm256_set1_epi8(1);
-  const __m256i ones = _mm256_set1_epi16(1);
-  const auto block = [&](const std::uint8_t* b, const std::uint8_t* ab, __m256 acc) {
-    float da;
-    std::memcpy(&da, ab, sizeof da);
-    const __m256i bsp =
-        _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 260)), ones);
-    const Q45KScales h = Q45KDecodeScales(b);
-    const __m256i qh =
-        kQ5 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16)) : _mm256_setzero_si256();
-    __m256i isum = _mm256_setzero_si256();
-    for (int c = 0; c < 4; ++c) {
-      __m256i q0, q1;
-      Q45KChunk<kQ5>(b + (kQ5 ? 48 : 16), qh, c, m4, one8, q0, q1);
-      const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4 + 64 * c));
-      const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4 + 64 * c + 32));
-      const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), Q45KScale(h.scb, 2 * c));
-      const __m256i p1 =
-          _mm256_madd_epi16(_mm256_maddubs_epi16(q1, a1), Q45KScale(h.scb, 2 * c + 1));
-      isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+  constexpr std::size_t kWBytes =
+      kQ5 ? sizeof(dsv4::Q5_K::block_type) : sizeof(dsv4::Q4_K::block_type);
+  __m256 acc[4];
+  float extra[4];
+  for (int j = 0; j < 4; ++j) {
+    acc[j] = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    float summs = 0.f;
+    const std::uint8_t* row = w + static_cast<std::size_t>(j) * row_bytes;
+    for (std::size_t i = 0; i < nb; ++i) {
+      const std::uint8_t* b = row + i * kWBytes;
+      const std::uint8_t* ab = xq + i * 292;
+      float da;
+      std::memcpy(&da, ab, sizeof da);
+      const Q45KScales h = Q45KDecodeScales(b);
+      const __m256i qh = kQ5 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16))
+                             : _mm256_setzero_si256();
+      __m256i isum = _mm256_setzero_si256();
+      for (int c = 0; c < 4; ++c) {
+        __m256i q0, q1;
+        Q45KChunk<kQ5>(b + (kQ5 ? 48 : 16), qh, c, m4, one8, q0, q1);
+        const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4 + 64 * c));
+        const __m256i a1 =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 4 + 64 * c + 32));
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), Q45KScale(h.scb, 2 * c));
+        const __m256i p1 =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(q1, a1), Q45KScale(h.scb, 2 * c + 1));
+        isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+      }
+      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(da * h.d), _mm256_cvtepi32_ps(isum), acc[j]);
+      Q45KMins<kQ5>(ab, h, da, accm, summs);
     }
-    const __m256i msum = _mm256_mullo_epi32(bsp, h.mins);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(h.d * da), _mm256_cvtepi32_ps(isum), acc);
-    return _mm256_fnmadd_ps(_mm256_set1_ps(h.dmin * da), _mm256_cvtepi32_ps(msum), acc);
-  };
-  Gemv4(w, row_bytes, nb, kQ5 ? sizeof(dsv4::Q5_K::block_type) : sizeof(dsv4::Q4_K::block_type), xq,
-        y, block);
+    extra[j] = kQ5 ? summs : HSum4Lanes(accm);
+  }
+  alignas(16) float s[4];
+  _mm_store_ps(s, HSum4(acc));
+  for (int j = 0; j < 4; ++j) y[j] = s[j] + extra[j];
 }
 
 HWY_INLINE void Q6KGemv4(const std::uint8_t* HWY_RESTRICT w, std::size_t row_bytes, std::size_t nb,
@@ -738,9 +767,10 @@ HWY_INLINE void Q23KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
             _mm256_sub_epi32(isum[r], _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 2));
         acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(is), acc[r]);
       } else {
-        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(isum[r]), acc[r]);
-        acc[r] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da),
-                                  _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mn16)), acc[r]);
+        // ggml's x86 order (Q2_K::dot_x86): the mins' lanes first, then the quants'
+        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-da * dmin),
+                                 _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mn16)), acc[r]);
+        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(da * d), _mm256_cvtepi32_ps(isum[r]), acc[r]);
       }
     }
   }
@@ -769,49 +799,69 @@ HWY_INLINE __m256i B32Values(const std::uint8_t* b) {
   }
 }
 
-// One weight row of 32-value format K (nb blocks) · R Q8_0 activation rows, the weights decoded
-// in registers block by block (B32Values); same arithmetic as UnpackB32 + I8RowsR.
-template <kernels::B32Kind K, int R>
-HWY_INLINE void B32RowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
+// The integer sums of a block's 32 products in 8 int32 lanes of 4 consecutive values (u8 × s8
+// via the sign trick: `vpmaddubsw` + `vpmaddwd`, as ggml's mul_sum_i8_pairs).
+HWY_INLINE __m256i B32BlockLanes(__m256i wq, const std::uint8_t* a) {
+  const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(av, wq));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+HWY_INLINE std::int32_t HSumI32(__m256i v) {
+  const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  const __m128i t = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 1)));
+}
+
+// W weight rows of 32-value format K (nb blocks each, row_bytes apart) · R Q8_0 activation
+// rows (nb blocks each, their scales in xd) → y[r·ldy + o·ldo], the weights decoded in
+// registers block by block (B32Values), in ggml's x86 order: I8Rows' arithmetic. W = 1 serves
+// the prefill rows, R = 1 with W = 4 the decode GEMV (independent FMA chains).
+template <kernels::B32Kind K, int W, int R>
+HWY_INLINE void B32RowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t row_bytes, std::size_t nb,
                          const std::uint8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
-                         float* HWY_RESTRICT y, std::size_t ldy) {
+                         float* HWY_RESTRICT y, std::size_t ldy, std::size_t ldo) {
   constexpr std::size_t kBytes = 34;  // a Q8_0 activation block
   constexpr std::size_t kWBytes = B32Bytes(K);
-  const std::size_t row_bytes = nb * kBytes;
-  const __m256i ones = _mm256_set1_epi16(1);
-  // the integer sums of a block's 32 products, in 8 int32 lanes (u8 × s8 via the sign trick)
-  const auto block_dot = [&](__m256i wq, const std::uint8_t* a) {
-    const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
-    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(av, wq));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-  };
-  __m256 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-  std::size_t i = 0;
-  if constexpr (R == 1) {
-    // one row: two blocks per step into two accumulators (the FMA chain is the bound)
-    __m256 acc1 = _mm256_setzero_ps();
-    for (; i + 2 <= nb; i += 2) {
-      const std::uint8_t* b = w + i * kWBytes;
-      const std::uint8_t* ab = xq + i * kBytes;
-      const __m256 s0 = block_dot(B32Values<K>(b), ab + 2);
-      const __m256 s1 = block_dot(B32Values<K>(b + kWBytes), ab + kBytes + 2);
-      acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(B32Scale<K>(b) * xd[i]), s0, acc[0]);
-      acc1 = _mm256_fmadd_ps(_mm256_set1_ps(B32Scale<K>(b + kWBytes) * xd[i + 1]), s1, acc1);
+  constexpr bool kPaired = kB32Paired<K>;
+  const std::size_t x_row_bytes = nb * kBytes;
+  const std::size_t lanes_end = kPaired ? nb & ~std::size_t{1} : nb;
+  __m256 acc[W][R][kPaired ? 2 : 1];
+  for (auto& a : acc)
+    for (auto& b : a)
+      for (auto& c : b) c = _mm256_setzero_ps();
+  for (std::size_t i = 0; i < lanes_end; ++i) {
+    for (int o = 0; o < W; ++o) {
+      const std::uint8_t* b = w + static_cast<std::size_t>(o) * row_bytes + i * kWBytes;
+      const float wd = B32Scale<K>(b);
+      const __m256i wq = B32Values<K>(b);
+      for (int r = 0; r < R; ++r) {
+        const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * x_row_bytes + i * kBytes;
+        __m256& a = acc[o][r][kPaired ? (i & 1) : 0];
+        a = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[static_cast<std::size_t>(r) * nb + i]),
+                            _mm256_cvtepi32_ps(B32BlockLanes(wq, ab + 2)), a);
+      }
     }
-    acc[0] = _mm256_add_ps(acc[0], acc1);
   }
-  for (; i < nb; ++i) {
-    const std::uint8_t* b = w + i * kWBytes;
-    const float wd = B32Scale<K>(b);
-    const __m256i wq = B32Values<K>(b);
+  for (int o = 0; o < W; ++o) {
     for (int r = 0; r < R; ++r) {
-      const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 2;
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[static_cast<std::size_t>(r) * nb + i]),
-                               block_dot(wq, ab), acc[r]);
+      float sum;
+      if constexpr (kPaired) {
+        sum = HSum(_mm256_add_ps(acc[o][r][0], acc[o][r][1]));
+        if (lanes_end < nb) {  // the last of an odd count of blocks
+          const std::uint8_t* b = w + static_cast<std::size_t>(o) * row_bytes + lanes_end * kWBytes;
+          const std::uint8_t* ab =
+              xq + static_cast<std::size_t>(r) * x_row_bytes + lanes_end * kBytes;
+          const std::int32_t s = HSumI32(B32BlockLanes(B32Values<K>(b), ab + 2));
+          sum += B32Scale<K>(b) * xd[static_cast<std::size_t>(r) * nb + lanes_end] *
+                 static_cast<float>(s);
+        }
+      } else {
+        sum = HSum(acc[o][r][0]);
+      }
+      y[static_cast<std::size_t>(r) * ldy + static_cast<std::size_t>(o) * ldo] = sum;
     }
   }
-  for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
 }
 
 // One Q4_1 (kQ5 false) or Q5_1 (kQ5) weight row (nb blocks: f16 d, f16 m, [qh[4],] qs[16]) · R
@@ -856,22 +906,13 @@ HWY_INLINE std::size_t KqGemv(kernels::KqKind, const std::uint8_t*, std::size_t,
 }
 #endif  // DSV4_CPU_QD_AVX2
 
-// ---- activation quantizers (bit for bit Q8_0::quantize / Q8_K::quantize) ----
+// ---- activation quantizers (bit for bit Q8_0::quantize_x86 / Q8_K::quantize) ----
 
 #if DSV4_CPU_QD_AVX2
 HWY_INLINE float HMax(__m256 v) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));
   return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
-}
-
-// roundf (halves away from zero), exact: the truncation plus one step where the rest is >= 1/2.
-HWY_INLINE __m256 RoundHalfAway(__m256 v) {
-  const __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
-  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __m256 rest = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(v, t));
-  const __m256 up = _mm256_cmp_ps(rest, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-  return _mm256_add_ps(t, _mm256_and_ps(up, _mm256_or_ps(sign, _mm256_set1_ps(1.0f))));
 }
 
 // Four vectors of 8 integral floats in [-128, 127] → 32 int8 in order.
@@ -898,17 +939,20 @@ HWY_INLINE void QuantizeQ8_0(const float* HWY_RESTRICT x, std::size_t n_blocks,
       v[k] = _mm256_loadu_ps(in + 8 * k);
       m = _mm256_max_ps(_mm256_and_ps(v[k], abs_mask), m);  // a NaN input is skipped (fmax)
     }
-    const float d = HMax(m) / 127.f;
-    const float id = d != 0.f ? 1.f / d : 0.f;
+    const float amax = HMax(m);
+    const float d = amax / 127.f;
+    const float id = amax != 0.f ? 127.f / amax : 0.f;
     const __m256 vid = _mm256_set1_ps(id);
-    for (int k = 0; k < 4; ++k) v[k] = RoundHalfAway(_mm256_mul_ps(v[k], vid));
+    for (int k = 0; k < 4; ++k)
+      v[k] =
+          _mm256_round_ps(_mm256_mul_ps(v[k], vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(b + 2), PackI8(v[0], v[1], v[2], v[3]));
     const auto h = static_cast<std::uint16_t>(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
     std::memcpy(b, &h, 2);
     xd[i] = _cvtsh_ss(h);
 #else
     dsv4::Q8_0::block_type blk;
-    dsv4::Q8_0::quantize(in, blk);
+    dsv4::Q8_0::quantize_x86(in, blk);
     std::memcpy(b, &blk, sizeof blk);
     xd[i] = HalfToFloat(blk.d.bits);
 #endif
@@ -1113,7 +1157,7 @@ HWY_INLINE void UnpackKq(kernels::KqKind kind, const std::uint8_t* HWY_RESTRICT 
 }
 
 // One weight row of a 32-value format · `rows` Q8_0 activation rows (kernels::b32_row): the
-// fused kernel on AVX2 targets, else the unpack into q / wsc and the generic one.
+// fused kernel on AVX2 targets, else the unpack into q / wsc and the scalar one.
 template <kernels::B32Kind K>
 HWY_INLINE void B32RowK(const std::uint8_t* w, std::size_t nb, const std::uint8_t* xq,
                         const float* xd, std::size_t rows, float* y, std::size_t ldy,
@@ -1122,11 +1166,28 @@ HWY_INLINE void B32RowK(const std::uint8_t* w, std::size_t nb, const std::uint8_
   (void)q;
   (void)wsc;
   ForRowGroups(rows, [&]<int R>(std::size_t r) {
-    B32RowsR<K, R>(w, nb, xq + r * nb * 34, xd + r * nb, y + r * ldy, ldy);
+    B32RowsR<K, 1, R>(w, 0, nb, xq + r * nb * 34, xd + r * nb, y + r * ldy, ldy, 0);
   });
 #else
   UnpackB32<K>(w, nb, q, wsc);
-  I8Rows(q, wsc, xq, xd, rows, nb, y, ldy);
+  I8Rows<kB32Paired<K> >(q, wsc, xq, xd, rows, nb, y, ldy);
+#endif
+}
+
+// n weight rows of a 32-value format (nb blocks each, contiguous) · one Q8_0 activation row →
+// y[o] (the decode GEMV): four weight rows at a time on AVX2 targets. Returns the rows done.
+template <kernels::B32Kind K>
+HWY_INLINE std::size_t B32Gemv(const std::uint8_t* w, std::size_t n, std::size_t nb,
+                               const std::uint8_t* xq, const float* xd, float* y) {
+#if DSV4_CPU_QD_AVX2
+  const std::size_t row_bytes = nb * B32Bytes(K);
+  std::size_t o = 0;
+  for (; o + 4 <= n; o += 4)
+    B32RowsR<K, 4, 1>(w + o * row_bytes, row_bytes, nb, xq, xd, y + o, 0, 1);
+  return o;
+#else
+  (void)w, (void)n, (void)nb, (void)xq, (void)xd, (void)y;
+  return 0;
 #endif
 }
 
@@ -1160,7 +1221,7 @@ HWY_INLINE void Q451RowK(const std::uint8_t* w, std::size_t nb, const std::uint8
 #else
   constexpr std::size_t kWBytes = kQ5 ? 24 : 20;
   for (std::size_t r = 0; r < rows; ++r) {
-    float sum = 0.f;
+    dsv4::detail::ggml::X86Lanes acc;
     float msum = 0.f;
     for (std::size_t i = 0; i < nb; ++i) {
       const std::uint8_t* b = w + i * kWBytes;
@@ -1176,12 +1237,10 @@ HWY_INLINE void Q451RowK(const std::uint8_t* w, std::size_t nb, const std::uint8
           v[j + 16] = qs[j] >> 4;
         }
       }
-      std::int32_t s = 0;
-      for (int j = 0; j < 32; ++j) s += v[j] * a[j];
-      sum += static_cast<float>(s) * (HalfToFloat(LoadU16(b)) * HalfToFloat(LoadU16(ab)));
       msum += HalfToFloat(LoadU16(b + 2)) * HalfToFloat(LoadU16(ab + 2));
+      acc.add(HalfToFloat(LoadU16(b)) * HalfToFloat(LoadU16(ab)), v, a);
     }
-    y[r * ldy] = sum + msum;
+    y[r * ldy] = acc.sum() + msum;
   }
 #endif
 }
@@ -1217,6 +1276,25 @@ HWY_INLINE void KqRow(kernels::KqKind kind, const std::uint8_t* w, std::size_t n
     case KqKind::iq4_xs:  // (its unpacked quants reach 241: too large for KqRowsR's vpmaddubsw)
       return fused(
           [&]<int R>(const std::uint8_t* x, float* yr) { IQ4XSRowsR<R>(w, nb, x, yr, ldy); });
+  }
+#else
+  // the formats with ggml's x86 order: their own dot_x86 (the fused kernels' arithmetic)
+  const auto x86 = [&]<class F>() {
+    const auto* wb = reinterpret_cast<const typename F::block_type*>(w);
+    const auto* ab = reinterpret_cast<const dsv4::Q8_K::block_type*>(xq);
+    for (std::size_t r = 0; r < rows; ++r) y[r * ldy] = F::dot_x86(wb, ab + r * nb, nb);
+  };
+  switch (kind) {
+    case kernels::KqKind::q2_k:
+      return x86.template operator()<dsv4::Q2_K>();
+    case kernels::KqKind::q4_k:
+      return x86.template operator()<dsv4::Q4_K>();
+    case kernels::KqKind::q5_k:
+      return x86.template operator()<dsv4::Q5_K>();
+    case kernels::KqKind::q6_k:
+      return x86.template operator()<dsv4::Q6_K>();
+    default:
+      break;
   }
 #endif
   UnpackKq(kind, w, nb, q, k);

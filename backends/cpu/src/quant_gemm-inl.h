@@ -85,37 +85,68 @@ HWY_INLINE void PackB32(const std::uint8_t* HWY_RESTRICT w, std::size_t n, std::
   }
 }
 
-// R activation rows (Q8_0 blocks xq, scales xd, 128·Σqs asum; nb per row) · the packed tile →
-// y[r·ldy + o] for the lanes of `mask`.
-template <int R>
+// The exact integer sums of 4-value group c of a block (activation quants a, their group offsets
+// asum [8]) with the packed block p of 16 weight rows, one per lane.
+DSV4_CPU_VNNI_FN HWY_INLINE __m512i B32Group(const std::uint8_t* p, const std::uint8_t* a,
+                                             const std::int32_t* asum, int c) {
+  return _mm512_dpbusd_epi32(_mm512_set1_epi32(-asum[c]), _mm512_loadu_si512(p + 64 * c),
+                             Bcast4(a + 4 * c));
+}
+
+// R activation rows (Q8_0 blocks xq, scales xd, nb per row; asum: 128·Σ of each 4-value group,
+// 8 per block) · the packed tile → y[r·ldy + o] for the lanes of `mask`, in ggml's x86 order
+// (the formats' dot_x86): each 4-value group's integer sum is its own lane of ggml's kernel, so
+// every group g gets one vpdpbusd started from −asum and its own fp32 accumulator (FMA with the
+// block's scale product), the 8 accumulators added at the end as hsum_float_8 adds its lanes.
+// kPaired (IQ4_NL, MXFP4): even and odd blocks in two sets of accumulators, an odd count's last
+// block added to the sum as d·float(Σ).
+template <int R, bool kPaired>
 DSV4_CPU_VNNI_FN HWY_INLINE void B32TileR(const std::uint8_t* HWY_RESTRICT pack, std::size_t nb,
                                           const std::uint8_t* HWY_RESTRICT xq,
                                           const float* HWY_RESTRICT xd,
                                           const std::int32_t* HWY_RESTRICT asum,
                                           float* HWY_RESTRICT y, std::size_t ldy, __mmask16 mask) {
   constexpr std::size_t kBytes = 34;
+  constexpr int kSets = kPaired ? 2 : 1;
   const std::size_t row_bytes = nb * kBytes;
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  for (std::size_t i = 0; i < nb; ++i) {
+  const std::size_t lanes_end = kPaired ? nb & ~std::size_t{1} : nb;
+  __m512 acc[R][kSets][8];
+  for (auto& a : acc)
+    for (auto& b : a)
+      for (auto& c : b) c = _mm512_setzero_ps();
+  for (std::size_t i = 0; i < lanes_end; ++i) {
     const std::uint8_t* p = pack + i * kB32PackBytes;
-    const std::uint8_t* a = xq + i * kBytes + 2;
-    __m512i s[R];
-    for (int r = 0; r < R; ++r) s[r] = _mm512_setzero_si512();
-    for (int c = 0; c < 8; ++c) {
-      const __m512i wv = _mm512_loadu_si512(p + 64 * c);
-      for (int r = 0; r < R; ++r)
-        s[r] = _mm512_dpbusd_epi32(s[r], wv, Bcast4(a + r * row_bytes + 4 * c));
-    }
     const __m512 wd = _mm512_loadu_ps(p + 8 * 64);
+    const int set = kPaired ? static_cast<int>(i & 1) : 0;
     for (int r = 0; r < R; ++r) {
-      const std::size_t ri = static_cast<std::size_t>(r) * nb + i;
-      const __m512 si = _mm512_cvtepi32_ps(_mm512_sub_epi32(s[r], _mm512_set1_epi32(asum[ri])));
-      // sum += float(sumi) · (d_w · d_a), as F::dot rounds it
-      acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(si, _mm512_mul_ps(wd, _mm512_set1_ps(xd[ri]))));
+      const __m512 d = _mm512_mul_ps(wd, _mm512_set1_ps(xd[static_cast<std::size_t>(r) * nb + i]));
+      for (int c = 0; c < 8; ++c)
+        acc[r][set][c] =
+            _mm512_fmadd_ps(d,
+                            _mm512_cvtepi32_ps(B32Group(p, xq + r * row_bytes + i * kBytes + 2,
+                                                        asum + 8 * (r * nb + i), c)),
+                            acc[r][set][c]);
     }
   }
-  for (int r = 0; r < R; ++r) _mm512_mask_storeu_ps(y + r * ldy, mask, acc[r]);
+  for (int r = 0; r < R; ++r) {
+    __m512 l[8];
+    for (int c = 0; c < 8; ++c)
+      l[c] = kPaired ? _mm512_add_ps(acc[r][0][c], acc[r][kSets - 1][c]) : acc[r][0][c];
+    __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])),
+                               _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])));
+    if (lanes_end < nb) {
+      const std::uint8_t* p = pack + lanes_end * kB32PackBytes;
+      __m512i s = _mm512_setzero_si512();
+      for (int c = 0; c < 8; ++c)
+        s = _mm512_add_epi32(s, B32Group(p, xq + r * row_bytes + lanes_end * kBytes + 2,
+                                         asum + 8 * (r * nb + lanes_end), c));
+      const __m512 d =
+          _mm512_mul_ps(_mm512_loadu_ps(p + 8 * 64),
+                        _mm512_set1_ps(xd[static_cast<std::size_t>(r) * nb + lanes_end]));
+      sum = _mm512_add_ps(sum, _mm512_mul_ps(d, _mm512_cvtepi32_ps(s)));
+    }
+    _mm512_mask_storeu_ps(y + r * ldy, mask, sum);
+  }
 }
 
 // Runs STEP(R, r) over the activation rows in groups of 8, one of 4, then one by one (a macro:
@@ -137,10 +168,17 @@ DSV4_CPU_VNNI_FN void B32TileK(const std::uint8_t* w, std::size_t n, std::size_t
                                std::size_t rows, float* y, std::size_t ldy, std::uint8_t* pack) {
   PackB32<K>(w, n, nb, pack);
   const auto mask = static_cast<__mmask16>((1u << n) - 1);
-#define DSV4_CPU_B32_STEP(R, r) \
-  B32TileR<R>(pack, nb, xq + (r)*nb * 34, xd + (r)*nb, asum + (r)*nb, y + (r)*ldy, ldy, mask)
-  DSV4_CPU_FOR_TILE_ROWS(rows, DSV4_CPU_B32_STEP);
-#undef DSV4_CPU_B32_STEP
+  constexpr bool kPaired = kB32Paired<K>;
+  // two activation rows per pass (16 accumulators), one where the paired formats need 16 alone
+  std::size_t r = 0;
+  if constexpr (!kPaired) {
+    for (; r + 2 <= rows; r += 2)
+      B32TileR<2, false>(pack, nb, xq + r * nb * 34, xd + r * nb, asum + 8 * r * nb, y + r * ldy,
+                         ldy, mask);
+  }
+  for (; r < rows; ++r)
+    B32TileR<1, kPaired>(pack, nb, xq + r * nb * 34, xd + r * nb, asum + 8 * r * nb, y + r * ldy,
+                         ldy, mask);
 }
 
 // ---- k-quants ----
@@ -249,6 +287,79 @@ DSV4_CPU_VNNI_FN HWY_INLINE void KqTileR(const std::uint8_t* HWY_RESTRICT pack, 
   for (int r = 0; r < R; ++r) _mm512_mask_storeu_ps(y + r * ldy, mask, acc[r]);
 }
 
+// One Q8_K activation row · the packed tile of a format with ggml's x86 order (K: q2_k, q4_k,
+// q5_k, q6_k) → y[o] for the lanes of `mask`, bit for bit the format's dot_x86: per super-block
+// 8 integer lanes per output, lane m the 4-value groups 8c + m (one vpdpbusd each, times the
+// scale of its 16-value group; Q6_K's −32 offset per lane pair of groups), then ggml's float
+// steps (detail::kq::dot_qk_asym_x86, Q2_K::dot_x86, Q6_K::dot_x86).
+template <kernels::KqKind K>
+DSV4_CPU_VNNI_FN void KqTileX86(const std::uint8_t* HWY_RESTRICT pack, std::size_t nb,
+                                const std::uint8_t* HWY_RESTRICT xq, float* HWY_RESTRICT y,
+                                __mmask16 mask) {
+  using L = KqPackLayout;
+  using kernels::KqKind;
+  constexpr bool kQ45 = K == KqKind::q4_k || K == KqKind::q5_k;
+  __m512 acc[8];
+  __m512 accm[4];
+  for (auto& v : acc) v = _mm512_setzero_ps();
+  for (auto& v : accm) v = _mm512_setzero_ps();
+  __m512 summs = _mm512_setzero_ps();
+  for (std::size_t i = 0; i < nb; ++i) {
+    const std::uint8_t* p = pack + i * L::bytes;
+    const std::uint8_t* a = xq + i * 292;
+    float da;
+    std::memcpy(&da, a, sizeof da);
+    __m512i lane[8];
+    for (auto& v : lane) v = _mm512_setzero_si512();
+    for (int g = 0; g < 64; ++g) {
+      const __m512i t = _mm512_dpbusd_epi32(
+          _mm512_setzero_si512(), _mm512_loadu_si512(p + L::q + 64 * g), Bcast4(a + 4 + 4 * g));
+      lane[g % 8] = _mm512_add_epi32(
+          lane[g % 8], _mm512_mullo_epi32(t, _mm512_loadu_si512(p + L::sc + 64 * (g / 4))));
+    }
+    if constexpr (K == KqKind::q6_k) {
+      for (int m = 0; m < 8; ++m)
+        lane[m] = _mm512_dpwssd_epi32(lane[m], _mm512_loadu_si512(p + L::bias + 64 * m),
+                                      Bcast4(a + 260 + 4 * m));
+    }
+    // the mins' integer lanes: mn[2g]·bsums[2g] + mn[2g + 1]·bsums[2g + 1]
+    __m512i mg[8];
+    if constexpr (K != KqKind::q6_k) {
+      for (int g = 0; g < 8; ++g)
+        mg[g] = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(p + L::mn + 64 * g),
+                                    Bcast4(a + 260 + 4 * g));
+    }
+    const __m512 dmin = _mm512_mul_ps(_mm512_set1_ps(-da), _mm512_loadu_ps(p + L::dmin));
+    if constexpr (K == KqKind::q2_k) {
+      for (int m = 0; m < 8; ++m) acc[m] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(mg[m]), acc[m]);
+    }
+    const __m512 d = _mm512_mul_ps(_mm512_set1_ps(da), _mm512_loadu_ps(p + L::d));
+    for (int m = 0; m < 8; ++m) acc[m] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(lane[m]), acc[m]);
+    if constexpr (kQ45) {
+      __m512i prod[4];
+      for (int k = 0; k < 4; ++k) prod[k] = _mm512_add_epi32(mg[2 * k], mg[2 * k + 1]);
+      if constexpr (K == KqKind::q5_k) {
+        const __m512i total = _mm512_add_epi32(_mm512_add_epi32(prod[0], prod[1]),
+                                               _mm512_add_epi32(prod[2], prod[3]));
+        summs = _mm512_add_ps(summs, _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(total)));
+      } else {
+        for (int k = 0; k < 4; ++k)
+          accm[k] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(prod[k]), accm[k]);
+      }
+    }
+  }
+  __m512 sum =
+      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
+                    _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])));
+  if constexpr (K == KqKind::q4_k) {
+    sum = _mm512_add_ps(
+        sum, _mm512_add_ps(_mm512_add_ps(accm[0], accm[2]), _mm512_add_ps(accm[1], accm[3])));
+  } else if constexpr (K == KqKind::q5_k) {
+    sum = _mm512_add_ps(sum, summs);
+  }
+  _mm512_mask_storeu_ps(y, mask, sum);
+}
+
 template <int kGroup, bool kBias, bool kMin>
 DSV4_CPU_VNNI_FN void KqTileRows(const std::uint8_t* pack, std::size_t nb, const std::uint8_t* xq,
                                  std::size_t rows, float* y, std::size_t ldy, __mmask16 mask) {
@@ -296,8 +407,28 @@ HWY_INLINE void B32Tile(kernels::B32Kind kind, const std::uint8_t* w, std::size_
 #else
   (void)asum;
 #endif
-  for (std::size_t o = 0; o < n; ++o)
-    B32Row(kind, w + o * w_row_bytes, nb, xq, xd, rows, y + o, ldy, q, wsc);
+  // decode: four weight rows at a time where the target has that kernel, then one at a time
+  std::size_t o = 0;
+  if (rows == 1) {
+    switch (kind) {
+      case B32Kind::q8_0:
+        o = B32Gemv<B32Kind::q8_0>(w, n, nb, xq, xd, y);
+        break;
+      case B32Kind::q4_0:
+        o = B32Gemv<B32Kind::q4_0>(w, n, nb, xq, xd, y);
+        break;
+      case B32Kind::q5_0:
+        o = B32Gemv<B32Kind::q5_0>(w, n, nb, xq, xd, y);
+        break;
+      case B32Kind::iq4_nl:
+        o = B32Gemv<B32Kind::iq4_nl>(w, n, nb, xq, xd, y);
+        break;
+      case B32Kind::mxfp4:
+        o = B32Gemv<B32Kind::mxfp4>(w, n, nb, xq, xd, y);
+        break;
+    }
+  }
+  for (; o < n; ++o) B32Row(kind, w + o * w_row_bytes, nb, xq, xd, rows, y + o, ldy, q, wsc);
 }
 
 // The bytes of a k-quant super-block.
@@ -334,17 +465,26 @@ HWY_INLINE void KqTile(kernels::KqKind kind, const std::uint8_t* w, std::size_t 
       const std::size_t m = n - o < 16 ? n - o : 16;
       PackKq(kind, w + o * w_row_bytes, m, nb, w_row_bytes, pack.data(), q, k);
       const auto mask = static_cast<__mmask16>((1u << m) - 1);
+      // the formats with ggml's x86 order one activation row at a time
+      const auto x86 = [&](auto kernel) {
+        for (std::size_t r = 0; r < rows; ++r)
+          kernel(pack.data(), nb, xq + r * nb * 292, y + o + r * ldy, mask);
+      };
       switch (kind) {
         case KqKind::q2_k:
-          KqTileRows<16, false, true>(pack.data(), nb, xq, rows, y + o, ldy, mask);
+          x86(KqTileX86<KqKind::q2_k>);
           break;
         case KqKind::q3_k:
-        case KqKind::q6_k:
           KqTileRows<16, true, false>(pack.data(), nb, xq, rows, y + o, ldy, mask);
           break;
+        case KqKind::q6_k:
+          x86(KqTileX86<KqKind::q6_k>);
+          break;
         case KqKind::q4_k:
+          x86(KqTileX86<KqKind::q4_k>);
+          break;
         case KqKind::q5_k:
-          KqTileRows<32, false, true>(pack.data(), nb, xq, rows, y + o, ldy, mask);
+          x86(KqTileX86<KqKind::q5_k>);
           break;
         case KqKind::iq4_xs:
           KqTileRows<32, true, false>(pack.data(), nb, xq, rows, y + o, ldy, mask);
@@ -359,14 +499,13 @@ HWY_INLINE void KqTile(kernels::KqKind kind, const std::uint8_t* w, std::size_t 
   for (; o < n; ++o) KqRow(kind, w + o * w_row_bytes, nb, xq, rows, y + o, ldy, q, k);
 }
 
-// 128·Σ qs of each of n_blocks Q8_0 blocks (kernels::q8_0_offsets).
+// 128·Σ of each 4-value group of n_blocks Q8_0 blocks, 8 per block (kernels::q8_0_offsets).
 HWY_INLINE void Q8_0Offsets(const std::uint8_t* HWY_RESTRICT xq, std::size_t n_blocks,
                             std::int32_t* HWY_RESTRICT out) {
   for (std::size_t i = 0; i < n_blocks; ++i) {
     const auto* qs = reinterpret_cast<const std::int8_t*>(xq + 34 * i + 2);
-    std::int32_t s = 0;
-    for (int j = 0; j < 32; ++j) s += qs[j];
-    out[i] = 128 * s;
+    for (int c = 0; c < 8; ++c)
+      out[8 * i + c] = 128 * (qs[4 * c] + qs[4 * c + 1] + qs[4 * c + 2] + qs[4 * c + 3]);
   }
 }
 

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <type_traits>
 
+#include "dsv4/core/macros.hpp"
+
 namespace dsv4 {
 
 /// Identifies a storage format. Values equal ggml's `ggml_type` ids where GGUF has the format,
@@ -71,6 +73,46 @@ concept DotFormat = QuantFormat<F> && QuantFormat<typename F::activation> &&
              std::size_t n) {
   { F::dot(w, a, n) } -> std::convertible_to<float>;
 };
+
+/// A dot format that also has ggml's x86 summation order, `F::dot_x86` (the order of llama.cpp's
+/// CPU backend on x86 machines: AVX2 and AVX-512 builds), beside `F::dot` (ggml's portable order).
+template <class F>
+concept X86DotFormat = DotFormat<F> &&
+    requires(const typename F::block_type* w, const typename F::activation::block_type* a,
+             std::size_t n) {
+  { F::dot_x86(w, a, n) } -> std::convertible_to<float>;
+};
+
+/// An activation format that also has ggml's x86 quantizer, `A::quantize_x86`.
+template <class A>
+concept X86QuantizableFormat = QuantizableFormat<A> &&
+    requires(const float* in, typename A::block_type& q) {
+  A::quantize_x86(in, q);
+};
+
+/// The dot of a weight in format F with its quantized activation as llama.cpp's CPU backend
+/// computes it on x86 (`F::dot_x86`), or `F::dot` where the format has one order only.
+template <DotFormat F>
+DSV4_HOST_DEVICE float partner_dot(const typename F::block_type* w,
+                                   const typename F::activation::block_type* a,
+                                   std::size_t n_blocks) noexcept {
+  if constexpr (X86DotFormat<F>) {
+    return F::dot_x86(w, a, n_blocks);
+  } else {
+    return F::dot(w, a, n_blocks);
+  }
+}
+
+/// One activation block of format A as llama.cpp's CPU backend quantizes it on x86
+/// (`A::quantize_x86`), or `A::quantize` where the format has one quantizer only.
+template <QuantizableFormat A>
+void partner_quantize(const float* in, typename A::block_type& b) {
+  if constexpr (X86QuantizableFormat<A>) {
+    A::quantize_x86(in, b);
+  } else {
+    A::quantize(in, b);
+  }
+}
 
 /// A format whose checkpoint stores codes and scales as two tensors ("planar"; the native V4
 /// formats, formats.md §9.3-9.4) rather than as an array of self-contained blocks. Block b of row n

@@ -199,6 +199,14 @@ struct IQ4_NL {
     }
     return sum;
   }
+
+  /// The same dot in ggml's x86 order (detail::ggml::codebook_dot_x86).
+  DSV4_HOST_DEVICE static float dot_x86(const block_type* w, const Q8_0::block_type* a,
+                                        std::size_t n_blocks) noexcept {
+    return detail::ggml::codebook_dot_x86(
+        w, a, n_blocks, detail::ggml::kIq4nlValues,
+        [&](std::size_t i) { return a[i].d.to_float() * w[i].d.to_float(); });
+  }
 };
 
 /// IQ4_XS: 256 values in 8 sub-blocks of 32; each sub-block has a 6-bit scale ls (4 low bits

@@ -26,6 +26,7 @@
 #include "dsv4/core/macros.hpp"
 #include "dsv4/core/numeric.hpp"
 #include "dsv4/formats/concepts.hpp"
+#include "dsv4/formats/q8_0.hpp"
 
 namespace dsv4 {
 
@@ -318,6 +319,32 @@ struct EightLanes {
   }
 };
 
+/// The 8 integer lanes of a super-block in ggml's x86 k-quant dots (AVX2: `vpmaddubsw` +
+/// `vpmaddwd` on 32-value chunks, the chunks' int32 lanes added): lane m holds values
+/// 32c + 4m .. 32c + 4m + 3 of every chunk c, each product times the scale of its 16-value group.
+/// q(e): the unsigned quant of element e; sc16[g]: the scale of group g (values 16g .. 16g + 15).
+template <class Quant>
+DSV4_HOST_DEVICE void x86_lanes(const Quant& q, const int* sc16, const std::int8_t* a,
+                                std::int32_t* lanes) noexcept {
+  for (int m = 0; m < 8; ++m) {
+    lanes[m] = 0;
+    for (int c = 0; c < 8; ++c) {
+      const int e0 = 32 * c + 4 * m;
+      int s = 0;
+      for (int e = e0; e < e0 + 4; ++e) s += q(e) * a[e];
+      lanes[m] += sc16[e0 / 16] * s;
+    }
+  }
+}
+
+/// Lane m of `vpmaddwd(v16, bsums)`: v16[2m]·bsums[2m] + v16[2m + 1]·bsums[2m + 1], for per-group
+/// values v16 (mins or scales) and the activation's 16 group sums.
+DSV4_HOST_DEVICE inline void x86_bsum_lanes(const int* v16, const std::int16_t* bsums,
+                                            std::int32_t* lanes) noexcept {
+  for (int m = 0; m < 8; ++m)
+    lanes[m] = v16[2 * m] * bsums[2 * m] + v16[2 * m + 1] * bsums[2 * m + 1];
+}
+
 }  // namespace detail::kq
 
 /// Q8_K: the activation partner of every k-quant. 256 int8 values with one float32 scale and
@@ -474,6 +501,29 @@ struct Q2_K {
       sumf += dall * static_cast<float>(isum) - dmin * static_cast<float>(summs);
     }
     return sumf;
+  }
+
+  /// The same dot in ggml's x86 order (`ggml_vec_dot_q2_K_q8_K`, AVX2): per super-block the mins'
+  /// lanes (detail::kq::x86_bsum_lanes) with −d_a·dmin, then the scaled quants' lanes
+  /// (detail::kq::x86_lanes) with d_a·d, into the same 8 FMA accumulators.
+  DSV4_HOST_DEVICE static float dot_x86(const block_type* w, const Q8_K::block_type* a,
+                                        std::size_t n_blocks) noexcept {
+    detail::ggml::X86Lanes acc;
+    for (std::size_t i = 0; i < n_blocks; ++i) {
+      int sc[16];
+      int mn[16];
+      for (int g = 0; g < 16; ++g) {
+        sc[g] = w[i].scales[g] & 0xF;
+        mn[g] = w[i].scales[g] >> 4;
+      }
+      std::int32_t lanes[8];
+      detail::kq::x86_bsum_lanes(mn, a[i].bsums, lanes);
+      acc.add_lanes(-a[i].d * w[i].dmin.to_float(), lanes);
+      detail::kq::x86_lanes([&](int e) { return detail::kq::low2(w[i].qs, e); }, sc, a[i].qs,
+                            lanes);
+      acc.add_lanes(a[i].d * w[i].d.to_float(), lanes);
+    }
+    return acc.sum();
   }
 };
 
@@ -660,6 +710,44 @@ DSV4_HOST_DEVICE inline float dot_qk_asym(const typename F::block_type* w,
   return lanes.finish(sumf);
 }
 
+/// Shared x86-order dot of Q4_K and Q5_K (`ggml_vec_dot_q{4,5}_K_q8_K`, AVX2): the scaled
+/// quants' lanes (x86_lanes) with d_a·d into 8 FMA accumulators; the min term from 4 lanes
+/// mn[2k]·(bsums[4k] + bsums[4k + 1]) + mn[2k + 1]·(bsums[4k + 2] + bsums[4k + 3]) with
+/// −d_a·dmin, Q4_K into 4 FMA accumulators added at the end as ((0 + 2) + (1 + 3)), Q5_K as one
+/// float per super-block of their integer total, summed in block order. Both added last.
+template <class F>
+DSV4_HOST_DEVICE inline float dot_qk_asym_x86(const typename F::block_type* w,
+                                              const Q8_K::block_type* a,
+                                              std::size_t n_blocks) noexcept {
+  constexpr bool kQ5 = F::id == FormatId::q5_k;
+  detail::ggml::X86Lanes acc;
+  float accm[4] = {};
+  float summs = 0.f;
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    int sc[8];
+    int mn[8];
+    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, w[i].scales, sc[j], mn[j]);
+    const float dmin = -a[i].d * w[i].dmin.to_float();
+    std::int32_t prod[4];
+    for (int k = 0; k < 4; ++k) {
+      const int s0 = a[i].bsums[4 * k] + a[i].bsums[4 * k + 1];
+      const int s1 = a[i].bsums[4 * k + 2] + a[i].bsums[4 * k + 3];
+      prod[k] = mn[2 * k] * s0 + mn[2 * k + 1] * s1;
+    }
+    if constexpr (kQ5) {
+      summs += dmin * static_cast<float>(prod[0] + prod[1] + prod[2] + prod[3]);
+    } else {
+      for (int k = 0; k < 4; ++k) accm[k] = std::fma(dmin, static_cast<float>(prod[k]), accm[k]);
+    }
+    int sc16[16];
+    for (int g = 0; g < 16; ++g) sc16[g] = sc[g / 2];
+    std::int32_t lanes[8];
+    x86_lanes([&](int e) { return F::quant(w[i], e); }, sc16, a[i].qs, lanes);
+    acc.add_lanes(a[i].d * w[i].d.to_float(), lanes);
+  }
+  return acc.sum() + (kQ5 ? summs : (accm[0] + accm[2]) + (accm[1] + accm[3]));
+}
+
 }  // namespace detail::kq
 
 /// Q4_K: 4-bit quants in 8 sub-blocks of 32 with 6-bit scales and mins; value = d·sc·q - dmin·m
@@ -716,6 +804,12 @@ struct Q4_K {
   DSV4_HOST_DEVICE static float dot(const block_type* w, const Q8_K::block_type* a,
                                     std::size_t n_blocks) noexcept {
     return detail::kq::dot_qk_asym<Q4_K>(w, a, n_blocks);
+  }
+
+  /// The same dot in ggml's x86 order (detail::kq::dot_qk_asym_x86).
+  DSV4_HOST_DEVICE static float dot_x86(const block_type* w, const Q8_K::block_type* a,
+                                        std::size_t n_blocks) noexcept {
+    return detail::kq::dot_qk_asym_x86<Q4_K>(w, a, n_blocks);
   }
 };
 
@@ -779,6 +873,12 @@ struct Q5_K {
   DSV4_HOST_DEVICE static float dot(const block_type* w, const Q8_K::block_type* a,
                                     std::size_t n_blocks) noexcept {
     return detail::kq::dot_qk_asym<Q5_K>(w, a, n_blocks);
+  }
+
+  /// The same dot in ggml's x86 order (detail::kq::dot_qk_asym_x86).
+  DSV4_HOST_DEVICE static float dot_x86(const block_type* w, const Q8_K::block_type* a,
+                                        std::size_t n_blocks) noexcept {
+    return detail::kq::dot_qk_asym_x86<Q5_K>(w, a, n_blocks);
   }
 };
 
@@ -883,6 +983,26 @@ struct Q6_K {
       lanes.add_block(w[i].d.to_float() * a[i].d, lane);
     }
     return lanes.finish(0.f);
+  }
+
+  /// The same dot in ggml's x86 order (`ggml_vec_dot_q6_K_q8_K`, AVX2): the unsigned quants'
+  /// lanes (detail::kq::x86_lanes) minus 32 times the scales' bsum lanes
+  /// (detail::kq::x86_bsum_lanes), with d_a·d into 8 FMA accumulators.
+  DSV4_HOST_DEVICE static float dot_x86(const block_type* w, const Q8_K::block_type* a,
+                                        std::size_t n_blocks) noexcept {
+    detail::ggml::X86Lanes acc;
+    for (std::size_t i = 0; i < n_blocks; ++i) {
+      int sc[16];
+      for (int g = 0; g < 16; ++g) sc[g] = w[i].scales[g];
+      std::int32_t lanes[8];
+      std::int32_t offset[8];
+      // unsigned quants (0..63): the offset is taken out per lane afterwards, as ggml does
+      detail::kq::x86_lanes([&](int e) { return quant(w[i], e) + 32; }, sc, a[i].qs, lanes);
+      detail::kq::x86_bsum_lanes(sc, a[i].bsums, offset);
+      for (int m = 0; m < 8; ++m) lanes[m] -= 32 * offset[m];
+      acc.add_lanes(a[i].d * w[i].d.to_float(), lanes);
+    }
+    return acc.sum();
   }
 };
 

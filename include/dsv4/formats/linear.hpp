@@ -119,7 +119,9 @@ class DenseLinear {
 ///    equals the kernels' bf16 result bit for bit.
 ///  * GGUF formats: llama.cpp's CPU semantics, x in the type's vec_dot_type (Q8_0 for Q4_0, Q5_0,
 ///    Q8_0, IQ4_NL and MXFP4; Q8_1 for Q4_1 and Q5_1; Q8_K for the k-quants and IQ4_XS; F16, BF16
-///    and F32 for themselves) and the type's vec_dot in ggml's generic summation order.
+///    and F32 for themselves) and the type's vec_dot, both as ggml's x86 CPU backend computes
+///    them where that differs from ggml's portable code (`partner_quantize` / `partner_dot`: the
+///    32-value formats' AVX2 order and activation rounding; the k-quants keep the portable order).
 struct PartnerDot {
   static constexpr std::string_view name = "partner-dot";
 };
@@ -380,13 +382,13 @@ class Linear {
       ScratchBuffer<typename A::block_type> xq(x.rows * na);  // [rows, na]
       for (std::size_t r = 0; r < x.rows; ++r) {
         for (std::size_t j = 0; j < na; ++j)
-          A::quantize(x.row(r) + j * A::block_elems, xq[r * na + j]);
+          partner_quantize<A>(x.row(r) + j * A::block_elems, xq[r * na + j]);
       }
       ScratchBuffer<block_type> gathered(planar ? nb : 0);  // one row of assembled native blocks
       for (std::size_t o = 0; o < out_; ++o) {
         const block_type* w = row_of_blocks(o, gathered.data());
         for (std::size_t r = 0; r < x.rows; ++r)
-          y(r, o) = N::round(F::dot(w, xq.data() + r * na, nb));
+          y(r, o) = N::round(partner_dot<F>(w, xq.data() + r * na, nb));
       }
     } else {
       // one dequantised row (an F32 weight is read in place: its values are the floats)

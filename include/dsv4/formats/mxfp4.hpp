@@ -111,6 +111,15 @@ struct MXFP4 {
     }
     return sum;
   }
+
+  /// The same dot in ggml's x86 order (detail::ggml::codebook_dot_x86).
+  DSV4_HOST_DEVICE static float dot_x86(const block_type* w, const Q8_0::block_type* a,
+                                        std::size_t n_blocks) noexcept {
+    return detail::ggml::codebook_dot_x86(
+        w, a, n_blocks, detail::ggml::kMxfp4Values, [&](std::size_t i) {
+          return a[i].d.to_float() * detail::ggml::e8m0_to_fp32_half(w[i].e.bits);
+        });
+  }
 };
 
 static_assert(QuantizableFormat<MXFP4> && DotFormat<MXFP4>);

@@ -96,6 +96,19 @@ struct Q5_0 {
     }
     return sum;
   }
+
+  /// The same dot in ggml's x86 order (detail::ggml::X86Lanes; `ggml_vec_dot_q5_0_q8_0`, AVX2).
+  DSV4_HOST_DEVICE static float dot_x86(const block_type* w, const Q8_0::block_type* a,
+                                        std::size_t n_blocks) noexcept {
+    detail::ggml::X86Lanes acc;
+    for (std::size_t i = 0; i < n_blocks; ++i) {
+      int q[32];
+      detail::ggml::unpack_q5(w[i].qs, w[i].qh, q);
+      for (int& v : q) v -= 16;
+      acc.add(w[i].d.to_float() * a[i].d.to_float(), q, a[i].qs);
+    }
+    return acc.sum();
+  }
 };
 
 /// Q5_1: 32 values as 5-bit q in [0, 31] with an f16 scale and an f16 minimum, value = d·q + m
@@ -148,6 +161,20 @@ struct Q5_1 {
              w[i].m.to_float() * a[i].s.to_float();
     }
     return sum;
+  }
+
+  /// The same dot in ggml's x86 order (`ggml_vec_dot_q5_1_q8_1`, AVX2): as Q4_1::dot_x86.
+  DSV4_HOST_DEVICE static float dot_x86(const block_type* w, const Q8_1::block_type* a,
+                                        std::size_t n_blocks) noexcept {
+    detail::ggml::X86Lanes acc;
+    float summs = 0.f;
+    for (std::size_t i = 0; i < n_blocks; ++i) {
+      summs += w[i].m.to_float() * a[i].s.to_float();
+      int q[32];
+      detail::ggml::unpack_q5(w[i].qs, w[i].qh, q);
+      acc.add(w[i].d.to_float() * a[i].d.to_float(), q, a[i].qs);
+    }
+    return acc.sum() + summs;
   }
 };
 

@@ -462,7 +462,7 @@ class Backend : public ref::Backend {
               kernels::quantize_q8_k(x.row(r), na, xq.data() + r * na);
             } else {
               for (std::size_t j = 0; j < na; ++j)
-                A::quantize(x.row(r) + j * A::block_elems, xq[r * na + j]);
+                partner_quantize<A>(x.row(r) + j * A::block_elems, xq[r * na + j]);
               if constexpr (kNative<F>) {  // the codes' values and the scales as float
                 for (std::size_t j = 0; j < na; ++j) {
                   kernels::e4m3_to_f32(xq[r * na + j].qs, 128, xf.data() + r * in + j * 128);
@@ -472,11 +472,12 @@ class Backend : public ref::Backend {
             }
           }
         });
-        // the packed GEMM's activation offsets (kernels::b32_tile)
-        ScratchBuffer<std::int32_t> asum(kB32<F> && x.rows >= kernels::kTileRows ? x.rows * na : 0);
+        // the packed GEMM's activation offsets, 8 per block (kernels::b32_tile)
+        ScratchBuffer<std::int32_t> asum(kB32<F> && x.rows >= kernels::kTileRows ? x.rows * na * 8
+                                                                                 : 0);
         if (!asum.empty()) {
           for_tiles(x.rows, 1, x.rows * in, [&](std::size_t r0, std::size_t r1) {
-            kernels::q8_0_offsets(xq.data() + r0 * na, (r1 - r0) * na, asum.data() + r0 * na);
+            kernels::q8_0_offsets(xq.data() + r0 * na, (r1 - r0) * na, asum.data() + r0 * na * 8);
           });
         }
         for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
@@ -518,7 +519,7 @@ class Backend : public ref::Backend {
                 wr = w.blocks().data() + o * nb;
               }
               for (std::size_t r = 0; r < x.rows; ++r)
-                y(r, o) = N::round(F::dot(wr, xq.data() + r * na, nb));
+                y(r, o) = N::round(partner_dot<F>(wr, xq.data() + r * na, nb));
             }
           }
         });

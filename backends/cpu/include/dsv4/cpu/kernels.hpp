@@ -18,22 +18,24 @@ void gemm(const float* x, std::size_t ldx, std::size_t rows, const bf16* w, std:
 void gemm(const float* x, std::size_t ldx, std::size_t rows, const f16* w, std::size_t ldw,
           std::size_t o0, std::size_t o1, std::size_t in, float* y, std::size_t ldy);
 
-/// The quantized weight × quantized activation dots (quant_dot.cc). Integer sums are exact; each
-/// block's sum is scaled and accumulated into fp32 lanes added once per output, so results
+/// The quantized weight × quantized activation dots (quant_dot.cc). Integer sums are exact. The
+/// 32-value formats (b32_*, q451_row) are the formats' dot_x86 bit for bit on every target
+/// (ggml's x86 order: 8 lanes of 4-value sums, each accumulated with an FMA, added once); the
+/// k-quants accumulate each block's scaled sum into fp32 lanes added once per output, so they
 /// differ from the formats' own dots (block order, one scalar sum) by fp32 rounding.
 
 /// The 32-value-block weight formats b32_row reads (partner Q8_0).
 enum class B32Kind : std::uint8_t { q8_0, q4_0, q5_0, iq4_nl, mxfp4 };
 
 /// One weight row of `kind` (nb blocks) · `rows` Q8_0 activation rows (xq, nb blocks each, their
-/// scales as float in xd [rows·nb]) → y[r·ldy]. Scratch (targets without the fused kernels):
-/// q [nb·32], wsc [nb].
+/// scales as float in xd [rows·nb]) → y[r·ldy], bit for bit the format's dot_x86. Scratch
+/// (targets without the fused kernels): q [nb·32], wsc [nb].
 void b32_row(B32Kind kind, const void* w, std::size_t nb, const void* xq, const float* xd,
              std::size_t rows, float* y, std::size_t ldy, std::int8_t* q, float* wsc);
 
 /// One Q4_1 (q5_1 false) or Q5_1 weight row (nb blocks) · `rows` Q8_1 activation rows (xq, nb
 /// blocks each) → y[r·ldy]: Σ_i d_i·a.d_i·Σ_j q·a.qs (exact integer sums, fp32 lanes) plus
-/// Σ_i m_i·a.s_i.
+/// Σ_i m_i·a.s_i, bit for bit the format's dot_x86.
 void q451_row(bool q5_1, const void* w, std::size_t nb, const void* xq, std::size_t rows, float* y,
               std::size_t ldy);
 
@@ -65,8 +67,8 @@ void kq_row(KqKind kind, const void* w, std::size_t nb, const void* xq, std::siz
 /// k: their scratch). Every output's arithmetic is independent of the tile it falls in.
 inline constexpr std::size_t kTileRows = 8;
 
-/// asum: q8_0_offsets of the activation (may be null below kTileRows rows). The packed kernel is
-/// the format's own dot (F::dot) bit for bit.
+/// asum: q8_0_offsets of the activation (may be null below kTileRows rows). Every path is the
+/// format's dot_x86 bit for bit.
 void b32_tile(B32Kind kind, const void* w, std::size_t n, std::size_t nb, const void* xq,
               const float* xd, const std::int32_t* asum, std::size_t rows, float* y,
               std::size_t ldy, std::int8_t* q, float* wsc);
@@ -75,8 +77,9 @@ void b32_tile(B32Kind kind, const void* w, std::size_t n, std::size_t nb, const 
 void kq_tile(KqKind kind, const void* w, std::size_t n, std::size_t nb, const void* xq,
              std::size_t rows, float* y, std::size_t ldy, std::uint8_t* q, KqBlock* k);
 
-/// out[i] = 128·Σ qs of Q8_0 block i (34 bytes each) for i < n_blocks: the offset b32_tile's
-/// packed kernel removes (it stores the weights' values + 128 as its unsigned operand).
+/// out[8i + c] = 128·Σ_{j<4} qs[4c + j] of Q8_0 block i (34 bytes each) for i < n_blocks, c < 8:
+/// the offsets b32_tile's packed kernel removes (it stores the weights' values + 128 as its
+/// unsigned operand and keeps each 4-value group's sum apart, as ggml's x86 lanes).
 void q8_0_offsets(const void* xq, std::size_t n_blocks, std::int32_t* out);
 
 /// Whether b32_tile / kq_tile may use their packed kernels (default true; tests and benchmarks
@@ -103,8 +106,8 @@ void native_row(NativeKind kind, const void* codes, const void* scales, std::siz
 /// out[i] = the fp32 value of the E4M3 code codes[i] (exact; NaN codes give NaN) for i < n.
 void e4m3_to_f32(const void* codes, std::size_t n, float* out);
 
-/// n_blocks Q8_0 blocks of x [32·n_blocks] into out (bit for bit Q8_0::quantize), and their
-/// scales as float into xd [n_blocks].
+/// n_blocks Q8_0 blocks of x [32·n_blocks] into out (bit for bit Q8_0::quantize_x86, what
+/// llama.cpp's CPU backend feeds its dots on x86), and their scales as float into xd [n_blocks].
 void quantize_q8_0(const float* x, std::size_t n_blocks, void* out, float* xd);
 
 /// n_blocks Q8_K blocks of x [256·n_blocks] into out (bit for bit Q8_K::quantize).
