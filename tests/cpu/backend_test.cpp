@@ -176,9 +176,10 @@ TEST_CASE_TEMPLATE("cpu::Backend integer dots: GEMV and GEMM rows on 1, 2 and 3 
                    d::Q3_K, d::Q4_K, d::Q5_K, d::Q6_K, d::IQ4_XS) {
   // sizes large enough to be split over the threads: an odd block count (37 blocks of 32 values,
   // 5 super-blocks of 256), output columns not a multiple of the tile or the thread count, one
-  // activation row (the GEMV: four weight rows at a time; IQ4_NL and MXFP4 pair their blocks, the
-  // odd one last), 6 (a group of 4 and 2 single rows) and 21 (the packed tile GEMM where the CPU
-  // has AVX-512 VNNI: groups of 8, 8, 4 and 1 rows; also run with the packed kernels switched off)
+  // activation row (the GEMV; IQ4_NL and MXFP4 pair their blocks, the odd one last; the k-quants
+  // four weight rows at a time), 6 (a group of 4 and 2 single rows) and 21 (the packed tile GEMM
+  // where the CPU has AVX-512 VNNI: the 32-value formats two rows at a time or one, the k-quants
+  // one; also run with the packed kernels switched off)
   static_assert(kIntegerSimd<F>);
   using L = d::Linear<F, d::PartnerDot>;
   const std::size_t in = F::block_elems == 32 ? 32 * 37 : 256 * 5;

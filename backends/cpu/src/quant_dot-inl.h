@@ -813,54 +813,51 @@ HWY_INLINE std::int32_t HSumI32(__m256i v) {
   return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 1)));
 }
 
-// W weight rows of 32-value format K (nb blocks each, row_bytes apart) · R Q8_0 activation
-// rows (nb blocks each, their scales in xd) → y[r·ldy + o·ldo], the weights decoded in
-// registers block by block (B32Values), in ggml's x86 order: I8Rows' arithmetic. W = 1 serves
-// the prefill rows, R = 1 with W = 4 the decode GEMV (independent FMA chains).
-template <kernels::B32Kind K, int W, int R>
-HWY_INLINE void B32RowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t row_bytes, std::size_t nb,
+// One weight row of 32-value format K (nb blocks) · R Q8_0 activation rows (nb blocks each,
+// their scales in xd) → y[r·ldy], the weights decoded in registers block by block (B32Values),
+// in ggml's x86 order: I8Rows' arithmetic (IQ4_NL / MXFP4: even and odd blocks in two
+// accumulators, an odd count's last block added to the lane sum).
+template <kernels::B32Kind K, int R>
+HWY_INLINE void B32RowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
                          const std::uint8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
-                         float* HWY_RESTRICT y, std::size_t ldy, std::size_t ldo) {
+                         float* HWY_RESTRICT y, std::size_t ldy) {
   constexpr std::size_t kBytes = 34;  // a Q8_0 activation block
   constexpr std::size_t kWBytes = B32Bytes(K);
-  constexpr bool kPaired = kB32Paired<K>;
-  const std::size_t x_row_bytes = nb * kBytes;
-  const std::size_t lanes_end = kPaired ? nb & ~std::size_t{1} : nb;
-  __m256 acc[W][R][kPaired ? 2 : 1];
-  for (auto& a : acc)
-    for (auto& b : a)
-      for (auto& c : b) c = _mm256_setzero_ps();
-  for (std::size_t i = 0; i < lanes_end; ++i) {
-    for (int o = 0; o < W; ++o) {
-      const std::uint8_t* b = w + static_cast<std::size_t>(o) * row_bytes + i * kWBytes;
-      const float wd = B32Scale<K>(b);
-      const __m256i wq = B32Values<K>(b);
-      for (int r = 0; r < R; ++r) {
-        const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * x_row_bytes + i * kBytes;
-        __m256& a = acc[o][r][kPaired ? (i & 1) : 0];
-        a = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[static_cast<std::size_t>(r) * nb + i]),
-                            _mm256_cvtepi32_ps(B32BlockLanes(wq, ab + 2)), a);
-      }
-    }
-  }
-  for (int o = 0; o < W; ++o) {
+  const std::size_t row_bytes = nb * kBytes;
+  // acc[r] = fma(d_w·d_a, the lanes of block i, acc[r]) for every row r
+  const auto step = [&](std::size_t i, __m256* acc) {
+    const std::uint8_t* b = w + i * kWBytes;
+    const float wd = B32Scale<K>(b);
+    const __m256i wq = B32Values<K>(b);
     for (int r = 0; r < R; ++r) {
-      float sum;
-      if constexpr (kPaired) {
-        sum = HSum(_mm256_add_ps(acc[o][r][0], acc[o][r][1]));
-        if (lanes_end < nb) {  // the last of an odd count of blocks
-          const std::uint8_t* b = w + static_cast<std::size_t>(o) * row_bytes + lanes_end * kWBytes;
-          const std::uint8_t* ab =
-              xq + static_cast<std::size_t>(r) * x_row_bytes + lanes_end * kBytes;
-          const std::int32_t s = HSumI32(B32BlockLanes(B32Values<K>(b), ab + 2));
-          sum += B32Scale<K>(b) * xd[static_cast<std::size_t>(r) * nb + lanes_end] *
-                 static_cast<float>(s);
-        }
-      } else {
-        sum = HSum(acc[o][r][0]);
-      }
-      y[static_cast<std::size_t>(r) * ldy + static_cast<std::size_t>(o) * ldo] = sum;
+      const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 2;
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(wd * xd[static_cast<std::size_t>(r) * nb + i]),
+                               _mm256_cvtepi32_ps(B32BlockLanes(wq, ab)), acc[r]);
     }
+  };
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  if constexpr (kB32Paired<K>) {
+    __m256 odd[R];
+    for (int r = 0; r < R; ++r) odd[r] = _mm256_setzero_ps();
+    std::size_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+      step(i, acc);
+      step(i + 1, odd);
+    }
+    for (int r = 0; r < R; ++r) {
+      float sum = HSum(_mm256_add_ps(acc[r], odd[r]));
+      if (i < nb) {  // the last of an odd count of blocks
+        const std::uint8_t* b = w + i * kWBytes;
+        const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 2;
+        const std::int32_t s = HSumI32(B32BlockLanes(B32Values<K>(b), ab));
+        sum += B32Scale<K>(b) * xd[static_cast<std::size_t>(r) * nb + i] * static_cast<float>(s);
+      }
+      y[static_cast<std::size_t>(r) * ldy] = sum;
+    }
+  } else {
+    for (std::size_t i = 0; i < nb; ++i) step(i, acc);
+    for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = HSum(acc[r]);
   }
 }
 
@@ -1166,28 +1163,11 @@ HWY_INLINE void B32RowK(const std::uint8_t* w, std::size_t nb, const std::uint8_
   (void)q;
   (void)wsc;
   ForRowGroups(rows, [&]<int R>(std::size_t r) {
-    B32RowsR<K, 1, R>(w, 0, nb, xq + r * nb * 34, xd + r * nb, y + r * ldy, ldy, 0);
+    B32RowsR<K, R>(w, nb, xq + r * nb * 34, xd + r * nb, y + r * ldy, ldy);
   });
 #else
   UnpackB32<K>(w, nb, q, wsc);
   I8Rows<kB32Paired<K> >(q, wsc, xq, xd, rows, nb, y, ldy);
-#endif
-}
-
-// n weight rows of a 32-value format (nb blocks each, contiguous) · one Q8_0 activation row →
-// y[o] (the decode GEMV): four weight rows at a time on AVX2 targets. Returns the rows done.
-template <kernels::B32Kind K>
-HWY_INLINE std::size_t B32Gemv(const std::uint8_t* w, std::size_t n, std::size_t nb,
-                               const std::uint8_t* xq, const float* xd, float* y) {
-#if DSV4_CPU_QD_AVX2
-  const std::size_t row_bytes = nb * B32Bytes(K);
-  std::size_t o = 0;
-  for (; o + 4 <= n; o += 4)
-    B32RowsR<K, 4, 1>(w + o * row_bytes, row_bytes, nb, xq, xd, y + o, 0, 1);
-  return o;
-#else
-  (void)w, (void)n, (void)nb, (void)xq, (void)xd, (void)y;
-  return 0;
 #endif
 }
 

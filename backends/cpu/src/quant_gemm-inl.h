@@ -407,28 +407,8 @@ HWY_INLINE void B32Tile(kernels::B32Kind kind, const std::uint8_t* w, std::size_
 #else
   (void)asum;
 #endif
-  // decode: four weight rows at a time where the target has that kernel, then one at a time
-  std::size_t o = 0;
-  if (rows == 1) {
-    switch (kind) {
-      case B32Kind::q8_0:
-        o = B32Gemv<B32Kind::q8_0>(w, n, nb, xq, xd, y);
-        break;
-      case B32Kind::q4_0:
-        o = B32Gemv<B32Kind::q4_0>(w, n, nb, xq, xd, y);
-        break;
-      case B32Kind::q5_0:
-        o = B32Gemv<B32Kind::q5_0>(w, n, nb, xq, xd, y);
-        break;
-      case B32Kind::iq4_nl:
-        o = B32Gemv<B32Kind::iq4_nl>(w, n, nb, xq, xd, y);
-        break;
-      case B32Kind::mxfp4:
-        o = B32Gemv<B32Kind::mxfp4>(w, n, nb, xq, xd, y);
-        break;
-    }
-  }
-  for (; o < n; ++o) B32Row(kind, w + o * w_row_bytes, nb, xq, xd, rows, y + o, ldy, q, wsc);
+  for (std::size_t o = 0; o < n; ++o)
+    B32Row(kind, w + o * w_row_bytes, nb, xq, xd, rows, y + o, ldy, q, wsc);
 }
 
 // The bytes of a k-quant super-block.
