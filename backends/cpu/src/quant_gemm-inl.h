@@ -93,13 +93,33 @@ DSV4_CPU_VNNI_FN HWY_INLINE __m512i B32Group(const std::uint8_t* p, const std::u
                              Bcast4(a + 4 * c));
 }
 
+// acc[r] = fma(d_w·d_a, float(group c of block i · activation row r), acc[r]) for r < R, the
+// group's integer sum one vpdpbusd started from −asum (B32TileR).
+template <int R>
+DSV4_CPU_VNNI_FN HWY_INLINE void B32TileGroup(const std::uint8_t* HWY_RESTRICT pack, std::size_t nb,
+                                              std::size_t i, int c,
+                                              const std::uint8_t* HWY_RESTRICT xq,
+                                              const float* HWY_RESTRICT xd,
+                                              const std::int32_t* HWY_RESTRICT asum, __m512* acc) {
+  constexpr std::size_t kBytes = 34;
+  const std::uint8_t* p = pack + i * kB32PackBytes;
+  const __m512 wd = _mm512_loadu_ps(p + 8 * 64);
+  for (int r = 0; r < R; ++r) {
+    const std::size_t ri = static_cast<std::size_t>(r) * nb + i;
+    const __m512 d = _mm512_mul_ps(wd, _mm512_set1_ps(xd[ri]));
+    acc[r] = _mm512_fmadd_ps(
+        d, _mm512_cvtepi32_ps(B32Group(p, xq + ri * kBytes + 2, asum + 8 * ri, c)), acc[r]);
+  }
+}
+
 // R activation rows (Q8_0 blocks xq, scales xd, nb per row; asum: 128·Σ of each 4-value group,
 // 8 per block) · the packed tile → y[r·ldy + o] for the lanes of `mask`, in ggml's x86 order
 // (the formats' dot_x86): each 4-value group's integer sum is its own lane of ggml's kernel, so
-// every group g gets one vpdpbusd started from −asum and its own fp32 accumulator (FMA with the
+// every group c gets one vpdpbusd started from −asum and its own fp32 accumulator (FMA with the
 // block's scale product), the 8 accumulators added at the end as hsum_float_8 adds its lanes.
-// kPaired (IQ4_NL, MXFP4): even and odd blocks in two sets of accumulators, an odd count's last
-// block added to the sum as d·float(Σ).
+// The groups are taken one at a time over all blocks, so that each weight load serves the R rows.
+// kPaired (IQ4_NL, MXFP4): even and odd blocks in two accumulators, an odd count's last block
+// added to the sum as d·float(Σ).
 template <int R, bool kPaired>
 DSV4_CPU_VNNI_FN HWY_INLINE void B32TileR(const std::uint8_t* HWY_RESTRICT pack, std::size_t nb,
                                           const std::uint8_t* HWY_RESTRICT xq,
@@ -107,42 +127,36 @@ DSV4_CPU_VNNI_FN HWY_INLINE void B32TileR(const std::uint8_t* HWY_RESTRICT pack,
                                           const std::int32_t* HWY_RESTRICT asum,
                                           float* HWY_RESTRICT y, std::size_t ldy, __mmask16 mask) {
   constexpr std::size_t kBytes = 34;
-  constexpr int kSets = kPaired ? 2 : 1;
-  const std::size_t row_bytes = nb * kBytes;
   const std::size_t lanes_end = kPaired ? nb & ~std::size_t{1} : nb;
-  __m512 acc[R][kSets][8];
-  for (auto& a : acc)
-    for (auto& b : a)
-      for (auto& c : b) c = _mm512_setzero_ps();
-  for (std::size_t i = 0; i < lanes_end; ++i) {
-    const std::uint8_t* p = pack + i * kB32PackBytes;
-    const __m512 wd = _mm512_loadu_ps(p + 8 * 64);
-    const int set = kPaired ? static_cast<int>(i & 1) : 0;
-    for (int r = 0; r < R; ++r) {
-      const __m512 d = _mm512_mul_ps(wd, _mm512_set1_ps(xd[static_cast<std::size_t>(r) * nb + i]));
-      for (int c = 0; c < 8; ++c)
-        acc[r][set][c] =
-            _mm512_fmadd_ps(d,
-                            _mm512_cvtepi32_ps(B32Group(p, xq + r * row_bytes + i * kBytes + 2,
-                                                        asum + 8 * (r * nb + i), c)),
-                            acc[r][set][c]);
+  __m512 lanes[8][R];
+  for (int c = 0; c < 8; ++c) {
+    __m512 acc[R];
+    for (auto& v : acc) v = _mm512_setzero_ps();
+    if constexpr (kPaired) {
+      __m512 odd[R];
+      for (auto& v : odd) v = _mm512_setzero_ps();
+      for (std::size_t i = 0; i < lanes_end; i += 2) {
+        B32TileGroup<R>(pack, nb, i, c, xq, xd, asum, acc);
+        B32TileGroup<R>(pack, nb, i + 1, c, xq, xd, asum, odd);
+      }
+      for (int r = 0; r < R; ++r) lanes[c][r] = _mm512_add_ps(acc[r], odd[r]);
+    } else {
+      for (std::size_t i = 0; i < nb; ++i) B32TileGroup<R>(pack, nb, i, c, xq, xd, asum, acc);
+      for (int r = 0; r < R; ++r) lanes[c][r] = acc[r];
     }
   }
   for (int r = 0; r < R; ++r) {
-    __m512 l[8];
-    for (int c = 0; c < 8; ++c)
-      l[c] = kPaired ? _mm512_add_ps(acc[r][0][c], acc[r][kSets - 1][c]) : acc[r][0][c];
-    __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])),
-                               _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])));
+    __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(lanes[0][r], lanes[4][r]),
+                                             _mm512_add_ps(lanes[2][r], lanes[6][r])),
+                               _mm512_add_ps(_mm512_add_ps(lanes[1][r], lanes[5][r]),
+                                             _mm512_add_ps(lanes[3][r], lanes[7][r])));
     if (lanes_end < nb) {
+      const std::size_t ri = static_cast<std::size_t>(r) * nb + lanes_end;
       const std::uint8_t* p = pack + lanes_end * kB32PackBytes;
       __m512i s = _mm512_setzero_si512();
       for (int c = 0; c < 8; ++c)
-        s = _mm512_add_epi32(s, B32Group(p, xq + r * row_bytes + lanes_end * kBytes + 2,
-                                         asum + 8 * (r * nb + lanes_end), c));
-      const __m512 d =
-          _mm512_mul_ps(_mm512_loadu_ps(p + 8 * 64),
-                        _mm512_set1_ps(xd[static_cast<std::size_t>(r) * nb + lanes_end]));
+        s = _mm512_add_epi32(s, B32Group(p, xq + ri * kBytes + 2, asum + 8 * ri, c));
+      const __m512 d = _mm512_mul_ps(_mm512_loadu_ps(p + 8 * 64), _mm512_set1_ps(xd[ri]));
       sum = _mm512_add_ps(sum, _mm512_mul_ps(d, _mm512_cvtepi32_ps(s)));
     }
     _mm512_mask_storeu_ps(y + r * ldy, mask, sum);
@@ -169,16 +183,11 @@ DSV4_CPU_VNNI_FN void B32TileK(const std::uint8_t* w, std::size_t n, std::size_t
   PackB32<K>(w, n, nb, pack);
   const auto mask = static_cast<__mmask16>((1u << n) - 1);
   constexpr bool kPaired = kB32Paired<K>;
-  // two activation rows per pass (16 accumulators), one where the paired formats need 16 alone
-  std::size_t r = 0;
-  if constexpr (!kPaired) {
-    for (; r + 2 <= rows; r += 2)
-      B32TileR<2, false>(pack, nb, xq + r * nb * 34, xd + r * nb, asum + 8 * r * nb, y + r * ldy,
-                         ldy, mask);
-  }
-  for (; r < rows; ++r)
-    B32TileR<1, kPaired>(pack, nb, xq + r * nb * 34, xd + r * nb, asum + 8 * r * nb, y + r * ldy,
-                         ldy, mask);
+#define DSV4_CPU_B32_STEP(R, r)                                                                 \
+  B32TileR<R, kPaired>(pack, nb, xq + (r)*nb * 34, xd + (r)*nb, asum + 8 * (r)*nb, y + (r)*ldy, \
+                       ldy, mask)
+  DSV4_CPU_FOR_TILE_ROWS(rows, DSV4_CPU_B32_STEP);
+#undef DSV4_CPU_B32_STEP
 }
 
 // ---- k-quants ----
@@ -287,77 +296,157 @@ DSV4_CPU_VNNI_FN HWY_INLINE void KqTileR(const std::uint8_t* HWY_RESTRICT pack, 
   for (int r = 0; r < R; ++r) _mm512_mask_storeu_ps(y + r * ldy, mask, acc[r]);
 }
 
-// One Q8_K activation row · the packed tile of a format with ggml's x86 order (K: q2_k, q4_k,
-// q5_k, q6_k) → y[o] for the lanes of `mask`, bit for bit the format's dot_x86: per super-block
-// 8 integer lanes per output, lane m the 4-value groups 8c + m (one vpdpbusd each, times the
-// scale of its 16-value group; Q6_K's −32 offset per lane pair of groups), then ggml's float
-// steps (detail::kq::dot_qk_asym_x86, Q2_K::dot_x86, Q6_K::dot_x86).
-template <kernels::KqKind K>
-DSV4_CPU_VNNI_FN void KqTileX86(const std::uint8_t* HWY_RESTRICT pack, std::size_t nb,
-                                const std::uint8_t* HWY_RESTRICT xq, float* HWY_RESTRICT y,
-                                __mmask16 mask) {
-  using L = KqPackLayout;
+// Packed form of n ≤ 16 weight rows of a k-quant with ggml's x86 order (Q2_K, Q4_K, Q5_K,
+// Q6_K), per super-block: each value pair times its 16-value group's scale as an int16 pair per
+// lane (128 pairs of 16 lanes: q·sc ≤ 63·128 fits), so that one vpdpwssd adds two scaled
+// products of 16 outputs; then KqPackLayout's bias, min pairs, d and dmin (zero past n).
+struct KqX86PackLayout {
+  static constexpr std::size_t w16 = 0;
+  static constexpr std::size_t bias = 128 * 64;
+  static constexpr std::size_t mn = bias + 8 * 64;
+  static constexpr std::size_t d = mn + 8 * 64;
+  static constexpr std::size_t dmin = d + 64;
+  static constexpr std::size_t bytes = dmin + 64;
+};
+
+HWY_INLINE void PackKqX86(kernels::KqKind kind, const std::uint8_t* HWY_RESTRICT w, std::size_t n,
+                          std::size_t nb, std::size_t w_row_bytes, std::uint8_t* HWY_RESTRICT pack,
+                          std::uint8_t* HWY_RESTRICT q, kernels::KqBlock* HWY_RESTRICT k) {
+  using L = KqX86PackLayout;
+  std::memset(pack, 0, nb * L::bytes);
+  for (std::size_t o = 0; o < n; ++o) {
+    UnpackKq(kind, w + o * w_row_bytes, nb, q, k);
+    for (std::size_t i = 0; i < nb; ++i) {
+      std::uint8_t* p = pack + i * L::bytes;
+      const std::uint8_t* qb = q + 256 * i;
+      const kernels::KqBlock& b = k[i];
+      for (int s = 0; s < 128; ++s) {
+        const std::int16_t sc = b.sc[s / 8];
+        const std::int16_t pair[2] = {static_cast<std::int16_t>(qb[2 * s] * sc),
+                                      static_cast<std::int16_t>(qb[2 * s + 1] * sc)};
+        std::memcpy(p + L::w16 + s * 64 + o * 4, pair, 4);
+      }
+      for (int g = 0; g < 8; ++g) {
+        std::memcpy(p + L::bias + g * 64 + o * 4, &b.bias[2 * g], 4);
+        std::memcpy(p + L::mn + g * 64 + o * 4, &b.mn[2 * g], 4);
+      }
+      std::memcpy(p + L::d + o * 4, &b.d, 4);
+      std::memcpy(p + L::dmin + o * 4, &b.dmin, 4);
+    }
+  }
+}
+
+// R Q8_K activation rows (a16: their quants as int16, 256 per super-block; xq: the blocks, for
+// d and bsums) · the packed tile of a format with ggml's x86 order (K: q2_k, q4_k, q5_k, q6_k) →
+// y[r·ldy + o] for the lanes of `mask`, bit for bit the format's dot_x86: per super-block 8
+// integer lanes per output, lane m the 4-value groups 8c + m (two vpdpwssd each on the
+// pre-scaled pairs; Q6_K's −32 offset per lane pair of groups), then ggml's float steps
+// (detail::kq::dot_qk_asym_x86, Q2_K::dot_x86, Q6_K::dot_x86). The lanes are taken one at a
+// time, so that each weight load serves the R rows.
+template <kernels::KqKind K, int R>
+DSV4_CPU_VNNI_FN HWY_INLINE void KqTileX86R(const std::uint8_t* HWY_RESTRICT pack, std::size_t nb,
+                                            const std::int16_t* HWY_RESTRICT a16,
+                                            const std::uint8_t* HWY_RESTRICT xq,
+                                            float* HWY_RESTRICT y, std::size_t ldy,
+                                            __mmask16 mask) {
+  using L = KqX86PackLayout;
   using kernels::KqKind;
+  constexpr std::size_t kBytes = 292;
   constexpr bool kQ45 = K == KqKind::q4_k || K == KqKind::q5_k;
-  __m512 acc[8];
-  __m512 accm[4];
-  for (auto& v : acc) v = _mm512_setzero_ps();
-  for (auto& v : accm) v = _mm512_setzero_ps();
-  __m512 summs = _mm512_setzero_ps();
+  const std::size_t row_bytes = nb * kBytes;
+  __m512 acc[R][8];
+  __m512 accm[R][4];
+  __m512 summs[R];
+  for (int r = 0; r < R; ++r) {
+    for (auto& v : acc[r]) v = _mm512_setzero_ps();
+    for (auto& v : accm[r]) v = _mm512_setzero_ps();
+    summs[r] = _mm512_setzero_ps();
+  }
   for (std::size_t i = 0; i < nb; ++i) {
     const std::uint8_t* p = pack + i * L::bytes;
-    const std::uint8_t* a = xq + i * 292;
-    float da;
-    std::memcpy(&da, a, sizeof da);
-    __m512i lane[8];
-    for (auto& v : lane) v = _mm512_setzero_si512();
-    for (int g = 0; g < 64; ++g) {
-      const __m512i t = _mm512_dpbusd_epi32(
-          _mm512_setzero_si512(), _mm512_loadu_si512(p + L::q + 64 * g), Bcast4(a + 4 + 4 * g));
-      lane[g % 8] = _mm512_add_epi32(
-          lane[g % 8], _mm512_mullo_epi32(t, _mm512_loadu_si512(p + L::sc + 64 * (g / 4))));
+    const std::uint8_t* a = xq + i * kBytes;
+    const std::uint8_t* a2 = reinterpret_cast<const std::uint8_t*>(a16 + 256 * i);
+    __m512 d[R];
+    __m512 dmin[R];
+    for (int r = 0; r < R; ++r) {
+      float da;
+      std::memcpy(&da, a + r * row_bytes, sizeof da);
+      d[r] = _mm512_mul_ps(_mm512_set1_ps(da), _mm512_loadu_ps(p + L::d));
+      dmin[r] = _mm512_mul_ps(_mm512_set1_ps(-da), _mm512_loadu_ps(p + L::dmin));
     }
-    if constexpr (K == KqKind::q6_k) {
-      for (int m = 0; m < 8; ++m)
-        lane[m] = _mm512_dpwssd_epi32(lane[m], _mm512_loadu_si512(p + L::bias + 64 * m),
-                                      Bcast4(a + 260 + 4 * m));
+    for (int m = 0; m < 8; ++m) {
+      // the mins' integer lane m: mn[2m]·bsums[2m] + mn[2m + 1]·bsums[2m + 1] (Q2_K: first)
+      if constexpr (K == KqKind::q2_k) {
+        const __m512i mv = _mm512_loadu_si512(p + L::mn + 64 * m);
+        for (int r = 0; r < R; ++r) {
+          const __m512i mg = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mv,
+                                                 Bcast4(a + r * row_bytes + 260 + 4 * m));
+          acc[r][m] = _mm512_fmadd_ps(dmin[r], _mm512_cvtepi32_ps(mg), acc[r][m]);
+        }
+      }
+      __m512i lane[R];
+      for (int r = 0; r < R; ++r) lane[r] = _mm512_setzero_si512();
+      for (int c = 0; c < 8; ++c) {
+        const int g = 8 * c + m;  // values 4g .. 4g + 3: pairs 2g and 2g + 1
+        const __m512i w0 = _mm512_loadu_si512(p + L::w16 + 64 * (2 * g));
+        const __m512i w1 = _mm512_loadu_si512(p + L::w16 + 64 * (2 * g + 1));
+        for (int r = 0; r < R; ++r) {
+          const std::uint8_t* ar = a2 + static_cast<std::size_t>(r) * nb * 512 + 8 * g;
+          lane[r] = _mm512_dpwssd_epi32(lane[r], w0, Bcast4(ar));
+          lane[r] = _mm512_dpwssd_epi32(lane[r], w1, Bcast4(ar + 4));
+        }
+      }
+      if constexpr (K == KqKind::q6_k) {
+        const __m512i bv = _mm512_loadu_si512(p + L::bias + 64 * m);
+        for (int r = 0; r < R; ++r)
+          lane[r] = _mm512_dpwssd_epi32(lane[r], bv, Bcast4(a + r * row_bytes + 260 + 4 * m));
+      }
+      for (int r = 0; r < R; ++r)
+        acc[r][m] = _mm512_fmadd_ps(d[r], _mm512_cvtepi32_ps(lane[r]), acc[r][m]);
     }
-    // the mins' integer lanes: mn[2g]·bsums[2g] + mn[2g + 1]·bsums[2g + 1]
-    __m512i mg[8];
-    if constexpr (K != KqKind::q6_k) {
-      for (int g = 0; g < 8; ++g)
-        mg[g] = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(p + L::mn + 64 * g),
-                                    Bcast4(a + 260 + 4 * g));
-    }
-    const __m512 dmin = _mm512_mul_ps(_mm512_set1_ps(-da), _mm512_loadu_ps(p + L::dmin));
-    if constexpr (K == KqKind::q2_k) {
-      for (int m = 0; m < 8; ++m) acc[m] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(mg[m]), acc[m]);
-    }
-    const __m512 d = _mm512_mul_ps(_mm512_set1_ps(da), _mm512_loadu_ps(p + L::d));
-    for (int m = 0; m < 8; ++m) acc[m] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(lane[m]), acc[m]);
     if constexpr (kQ45) {
-      __m512i prod[4];
-      for (int k = 0; k < 4; ++k) prod[k] = _mm512_add_epi32(mg[2 * k], mg[2 * k + 1]);
-      if constexpr (K == KqKind::q5_k) {
-        const __m512i total = _mm512_add_epi32(_mm512_add_epi32(prod[0], prod[1]),
-                                               _mm512_add_epi32(prod[2], prod[3]));
-        summs = _mm512_add_ps(summs, _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(total)));
-      } else {
-        for (int k = 0; k < 4; ++k)
-          accm[k] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(prod[k]), accm[k]);
+      // the min term: prod[k] = mg[2k] + mg[2k + 1] of the pairs' lanes
+      for (int r = 0; r < R; ++r) {
+        __m512i mg[8];
+        for (int g = 0; g < 8; ++g)
+          mg[g] =
+              _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(p + L::mn + 64 * g),
+                                  Bcast4(a + r * row_bytes + 260 + 4 * g));
+        if constexpr (K == KqKind::q5_k) {
+          __m512i total = _mm512_setzero_si512();
+          for (int g = 0; g < 8; ++g) total = _mm512_add_epi32(total, mg[g]);
+          summs[r] = _mm512_add_ps(summs[r], _mm512_mul_ps(dmin[r], _mm512_cvtepi32_ps(total)));
+        } else {
+          for (int k = 0; k < 4; ++k)
+            accm[r][k] = _mm512_fmadd_ps(
+                dmin[r], _mm512_cvtepi32_ps(_mm512_add_epi32(mg[2 * k], mg[2 * k + 1])),
+                accm[r][k]);
+        }
       }
     }
   }
-  __m512 sum =
-      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
-                    _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])));
-  if constexpr (K == KqKind::q4_k) {
-    sum = _mm512_add_ps(
-        sum, _mm512_add_ps(_mm512_add_ps(accm[0], accm[2]), _mm512_add_ps(accm[1], accm[3])));
-  } else if constexpr (K == KqKind::q5_k) {
-    sum = _mm512_add_ps(sum, summs);
+  for (int r = 0; r < R; ++r) {
+    const __m512* l = acc[r];
+    __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])),
+                               _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])));
+    if constexpr (K == KqKind::q4_k) {
+      sum = _mm512_add_ps(sum, _mm512_add_ps(_mm512_add_ps(accm[r][0], accm[r][2]),
+                                             _mm512_add_ps(accm[r][1], accm[r][3])));
+    } else if constexpr (K == KqKind::q5_k) {
+      sum = _mm512_add_ps(sum, summs[r]);
+    }
+    _mm512_mask_storeu_ps(y + r * ldy, mask, sum);
   }
-  _mm512_mask_storeu_ps(y, mask, sum);
+}
+
+template <kernels::KqKind K>
+DSV4_CPU_VNNI_FN void KqTileX86Rows(const std::uint8_t* pack, std::size_t nb,
+                                    const std::int16_t* a16, const std::uint8_t* xq,
+                                    std::size_t rows, float* y, std::size_t ldy, __mmask16 mask) {
+#define DSV4_CPU_KQX_STEP(R, r) \
+  KqTileX86R<K, R>(pack, nb, a16 + (r)*nb * 256, xq + (r)*nb * 292, y + (r)*ldy, ldy, mask)
+  DSV4_CPU_FOR_TILE_ROWS(rows, DSV4_CPU_KQX_STEP);
+#undef DSV4_CPU_KQX_STEP
 }
 
 template <int kGroup, bool kBias, bool kMin>
@@ -440,31 +529,39 @@ HWY_INLINE void KqTile(kernels::KqKind kind, const std::uint8_t* w, std::size_t 
   const std::size_t w_row_bytes = nb * KqBytes(kind);
 #if DSV4_CPU_QG_VNNI
   if (rows >= kernels::kTileRows && PackedAllowed()) {
-    ScratchBuffer<std::uint8_t> pack(nb * KqPackLayout::bytes);
+    const bool x86 = kind == KqKind::q2_k || kind == KqKind::q4_k || kind == KqKind::q5_k ||
+                     kind == KqKind::q6_k;
+    ScratchBuffer<std::uint8_t> pack(nb * (x86 ? KqX86PackLayout::bytes : KqPackLayout::bytes));
+    // the x86-order kernels read the activation quants as int16
+    ScratchBuffer<std::int16_t> a16(x86 ? rows * nb * 256 : 0);
+    for (std::size_t r = 0; r < (x86 ? rows : 0); ++r)
+      for (std::size_t i = 0; i < nb; ++i) {
+        const auto* qs = reinterpret_cast<const std::int8_t*>(xq + (r * nb + i) * 292 + 4);
+        for (int j = 0; j < 256; ++j) a16[(r * nb + i) * 256 + static_cast<std::size_t>(j)] = qs[j];
+      }
     for (std::size_t o = 0; o < n; o += 16) {
       const std::size_t m = n - o < 16 ? n - o : 16;
-      PackKq(kind, w + o * w_row_bytes, m, nb, w_row_bytes, pack.data(), q, k);
+      if (x86) {
+        PackKqX86(kind, w + o * w_row_bytes, m, nb, w_row_bytes, pack.data(), q, k);
+      } else {
+        PackKq(kind, w + o * w_row_bytes, m, nb, w_row_bytes, pack.data(), q, k);
+      }
       const auto mask = static_cast<__mmask16>((1u << m) - 1);
-      // the formats with ggml's x86 order one activation row at a time
-      const auto x86 = [&](auto kernel) {
-        for (std::size_t r = 0; r < rows; ++r)
-          kernel(pack.data(), nb, xq + r * nb * 292, y + o + r * ldy, mask);
-      };
       switch (kind) {
         case KqKind::q2_k:
-          x86(KqTileX86<KqKind::q2_k>);
+          KqTileX86Rows<KqKind::q2_k>(pack.data(), nb, a16.data(), xq, rows, y + o, ldy, mask);
           break;
         case KqKind::q3_k:
           KqTileRows<16, true, false>(pack.data(), nb, xq, rows, y + o, ldy, mask);
           break;
         case KqKind::q6_k:
-          x86(KqTileX86<KqKind::q6_k>);
+          KqTileX86Rows<KqKind::q6_k>(pack.data(), nb, a16.data(), xq, rows, y + o, ldy, mask);
           break;
         case KqKind::q4_k:
-          x86(KqTileX86<KqKind::q4_k>);
+          KqTileX86Rows<KqKind::q4_k>(pack.data(), nb, a16.data(), xq, rows, y + o, ldy, mask);
           break;
         case KqKind::q5_k:
-          x86(KqTileX86<KqKind::q5_k>);
+          KqTileX86Rows<KqKind::q5_k>(pack.data(), nb, a16.data(), xq, rows, y + o, ldy, mask);
           break;
         case KqKind::iq4_xs:
           KqTileRows<32, true, false>(pack.data(), nb, xq, rows, y + o, ldy, mask);
