@@ -142,22 +142,15 @@ struct Q4_1 {
     return sum;
   }
 
-  /// The same dot in ggml's x86 order (`ggml_vec_dot_q4_1_q8_1`, AVX2): the scaled integer sums
-  /// in detail::ggml::X86Lanes, the min terms in one float in block order, added last.
+  /// The same dot in ggml's x86 order (detail::ggml::min_dot_x86).
   DSV4_HOST_DEVICE static float dot_x86(const block_type* w, const Q8_1::block_type* a,
                                         std::size_t n_blocks) noexcept {
-    detail::ggml::X86Lanes acc;
-    float summs = 0.f;
-    for (std::size_t i = 0; i < n_blocks; ++i) {
-      summs += w[i].m.to_float() * a[i].s.to_float();
-      int q[32];
+    return detail::ggml::min_dot_x86(w, a, n_blocks, [&](std::size_t i, int* q) {
       for (int j = 0; j < 16; ++j) {
         q[j] = w[i].qs[j] & 0x0F;
         q[j + 16] = w[i].qs[j] >> 4;
       }
-      acc.add(w[i].d.to_float() * a[i].d.to_float(), q, a[i].qs);
-    }
-    return acc.sum() + summs;
+    });
   }
 };
 

@@ -253,6 +253,23 @@ DSV4_HOST_DEVICE float codebook_dot_x86(const Block* w, const Q8_0::block_type* 
   return sum;
 }
 
+/// ggml's x86 order of the dots with a Q8_1 partner (`ggml_vec_dot_q4_1_q8_1`,
+/// `ggml_vec_dot_q5_1_q8_1`, AVX2): the scaled integer sums in X86Lanes, the min terms m_w·s_a
+/// in one float in block order, added last. values(i, q): block i's 32 unsigned quants.
+template <class Block, class Values>
+DSV4_HOST_DEVICE float min_dot_x86(const Block* w, const Q8_1::block_type* a, std::size_t n_blocks,
+                                   Values values) noexcept {
+  X86Lanes acc;
+  float summs = 0.f;
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    summs += w[i].m.to_float() * a[i].s.to_float();
+    int q[32];
+    values(i, q);
+    acc.add(w[i].d.to_float() * a[i].d.to_float(), q, a[i].qs);
+  }
+  return acc.sum() + summs;
+}
+
 }  // namespace detail::ggml
 
 static_assert(QuantizableFormat<Q8_0> && DotFormat<Q8_0>);
