@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <cstring>
 #include <dsv4/core/scratch.hpp>
+#include <type_traits>
 
 #include "dsv4/cpu/kernels.hpp"
 
@@ -205,32 +206,6 @@ struct KqPackLayout {
   static constexpr std::size_t bytes = dmin + 64;
 };
 
-HWY_INLINE void PackKq(kernels::KqKind kind, const std::uint8_t* HWY_RESTRICT w, std::size_t n,
-                       std::size_t nb, std::size_t w_row_bytes, std::uint8_t* HWY_RESTRICT pack,
-                       std::uint8_t* HWY_RESTRICT q, kernels::KqBlock* HWY_RESTRICT k) {
-  using L = KqPackLayout;
-  std::memset(pack, 0, nb * L::bytes);
-  for (std::size_t o = 0; o < n; ++o) {
-    UnpackKq(kind, w + o * w_row_bytes, nb, q, k);
-    for (std::size_t i = 0; i < nb; ++i) {
-      std::uint8_t* p = pack + i * L::bytes;
-      const std::uint8_t* qb = q + 256 * i;
-      for (int c = 0; c < 64; ++c) std::memcpy(p + L::q + c * 64 + o * 4, qb + 4 * c, 4);
-      const kernels::KqBlock& b = k[i];
-      for (int g = 0; g < 16; ++g) {
-        const std::int32_t sc = b.sc[g];
-        std::memcpy(p + L::sc + g * 64 + o * 4, &sc, 4);
-      }
-      for (int g = 0; g < 8; ++g) {
-        std::memcpy(p + L::bias + g * 64 + o * 4, &b.bias[2 * g], 4);
-        std::memcpy(p + L::mn + g * 64 + o * 4, &b.mn[2 * g], 4);
-      }
-      std::memcpy(p + L::d + o * 4, &b.d, 4);
-      std::memcpy(p + L::dmin + o * 4, &b.dmin, 4);
-    }
-  }
-}
-
 // R Q8_K activation rows (292-byte blocks: float d, int8 qs[256], int16 bsums[16]; nb per row)
 // · the packed tile → y[r·ldy + o] for the lanes of `mask`: per super-block
 // d·d_a·(Σ_g sc_g·Σ q·a + Σ_g bias_g·bsums_g) − dmin·d_a·Σ_g mn_g·bsums_g, the integer parts
@@ -309,10 +284,12 @@ struct KqX86PackLayout {
   static constexpr std::size_t bytes = dmin + 64;
 };
 
-HWY_INLINE void PackKqX86(kernels::KqKind kind, const std::uint8_t* HWY_RESTRICT w, std::size_t n,
-                          std::size_t nb, std::size_t w_row_bytes, std::uint8_t* HWY_RESTRICT pack,
-                          std::uint8_t* HWY_RESTRICT q, kernels::KqBlock* HWY_RESTRICT k) {
-  using L = KqX86PackLayout;
+// Packs n ≤ 16 k-quant weight rows into layout L (KqPackLayout: unsigned quants and int32 group
+// scales; KqX86PackLayout: the pre-scaled int16 pairs), then the bias and min pairs, d and dmin.
+template <class L>
+HWY_INLINE void PackKq(kernels::KqKind kind, const std::uint8_t* HWY_RESTRICT w, std::size_t n,
+                       std::size_t nb, std::size_t w_row_bytes, std::uint8_t* HWY_RESTRICT pack,
+                       std::uint8_t* HWY_RESTRICT q, kernels::KqBlock* HWY_RESTRICT k) {
   std::memset(pack, 0, nb * L::bytes);
   for (std::size_t o = 0; o < n; ++o) {
     UnpackKq(kind, w + o * w_row_bytes, nb, q, k);
@@ -320,11 +297,19 @@ HWY_INLINE void PackKqX86(kernels::KqKind kind, const std::uint8_t* HWY_RESTRICT
       std::uint8_t* p = pack + i * L::bytes;
       const std::uint8_t* qb = q + 256 * i;
       const kernels::KqBlock& b = k[i];
-      for (int s = 0; s < 128; ++s) {
-        const std::int16_t sc = b.sc[s / 8];
-        const std::int16_t pair[2] = {static_cast<std::int16_t>(qb[2 * s] * sc),
-                                      static_cast<std::int16_t>(qb[2 * s + 1] * sc)};
-        std::memcpy(p + L::w16 + s * 64 + o * 4, pair, 4);
+      if constexpr (std::is_same_v<L, KqX86PackLayout>) {
+        for (int s = 0; s < 128; ++s) {
+          const std::int16_t sc = b.sc[s / 8];
+          const std::int16_t pair[2] = {static_cast<std::int16_t>(qb[2 * s] * sc),
+                                        static_cast<std::int16_t>(qb[2 * s + 1] * sc)};
+          std::memcpy(p + L::w16 + s * 64 + o * 4, pair, 4);
+        }
+      } else {
+        for (int c = 0; c < 64; ++c) std::memcpy(p + L::q + c * 64 + o * 4, qb + 4 * c, 4);
+        for (int g = 0; g < 16; ++g) {
+          const std::int32_t sc = b.sc[g];
+          std::memcpy(p + L::sc + g * 64 + o * 4, &sc, 4);
+        }
       }
       for (int g = 0; g < 8; ++g) {
         std::memcpy(p + L::bias + g * 64 + o * 4, &b.bias[2 * g], 4);
@@ -542,9 +527,9 @@ HWY_INLINE void KqTile(kernels::KqKind kind, const std::uint8_t* w, std::size_t 
     for (std::size_t o = 0; o < n; o += 16) {
       const std::size_t m = n - o < 16 ? n - o : 16;
       if (x86) {
-        PackKqX86(kind, w + o * w_row_bytes, m, nb, w_row_bytes, pack.data(), q, k);
+        PackKq<KqX86PackLayout>(kind, w + o * w_row_bytes, m, nb, w_row_bytes, pack.data(), q, k);
       } else {
-        PackKq(kind, w + o * w_row_bytes, m, nb, w_row_bytes, pack.data(), q, k);
+        PackKq<KqPackLayout>(kind, w + o * w_row_bytes, m, nb, w_row_bytes, pack.data(), q, k);
       }
       const auto mask = static_cast<__mmask16>((1u << m) - 1);
       switch (kind) {
