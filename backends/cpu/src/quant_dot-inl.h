@@ -9,9 +9,10 @@
 // the instructions ggml's AVX2 dots use), every block's integer lanes are converted to float and
 // accumulated into one fp32 vector per output with the block's scale, and the lanes are added
 // once per output. Up to 4 activation rows share each weight chunk load (the prefill GEMM).
-// Other targets run the same arithmetic in scalar code. Integer sums are exact; the float
-// accumulation order is not the reference's (block order, one scalar sum), so results differ
-// from the formats' own dots by fp32 rounding only, and never depend on the thread split.
+// Integer sums are exact. That is ggml's x86 order: the formats that have it (the 32-value
+// formats, Q2_K, Q4_K, Q5_K, Q6_K) equal their dot_x86 bit for bit, on other targets too (the
+// scalar paths run the same steps, or dot_x86 itself); Q3_K and IQ4_XS differ from their dots
+// (block order, one scalar sum) by fp32 rounding only. Nothing depends on the thread split.
 #if defined(DSV4_CPU_QUANT_DOT_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef DSV4_CPU_QUANT_DOT_INL_H_
 #undef DSV4_CPU_QUANT_DOT_INL_H_

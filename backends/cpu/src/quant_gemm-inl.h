@@ -6,13 +6,15 @@
 // four consecutive values of each of the 16 weight rows side by side, so that one `vpdpbusd`
 // multiplies four values of 16 weight rows by the same four activation values (a broadcast) and
 // adds the products into 16 int32 lanes, one per output. The weights are the unsigned operand:
-// the 32-value formats' signed values are stored with +128 and 128·Σ a is subtracted per block,
-// the k-quants' unpacked quants are unsigned already. Every lane is one output, its integer block
-// sums exact and its blocks accumulated in block order, so a result does not depend on the tile
-// it falls in, the thread split or the rows computed beside it. For the 32-value formats the
-// arithmetic is the formats' own dot (F::dot: Σ in block order of float(Σq·a)·(d_w·d_a)), bit for
-// bit. Other targets (and fewer than kTileRows activation rows) run the row kernels per output,
-// all n rows of a call inside one dispatched function.
+// the 32-value formats' signed values are stored with +128 and 128·Σ a is subtracted per 4-value
+// group, the k-quants' unpacked quants are unsigned already. Every lane is one output, its integer
+// sums exact, so a result does not depend on the tile it falls in, the thread split or the rows
+// computed beside it. The formats with ggml's x86 order (all 32-value formats, Q2_K, Q4_K, Q5_K,
+// Q6_K) keep the sums of ggml's 8 lanes apart, each with its own fp32 FMA, and equal the formats'
+// dot_x86 bit for bit (the k-quants through pre-scaled int16 weight pairs and `vpdpwssd`); Q3_K
+// and IQ4_XS accumulate exact super-block sums in block order. Other targets (and fewer than
+// kTileRows activation rows) run the row kernels per output, all n rows of a call inside one
+// dispatched function.
 #if defined(DSV4_CPU_QUANT_GEMM_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef DSV4_CPU_QUANT_GEMM_INL_H_
 #undef DSV4_CPU_QUANT_GEMM_INL_H_

@@ -73,7 +73,8 @@ void b32_tile(B32Kind kind, const void* w, std::size_t n, std::size_t nb, const 
               const float* xd, const std::int32_t* asum, std::size_t rows, float* y,
               std::size_t ldy, std::int8_t* q, float* wsc);
 
-/// The packed kernel: exact integer super-block sums in block order (not F::dot's fp32 order).
+/// Q2_K, Q4_K, Q5_K, Q6_K: every path is the format's dot_x86 bit for bit; Q3_K and IQ4_XS: exact
+/// integer super-block sums in block order (not F::dot's fp32 order).
 void kq_tile(KqKind kind, const void* w, std::size_t n, std::size_t nb, const void* xq,
              std::size_t rows, float* y, std::size_t ldy, std::uint8_t* q, KqBlock* k);
 
