@@ -121,7 +121,8 @@ class DenseLinear {
 ///    Q8_0, IQ4_NL and MXFP4; Q8_1 for Q4_1 and Q5_1; Q8_K for the k-quants and IQ4_XS; F16, BF16
 ///    and F32 for themselves) and the type's vec_dot, both as ggml's x86 CPU backend computes
 ///    them where that differs from ggml's portable code (`partner_quantize` / `partner_dot`: the
-///    32-value formats' AVX2 order and activation rounding; the k-quants keep the portable order).
+///    x86 order of the 32-value formats and of Q2_K, Q4_K, Q5_K, Q6_K, and the x86 rounding of
+///    Q8_0 / Q8_1 activations; Q3_K and IQ4_XS keep the portable order).
 struct PartnerDot {
   static constexpr std::string_view name = "partner-dot";
 };

@@ -181,8 +181,8 @@ class Backend : public ref::Backend {
         float* yr = y.data() + r * d;
         float inv = 0.0f;
         if constexpr (ggml_order<N>()) {
-          inv = rms_scale<true>(xr, d,
-                                eps);  // double statistics, as ggml (bit for bit the reference)
+          // double statistics, as ggml (bit for bit the reference)
+          inv = rms_scale<true>(xr, d, eps);
         } else {
           const float sum = cpu::dot(xr, xr, d);
           inv = 1.0f / std::sqrt(sum / static_cast<float>(d) + eps);
