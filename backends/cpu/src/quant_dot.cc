@@ -39,10 +39,13 @@ void B32TileEntry(kernels::B32Kind kind, const void* w, std::size_t n, std::size
           xd, asum, rows, y, ldy, q, wsc);
 }
 void KqTileEntry(kernels::KqKind kind, const void* w, std::size_t n, std::size_t nb, const void* xq,
-                 std::size_t rows, float* y, std::size_t ldy, std::uint8_t* q,
-                 kernels::KqBlock* k) {
+                 const std::int16_t* a16, std::size_t rows, float* y, std::size_t ldy,
+                 std::uint8_t* q, kernels::KqBlock* k) {
   KqTile(kind, static_cast<const std::uint8_t*>(w), n, nb, static_cast<const std::uint8_t*>(xq),
-         rows, y, ldy, q, k);
+         a16, rows, y, ldy, q, k);
+}
+void Q8_KWidenEntry(const void* xq, std::size_t n_blocks, std::int16_t* out) {
+  Q8_KWiden(static_cast<const std::uint8_t*>(xq), n_blocks, out);
 }
 void Q8_0OffsetsEntry(const void* xq, std::size_t n_blocks, std::int32_t* out) {
   Q8_0Offsets(static_cast<const std::uint8_t*>(xq), n_blocks, out);
@@ -71,6 +74,7 @@ HWY_EXPORT(KqRowEntry);
 HWY_EXPORT(B32TileEntry);
 HWY_EXPORT(KqTileEntry);
 HWY_EXPORT(Q8_0OffsetsEntry);
+HWY_EXPORT(Q8_KWidenEntry);
 HWY_EXPORT(PackedActiveEntry);
 HWY_EXPORT(QuantizeQ8_0Entry);
 HWY_EXPORT(QuantizeQ8_KEntry);
@@ -100,8 +104,12 @@ void b32_tile(B32Kind kind, const void* w, std::size_t n, std::size_t nb, const 
   HWY_DYNAMIC_DISPATCH(B32TileEntry)(kind, w, n, nb, xq, xd, asum, rows, y, ldy, q, wsc);
 }
 void kq_tile(KqKind kind, const void* w, std::size_t n, std::size_t nb, const void* xq,
-             std::size_t rows, float* y, std::size_t ldy, std::uint8_t* q, KqBlock* k) {
-  HWY_DYNAMIC_DISPATCH(KqTileEntry)(kind, w, n, nb, xq, rows, y, ldy, q, k);
+             const std::int16_t* a16, std::size_t rows, float* y, std::size_t ldy, std::uint8_t* q,
+             KqBlock* k) {
+  HWY_DYNAMIC_DISPATCH(KqTileEntry)(kind, w, n, nb, xq, a16, rows, y, ldy, q, k);
+}
+void q8_k_widen(const void* xq, std::size_t n_blocks, std::int16_t* out) {
+  HWY_DYNAMIC_DISPATCH(Q8_KWidenEntry)(xq, n_blocks, out);
 }
 void q8_0_offsets(const void* xq, std::size_t n_blocks, std::int32_t* out) {
   HWY_DYNAMIC_DISPATCH(Q8_0OffsetsEntry)(xq, n_blocks, out);

@@ -510,22 +510,16 @@ HWY_INLINE std::size_t KqBytes(kernels::KqKind kind) {
 // n k-quant weight rows (nb super-blocks each, rows contiguous) · `rows` Q8_K activation rows →
 // y[r·ldy + o] (kernels::kq_tile): packed tiles of 16 rows, or the row kernel.
 HWY_INLINE void KqTile(kernels::KqKind kind, const std::uint8_t* w, std::size_t n, std::size_t nb,
-                       const std::uint8_t* xq, std::size_t rows, float* y, std::size_t ldy,
-                       std::uint8_t* q, kernels::KqBlock* k) {
+                       const std::uint8_t* xq, const std::int16_t* a16, std::size_t rows, float* y,
+                       std::size_t ldy, std::uint8_t* q, kernels::KqBlock* k) {
   using kernels::KqKind;
   const std::size_t w_row_bytes = nb * KqBytes(kind);
 #if DSV4_CPU_QG_VNNI
-  if (rows >= kernels::kTileRows && PackedAllowed()) {
-    const bool x86 = kind == KqKind::q2_k || kind == KqKind::q4_k || kind == KqKind::q5_k ||
-                     kind == KqKind::q6_k;
+  const bool x86 =
+      kind == KqKind::q2_k || kind == KqKind::q4_k || kind == KqKind::q5_k || kind == KqKind::q6_k;
+  // the x86-order kernels read the activation quants widened to int16 (kernels::q8_k_widen)
+  if (rows >= kernels::kTileRows && PackedAllowed() && (a16 != nullptr || !x86)) {
     ScratchBuffer<std::uint8_t> pack(nb * (x86 ? KqX86PackLayout::bytes : KqPackLayout::bytes));
-    // the x86-order kernels read the activation quants as int16
-    ScratchBuffer<std::int16_t> a16(x86 ? rows * nb * 256 : 0);
-    for (std::size_t r = 0; r < (x86 ? rows : 0); ++r)
-      for (std::size_t i = 0; i < nb; ++i) {
-        const auto* qs = reinterpret_cast<const std::int8_t*>(xq + (r * nb + i) * 292 + 4);
-        for (int j = 0; j < 256; ++j) a16[(r * nb + i) * 256 + static_cast<std::size_t>(j)] = qs[j];
-      }
     for (std::size_t o = 0; o < n; o += 16) {
       const std::size_t m = n - o < 16 ? n - o : 16;
       if (x86) {
@@ -536,19 +530,19 @@ HWY_INLINE void KqTile(kernels::KqKind kind, const std::uint8_t* w, std::size_t 
       const auto mask = static_cast<__mmask16>((1u << m) - 1);
       switch (kind) {
         case KqKind::q2_k:
-          KqTileX86Rows<KqKind::q2_k>(pack.data(), nb, a16.data(), xq, rows, y + o, ldy, mask);
+          KqTileX86Rows<KqKind::q2_k>(pack.data(), nb, a16, xq, rows, y + o, ldy, mask);
           break;
         case KqKind::q3_k:
           KqTileRows<16, true, false>(pack.data(), nb, xq, rows, y + o, ldy, mask);
           break;
         case KqKind::q6_k:
-          KqTileX86Rows<KqKind::q6_k>(pack.data(), nb, a16.data(), xq, rows, y + o, ldy, mask);
+          KqTileX86Rows<KqKind::q6_k>(pack.data(), nb, a16, xq, rows, y + o, ldy, mask);
           break;
         case KqKind::q4_k:
-          KqTileX86Rows<KqKind::q4_k>(pack.data(), nb, a16.data(), xq, rows, y + o, ldy, mask);
+          KqTileX86Rows<KqKind::q4_k>(pack.data(), nb, a16, xq, rows, y + o, ldy, mask);
           break;
         case KqKind::q5_k:
-          KqTileX86Rows<KqKind::q5_k>(pack.data(), nb, a16.data(), xq, rows, y + o, ldy, mask);
+          KqTileX86Rows<KqKind::q5_k>(pack.data(), nb, a16, xq, rows, y + o, ldy, mask);
           break;
         case KqKind::iq4_xs:
           KqTileRows<32, true, false>(pack.data(), nb, xq, rows, y + o, ldy, mask);
@@ -557,10 +551,21 @@ HWY_INLINE void KqTile(kernels::KqKind kind, const std::uint8_t* w, std::size_t 
     }
     return;
   }
+#else
+  (void)a16;
 #endif
   // decode: four weight rows at a time where a kernel for that exists, then one at a time
   std::size_t o = rows == 1 ? KqGemv(kind, w, n, nb, w_row_bytes, xq, y) : 0;
   for (; o < n; ++o) KqRow(kind, w + o * w_row_bytes, nb, xq, rows, y + o, ldy, q, k);
+}
+
+// The quants of n_blocks Q8_K blocks as int16 (kernels::q8_k_widen).
+HWY_INLINE void Q8_KWiden(const std::uint8_t* HWY_RESTRICT xq, std::size_t n_blocks,
+                          std::int16_t* HWY_RESTRICT out) {
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const auto* qs = reinterpret_cast<const std::int8_t*>(xq + 292 * i + 4);
+    for (int j = 0; j < 256; ++j) out[256 * i + static_cast<std::size_t>(j)] = qs[j];
+  }
 }
 
 // 128·Σ of each 4-value group of n_blocks Q8_0 blocks, 8 per block (kernels::q8_0_offsets).

@@ -480,6 +480,14 @@ class Backend : public ref::Backend {
             kernels::q8_0_offsets(xq.data() + r0 * na, (r1 - r0) * na, asum.data() + r0 * na * 8);
           });
         }
+        // the packed k-quant GEMM's activation quants as int16 (kernels::kq_tile)
+        ScratchBuffer<std::int16_t> a16(
+            kKQuant<F> && x.rows >= kernels::kTileRows ? x.rows * na * 256 : 0);
+        if (!a16.empty()) {
+          for_tiles(x.rows, 1, x.rows * in, [&](std::size_t r0, std::size_t r1) {
+            kernels::q8_k_widen(xq.data() + r0 * na, (r1 - r0) * na, a16.data() + r0 * na * 256);
+          });
+        }
         for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
           if constexpr (kB32<F>) {
             ScratchBuffer<std::int8_t> q(nb * 32);
@@ -497,7 +505,8 @@ class Backend : public ref::Backend {
             ScratchBuffer<std::uint8_t> q(nb * 256);
             ScratchBuffer<kernels::KqBlock> k(nb);
             kernels::kq_tile(kq_kind<F>(), w.blocks().data() + o0 * nb, o1 - o0, nb, xq.data(),
-                             x.rows, y.data + o0, y.stride, q.data(), k.data());
+                             a16.empty() ? nullptr : a16.data(), x.rows, y.data + o0, y.stride,
+                             q.data(), k.data());
             round_columns<N>(y, o0, o1);
           } else if constexpr (kNative<F>) {
             ScratchBuffer<float> wbuf(nb * F::block_elems);

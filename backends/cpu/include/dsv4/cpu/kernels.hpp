@@ -76,7 +76,13 @@ void b32_tile(B32Kind kind, const void* w, std::size_t n, std::size_t nb, const 
 /// Q2_K, Q4_K, Q5_K, Q6_K: every path is the format's dot_x86 bit for bit; Q3_K and IQ4_XS: exact
 /// integer super-block sums in block order (not F::dot's fp32 order).
 void kq_tile(KqKind kind, const void* w, std::size_t n, std::size_t nb, const void* xq,
-             std::size_t rows, float* y, std::size_t ldy, std::uint8_t* q, KqBlock* k);
+             const std::int16_t* a16, std::size_t rows, float* y, std::size_t ldy, std::uint8_t* q,
+             KqBlock* k);
+
+/// The quants of n_blocks Q8_K blocks (292 bytes each) widened to int16, 256 per block: kq_tile's
+/// a16 (may be null below kTileRows rows; the packed kernels of the formats with ggml's x86 order
+/// read it).
+void q8_k_widen(const void* xq, std::size_t n_blocks, std::int16_t* out);
 
 /// out[8i + c] = 128·Σ_{j<4} qs[4c + j] of Q8_0 block i (34 bytes each) for i < n_blocks, c < 8:
 /// the offsets b32_tile's packed kernel removes (it stores the weights' values + 128 as its
