@@ -240,6 +240,63 @@ TEST_CASE_TEMPLATE("cpu::Backend integer dots: GEMV and GEMM rows on 1, 2 and 3 
   }
 }
 
+TEST_CASE_TEMPLATE(
+    "cpu::Backend F32 / F16 PartnerDot with K a multiple of 16: llama.cpp's GEMM order", F, d::F32,
+    d::F16) {
+  // F::dot_x86 (16 FMA lanes, reduced as _mm512_reduce_add_ps) on every target and thread count
+  using L = d::Linear<F, d::PartnerDot>;
+  for (const std::size_t in : {std::size_t{16}, std::size_t{256}, std::size_t{272}}) {
+    CAPTURE(in);
+    const auto wf = random_values(kOut * in, 21);
+    const auto w = L::quantize(d::ConstView2<float>(wf.data(), kOut, in));
+    for (const std::size_t rows : {std::size_t{1}, kRows}) {
+      const auto x = random_values(rows * in, 22);
+      d::test::for_each_simd_target([&] {
+        const auto r = run_linear<d::PlainFp32Numerics>(w, x, rows);
+        CHECK(same_bits(r.cpu1, r.ref));
+        CHECK(same_bits(r.cpu3, r.ref));
+      });
+    }
+  }
+}
+
+TEST_CASE_TEMPLATE(
+    "cpu::Backend repacked weights: llama.cpp's GEMM and GEMV orders, the reference's bits", F,
+    d::Q4_0, d::Q2_K, d::Q4_K) {
+  // Linear::repacked (F::dot_repacked): as a mul_mat the first n − n % 4 rows take the GEMM order,
+  // the rest the GEMV order; as a mul_mat_id every row the GEMV order. 1 row (GEMV), 7 (4 GEMM +
+  // 3 GEMV), 21 (20 + 1); 72 outputs (a multiple of 8, not of the tile or the thread count).
+  static_assert(d::RepackedDotFormat<F>);
+  using L = d::Linear<F, d::PartnerDot>;
+  const std::size_t in = F::block_elems == 32 ? 32 * 37 : 256 * 5;
+  const std::size_t out = 72;
+  const auto wf = random_values(out * in, 17);
+  const auto plain = L::quantize(d::ConstView2<float>(wf.data(), out, in));
+  for (const auto how : {d::GgmlRepack::mul_mat, d::GgmlRepack::mul_mat_id}) {
+    const L w = plain.repacked(how);
+    for (const std::size_t rows : {std::size_t{1}, std::size_t{7}, std::size_t{21}}) {
+      CAPTURE(rows);
+      const auto x = random_values(rows * in, 18 + static_cast<std::uint32_t>(rows));
+      const d::ConstView2<float> xv(x.data(), rows, in);
+      std::vector<float> ref(rows * out);
+      d::ReferenceBackend{}.linear<d::PlainFp32Numerics>(w, xv,
+                                                         d::View2<float>(ref.data(), rows, out));
+      std::vector<float> vec_dot(rows * out);
+      d::ReferenceBackend{}.linear<d::PlainFp32Numerics>(
+          plain, xv, d::View2<float>(vec_dot.data(), rows, out));
+      if (!std::is_same_v<F, d::Q4_0> || rows > 1) CHECK(!same_bits(ref, vec_dot));
+      d::test::for_each_simd_target([&] {
+        for (int t = 1; t <= 3; ++t) {
+          std::vector<float> y(rows * out);
+          d::cpu::Backend(t).linear<d::PlainFp32Numerics>(w, xv,
+                                                          d::View2<float>(y.data(), rows, out));
+          CHECK(same_bits(y, ref));
+        }
+      });
+    }
+  }
+}
+
 TEST_CASE_TEMPLATE("cpu::Backend native FP8/FP4 dots: bit for bit the reference on 1, 2, 3 threads",
                    F, d::Fp8B128, d::Fp4G32) {
   // the vectorised exact block sums give the formats' own dots: odd block counts (5 activation

@@ -565,3 +565,177 @@ TEST_CASE("bad shapes and bytes are refused with ShapeError / InputError") {
                                                    std::as_bytes(std::span(scales)), 2, 128),
                   d::ShapeError);
 }
+
+// ---- llama.cpp's repacked weights (GgmlRepack, F::dot_repacked) ----
+// tests/data/ggml-repack: ggml_mul_mat / ggml_mul_mat_id run by ggml itself with the weight in
+// its CPU_REPACK buffer (an x86 AVX-512 build, see tests/data/README.md). mul_mat: 13 activation
+// rows, so rows 0-11 ran the repacked GEMM and row 12 the GEMV; mul_mat_id: 5 tokens choosing 2
+// of 4 experts, every row the GEMV.
+namespace {
+
+struct RepackCase {
+  std::int32_t kind = 0;  // 0 mul_mat, 1 mul_mat_id
+  std::int32_t K = 0, N = 0, M = 0, E = 0, n_used = 0;
+  std::vector<std::byte> w;  // E·N rows of K, ggml's standard block layout
+  std::vector<float> x;      // [M, K]
+  std::vector<std::int32_t> ids;
+  std::vector<float> out;  // ggml's repacked result: [M, N] or [M, n_used, N]
+};
+
+RepackCase read_repack_case(const std::string& file) {
+  const auto raw = dsv4::test::read_raw<std::uint8_t>("ggml-repack/" + file);
+  REQUIRE(raw.size() > 48);
+  REQUIRE(std::memcmp(raw.data(), "RPKDUMP1", 8) == 0);
+  std::int32_t h[8];
+  std::memcpy(h, raw.data() + 8, sizeof h);
+  std::int64_t wbytes = 0;
+  std::memcpy(&wbytes, raw.data() + 40, sizeof wbytes);
+  RepackCase c;
+  c.kind = h[0];
+  c.K = h[2];
+  c.N = h[3];
+  c.M = h[4];
+  c.E = h[5];
+  c.n_used = h[6];
+  REQUIRE(h[7] == 1);  // ggml did repack the weight
+  std::size_t at = 48;
+  const auto take = [&](auto& v, std::size_t n) {
+    using T = typename std::remove_reference_t<decltype(v)>::value_type;
+    REQUIRE(at + n * sizeof(T) <= raw.size());
+    v.resize(n);
+    std::memcpy(v.data(), raw.data() + at, n * sizeof(T));
+    at += n * sizeof(T);
+  };
+  take(c.w, static_cast<std::size_t>(wbytes));
+  take(c.x, static_cast<std::size_t>(c.M) * c.K);
+  if (c.kind == 1) take(c.ids, static_cast<std::size_t>(c.M) * c.n_used);
+  take(c.out, static_cast<std::size_t>(c.M) * (c.kind == 1 ? c.n_used : 1) * c.N);
+  return c;
+}
+
+template <class F>
+std::string repack_stem() {
+  std::string s(F::name);
+  s[0] = 'q';
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE(
+    "Linear repacked as llama.cpp repacks it equals ggml's repacked mul_mat bit for bit", F,
+    d::Q4_K, d::Q2_K, d::Q4_0) {
+  static_assert(d::RepackedDotFormat<F>);
+  using L = d::Linear<F, d::PartnerDot>;
+  const int k = std::same_as<F, d::Q4_0> ? 64 : 512;
+  const RepackCase c =
+      read_repack_case("mm_" + repack_stem<F>() + "_K" + std::to_string(k) + "_N16_M13_d0.bin");
+  REQUIRE(c.kind == 0);
+  const auto n = static_cast<std::size_t>(c.N);
+  const auto kk = static_cast<std::size_t>(c.K);
+  const auto m = static_cast<std::size_t>(c.M);
+  const L plain = L::view_bytes(c.w, n, kk);
+  const L w = plain.repacked(d::GgmlRepack::mul_mat);
+  CHECK(w.repack() == d::GgmlRepack::mul_mat);
+  std::vector<float> y(m * n);
+  w.template forward<d::PlainFp32Numerics>(d::ConstView2<float>(c.x.data(), m, kk),
+                                           d::View2<float>(y.data(), m, n));
+  int mismatches = 0;
+  for (std::size_t i = 0; i < y.size(); ++i)
+    mismatches += std::bit_cast<std::uint32_t>(y[i]) != std::bit_cast<std::uint32_t>(c.out[i]);
+  CHECK(mismatches == 0);
+  // every row alone is a GEMV row: row 12 again, rows 0-11 differ (k-quants: the data tells the
+  // GEMM's order from the GEMV's)
+  int gemv_alone_differs = 0;
+  for (std::size_t r = 0; r < m; ++r) {
+    std::vector<float> y1(n);
+    w.template forward<d::PlainFp32Numerics>(d::ConstView2<float>(c.x.data() + r * kk, 1, kk),
+                                             d::View2<float>(y1.data(), 1, n));
+    for (std::size_t o = 0; o < n; ++o) {
+      const bool same =
+          std::bit_cast<std::uint32_t>(y1[o]) == std::bit_cast<std::uint32_t>(y[r * n + o]);
+      if (r == m - 1) CHECK(same);
+      gemv_alone_differs += !same;
+    }
+  }
+  if constexpr (!std::same_as<F, d::Q4_0>) CHECK(gemv_alone_differs > 0);
+  // vec_dot (not repacked) differs from the repacked kernels on this data
+  std::vector<float> yv(m * n);
+  plain.template forward<d::PlainFp32Numerics>(d::ConstView2<float>(c.x.data(), m, kk),
+                                               d::View2<float>(yv.data(), m, n));
+  int vec_dot_differs = 0;
+  for (std::size_t i = 0; i < y.size(); ++i)
+    vec_dot_differs += std::bit_cast<std::uint32_t>(yv[i]) != std::bit_cast<std::uint32_t>(y[i]);
+  CHECK(vec_dot_differs > 0);
+  // rows(): a slice keeps the repacking; a weight of 12 rows is refused
+  CHECK(w.rows(8, 8).repack() == d::GgmlRepack::mul_mat);
+  CHECK_THROWS_AS(plain.rows(0, 12).repacked(d::GgmlRepack::mul_mat), d::ShapeError);
+  CHECK_NOTHROW(plain.rows(0, 12).repacked(d::GgmlRepack::none));
+}
+
+TEST_CASE_TEMPLATE("Linear repacked as llama.cpp's experts equals ggml's repacked mul_mat_id", F,
+                   d::Q4_K, d::Q2_K, d::Q4_0) {
+  using L = d::Linear<F, d::PartnerDot>;
+  const int k = std::same_as<F, d::Q4_0> ? 64 : 256;
+  const RepackCase c =
+      read_repack_case("mmid_" + repack_stem<F>() + "_K" + std::to_string(k) + "_N16_T5.bin");
+  REQUIRE(c.kind == 1);
+  const auto n = static_cast<std::size_t>(c.N);
+  const auto kk = static_cast<std::size_t>(c.K);
+  const L all = L::view_bytes(c.w, static_cast<std::size_t>(c.E) * n, kk);
+  int mismatches = 0;
+  int checked = 0;
+  for (int e = 0; e < c.E; ++e) {
+    // the tokens that chose expert e, as a MoE gathers them
+    std::vector<float> xs;
+    std::vector<std::pair<int, int>> slots;  // (token, slot)
+    for (int t = 0; t < c.M; ++t)
+      for (int u = 0; u < c.n_used; ++u)
+        if (c.ids[static_cast<std::size_t>(t * c.n_used + u)] == e) {
+          xs.insert(xs.end(), c.x.begin() + static_cast<std::ptrdiff_t>(t * kk),
+                    c.x.begin() + static_cast<std::ptrdiff_t>((t + 1) * kk));
+          slots.emplace_back(t, u);
+        }
+    if (slots.empty()) continue;
+    const L expert =
+        all.rows(static_cast<std::size_t>(e) * n, n).repacked(d::GgmlRepack::mul_mat_id);
+    std::vector<float> y(slots.size() * n);
+    expert.template forward<d::PlainFp32Numerics>(d::ConstView2<float>(xs.data(), slots.size(), kk),
+                                                  d::View2<float>(y.data(), slots.size(), n));
+    for (std::size_t j = 0; j < slots.size(); ++j)
+      for (std::size_t o = 0; o < n; ++o) {
+        const auto [t, u] = slots[j];
+        const float want = c.out[(static_cast<std::size_t>(t * c.n_used + u)) * n + o];
+        mismatches +=
+            std::bit_cast<std::uint32_t>(y[j * n + o]) != std::bit_cast<std::uint32_t>(want);
+        ++checked;
+      }
+  }
+  CHECK(checked == c.M * c.n_used * c.N);
+  CHECK(mismatches == 0);
+}
+
+// F32 and F16 under PartnerDot sum in llama.cpp's x86 float GEMM order (F::dot_x86, K a multiple
+// of 16): layer 0's router gate (F32 [16, 256]) of the tiny model on llama.cpp's own input rows
+// gives llama.cpp's ffn_moe_logits-0 bit for bit (tests/data/llamacpp/ops/router_gate_layer0.*).
+TEST_CASE("Linear<F32, PartnerDot>: llama.cpp's router logits bit for bit") {
+  const auto w = dsv4::test::read_raw<float>("llamacpp/ops/router_gate_layer0.weight.f32");
+  const auto x = dsv4::test::read_raw<float>("llamacpp/ops/router_gate_layer0.in.f32");
+  const auto want = dsv4::test::read_raw<float>("llamacpp/ops/router_gate_layer0.out.f32");
+  REQUIRE(w.size() == 16 * 256);
+  const std::size_t rows = x.size() / 256;
+  REQUIRE(want.size() == rows * 16);
+  std::vector<d::F32::block_type> blocks(w.size());
+  for (std::size_t i = 0; i < w.size(); ++i) blocks[i].v = w[i];
+  const d::Linear<d::F32, d::PartnerDot> gate(std::move(blocks), 16, 256);
+  std::vector<float> y(rows * 16);
+  gate.forward<d::PlainFp32Numerics>(d::ConstView2<float>(x.data(), rows, 256),
+                                     d::View2<float>(y.data(), rows, 16));
+  CHECK(std::memcmp(y.data(), want.data(), y.size() * sizeof(float)) == 0);
+  // the ascending fp32 sum (DequantDot) does not give them
+  const d::Linear<d::F32, d::DequantDot> plain = d::f32_linear(w, 16, 256);
+  std::vector<float> yp(rows * 16);
+  plain.forward<d::PlainFp32Numerics>(d::ConstView2<float>(x.data(), rows, 256),
+                                      d::View2<float>(yp.data(), rows, 16));
+  CHECK(std::memcmp(yp.data(), want.data(), yp.size() * sizeof(float)) != 0);
+}

@@ -9,13 +9,17 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <dsv4/core/numerics.hpp>
 #include <dsv4/formats/linear.hpp>
 #include <dsv4/io/tensor_load.hpp>
 #include <dsv4/layers/mhc.hpp>
 #include <dsv4/model/load_layers.hpp>
 #include <dsv4/ops/norm.hpp>
+#include <dsv4/ops/sinkhorn.hpp>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -270,4 +274,67 @@ TEST_CASE("hyper-connections reject bad shapes and configs") {
   CHECK_THROWS_WITH_AS(dsv4::load_hyper_connection(rc.weights, "layers.0.hc_attn", wrong),
                        doctest::Contains("expected shape [24, 128], found [24, 256]"),
                        dsv4::FormatError);
+}
+
+// llama.cpp's numerics (ggml_order): the split and Sinkhorn of its DSV4_HC_COMB kernel, the FMA
+// sums of DSV4_HC_PRE and DSV4_HC_POST, against llama.cpp's own nodes of layer 0 in the tiny Q8_0
+// model's prefill (tests/data/llamacpp/ops/hc_layer0.*, 12 positions; pre and post are separate
+// graph nodes there, rounded as the reference's formula).
+TEST_CASE(
+    "mHC under llama.cpp's order: its DSV4_HC_COMB, DSV4_HC_PRE and DSV4_HC_POST bit for bit") {
+  namespace d = dsv4;
+  const auto rd = [](const char* what) {
+    return d::test::read_raw<float>(std::string("llamacpp/ops/hc_layer0.") + what + ".f32");
+  };
+  const auto mixes = rd("mixes"), scale = rd("scale"), base = rd("base");
+  const auto pre_want = rd("pre"), post_want = rd("post"), comb_want = rd("comb");
+  const auto x = rd("x"), pre_out = rd("pre_out"), f = rd("f"), post_out = rd("post_out");
+  constexpr std::size_t kT = 12, kDim = 256;
+  REQUIRE(mixes.size() == kT * 24);
+  REQUIRE(scale.size() == 3);
+  const auto same = [](const float* a, const float* b, std::size_t n) {
+    return std::memcmp(a, b, n * sizeof(float)) == 0;
+  };
+  int comb_same = 0, comb_ref_same = 0, pre_same = 0, post_same = 0;
+  d::HyperConnection<4>::Mix mix;
+  mix.tokens = kT;
+  mix.pre.resize(kT * 4);
+  mix.post.resize(kT * 4);
+  mix.comb.resize(kT * 16);
+  for (std::size_t t = 0; t < kT; ++t) {
+    float pre[4], post[4], comb[16], comb_ref[16];
+    d::ops::hc_split_sinkhorn<4, true>(mixes.data() + 24 * t, scale.data(), base.data(), 20, 1e-6f,
+                                       pre, post, comb);
+    d::ops::hc_split_sinkhorn<4>(mixes.data() + 24 * t, scale.data(), base.data(), 20, 1e-6f, pre,
+                                 post, comb_ref);
+    comb_same += same(comb, comb_want.data() + 16 * t, 16);
+    comb_ref_same += same(comb_ref, comb_want.data() + 16 * t, 16);
+    pre_same += same(pre, pre_want.data() + 4 * t, 4);
+    post_same += same(post, post_want.data() + 4 * t, 4);
+    std::copy_n(pre_want.data() + 4 * t, 4, mix.pre.data() + 4 * t);
+    std::copy_n(post_want.data() + 4 * t, 4, mix.post.data() + 4 * t);
+    std::copy_n(comb_want.data() + 16 * t, 16, mix.comb.data() + 16 * t);
+  }
+  CHECK(comb_same == kT);
+  CHECK(comb_ref_same < static_cast<int>(kT));  // the reference's Sinkhorn rounds otherwise
+  CHECK(pre_same == kT);
+  CHECK(post_same == kT);
+  // DSV4_HC_PRE: Σ_i pre_i·x_i as an FMA chain
+  std::vector<float> u(kT * kDim);
+  for (std::size_t t = 0; t < kT; ++t) {
+    d::detail::hc_weighted_sum<d::PlainFp32Numerics, true>(
+        std::span<const float>(pre_want.data() + 4 * t, 4),
+        std::span<const float>(x.data() + 4 * kDim * t, 4 * kDim), kDim,
+        std::span<float>(u.data() + kDim * t, kDim));
+  }
+  CHECK(same(u.data(), pre_out.data(), u.size()));
+  // DSV4_HC_POST: post_j·f, then FMAs of comb_ij·x_i
+  const d::HyperConnection<4> hc(
+      d::f32_linear(std::vector<float>(24 * 4 * kDim, 0.0f), 24, 4 * kDim),
+      std::vector<float>(base), std::vector<float>(scale), kDim, 1e-6f, 1e-6f, 20);
+  std::vector<float> out(kT * 4 * kDim), out_ref(kT * 4 * kDim);
+  hc.post<d::PlainFp32Numerics>(f, x, mix, out);
+  hc.post<d::ReferenceFp32Numerics>(f, x, mix, out_ref);
+  CHECK(same(out.data(), post_out.data(), out.size()));
+  CHECK(!same(out_ref.data(), post_out.data(), out.size()));
 }

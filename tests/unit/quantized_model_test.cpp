@@ -440,8 +440,10 @@ TEST_CASE(
     }
   } remove{q4};
   const io::GgufModel src(f32);
-  // the float-held tensors as fp32 products in both (load_quantized does not model their partner)
-  const io::GgufModel file(q4, io::GgufLinearSemantics::partner_dot_projections);
+  // the float-held tensors as fp32 products in both (load_quantized does not model their partner),
+  // every weight by vec_dot (the in-memory model's weights are not repacked as llama.cpp's are)
+  const io::GgufModel file(q4, io::GgufLinearSemantics::partner_dot_projections,
+                           /*llama_repack=*/false);
   const d::ModelConfig& cfg = src.config();
   REQUIRE(file.config() == cfg);
   using FileModel =

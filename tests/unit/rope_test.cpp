@@ -4,13 +4,17 @@
 // The golden-data check of RoPE inside the attention is in attention_test.cpp.
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <dsv4/core/numeric.hpp>
 #include <dsv4/core/numerics.hpp>
 #include <dsv4/core/presets.hpp>
 #include <dsv4/ops/rope.hpp>
+#include <string>
 #include <vector>
+
+#include "test_data.hpp"
 
 namespace {
 
@@ -96,7 +100,7 @@ TEST_CASE("rope: only the last rope dims rotate, as adjacent (re, im) pairs") {
   std::vector<float> x = {7.0f, -3.0f, 1.0f, 0.0f, 0.5f, 2.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f};
   const std::vector<float> x0 = x;
   const std::int64_t pos = 5;
-  rope.apply<d::PlainFp32Numerics>(x.data(), 2, 6, pos);
+  rope.apply<d::ReferenceFp32Numerics>(x.data(), 2, 6, pos);  // the reference's rotation
   const float w1 = rope.frequencies()[1];
   for (std::size_t v = 0; v < 2; ++v) {
     const float* a = x0.data() + v * 6;
@@ -152,3 +156,45 @@ TEST_CASE("rope: positions outside the table and short vectors are errors") {
 }
 
 }  // namespace
+
+// llama.cpp's numerics (ggml_order): the angles ggml's rope computes (cumulative θ, YaRN ramp as
+// one FMA, the magnitude times llama.cpp's attention factor) and its FMA rotation, against
+// llama.cpp's own ROPE / ROPE_BACK nodes of the tiny model's prefill (tests/data/llamacpp/ops:
+// layer 0 sliding-window, base 10000; layer 1 compressed, base 160000 with YaRN; 12 positions, 4
+// heads of 256 values, the last 64 rotated).
+TEST_CASE("rope: under llama.cpp's order, llama.cpp's ROPE and ROPE_BACK bit for bit") {
+  const auto pos = d::test::read_raw<std::int32_t>("llamacpp/ops/rope_positions.i32");
+  for (const int layer : {0, 1}) {
+    for (const bool back : {false, true}) {
+      CAPTURE(layer);
+      CAPTURE(back);
+      d::RopeParams p = yarn_params();
+      if (layer == 0) {
+        p.base = 10000.0;
+        p.original_seq_len = 0;
+      }
+      const d::Rope rope(p);
+      const std::string stem = std::string("llamacpp/ops/rope_") + (back ? "back" : "q") +
+                               "_layer" + std::to_string(layer);
+      auto x = d::test::read_raw<float>(stem + ".in.f32");
+      const auto want = d::test::read_raw<float>(stem + ".out.f32");
+      REQUIRE(x.size() == pos.size() * 4 * 256);
+      REQUIRE(want.size() == x.size());
+      auto plain = x;
+      for (std::size_t t = 0; t < pos.size(); ++t) {
+        const auto dir = back ? d::RopeDirection::inverse : d::RopeDirection::forward;
+        rope.apply<d::PlainFp32Numerics>(x.data() + t * 1024, 4, 256, pos[t], dir);
+        rope.apply<d::ReferenceFp32Numerics>(plain.data() + t * 1024, 4, 256, pos[t], dir);
+      }
+      int differ = 0;
+      int plain_differ = 0;
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        differ += std::bit_cast<std::uint32_t>(x[i]) != std::bit_cast<std::uint32_t>(want[i]);
+        plain_differ +=
+            std::bit_cast<std::uint32_t>(plain[i]) != std::bit_cast<std::uint32_t>(want[i]);
+      }
+      CHECK(differ == 0);
+      CHECK(plain_differ > 0);  // the reference's angles and rotation are not ggml's
+    }
+  }
+}

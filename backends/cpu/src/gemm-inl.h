@@ -160,6 +160,47 @@ HWY_INLINE __m256 ReduceEight(const __m256* a) {
 }
 #endif
 
+// y[r][o] in llama.cpp's x86 float GEMM order (dsv4::detail::ggml::sgemm_dot16; in a multiple of
+// 16): 16 lane accumulators, element k into lane k % 16 by one FMA, the lanes reduced as
+// `_mm512_reduce_add_ps` does. The lanes are vectors of up to 16 on targets with fused MulAdd,
+// scalar std::fma elsewhere (the same bits).
+template <class T>
+HWY_INLINE void GemmGgml16(const float* HWY_RESTRICT x, size_t ldx, size_t rows,
+                           const T* HWY_RESTRICT w, size_t ldw, size_t o0, size_t o1, size_t in,
+                           float* HWY_RESTRICT y, size_t ldy) {
+  const auto reduce = [](const float* acc) {
+    float t8[8];
+    for (int i = 0; i < 8; ++i) t8[i] = acc[i + 8] + acc[i];
+    float t4[4];
+    for (int i = 0; i < 4; ++i) t4[i] = t8[i + 4] + t8[i];
+    return (t4[0] + t4[2]) + (t4[1] + t4[3]);
+  };
+  for (size_t o = o0; o < o1; ++o) {
+    const T* wr = w + o * ldw;
+    for (size_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * ldx;
+      HWY_ALIGN float acc[16] = {};
+#if HWY_TARGET != HWY_SCALAR
+      if constexpr (HWY_NATIVE_FMA) {
+        const hn::CappedTag<float, 16> df;
+        const size_t n = hn::Lanes(df);  // 4, 8 or 16: 16 / n vectors hold the 16 lanes
+        for (size_t v = 0; v < 16; v += n) {
+          auto a = hn::Zero(df);
+          for (size_t k = v; k < in; k += 16)
+            a = hn::MulAdd(LoadW(df, wr + k), hn::LoadU(df, xr + k), a);
+          hn::Store(a, df, acc + v);
+        }
+        y[r * ldy + o] = reduce(acc);
+        continue;
+      }
+#endif
+      for (size_t k = 0; k < in; k += 16)
+        for (size_t l = 0; l < 16; ++l) acc[l] = std::fma(ScalarW(wr[k + l]), xr[k + l], acc[l]);
+      y[r * ldy + o] = reduce(acc);
+    }
+  }
+}
+
 HWY_INLINE void IndexDots(const float* HWY_RESTRICT q, size_t heads, size_t di,
                           const float* HWY_RESTRICT keys, size_t ldk, size_t n,
                           float* HWY_RESTRICT dots, size_t ldd) {

@@ -20,6 +20,14 @@ void GemmF16Entry(const float* x, size_t ldx, size_t rows, const f16* w, size_t 
                   size_t o1, size_t in, float* y, size_t ldy) {
   GemmTile(x, ldx, rows, w, ldw, o0, o1, in, y, ldy);
 }
+void GemmGgmlF32Entry(const float* x, size_t ldx, size_t rows, const float* w, size_t ldw,
+                      size_t o0, size_t o1, size_t in, float* y, size_t ldy) {
+  GemmGgml16(x, ldx, rows, w, ldw, o0, o1, in, y, ldy);
+}
+void GemmGgmlF16Entry(const float* x, size_t ldx, size_t rows, const f16* w, size_t ldw, size_t o0,
+                      size_t o1, size_t in, float* y, size_t ldy) {
+  GemmGgml16(x, ldx, rows, w, ldw, o0, o1, in, y, ldy);
+}
 double FmaProbeEntry(std::size_t iters) {
   const hn::ScalableTag<float> df;
   auto a0 = hn::Set(df, 0.5f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
@@ -66,6 +74,8 @@ namespace dsv4::cpu {
 HWY_EXPORT(GemmF32Entry);
 HWY_EXPORT(GemmBf16Entry);
 HWY_EXPORT(GemmF16Entry);
+HWY_EXPORT(GemmGgmlF32Entry);
+HWY_EXPORT(GemmGgmlF16Entry);
 HWY_EXPORT(SparseAttnHeadsEntry);
 HWY_EXPORT(IndexDotsEntry);
 HWY_EXPORT(FmaProbeEntry);
@@ -82,6 +92,14 @@ void gemm(const float* x, std::size_t ldx, std::size_t rows, const bf16* w, std:
 void gemm(const float* x, std::size_t ldx, std::size_t rows, const f16* w, std::size_t ldw,
           std::size_t o0, std::size_t o1, std::size_t in, float* y, std::size_t ldy) {
   HWY_DYNAMIC_DISPATCH(GemmF16Entry)(x, ldx, rows, w, ldw, o0, o1, in, y, ldy);
+}
+void gemm_ggml(const float* x, std::size_t ldx, std::size_t rows, const float* w, std::size_t ldw,
+               std::size_t o0, std::size_t o1, std::size_t in, float* y, std::size_t ldy) {
+  HWY_DYNAMIC_DISPATCH(GemmGgmlF32Entry)(x, ldx, rows, w, ldw, o0, o1, in, y, ldy);
+}
+void gemm_ggml(const float* x, std::size_t ldx, std::size_t rows, const f16* w, std::size_t ldw,
+               std::size_t o0, std::size_t o1, std::size_t in, float* y, std::size_t ldy) {
+  HWY_DYNAMIC_DISPATCH(GemmGgmlF16Entry)(x, ldx, rows, w, ldw, o0, o1, in, y, ldy);
 }
 void index_dots(const float* q, std::size_t heads, std::size_t di, const float* keys,
                 std::size_t ldk, std::size_t n, float* dots, std::size_t ldd) {

@@ -1282,6 +1282,203 @@ HWY_INLINE void KqRow(kernels::KqKind kind, const std::uint8_t* w, std::size_t n
   KqRows(q, k, xq, rows, nb, y, ldy);
 }
 
+// ---- llama.cpp's repacked kernels (Q4_0, Q2_K, Q4_K: the formats' dot_repacked) ----
+// Each step's exact integer sum times its scale product, added with one FMA in order; the
+// k-quants keep their min term in a second accumulator and return the difference. A k-quant step
+// is `chunks` 32-value chunks of a super-block (Q4_K: 2 in the GEMM, Q2_K: 4; the GEMV: 8).
+
+// One unpacked k-quant weight row (UnpackKq: q [nb·256], k [nb]) · R Q8_K activation rows.
+template <int R>
+HWY_INLINE void RepackedKqRowsR(const std::uint8_t* HWY_RESTRICT q,
+                                const kernels::KqBlock* HWY_RESTRICT k,
+                                const std::uint8_t* HWY_RESTRICT xq, std::size_t nb, int chunks,
+                                float* HWY_RESTRICT y, std::size_t ldy) {
+  constexpr std::size_t kBytes = 292;
+  const std::size_t row_bytes = nb * kBytes;
+  float acc[R] = {};
+  float accm[R] = {};
+  for (std::size_t i = 0; i < nb; ++i) {
+    const kernels::KqBlock& b = k[i];
+    const std::uint8_t* qb = q + 256 * i;
+    for (int c0 = 0; c0 < 8; c0 += chunks) {
+      std::int32_t isum[R];
+#if DSV4_CPU_QD_AVX2
+      __m256i vsum[R];
+      for (int r = 0; r < R; ++r) vsum[r] = _mm256_setzero_si256();
+      for (int c = c0; c < c0 + chunks; ++c) {
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qb + 32 * c));
+        const __m256i sc =
+            _mm256_set_m128i(_mm_set1_epi16(b.sc[2 * c + 1]), _mm_set1_epi16(b.sc[2 * c]));
+        for (int r = 0; r < R; ++r) {
+          const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 4;
+          const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 32 * c));
+          vsum[r] = _mm256_add_epi32(vsum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), sc));
+        }
+      }
+      for (int r = 0; r < R; ++r) isum[r] = HSumI32(vsum[r]);
+#else
+      for (int r = 0; r < R; ++r) {
+        const auto* a = reinterpret_cast<const std::int8_t*>(
+            xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 4);
+        std::int32_t s = 0;
+        for (int g = 2 * c0; g < 2 * (c0 + chunks); ++g) {
+          std::int32_t sg = 0;
+          for (int e = 16 * g; e < 16 * g + 16; ++e) sg += qb[e] * a[e];
+          s += b.sc[g] * sg;
+        }
+        isum[r] = s;
+      }
+#endif
+      for (int r = 0; r < R; ++r) {
+        const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes;
+        float da;
+        std::memcpy(&da, ab, sizeof da);
+        std::int16_t bsums[16];
+        std::memcpy(bsums, ab + 260, sizeof bsums);
+        std::int32_t msum = 0;
+        for (int g = 2 * c0; g < 2 * (c0 + chunks); ++g) msum += b.mn[g] * bsums[g];
+        acc[r] = std::fma(static_cast<float>(isum[r]), b.d * da, acc[r]);
+        accm[r] = std::fma(static_cast<float>(msum), b.dmin * da, accm[r]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = acc[r] - accm[r];
+}
+
+// One unpacked Q4_0 weight row (signed quants q [nb·32], block scales k[i].d) · one Q8_0
+// activation row (xq, its scales xd): Σ_i fma(Σ_j q·a, d_i·xd_i) in block order.
+HWY_INLINE float RepackedQ4_0Row(const std::int8_t* HWY_RESTRICT q,
+                                 const kernels::KqBlock* HWY_RESTRICT k,
+                                 const std::uint8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
+                                 std::size_t nb) {
+  constexpr std::size_t kBytes = 34;
+  float acc = 0.f;
+  for (std::size_t i = 0; i < nb; ++i) {
+    const auto* a = reinterpret_cast<const std::int8_t*>(xq + i * kBytes + 2);
+#if DSV4_CPU_QD_AVX2
+    const __m256i w0 =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * i)));
+    const __m256i w1 =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * i + 16)));
+    const __m256i a0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a)));
+    const __m256i a1 =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 16)));
+    const std::int32_t s =
+        HSumI32(_mm256_add_epi32(_mm256_madd_epi16(w0, a0), _mm256_madd_epi16(w1, a1)));
+#else
+    std::int32_t s = 0;
+    for (int j = 0; j < 32; ++j) s += q[32 * i + j] * a[j];
+#endif
+    acc = std::fma(static_cast<float>(s), k[i].d * xd[i], acc);
+  }
+  return acc;
+}
+
+#if DSV4_CPU_QD_AVX2
+// Q4_K in the repacked kernels' orders, the weight row decoded in registers (Q45KChunk) and
+// shared by R activation rows: `gemm` adds each 64-value chunk's integer sums with its FMAs (the
+// min term of chunk c is lane c of Q45KMins' integer products), the GEMV each super-block's.
+template <int R>
+HWY_INLINE void Q4KRepackedRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
+                                 const std::uint8_t* HWY_RESTRICT xq, bool gemm,
+                                 float* HWY_RESTRICT y, std::size_t ldy) {
+  constexpr std::size_t kBytes = 292;
+  const std::size_t row_bytes = nb * kBytes;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i one8 = _mm256_set1_epi8(1);
+  float acc[R] = {};
+  float accm[R] = {};
+  for (std::size_t i = 0; i < nb; ++i) {
+    const std::uint8_t* b = w + i * sizeof(dsv4::Q4_K::block_type);
+    const Q45KScales h = Q45KDecodeScales(b);
+    const std::uint8_t* qs = b + 16;
+    float da[R];
+    alignas(16) std::int32_t mins[R][4];
+    __m256i isum[R];
+    for (int r = 0; r < R; ++r) {
+      const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes;
+      std::memcpy(&da[r], ab, sizeof(float));
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 260));
+      const __m256i msum = _mm256_mullo_epi32(_mm256_madd_epi16(bs, _mm256_set1_epi16(1)), h.mins);
+      const __m256i hp = _mm256_hadd_epi32(msum, msum);
+      _mm_store_si128(
+          reinterpret_cast<__m128i*>(mins[r]),
+          _mm_unpacklo_epi64(_mm256_castsi256_si128(hp), _mm256_extracti128_si256(hp, 1)));
+      isum[r] = _mm256_setzero_si256();
+    }
+    for (int c = 0; c < 4; ++c) {
+      __m256i q0, q1;
+      Q45KChunk<false>(qs, _mm256_setzero_si256(), c, m4, one8, q0, q1);
+      const __m256i s0 = Q45KScale(h.scb, 2 * c);
+      const __m256i s1 = Q45KScale(h.scb, 2 * c + 1);
+      for (int r = 0; r < R; ++r) {
+        const std::uint8_t* a = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 4;
+        const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 64 * c));
+        const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 64 * c + 32));
+        const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), s0),
+                                           _mm256_madd_epi16(_mm256_maddubs_epi16(q1, a1), s1));
+        if (gemm) {
+          acc[r] = std::fma(static_cast<float>(HSumI32(p)), h.d * da[r], acc[r]);
+          accm[r] = std::fma(static_cast<float>(mins[r][c]), h.dmin * da[r], accm[r]);
+        } else {
+          isum[r] = _mm256_add_epi32(isum[r], p);
+        }
+      }
+    }
+    if (!gemm) {
+      for (int r = 0; r < R; ++r) {
+        const std::int32_t msum = mins[r][0] + mins[r][1] + mins[r][2] + mins[r][3];
+        acc[r] = std::fma(static_cast<float>(HSumI32(isum[r])), h.d * da[r], acc[r]);
+        accm[r] = std::fma(static_cast<float>(msum), h.dmin * da[r], accm[r]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) y[static_cast<std::size_t>(r) * ldy] = acc[r] - accm[r];
+}
+#endif
+
+HWY_INLINE void RepackedRow(kernels::RepackKind kind, const std::uint8_t* HWY_RESTRICT w,
+                            std::size_t nb, const std::uint8_t* HWY_RESTRICT xq,
+                            const float* HWY_RESTRICT xd, std::size_t rows, std::size_t gemm_rows,
+                            float* HWY_RESTRICT y, std::size_t ldy, std::uint8_t* HWY_RESTRICT q,
+                            kernels::KqBlock* HWY_RESTRICT k) {
+  if (kind == kernels::RepackKind::q4_0) {
+    auto* q8 = reinterpret_cast<std::int8_t*>(q);
+    for (std::size_t i = 0; i < nb; ++i) {
+      const std::uint8_t* b = w + i * sizeof(dsv4::Q4_0::block_type);
+      k[i].d = HalfToFloat(LoadU16(b));
+      for (int j = 0; j < 16; ++j) {
+        q8[32 * i + j] = static_cast<std::int8_t>((b[2 + j] & 0x0F) - 8);
+        q8[32 * i + j + 16] = static_cast<std::int8_t>((b[2 + j] >> 4) - 8);
+      }
+    }
+    for (std::size_t r = 0; r < rows; ++r)
+      y[r * ldy] = RepackedQ4_0Row(q8, k, xq + r * nb * 34, xd + r * nb, nb);
+    return;
+  }
+  const bool q4k = kind == kernels::RepackKind::q4_k;
+#if DSV4_CPU_QD_AVX2
+  if (q4k) {
+    std::size_t r = 0;
+    for (; r + 4 <= rows; r += 4)
+      Q4KRepackedRowsR<4>(w, nb, xq + r * nb * 292, r < gemm_rows, y + r * ldy, ldy);
+    for (; r < rows; ++r)
+      Q4KRepackedRowsR<1>(w, nb, xq + r * nb * 292, r < gemm_rows, y + r * ldy, ldy);
+    return;
+  }
+#endif
+  UnpackKq(q4k ? kernels::KqKind::q4_k : kernels::KqKind::q2_k, w, nb, q, k);
+  const int gemm_chunks = q4k ? 2 : 4;
+  std::size_t r = 0;
+  for (; r + 4 <= gemm_rows; r += 4)
+    RepackedKqRowsR<4>(q, k, xq + r * nb * 292, nb, gemm_chunks, y + r * ldy, ldy);
+  for (; r < gemm_rows; ++r)
+    RepackedKqRowsR<1>(q, k, xq + r * nb * 292, nb, gemm_chunks, y + r * ldy, ldy);
+  for (; r + 4 <= rows; r += 4)
+    RepackedKqRowsR<4>(q, k, xq + r * nb * 292, nb, 8, y + r * ldy, ldy);
+  for (; r < rows; ++r) RepackedKqRowsR<1>(q, k, xq + r * nb * 292, nb, 8, y + r * ldy, ldy);
+}
+
 }  // namespace dsv4::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 

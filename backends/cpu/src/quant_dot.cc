@@ -32,6 +32,12 @@ void KqRowEntry(kernels::KqKind kind, const void* w, std::size_t nb, const void*
   KqRow(kind, static_cast<const std::uint8_t*>(w), nb, static_cast<const std::uint8_t*>(xq), rows,
         y, ldy, q, k);
 }
+void RepackedRowEntry(kernels::RepackKind kind, const void* w, std::size_t nb, const void* xq,
+                      const float* xd, std::size_t rows, std::size_t gemm_rows, float* y,
+                      std::size_t ldy, std::uint8_t* q, kernels::KqBlock* k) {
+  RepackedRow(kind, static_cast<const std::uint8_t*>(w), nb, static_cast<const std::uint8_t*>(xq),
+              xd, rows, gemm_rows, y, ldy, q, k);
+}
 void B32TileEntry(kernels::B32Kind kind, const void* w, std::size_t n, std::size_t nb,
                   const void* xq, const float* xd, const std::int32_t* asum, std::size_t rows,
                   float* y, std::size_t ldy, std::int8_t* q, float* wsc) {
@@ -71,6 +77,7 @@ namespace dsv4::cpu {
 HWY_EXPORT(B32RowEntry);
 HWY_EXPORT(Q451RowEntry);
 HWY_EXPORT(KqRowEntry);
+HWY_EXPORT(RepackedRowEntry);
 HWY_EXPORT(B32TileEntry);
 HWY_EXPORT(KqTileEntry);
 HWY_EXPORT(Q8_0OffsetsEntry);
@@ -91,6 +98,11 @@ void q451_row(bool q5_1, const void* w, std::size_t nb, const void* xq, std::siz
 void kq_row(KqKind kind, const void* w, std::size_t nb, const void* xq, std::size_t rows, float* y,
             std::size_t ldy, std::uint8_t* q, KqBlock* k) {
   HWY_DYNAMIC_DISPATCH(KqRowEntry)(kind, w, nb, xq, rows, y, ldy, q, k);
+}
+void repacked_row(RepackKind kind, const void* w, std::size_t nb, const void* xq, const float* xd,
+                  std::size_t rows, std::size_t gemm_rows, float* y, std::size_t ldy,
+                  std::uint8_t* q, KqBlock* k) {
+  HWY_DYNAMIC_DISPATCH(RepackedRowEntry)(kind, w, nb, xq, xd, rows, gemm_rows, y, ldy, q, k);
 }
 void quantize_q8_0(const float* x, std::size_t n_blocks, void* out, float* xd) {
   HWY_DYNAMIC_DISPATCH(QuantizeQ8_0Entry)(x, n_blocks, out, xd);

@@ -37,18 +37,25 @@ HWY_INLINE V RoundBf16(DF df, V v) {
 // once (no fused multiply-add) as the scalar rotation computes it.
 HWY_INLINE void RopeRotate(float* HWY_RESTRICT x, size_t n_vec, size_t vec_len, size_t rope_dim,
                            const float* HWY_RESTRICT cdup, const float* HWY_RESTRICT salt,
-                           bool round_bf16) {
+                           bool round_bf16, bool ggml_fma) {
   const hn::ScalableTag<float> df;
   const size_t N = hn::Lanes(df);
   for (size_t v = 0; v < n_vec; ++v) {
     float* r = x + v * vec_len + (vec_len - rope_dim);
     size_t i = 0;
 #if HWY_TARGET != HWY_SCALAR
-    if (N % 2 == 0) {
+    // (ggml's FMA rotation needs fused MulAdd: targets without it take the scalar loop)
+    if (N % 2 == 0 && (HWY_NATIVE_FMA || !ggml_fma)) {
       for (; i + N <= rope_dim; i += N) {
         const auto a = hn::LoadU(df, r + i);
-        auto y = hn::Add(hn::Mul(a, hn::LoadU(df, cdup + i)),
-                         hn::Mul(hn::Reverse2(df, a), hn::LoadU(df, salt + i)));
+        const auto b = hn::Reverse2(df, a);
+        const auto c = hn::LoadU(df, cdup + i);
+        const auto s = hn::LoadU(df, salt + i);
+        const auto ac = hn::Mul(a, c);
+        const auto bs = hn::Mul(b, s);
+        // ggml: even lanes fma(re, c, im·(−s)), odd lanes fma(re, s, im·c)
+        auto y =
+            ggml_fma ? hn::OddEven(hn::MulAdd(b, s, ac), hn::MulAdd(a, c, bs)) : hn::Add(ac, bs);
         if (round_bf16) y = RoundBf16(df, y);
         hn::StoreU(y, df, r + i);
       }
@@ -59,8 +66,9 @@ HWY_INLINE void RopeRotate(float* HWY_RESTRICT x, size_t n_vec, size_t vec_len, 
     for (; i < rope_dim; i += 2) {
       const float re = r[i];
       const float im = r[i + 1];
-      float y0 = re * cdup[i] + im * salt[i];
-      float y1 = im * cdup[i + 1] + re * salt[i + 1];
+      float y0 = ggml_fma ? std::fma(re, cdup[i], im * salt[i]) : re * cdup[i] + im * salt[i];
+      float y1 = ggml_fma ? std::fma(re, salt[i + 1], im * cdup[i + 1])
+                          : im * cdup[i + 1] + re * salt[i + 1];
       if (round_bf16) {
         y0 = bf16(y0).to_float();
         y1 = bf16(y1).to_float();

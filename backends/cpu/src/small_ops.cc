@@ -10,8 +10,8 @@
 HWY_BEFORE_NAMESPACE();
 namespace dsv4::cpu::HWY_NAMESPACE {
 void RopeRotateEntry(float* x, size_t n_vec, size_t vec_len, size_t rope_dim, const float* cdup,
-                     const float* salt, bool round_bf16) {
-  RopeRotate(x, n_vec, vec_len, rope_dim, cdup, salt, round_bf16);
+                     const float* salt, bool round_bf16, bool ggml_fma) {
+  RopeRotate(x, n_vec, vec_len, rope_dim, cdup, salt, round_bf16, ggml_fma);
 }
 void SoftmaxPoolEntry(const float* const* kv, const float* const* score, size_t m, size_t d,
                       float* y) {
@@ -29,8 +29,9 @@ HWY_EXPORT(SoftmaxPoolEntry);
 
 namespace kernels {
 void rope_rotate(float* x, std::size_t n_vec, std::size_t vec_len, std::size_t rope_dim,
-                 const float* cdup, const float* salt, bool round_bf16) {
-  HWY_DYNAMIC_DISPATCH(RopeRotateEntry)(x, n_vec, vec_len, rope_dim, cdup, salt, round_bf16);
+                 const float* cdup, const float* salt, bool round_bf16, bool ggml_fma) {
+  HWY_DYNAMIC_DISPATCH(RopeRotateEntry)
+  (x, n_vec, vec_len, rope_dim, cdup, salt, round_bf16, ggml_fma);
 }
 void softmax_pool(const float* const* kv, const float* const* score, std::size_t m, std::size_t d,
                   float* y) {

@@ -114,6 +114,20 @@ void partner_quantize(const float* in, typename A::block_type& b) {
   }
 }
 
+/// The two kernels llama.cpp's CPU backend multiplies a weight with after repacking it at load
+/// time (ggml's CPU_REPACK buffer on x86: Q4_0, Q4_K, and with AVX-512 Q2_K): the GEMM takes
+/// activation rows four at a time, the GEMV one row.
+enum class RepackKernel : std::uint8_t { gemm, gemv };
+
+/// A dot format with the orders of ggml's repacked kernels, `F::dot_repacked(w, a, n, kernel)`:
+/// the dot that one output of that kernel gets (the activation is quantized as for `F::dot`).
+template <class F>
+concept RepackedDotFormat = DotFormat<F> &&
+    requires(const typename F::block_type* w, const typename F::activation::block_type* a,
+             std::size_t n, RepackKernel k) {
+  { F::dot_repacked(w, a, n, k) } -> std::convertible_to<float>;
+};
+
 /// A format whose checkpoint stores codes and scales as two tensors ("planar"; the native V4
 /// formats, formats.md §9.3-9.4) rather than as an array of self-contained blocks. Block b of row n
 /// is `F::block_codes` code_type elements at codes[n·codes_per_row(K) + b·block_codes] with the

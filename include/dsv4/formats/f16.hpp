@@ -12,6 +12,7 @@
 #include "dsv4/core/macros.hpp"
 #include "dsv4/core/numeric.hpp"
 #include "dsv4/formats/concepts.hpp"
+#include "dsv4/formats/f32.hpp"
 
 namespace dsv4 {
 
@@ -44,6 +45,15 @@ struct F16 {
   DSV4_HOST_DEVICE static float dot(const block_type* w, const block_type* a,
                                     std::size_t n) noexcept {
     return detail::ggml::dot16(w, a, n);
+  }
+  /// The same dot as llama.cpp's x86 CPU backend computes it in a mul_mat (the activation
+  /// already rounded to f16): for n a multiple of 16 its float GEMM's order
+  /// (detail::ggml::sgemm_dot16), otherwise `dot`.
+  DSV4_HOST_DEVICE static float dot_x86(const block_type* w, const block_type* a,
+                                        std::size_t n) noexcept {
+    if (n % 16 != 0) return dot(w, a, n);
+    return detail::ggml::sgemm_dot16([w](std::size_t i) { return w[i].to_float(); },
+                                     [a](std::size_t i) { return a[i].to_float(); }, n);
   }
 };
 

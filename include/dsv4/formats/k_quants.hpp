@@ -398,6 +398,35 @@ struct Q8_K {
   }
 };
 
+namespace detail::kq {
+
+/// The dot of Q2_K / Q4_K in llama.cpp's repacked kernels (ggml's CPU_REPACK buffer, x86): the
+/// exact integer sums over `per_step` scale groups at a time, Σ sc·(q·a) and Σ m·bsum (group(i, g,
+/// sum, msum) adds group g of block i), each added with one FMA of d·d_a and of dmin·d_a into its
+/// own accumulator; the result is their difference. `Groups` scale groups per super-block; the
+/// GEMM steps through `gemm_groups` of them at a time, the GEMV through the whole super-block.
+template <int Groups, class B, class Group>
+DSV4_HOST_DEVICE float dot_repacked_asym(const B* w, const Q8_K::block_type* a,
+                                         std::size_t n_blocks, int per_step,
+                                         Group&& group) noexcept {
+  float acc = 0.f;
+  float accm = 0.f;
+  for (std::size_t i = 0; i < n_blocks; ++i) {
+    const float d = w[i].d.to_float() * a[i].d;
+    const float dmin = w[i].dmin.to_float() * a[i].d;
+    for (int g0 = 0; g0 < Groups; g0 += per_step) {
+      std::int32_t sum = 0;
+      std::int32_t msum = 0;
+      for (int g = g0; g < g0 + per_step; ++g) group(i, g, sum, msum);
+      acc = std::fma(static_cast<float>(sum), d, acc);
+      accm = std::fma(static_cast<float>(msum), dmin, accm);
+    }
+  }
+  return acc - accm;
+}
+
+}  // namespace detail::kq
+
 /// Q2_K: 2-bit quants in 16 groups of 16, each with a 4-bit scale and 4-bit min; value =
 /// d·sc·q - dmin·m (84 bytes per 256 values, 2.625 bits per weight).
 struct Q2_K {
@@ -524,6 +553,20 @@ struct Q2_K {
       acc.add_lanes(a[i].d * w[i].d.to_float(), lanes);
     }
     return acc.sum();
+  }
+
+  /// The same dot in llama.cpp's repacked kernels (detail::kq::dot_repacked_asym; AVX-512 builds
+  /// only): the GEMM adds each half super-block (8 groups of 16), the GEMV each super-block.
+  DSV4_HOST_DEVICE static float dot_repacked(const block_type* w, const Q8_K::block_type* a,
+                                             std::size_t n_blocks, RepackKernel kernel) noexcept {
+    return detail::kq::dot_repacked_asym<16>(
+        w, a, n_blocks, kernel == RepackKernel::gemm ? 8 : 16,
+        [&](std::size_t i, int g, std::int32_t& sum, std::int32_t& msum) {
+          std::int32_t s = 0;
+          for (int e = 16 * g; e < 16 * g + 16; ++e) s += detail::kq::low2(w[i].qs, e) * a[i].qs[e];
+          sum += (w[i].scales[g] & 0xF) * s;
+          msum += (w[i].scales[g] >> 4) * a[i].bsums[g];
+        });
   }
 };
 
@@ -810,6 +853,23 @@ struct Q4_K {
   DSV4_HOST_DEVICE static float dot_x86(const block_type* w, const Q8_K::block_type* a,
                                         std::size_t n_blocks) noexcept {
     return detail::kq::dot_qk_asym_x86<Q4_K>(w, a, n_blocks);
+  }
+
+  /// The same dot in llama.cpp's repacked kernels (detail::kq::dot_repacked_asym): the GEMM adds
+  /// each pair of 32-value sub-blocks (4 steps per super-block), the GEMV each super-block.
+  DSV4_HOST_DEVICE static float dot_repacked(const block_type* w, const Q8_K::block_type* a,
+                                             std::size_t n_blocks, RepackKernel kernel) noexcept {
+    return detail::kq::dot_repacked_asym<8>(
+        w, a, n_blocks, kernel == RepackKernel::gemm ? 2 : 8,
+        [&](std::size_t i, int g, std::int32_t& sum, std::int32_t& msum) {
+          int sc = 0;
+          int m = 0;
+          detail::kq::get_scale_min_k4(g, w[i].scales, sc, m);
+          std::int32_t s = 0;
+          for (int e = 32 * g; e < 32 * g + 32; ++e) s += quant(w[i], e) * a[i].qs[e];
+          sum += sc * s;
+          msum += m * (a[i].bsums[2 * g] + a[i].bsums[2 * g + 1]);
+        });
   }
 };
 

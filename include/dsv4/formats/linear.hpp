@@ -136,6 +136,24 @@ struct DequantDot {
   static constexpr std::string_view name = "dequant-dot";
 };
 
+/// How llama.cpp's x86 CPU backend multiplies a PartnerDot weight: with its type's vec_dot, or,
+/// for the formats it repacks at load time (ggml's CPU_REPACK buffer; RepackedDotFormat: Q4_0,
+/// Q4_K, Q2_K), with the repacked GEMM and GEMV kernels (F::dot_repacked), as a 2-D `mul_mat` or
+/// as the experts of a `mul_mat_id`. Which weights llama.cpp repacks is the loader's choice
+/// (io::GgufModel); a Linear made in code uses vec_dot.
+enum class GgmlRepack : std::uint8_t {
+  none,        ///< vec_dot (partner_dot)
+  mul_mat,     ///< of a call's n rows, the first n − n % 4 by the GEMM, the rest by the GEMV
+  mul_mat_id,  ///< every row by the GEMV (the repacked mul_mat_id runs one row at a time)
+};
+
+/// The repacked kernel that computes activation row `row` of a call with `rows` rows (how is not
+/// GgmlRepack::none).
+constexpr RepackKernel repack_kernel(GgmlRepack how, std::size_t row, std::size_t rows) noexcept {
+  return how == GgmlRepack::mul_mat && row < rows - rows % 4 ? RepackKernel::gemm
+                                                             : RepackKernel::gemv;
+}
+
 /// `S` is a semantics policy usable with format `F` (PartnerDot needs the format's dot).
 template <class S, class F>
 concept LinearSemantics = QuantFormat<F> &&
@@ -314,6 +332,34 @@ class Linear {
   std::size_t row_blocks() const noexcept { return in_ / F::block_elems; }
   /// True when the bytes belong to this Linear (and its copies), false for a view.
   bool owns_bytes() const noexcept { return owner_ != nullptr && !viewed_; }
+  /// How llama.cpp would multiply this weight (GgmlRepack::none unless set by `repacked`).
+  GgmlRepack repack() const noexcept { return repack_; }
+
+  /// This weight multiplied as llama.cpp's CPU backend does after repacking it (`how`: as a 2-D
+  /// mul_mat or as an expert of a mul_mat_id; none: vec_dot again): the same bytes, products in
+  /// F::dot_repacked's orders. ggml repacks weights whose row count is a multiple of 8 only;
+  /// ShapeError for another.
+  Linear repacked(GgmlRepack how) const
+      requires(std::same_as<S, PartnerDot>&& RepackedDotFormat<F>) {
+    DSV4_CHECK(how == GgmlRepack::none || out_ % 8 == 0, ShapeError,
+               "Linear<{}>: llama.cpp repacks weights of a multiple of 8 rows only, not [{}, {}]",
+               F::name, out_, in_);
+    Linear l = *this;
+    l.repack_ = how;
+    return l;
+  }
+
+  /// PartnerDot: the dot of row `w` of this weight (its row_blocks() blocks) with activation row
+  /// `row` of a call of `rows` rows, quantized (`a`): partner_dot, or F::dot_repacked with the
+  /// kernel llama.cpp uses for that row when the weight is repacked.
+  float row_dot(const block_type* w, const typename F::activation::block_type* a, std::size_t row,
+                std::size_t rows) const noexcept requires std::same_as<S, PartnerDot> {
+    if constexpr (RepackedDotFormat<F>) {
+      if (repack_ != GgmlRepack::none)
+        return F::dot_repacked(w, a, row_blocks(), repack_kernel(repack_, row, rows));
+    }
+    return partner_dot<F>(w, a, row_blocks());
+  }
 
   /// The blocks (block formats): [out, in / block_elems].
   std::span<const block_type> blocks() const noexcept requires(!planar) {
@@ -338,6 +384,7 @@ class Linear {
                in_);
     Linear l(count, in_);
     l.owner_ = owner_;
+    l.repack_ = repack_;
     if constexpr (planar) {
       DSV4_CHECK(
           first % F::block_rows == 0 && (count % F::block_rows == 0 || first + count == out_),
@@ -389,7 +436,7 @@ class Linear {
       for (std::size_t o = 0; o < out_; ++o) {
         const block_type* w = row_of_blocks(o, gathered.data());
         for (std::size_t r = 0; r < x.rows; ++r)
-          y(r, o) = N::round(partner_dot<F>(w, xq.data() + r * na, nb));
+          y(r, o) = N::round(row_dot(w, xq.data() + r * na, r, x.rows));
       }
     } else {
       // one dequantised row (an F32 weight is read in place: its values are the floats)
@@ -457,6 +504,7 @@ class Linear {
   std::size_t out_ = 0;
   std::size_t in_ = 0;
   bool viewed_ = false;
+  GgmlRepack repack_ = GgmlRepack::none;
 };
 
 // ---------------------------------------------------------------------------------------------

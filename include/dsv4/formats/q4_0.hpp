@@ -8,6 +8,7 @@
 // nibble of qs[j-16].
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -83,6 +84,22 @@ struct Q4_0 {
       acc.add(w[i].d.to_float() * a[i].d.to_float(), q, a[i].qs);
     }
     return acc.sum();
+  }
+
+  /// The same dot in llama.cpp's repacked kernels (ggml's CPU_REPACK buffer, x86), GEMM and GEMV
+  /// alike: each block's exact integer sum added with one FMA of d_w·d_a, in block order.
+  DSV4_HOST_DEVICE static float dot_repacked(const block_type* w, const Q8_0::block_type* a,
+                                             std::size_t n_blocks, RepackKernel) noexcept {
+    float acc = 0.f;
+    for (std::size_t i = 0; i < n_blocks; ++i) {
+      int sumi = 0;
+      for (int j = 0; j < 16; ++j) {
+        sumi += ((w[i].qs[j] & 0x0F) - 8) * a[i].qs[j];
+        sumi += ((w[i].qs[j] >> 4) - 8) * a[i].qs[j + 16];
+      }
+      acc = std::fma(static_cast<float>(sumi), w[i].d.to_float() * a[i].d.to_float(), acc);
+    }
+    return acc;
   }
 };
 

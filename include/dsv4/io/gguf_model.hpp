@@ -865,13 +865,18 @@ enum class GgufLinearSemantics : std::uint8_t { partner_dot, dequant_dot, partne
 /// a type dsv4 reads; nothing unexpected), with FormatError naming the tensor.
 class GgufModel {
  public:
+  /// `llama_repack`: the weights llama.cpp repacks at load time (Q4_0, Q4_K, Q2_K) multiply in
+  /// its repacked kernels' orders (GgmlRepack; llama.cpp's default on x86), or with vec_dot as
+  /// llama.cpp's `--no-repack` does (false). PartnerDot weights only.
   explicit GgufModel(const std::filesystem::path& path,
-                     GgufLinearSemantics semantics = GgufLinearSemantics::partner_dot)
-      : GgufModel(std::make_shared<const GgufFile>(path), semantics) {}
+                     GgufLinearSemantics semantics = GgufLinearSemantics::partner_dot,
+                     bool llama_repack = true)
+      : GgufModel(std::make_shared<const GgufFile>(path), semantics, llama_repack) {}
 
   explicit GgufModel(std::shared_ptr<const GgufFile> file,
-                     GgufLinearSemantics semantics = GgufLinearSemantics::partner_dot)
-      : file_(std::move(file)), semantics_(semantics) {
+                     GgufLinearSemantics semantics = GgufLinearSemantics::partner_dot,
+                     bool llama_repack = true)
+      : file_(std::move(file)), semantics_(semantics), llama_repack_(llama_repack) {
     DSV4_CHECK(file_ != nullptr, InputError, "GgufModel: no file");
     cfg_ = config_from_gguf(*file_);
     build();
@@ -1042,7 +1047,11 @@ class GgufModel {
   L view_as(const Entry& e, std::size_t out, std::size_t in) const {
     using F = typename L::format;
     if (e.packing != GgufPacking::concat_cols) {
-      return L::view_bytes(e.raw, out, in, file_);
+      if constexpr (std::same_as<typename L::semantics, PartnerDot> && RepackedDotFormat<F>) {
+        return L::view_bytes(e.raw, out, in, file_).repacked(repack_of(e, out));
+      } else {
+        return L::view_bytes(e.raw, out, in, file_);
+      }
     }
     using B = typename F::block_type;
     DSV4_CHECK(in % F::block_elems == 0, FormatError,
@@ -1058,6 +1067,20 @@ class GgufModel {
                   nb * sizeof(B));
     }
     return L(std::move(blocks), out, in);
+  }
+
+  /// How llama.cpp's CPU backend (an x86 build with AVX-512, its default weight repacking)
+  /// multiplies the PartnerDot weight `e` of a format it repacks: the experts through its
+  /// repacked mul_mat_id, a 2-D weight through its repacked mul_mat, both for a multiple of 8
+  /// rows only; `attn_output_a` (wo_a, which llama.cpp multiplies per group as one 3-D batched
+  /// mul_mat) and the halves of eh_proj (one product in llama.cpp, two here) by vec_dot.
+  GgmlRepack repack_of(const Entry& e, std::size_t out) const {
+    if (!llama_repack_ || out % 8 != 0) return GgmlRepack::none;
+    if (e.packing == GgufPacking::experts) return GgmlRepack::mul_mat_id;
+    if (e.packing != GgufPacking::single ||
+        e.tensor->name.find(".attn_output_a.") != std::string::npos)
+      return GgmlRepack::none;
+    return GgmlRepack::mul_mat;
   }
 
   template <class Any>
@@ -1202,6 +1225,7 @@ class GgufModel {
 
   std::shared_ptr<const GgufFile> file_;
   GgufLinearSemantics semantics_ = GgufLinearSemantics::partner_dot;
+  bool llama_repack_ = true;
   ModelConfig cfg_;
   std::map<std::string, Entry, std::less<>> entries_;
   std::shared_ptr<LoadMeter> meter_;  // set by report_reads

@@ -73,13 +73,20 @@ void hc_mixes(const B& b, const AnyLinear& fn, std::span<const float> x, std::si
   }
 }
 
-/// u[c] = N(Σ_i pre_i · z[i·d + c]).
-template <NumericsPolicy N>
+/// u[c] = N(Σ_i pre_i · z[i·d + c]); Fused: each term added with one FMA, as llama.cpp's
+/// DSV4_HC_PRE (the block's pre under ggml_order; its head adds rounded products in graph nodes).
+template <NumericsPolicy N, bool Fused = false>
 void hc_weighted_sum(std::span<const float> pre, std::span<const float> z, std::size_t d,
                      std::span<float> u) noexcept {
   for (std::size_t c = 0; c < d; ++c) {
     float acc = 0.0f;
-    for (std::size_t i = 0; i < pre.size(); ++i) acc += pre[i] * z[i * d + c];
+    for (std::size_t i = 0; i < pre.size(); ++i) {
+      if constexpr (Fused) {
+        acc = std::fma(pre[i], z[i * d + c], acc);
+      } else {
+        acc += pre[i] * z[i * d + c];
+      }
+    }
     u[c] = N::round(acc);
   }
 }
@@ -159,10 +166,11 @@ class HyperConnection {
       const auto z = x.subspan(r * w, w);
       float* m = mix.mixes.data() + r * mix_width;
       float* pre = mix.pre.data() + r * HC;
-      ops::hc_split_sinkhorn<HC>(m, scale_.data(), base_.data(), iters_, hc_eps_, pre,
-                                 mix.post.data() + r * HC, mix.comb.data() + r * HC * HC);
-      detail::hc_weighted_sum<N>(std::span<const float>(pre, HC), z, dim_,
-                                 u.subspan(r * dim_, dim_));
+      ops::hc_split_sinkhorn<HC, ggml_order<N>()>(m, scale_.data(), base_.data(), iters_, hc_eps_,
+                                                  pre, mix.post.data() + r * HC,
+                                                  mix.comb.data() + r * HC * HC);
+      detail::hc_weighted_sum<N, ggml_order<N>()>(std::span<const float>(pre, HC), z, dim_,
+                                                  u.subspan(r * dim_, dim_));
     }
   }
 
@@ -185,9 +193,16 @@ class HyperConnection {
       float* o = out.data() + r * w;
       for (std::size_t c = 0; c < dim_; ++c) {
         for (std::size_t j = 0; j < HC; ++j) {
-          float acc = 0.0f;
-          for (std::size_t i = 0; i < HC; ++i) acc += comb[i * HC + j] * xr[i * dim_ + c];
-          y[j] = post[j] * f[r * dim_ + c] + acc;
+          if constexpr (ggml_order<N>()) {  // llama.cpp's DSV4_HC_POST: FMAs onto post·f
+            float acc = post[j] * f[r * dim_ + c];
+            for (std::size_t i = 0; i < HC; ++i)
+              acc = std::fma(comb[i * HC + j], xr[i * dim_ + c], acc);
+            y[j] = acc;
+          } else {
+            float acc = 0.0f;
+            for (std::size_t i = 0; i < HC; ++i) acc += comb[i * HC + j] * xr[i * dim_ + c];
+            y[j] = post[j] * f[r * dim_ + c] + acc;
+          }
         }
         for (std::size_t j = 0; j < HC; ++j) o[j * dim_ + c] = N::round(y[j]);
       }

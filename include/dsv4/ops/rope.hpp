@@ -148,17 +148,64 @@ class Rope {
     }
   }
 
+  /// cos θ_i and sin θ_i as ggml's `rope` computes them (llama.cpp's numerics; float32
+  /// throughout): θ_0 = fp32(pos), each next θ the previous times base^(−2/rope_dim) (not
+  /// fp32(pos)·ω_i); with YaRN (original_seq_len > 0) the angle is θ/factor blended with θ by
+  /// ggml's ramp between the correction dims (floor / ceil, clamped, in float), as one FMA, and
+  /// cos and sin are scaled by ggml's YaRN magnitude times the attention factor llama.cpp passes
+  /// to cancel it (1 / (1 + 0.1·ln factor)), a product that is not always exactly 1.
+  void angles_ggml(std::int64_t pos, float* cos_out, float* sin_out) const noexcept {
+    const auto n_dims = static_cast<float>(params_.rope_dim);
+    const auto base = static_cast<float>(params_.base);
+    const bool yarn = params_.original_seq_len > 0;
+    const float freq_scale = yarn ? 1.0f / static_cast<float>(params_.factor) : 1.0f;
+    const float theta_scale = std::pow(base, -2.0f / n_dims);
+    float lo = 0.0f;
+    float hi = 0.0f;
+    float mscale = 1.0f;
+    if (yarn) {
+      const auto corr_dim = [&](double rotations) {
+        return n_dims *
+               std::log(static_cast<float>(params_.original_seq_len) /
+                        (static_cast<float>(rotations) * 2.0f * std::numbers::pi_v<float>)) /
+               (2.0f * std::log(base));
+      };
+      lo = std::max(0.0f, std::floor(corr_dim(params_.beta_fast)));
+      hi = std::min(n_dims - 1.0f, std::ceil(corr_dim(params_.beta_slow)));
+      const float magnitude = 1.0f + 0.1f * std::log(1.0f / freq_scale);
+      mscale = (1.0f / magnitude) * magnitude;
+    }
+    float theta = static_cast<float>(pos);
+    for (std::size_t i = 0; i < freqs_.size(); ++i) {
+      float t = freq_scale * theta;
+      if (yarn) {
+        const float y = (static_cast<float>(i) - lo) / std::max(0.001f, hi - lo);
+        const float ramp = 1.0f - std::min(1.0f, std::max(0.0f, y));
+        t = std::fma(t, 1.0f - ramp, theta * ramp);
+      }
+      cos_out[i] = std::cos(t) * mscale;
+      sin_out[i] = std::sin(t) * mscale;
+      theta *= theta_scale;
+    }
+  }
+
   /// Rotates the last rope_dim values of `n_vec` vectors of `vec_len` values each, stored back to
   /// back from `x`, all at position `pos`: (re, im) → (re·c − im·s, re·s + im·c) forward, with
-  /// s negated for the inverse; results rounded by N. Throws InputError for a position outside the
-  /// table and ShapeError when vec_len < rope_dim.
+  /// s negated for the inverse; results rounded by N. Under ggml_order<N>() the angles are
+  /// angles_ggml's and each result is one FMA as ggml's rotation: fma(re, c, −im·s) and
+  /// fma(re, s, im·c). Throws InputError for a position outside the table and ShapeError when
+  /// vec_len < rope_dim.
   template <NumericsPolicy N>
   void apply(float* x, std::size_t n_vec, std::size_t vec_len, std::int64_t pos,
              RopeDirection dir = RopeDirection::forward) const {
     check_call(pos, vec_len);
     const std::size_t half = freqs_.size();
     ScratchBuffer<float> cs(2 * half);
-    angles(pos, cs.data(), cs.data() + half);
+    if constexpr (ggml_order<N>()) {
+      angles_ggml(pos, cs.data(), cs.data() + half);
+    } else {
+      angles(pos, cs.data(), cs.data() + half);
+    }
     const float sign = dir == RopeDirection::inverse ? -1.0f : 1.0f;
     for (std::size_t v = 0; v < n_vec; ++v) {
       float* r = x + v * vec_len + (vec_len - rope_dim());  // [rope_dim]
@@ -167,8 +214,13 @@ class Rope {
         const float im = r[2 * i + 1];
         const float c = cs[i];
         const float s = sign * cs[half + i];  // conj() negates the imaginary part exactly
-        r[2 * i] = N::round(re * c - im * s);
-        r[2 * i + 1] = N::round(re * s + im * c);
+        if constexpr (ggml_order<N>()) {
+          r[2 * i] = N::round(std::fma(re, c, -(im * s)));
+          r[2 * i + 1] = N::round(std::fma(re, s, im * c));
+        } else {
+          r[2 * i] = N::round(re * c - im * s);
+          r[2 * i + 1] = N::round(re * s + im * c);
+        }
       }
     }
   }

@@ -18,7 +18,12 @@ inline float sigmoid(float x) noexcept { return 1.0f / (1.0f + std::exp(-x)); }
 ///   post_j = 2 * sigmoid(m_{HC+j} * scale1 + base_{HC+j})
 ///   C      = row-softmax(m_{2HC..} * scale2 + base_{2HC..}) + eps, then column-normalise,
 ///            then iters-1 times row-normalise and column-normalise (x / (sum + eps)).
-template <std::size_t HC = 4>
+///
+/// Ggml: llama.cpp's DSV4_HC_COMB instead (its CPU kernel compiled with FMA contraction): the
+/// logits fma(m, scale2, base), the row softmax's values fma(e, 1/sum, eps), and every
+/// normalisation a multiplication by 1 / (eps + Σ) with the sum started at eps; pre and post are
+/// the same (llama.cpp computes them in separate graph nodes, each rounded as here).
+template <std::size_t HC = 4, bool Ggml = false>
 inline void hc_split_sinkhorn(const float* mixes, const float* scale, const float* base, int iters,
                               float eps, float* pre, float* post, float* comb) noexcept {
   for (std::size_t j = 0; j < HC; ++j) pre[j] = sigmoid(mixes[j] * scale[0] + base[j]) + eps;
@@ -29,23 +34,37 @@ inline void hc_split_sinkhorn(const float* mixes, const float* scale, const floa
   for (std::size_t a = 0; a < HC; ++a) {
     for (std::size_t b = 0; b < HC; ++b) {
       const std::size_t k = 2 * HC + a * HC + b;
-      c[a][b] = mixes[k] * scale[2] + base[k];
+      c[a][b] = Ggml ? std::fma(mixes[k], scale[2], base[k]) : mixes[k] * scale[2] + base[k];
     }
   }
   auto normalise_columns = [&c, eps] {
     for (std::size_t b = 0; b < HC; ++b) {
-      float s = 0.f;
-      for (std::size_t a = 0; a < HC; ++a) s += c[a][b];
-      const float d = s + eps;
-      for (std::size_t a = 0; a < HC; ++a) c[a][b] = c[a][b] / d;
+      if constexpr (Ggml) {
+        float s = eps;
+        for (std::size_t a = 0; a < HC; ++a) s += c[a][b];
+        const float inv = 1.0f / s;
+        for (std::size_t a = 0; a < HC; ++a) c[a][b] = c[a][b] * inv;
+      } else {
+        float s = 0.f;
+        for (std::size_t a = 0; a < HC; ++a) s += c[a][b];
+        const float d = s + eps;
+        for (std::size_t a = 0; a < HC; ++a) c[a][b] = c[a][b] / d;
+      }
     }
   };
   auto normalise_rows = [&c, eps] {
     for (std::size_t a = 0; a < HC; ++a) {
-      float s = 0.f;
-      for (std::size_t b = 0; b < HC; ++b) s += c[a][b];
-      const float d = s + eps;
-      for (std::size_t b = 0; b < HC; ++b) c[a][b] = c[a][b] / d;
+      if constexpr (Ggml) {
+        float s = eps;
+        for (std::size_t b = 0; b < HC; ++b) s += c[a][b];
+        const float inv = 1.0f / s;
+        for (std::size_t b = 0; b < HC; ++b) c[a][b] = c[a][b] * inv;
+      } else {
+        float s = 0.f;
+        for (std::size_t b = 0; b < HC; ++b) s += c[a][b];
+        const float d = s + eps;
+        for (std::size_t b = 0; b < HC; ++b) c[a][b] = c[a][b] / d;
+      }
     }
   };
   // Row softmax + eps.
@@ -57,7 +76,12 @@ inline void hc_split_sinkhorn(const float* mixes, const float* scale, const floa
       c[a][b] = std::exp(c[a][b] - mx);
       s += c[a][b];
     }
-    for (std::size_t b = 0; b < HC; ++b) c[a][b] = c[a][b] / s + eps;
+    if constexpr (Ggml) {
+      const float inv = 1.0f / s;
+      for (std::size_t b = 0; b < HC; ++b) c[a][b] = std::fma(c[a][b], inv, eps);
+    } else {
+      for (std::size_t b = 0; b < HC; ++b) c[a][b] = c[a][b] / s + eps;
+    }
   }
   normalise_columns();
   for (int it = 1; it < iters; ++it) {

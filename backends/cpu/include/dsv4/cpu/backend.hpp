@@ -204,7 +204,8 @@ class Backend : public ref::Backend {
   }
 
   /// Partial RoPE (as ref::Backend::rope, bit for bit: the same angles, the rotation
-  /// vectorised), threaded over the vectors when there are many.
+  /// vectorised; ggml's angles and FMA rotation under ggml_order), threaded over the vectors
+  /// when there are many.
   template <NumericsPolicy N>
   void rope(const Rope& table, float* x, std::size_t n_vec, std::size_t vec_len, std::int64_t pos,
             RopeDirection dir) const {
@@ -213,7 +214,11 @@ class Backend : public ref::Backend {
     const std::size_t half = rd / 2;
     ScratchBuffer<float> cs(2 * half);
     ScratchBuffer<float> tab(2 * rd);  // cdup, then salt
-    table.angles(pos, cs.data(), cs.data() + half);
+    if constexpr (ggml_order<N>()) {
+      table.angles_ggml(pos, cs.data(), cs.data() + half);
+    } else {
+      table.angles(pos, cs.data(), cs.data() + half);
+    }
     const float sign = dir == RopeDirection::inverse ? -1.0f : 1.0f;
     for (std::size_t i = 0; i < half; ++i) {
       const float s = sign * cs[half + i];
@@ -224,7 +229,7 @@ class Backend : public ref::Backend {
     constexpr bool round = !std::is_same_v<typename N::act, Fp32Act>;
     for_tiles(n_vec, 16, n_vec * rd * 2, [&](std::size_t v0, std::size_t v1) {
       kernels::rope_rotate(x + v0 * vec_len, v1 - v0, vec_len, rd, tab.data(), tab.data() + rd,
-                           round);
+                           round, ggml_order<N>());
     });
   }
 
@@ -421,6 +426,16 @@ class Backend : public ref::Backend {
     });
   }
 
+  // As dense, in llama.cpp's x86 float GEMM order (kernels::gemm_ggml; in % 16 == 0).
+  template <NumericsPolicy N, class T>
+  void dense_ggml(const T* w, std::size_t out, std::size_t in, ConstView2<float> x,
+                  View2<float> y) const {
+    for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
+      kernels::gemm_ggml(x.data, x.stride, x.rows, w, in, o0, o1, in, y.data, y.stride);
+      round_columns<N>(y, o0, o1);
+    });
+  }
+
   template <NumericsPolicy N>
   static void round_columns(View2<float> y, std::size_t o0, std::size_t o1) {
     if constexpr (!std::is_same_v<typename N::act, Fp32Act>) {
@@ -437,16 +452,29 @@ class Backend : public ref::Backend {
     if constexpr (std::same_as<S, PartnerDot>) {
       if constexpr (std::same_as<F, F32>) {
         static_assert(sizeof(typename F::block_type) == sizeof(float));
-        dense<N>(reinterpret_cast<const float*>(w.blocks().data()), out, in, x, y);
+        const auto* wf = reinterpret_cast<const float*>(w.blocks().data());
+        if (in % 16 == 0) {  // F32::dot_x86: llama.cpp's float GEMM order
+          dense_ggml<N>(wf, out, in, x, y);
+        } else {
+          dense<N>(wf, out, in, x, y);
+        }
       } else if constexpr (std::same_as<F, F16> || std::same_as<F, BF16>) {
-        // the activation rounded to the weight's type, then the dense GEMM
+        // the activation rounded to the weight's type, then the dense GEMM (F16 with K a multiple
+        // of 16: F16::dot_x86's order)
         using T = typename F::block_type;
         ScratchBuffer<float> xr(x.rows * in);
         for_tiles(x.rows, 4, x.rows * in * 4, [&](std::size_t r0, std::size_t r1) {
           for (std::size_t r = r0; r < r1; ++r)
             for (std::size_t k = 0; k < in; ++k) xr[r * in + k] = T(x(r, k)).to_float();
         });
-        dense<N>(w.blocks().data(), out, in, ConstView2<float>(xr.data(), x.rows, in), y);
+        const ConstView2<float> xv(xr.data(), x.rows, in);
+        if constexpr (std::same_as<F, F16>) {
+          if (in % 16 == 0) {
+            dense_ggml<N>(w.blocks().data(), out, in, xv, y);
+            return;
+          }
+        }
+        dense<N>(w.blocks().data(), out, in, xv, y);
       } else {
         using A = typename F::activation;
         const std::size_t na = in / A::block_elems;
@@ -473,8 +501,9 @@ class Backend : public ref::Backend {
           }
         });
         // the packed GEMM's activation offsets, 8 per block (kernels::b32_tile)
-        ScratchBuffer<std::int32_t> asum(kB32<F> && x.rows >= kernels::kTileRows ? x.rows * na * 8
-                                                                                 : 0);
+        const bool repacked = w.repack() != GgmlRepack::none;
+        ScratchBuffer<std::int32_t> asum(
+            kB32<F> && !repacked && x.rows >= kernels::kTileRows ? x.rows * na * 8 : 0);
         if (!asum.empty()) {
           for_tiles(x.rows, 1, x.rows * in, [&](std::size_t r0, std::size_t r1) {
             kernels::q8_0_offsets(xq.data() + r0 * na, (r1 - r0) * na, asum.data() + r0 * na * 8);
@@ -482,13 +511,27 @@ class Backend : public ref::Backend {
         }
         // the packed k-quant GEMM's activation quants as int16 (kernels::kq_tile)
         ScratchBuffer<std::int16_t> a16(
-            kKQuant<F> && x.rows >= kernels::kTileRows ? x.rows * na * 256 : 0);
+            kKQuant<F> && !repacked && x.rows >= kernels::kTileRows ? x.rows * na * 256 : 0);
         if (!a16.empty()) {
           for_tiles(x.rows, 1, x.rows * in, [&](std::size_t r0, std::size_t r1) {
             kernels::q8_k_widen(xq.data() + r0 * na, (r1 - r0) * na, a16.data() + r0 * na * 256);
           });
         }
         for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
+          if constexpr (RepackedDotFormat<F>) {
+            if (repacked) {  // llama.cpp's repacked kernels (Linear::row_dot)
+              const std::size_t gemm_rows =
+                  w.repack() == GgmlRepack::mul_mat ? x.rows - x.rows % 4 : 0;
+              ScratchBuffer<std::uint8_t> q(nb * 256);
+              ScratchBuffer<kernels::KqBlock> k(nb);
+              for (std::size_t o = o0; o < o1; ++o)
+                kernels::repacked_row(repack_kind<F>(), w.blocks().data() + o * nb, nb, xq.data(),
+                                      xd.data(), x.rows, gemm_rows, y.data + o, y.stride, q.data(),
+                                      k.data());
+              round_columns<N>(y, o0, o1);
+              return;
+            }
+          }
           if constexpr (kB32<F>) {
             ScratchBuffer<std::int8_t> q(nb * 32);
             ScratchBuffer<float> wsc(nb);
@@ -552,6 +595,18 @@ class Backend : public ref::Backend {
                       y.stride);
         round_columns<N>(y, o0, o1);
       });
+    }
+  }
+
+  template <class F>
+  static constexpr kernels::RepackKind repack_kind() {
+    if constexpr (std::same_as<F, Q4_0>) {
+      return kernels::RepackKind::q4_0;
+    } else if constexpr (std::same_as<F, Q2_K>) {
+      return kernels::RepackKind::q2_k;
+    } else {
+      static_assert(std::same_as<F, Q4_K>, "a format llama.cpp repacks");
+      return kernels::RepackKind::q4_k;
     }
   }
 

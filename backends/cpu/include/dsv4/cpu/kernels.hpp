@@ -18,6 +18,13 @@ void gemm(const float* x, std::size_t ldx, std::size_t rows, const bf16* w, std:
 void gemm(const float* x, std::size_t ldx, std::size_t rows, const f16* w, std::size_t ldw,
           std::size_t o0, std::size_t o1, std::size_t in, float* y, std::size_t ldy);
 
+/// As gemm, each output in llama.cpp's x86 float GEMM order, bit for bit F32::dot_x86 /
+/// F16::dot_x86 (16 FMA lanes, reduced as `_mm512_reduce_add_ps`); in must be a multiple of 16.
+void gemm_ggml(const float* x, std::size_t ldx, std::size_t rows, const float* w, std::size_t ldw,
+               std::size_t o0, std::size_t o1, std::size_t in, float* y, std::size_t ldy);
+void gemm_ggml(const float* x, std::size_t ldx, std::size_t rows, const f16* w, std::size_t ldw,
+               std::size_t o0, std::size_t o1, std::size_t in, float* y, std::size_t ldy);
+
 /// The quantized weight × quantized activation dots (quant_dot.cc). Integer sums are exact. The
 /// 32-value formats (b32_*, q451_row) are the formats' dot_x86 bit for bit on every target
 /// (ggml's x86 order: 8 lanes of 4-value sums, each accumulated with an FMA, added once); the
@@ -59,6 +66,18 @@ struct KqBlock {
 /// k [nb].
 void kq_row(KqKind kind, const void* w, std::size_t nb, const void* xq, std::size_t rows, float* y,
             std::size_t ldy, std::uint8_t* q, KqBlock* k);
+
+/// The formats llama.cpp's CPU backend repacks at load time (repacked_row).
+enum class RepackKind : std::uint8_t { q4_0, q2_k, q4_k };
+
+/// One weight row of `kind` (nb blocks) · `rows` activation rows (Q8_0 for Q4_0, with their
+/// scales as float in xd [rows·nb]; Q8_K for the k-quants, xd unused) → y[r·ldy] in the orders of
+/// llama.cpp's repacked kernels, bit for bit F::dot_repacked: rows below gemm_rows with
+/// RepackKernel::gemm, the rest with RepackKernel::gemv. Scratch: q [nb·256] and k [nb] (Q4_0
+/// keeps its signed quants in q and its block scales in k[i].d).
+void repacked_row(RepackKind kind, const void* w, std::size_t nb, const void* xq, const float* xd,
+                  std::size_t rows, std::size_t gemm_rows, float* y, std::size_t ldy,
+                  std::uint8_t* q, KqBlock* k);
 
 /// b32_row / kq_row over n consecutive weight rows of w (nb blocks each) in one call → y[r·ldy + o]
 /// for o < n, with the prefill GEMM (quant_gemm-inl.h): on AVX-512 targets whose CPU has VNNI,
@@ -138,9 +157,11 @@ void sparse_attention_heads(const float* q, std::size_t heads, const float* kv,
 /// (re, im) pairs; rope_dim even): x[2i] = x[2i]·cdup[2i] + x[2i+1]·salt[2i] and x[2i+1] =
 /// x[2i+1]·cdup[2i+1] + x[2i]·salt[2i+1], every product and sum rounded once; with round_bf16 each
 /// result rounded to bf16 (ties to even). With cdup = (c_i, c_i) and salt = (−s_i, s_i) this is
-/// Rope::apply's rotation bit for bit.
+/// Rope::apply's rotation bit for bit. ggml_fma: ggml's rotation instead (Rope::apply under
+/// ggml_order): x[2i] = fma(x[2i], cdup[2i], x[2i+1]·salt[2i]) and x[2i+1] = fma(x[2i],
+/// salt[2i+1], x[2i+1]·cdup[2i+1]).
 void rope_rotate(float* x, std::size_t n_vec, std::size_t vec_len, std::size_t rope_dim,
-                 const float* cdup, const float* salt, bool round_bf16);
+                 const float* cdup, const float* salt, bool round_bf16, bool ggml_fma = false);
 
 /// The compressor's pooling (ref::Backend::softmax_pool's order, each channel a lane): y_f =
 /// Σ_k kv[k][f]·(e_k,f / Σ_j e_j,f), e = exp(score − max), with Highway's exp (a few ulp from
