@@ -15,6 +15,9 @@ namespace dsv4::cli {
 struct BackendChoice {
   std::string name = DSV4_CLI_HAVE_CPU ? "cpu" : "reference";  ///< "cpu" or "reference"
   int threads = 0;  ///< cpu threads; 0 = the physical cores
+  /// GGUF Q4_0 / Q4_K / Q2_K weights by llama.cpp's vec_dot, as its --no-repack (default: the
+  /// orders of the kernels its CPU backend repacks them for, io::GgufModel)
+  bool no_repack = false;
 };
 
 /// Adds --backend and --threads/-t to a command.
@@ -24,6 +27,9 @@ inline void add_backend_options(CLI::App* cmd, BackendChoice& c) {
                   "single-threaded oracle)");
   cmd->add_option("-t,--threads", c.threads,
                   "threads of the cpu backend (default: the machine's physical cores)");
+  cmd->add_flag("--no-repack", c.no_repack,
+                "llama.cpp numerics: multiply a GGUF's Q4_0, Q4_K and Q2_K weights as llama.cpp "
+                "does with --no-repack (its vec_dot), not in the orders of its repacked kernels");
 }
 
 /// Checks the choice: InputError naming the option.

@@ -66,6 +66,7 @@ struct BenchCliOptions {
   std::string numerics = "llama.cpp";
   std::size_t batch = 2048;
   bool no_warmup = false;
+  int repack = 1;
   BackendChoice backend;
   std::string random_config;
   std::string random_type = "Q4_K_M";
@@ -450,6 +451,7 @@ void run_bench(const BenchCliOptions& o) {
     const ModelFacts facts = model_facts(path);
     for (const auto t : threads) {
       BackendChoice b = o.backend;
+      b.no_repack = o.repack == 0;
       b.threads = o.backend.name == "reference" ? 0 : static_cast<int>(t);
       DSV4_CHECK(o.backend.name != "reference" || t == 1 || o.threads.empty(), InputError,
                  "-t {}: the reference backend runs on one thread", t);
@@ -552,6 +554,11 @@ void add_bench_command(CLI::App& app) {
                   "llama.cpp's dot products); see `dsv4 eval --help`")
       ->capture_default_str();
   cmd->add_flag("--no-warmup", o->no_warmup, "no unmeasured run before each test");
+  cmd->add_option("--repack", o->repack,
+                  "1: a GGUF's Q4_0, Q4_K and Q2_K weights in the orders of the kernels llama.cpp "
+                  "repacks them for; 0: its vec_dot (llama-bench's --repack)")
+      ->check(CLI::IsMember({0, 1}))
+      ->capture_default_str();
   cmd->add_option("--random", o->random_config,
                   "time a seeded random model of this config.json (reference or Hugging Face "
                   "names) instead of -m");

@@ -63,10 +63,11 @@ inline std::string default_numerics(const std::string& path) {
 /// Opens the model `path` names and calls f(source, config): a llama.cpp deepseek4 GGUF file
 /// (weights computed with `semantics`), a checkpoint directory (config.json and its safetensors
 /// shards), or one .safetensors file in reference names with config.json beside it. `on_read`,
-/// when set, hears the progress of the load (io/load_meter.hpp).
+/// when set, hears the progress of the load (io/load_meter.hpp); `repack`: io::GgufModel's
+/// llama_repack.
 template <class F>
 void visit_model_source(const std::string& path, io::GgufLinearSemantics semantics, F&& f,
-                        const io::LoadMeter::Callback& on_read = {}) {
+                        const io::LoadMeter::Callback& on_read = {}, bool repack = true) {
   namespace fs = std::filesystem;
   DSV4_CHECK(fs::exists(path), InputError, "{}: no such file or directory", path);
   if (fs::is_directory(path)) {
@@ -84,7 +85,7 @@ void visit_model_source(const std::string& path, io::GgufLinearSemantics semanti
     f(std::as_const(ckpt), ckpt.config());
     return;
   }
-  io::GgufModel src(path, semantics);
+  io::GgufModel src(path, semantics, repack);
   if (on_read) src.report_reads(on_read);
   f(std::as_const(src), src.config());
 }

@@ -44,9 +44,9 @@ AnyModel load_any_model(const std::string& path, const BackendChoice& c,
     progress.update(static_cast<std::size_t>(done >> 20), static_cast<std::size_t>(total >> 20));
   };
 #if DSV4_CLI_HAVE_CPU
-  if (cpu) return instances::load_cpu_model(path, n, sem, c.threads, on_read);
+  if (cpu) return instances::load_cpu_model(path, n, sem, !c.no_repack, c.threads, on_read);
 #endif
-  return instances::load_reference_model(path, n, sem, c.threads, on_read);
+  return instances::load_reference_model(path, n, sem, !c.no_repack, c.threads, on_read);
 }
 
 OpenModel open_model(const fs::path& path, const BackendChoice& backend) {

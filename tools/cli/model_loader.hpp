@@ -28,12 +28,13 @@ namespace instances {
 enum class ModelNumerics { reference, reference_torch1, reference_fp32, fp32 };
 
 /// One function per backend (instances/model_instance.cpp, compiled once per backend): loads
-/// `path` with GGUF weights computed as `semantics` says, telling `on_read` its progress.
+/// `path` with GGUF weights computed as `semantics` and `repack` (io::GgufModel) say, telling
+/// `on_read` its progress.
 AnyModel load_reference_model(const std::string& path, ModelNumerics numerics,
-                              io::GgufLinearSemantics semantics, int threads,
+                              io::GgufLinearSemantics semantics, bool repack, int threads,
                               const io::LoadMeter::Callback& on_read);
 AnyModel load_cpu_model(const std::string& path, ModelNumerics numerics,
-                        io::GgufLinearSemantics semantics, int threads,
+                        io::GgufLinearSemantics semantics, bool repack, int threads,
                         const io::LoadMeter::Callback& on_read);
 
 }  // namespace instances

@@ -30,8 +30,8 @@ constexpr const char* kLabel = "reference";
 #endif
 
 template <class N>
-AnyModel load_as(const std::string& path, io::GgufLinearSemantics semantics, int threads,
-                 const io::LoadMeter::Callback& on_read) {
+AnyModel load_as(const std::string& path, io::GgufLinearSemantics semantics, bool repack,
+                 int threads, const io::LoadMeter::Callback& on_read) {
   using M = Model<B, WithLinear<AnyLinear, WithNumerics<N>>>;
   AnyModel out;
   visit_model_source(
@@ -39,7 +39,7 @@ AnyModel load_as(const std::string& path, io::GgufLinearSemantics semantics, int
       [&](const auto& src, const ModelConfig& cfg) {
         out = AnyModel(M::load(src, cfg, make_backend(threads)), kLabel);
       },
-      on_read);
+      on_read, repack);
   return out;
 }
 
@@ -47,24 +47,24 @@ AnyModel load_as(const std::string& path, io::GgufLinearSemantics semantics, int
 
 #if DSV4_INSTANCE_CPU
 AnyModel load_cpu_model(const std::string& path, ModelNumerics numerics,
-                        io::GgufLinearSemantics semantics, int threads,
+                        io::GgufLinearSemantics semantics, bool repack, int threads,
                         const io::LoadMeter::Callback& on_read) {
 #else
 AnyModel load_reference_model(const std::string& path, ModelNumerics numerics,
-                              io::GgufLinearSemantics semantics, int threads,
+                              io::GgufLinearSemantics semantics, bool repack, int threads,
                               const io::LoadMeter::Callback& on_read) {
 #endif
   switch (numerics) {
     case ModelNumerics::reference:
-      return load_as<ReferenceNumerics>(path, semantics, threads, on_read);
+      return load_as<ReferenceNumerics>(path, semantics, repack, threads, on_read);
     case ModelNumerics::reference_torch1:
-      return load_as<ReferenceTorch1Numerics>(path, semantics, threads, on_read);
+      return load_as<ReferenceTorch1Numerics>(path, semantics, repack, threads, on_read);
     case ModelNumerics::reference_fp32:
-      return load_as<ReferenceFp32Numerics>(path, semantics, threads, on_read);
+      return load_as<ReferenceFp32Numerics>(path, semantics, repack, threads, on_read);
     case ModelNumerics::fp32:
       break;
   }
-  return load_as<PlainFp32Numerics>(path, semantics, threads, on_read);
+  return load_as<PlainFp32Numerics>(path, semantics, repack, threads, on_read);
 }
 
 }  // namespace dsv4::cli::instances
