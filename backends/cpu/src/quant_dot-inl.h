@@ -196,6 +196,24 @@ HWY_INLINE void UnpackB32(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
 
 // ---- k-quants: unsigned quants, per-16 integer scales × Q8_K activations ----
 
+#if DSV4_CPU_QD_AVX2
+// vsum[r] += the scaled products of chunk c (values 32c … 32c + 31: groups 2c and 2c + 1 with
+// their scales) of an unpacked k-quant super-block qb with R activation rows' quants (a: row 0's
+// quants of this block, the rows row_bytes apart), as 8 int32 lanes.
+template <int R>
+HWY_INLINE void KqChunkAdd(const std::uint8_t* HWY_RESTRICT qb, const kernels::KqBlock& b, int c,
+                           const std::uint8_t* HWY_RESTRICT a, std::size_t row_bytes,
+                           __m256i* vsum) {
+  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qb + 32 * c));
+  const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(b.sc[2 * c + 1]), _mm_set1_epi16(b.sc[2 * c]));
+  for (int r = 0; r < R; ++r) {
+    const __m256i av = _mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(a + static_cast<std::size_t>(r) * row_bytes + 32 * c));
+    vsum[r] = _mm256_add_epi32(vsum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(w, av), sc));
+  }
+}
+#endif
+
 // y[r·ldy] = Σ_i xd_i · (d_i · Σ_g sc_g·Σ_{e∈g} q·a + Σ_g bias_g·bsums_g) − xd_i · dmin_i ·
 // Σ_g mn_g·bsums_g for r < rows; xq: Q8_K blocks (292 bytes: float d, int8 qs[256], int16
 // bsums[16]), nb per row.
@@ -213,16 +231,7 @@ HWY_INLINE void KqRowsR(const std::uint8_t* HWY_RESTRICT q, const kernels::KqBlo
     const std::uint8_t* qb = q + 256 * i;
     __m256i isum[R];
     for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
-    for (int c = 0; c < 8; ++c) {
-      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qb + 32 * c));
-      const __m256i sc =
-          _mm256_set_m128i(_mm_set1_epi16(b.sc[2 * c + 1]), _mm_set1_epi16(b.sc[2 * c]));
-      for (int r = 0; r < R; ++r) {
-        const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 4;
-        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 32 * c));
-        isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), sc));
-      }
-    }
+    for (int c = 0; c < 8; ++c) KqChunkAdd<R>(qb, b, c, xq + i * kBytes + 4, row_bytes, isum);
     const __m256i bias = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.bias));
     const __m256i mn = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.mn));
     for (int r = 0; r < R; ++r) {
@@ -386,6 +395,16 @@ HWY_INLINE void Q45KChunk(const std::uint8_t* qs, __m256i qh, int c, __m256i m4,
   }
 }
 
+// The scaled products of chunk c (sub-blocks q0 and q1 with their scales s0, s1) with one
+// activation row's quants a (this super-block's 256), as 8 int32 lanes.
+HWY_INLINE __m256i Q45KChunkDot(__m256i q0, __m256i q1, __m256i s0, __m256i s1,
+                                const std::uint8_t* a, int c) {
+  const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 64 * c));
+  const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 64 * c + 32));
+  return _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), s0),
+                          _mm256_madd_epi16(_mm256_maddubs_epi16(q1, a1), s1));
+}
+
 // Q4_K (kQ5 false) or Q5_K (kQ5: the fifth bit of element 64c + 32h + l is bit 2c + h of
 // qh[l]).
 template <bool kQ5, int R>
@@ -420,11 +439,7 @@ HWY_INLINE void Q45KRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t nb,
       const __m256i s1 = Q45KScale(h.scb, 2 * c + 1);
       for (int r = 0; r < R; ++r) {
         const std::uint8_t* a = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 4;
-        const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 64 * c));
-        const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 64 * c + 32));
-        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), s0);
-        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, a1), s1);
-        isum[r] = _mm256_add_epi32(isum[r], _mm256_add_epi32(p0, p1));
+        isum[r] = _mm256_add_epi32(isum[r], Q45KChunkDot(q0, q1, s0, s1, a, c));
       }
     }
     for (int r = 0; r < R; ++r) {
@@ -1305,16 +1320,8 @@ HWY_INLINE void RepackedKqRowsR(const std::uint8_t* HWY_RESTRICT q,
 #if DSV4_CPU_QD_AVX2
       __m256i vsum[R];
       for (int r = 0; r < R; ++r) vsum[r] = _mm256_setzero_si256();
-      for (int c = c0; c < c0 + chunks; ++c) {
-        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qb + 32 * c));
-        const __m256i sc =
-            _mm256_set_m128i(_mm_set1_epi16(b.sc[2 * c + 1]), _mm_set1_epi16(b.sc[2 * c]));
-        for (int r = 0; r < R; ++r) {
-          const std::uint8_t* ab = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 4;
-          const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + 32 * c));
-          vsum[r] = _mm256_add_epi32(vsum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), sc));
-        }
-      }
+      for (int c = c0; c < c0 + chunks; ++c)
+        KqChunkAdd<R>(qb, b, c, xq + i * kBytes + 4, row_bytes, vsum);
       for (int r = 0; r < R; ++r) isum[r] = HSumI32(vsum[r]);
 #else
       for (int r = 0; r < R; ++r) {
@@ -1413,10 +1420,7 @@ HWY_INLINE void Q4KRepackedRowsR(const std::uint8_t* HWY_RESTRICT w, std::size_t
       const __m256i s1 = Q45KScale(h.scb, 2 * c + 1);
       for (int r = 0; r < R; ++r) {
         const std::uint8_t* a = xq + static_cast<std::size_t>(r) * row_bytes + i * kBytes + 4;
-        const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 64 * c));
-        const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 64 * c + 32));
-        const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), s0),
-                                           _mm256_madd_epi16(_mm256_maddubs_epi16(q1, a1), s1));
+        const __m256i p = Q45KChunkDot(q0, q1, s0, s1, a, c);
         if (gemm) {
           acc[r] = std::fma(static_cast<float>(HSumI32(p)), h.d * da[r], acc[r]);
           accm[r] = std::fma(static_cast<float>(mins[r][c]), h.dmin * da[r], accm[r]);
@@ -1460,10 +1464,11 @@ HWY_INLINE void RepackedRow(kernels::RepackKind kind, const std::uint8_t* HWY_RE
 #if DSV4_CPU_QD_AVX2
   if (q4k) {
     std::size_t r = 0;
-    for (; r + 4 <= rows; r += 4)
-      Q4KRepackedRowsR<4>(w, nb, xq + r * nb * 292, r < gemm_rows, y + r * ldy, ldy);
-    for (; r < rows; ++r)
-      Q4KRepackedRowsR<1>(w, nb, xq + r * nb * 292, r < gemm_rows, y + r * ldy, ldy);
+    for (const auto [end, gemm] : {std::pair{gemm_rows, true}, std::pair{rows, false}}) {
+      for (; r + 4 <= end; r += 4)
+        Q4KRepackedRowsR<4>(w, nb, xq + r * nb * 292, gemm, y + r * ldy, ldy);
+      for (; r < end; ++r) Q4KRepackedRowsR<1>(w, nb, xq + r * nb * 292, gemm, y + r * ldy, ldy);
+    }
     return;
   }
 #endif

@@ -34,7 +34,7 @@ HWY_INLINE V RoundBf16(DF df, V v) {
 
 // The last rope_dim values of n_vec vectors of vec_len values at x, as (re, im) pairs:
 // out = x·cdup + swap(x)·salt, i.e. (re·c − im·s, im·c + re·s), each product and sum rounded
-// once (no fused multiply-add) as the scalar rotation computes it.
+// once as the reference's rotation computes it, or (ggml_fma) with ggml's two FMAs.
 HWY_INLINE void RopeRotate(float* HWY_RESTRICT x, size_t n_vec, size_t vec_len, size_t rope_dim,
                            const float* HWY_RESTRICT cdup, const float* HWY_RESTRICT salt,
                            bool round_bf16, bool ggml_fma) {
@@ -75,6 +75,51 @@ HWY_INLINE void RopeRotate(float* HWY_RESTRICT x, size_t n_vec, size_t vec_len, 
       }
       r[i] = y0;
       r[i + 1] = y1;
+    }
+  }
+}
+
+// The hyper-connections' post of `tokens` tokens in llama.cpp's order (HyperConnection::post
+// under ggml_order): out[t][j][c] = post[t][j]·f[t][c], then + comb[t][i][j]·res[t][i][c] by one
+// FMA each for i < 4; channels in lanes on targets with fused MulAdd, std::fma elsewhere (the same
+// bits). out may alias res (a channel's four inputs are read before its outputs are written).
+HWY_INLINE void HcPostGgml(const float* HWY_RESTRICT f, const float* res, const float* post,
+                           const float* comb, size_t tokens, size_t d, float* out) {
+  const hn::ScalableTag<float> df;
+  const size_t N = hn::Lanes(df);
+  for (size_t t = 0; t < tokens; ++t) {
+    const float* ft = f + t * d;
+    const float* x = res + t * 4 * d;
+    const float* p = post + 4 * t;
+    const float* cb = comb + 16 * t;
+    float* o = out + t * 4 * d;
+    size_t c = 0;
+#if HWY_TARGET != HWY_SCALAR
+    if (HWY_NATIVE_FMA) {
+      for (; c + N <= d; c += N) {
+        const auto fv = hn::LoadU(df, ft + c);
+        hn::Vec<decltype(df)> xs[4], ys[4];
+        for (size_t i = 0; i < 4; ++i) xs[i] = hn::LoadU(df, x + i * d + c);
+        for (size_t j = 0; j < 4; ++j) {
+          auto acc = hn::Mul(hn::Set(df, p[j]), fv);
+          for (size_t i = 0; i < 4; ++i) acc = hn::MulAdd(hn::Set(df, cb[4 * i + j]), xs[i], acc);
+          ys[j] = acc;
+        }
+        for (size_t j = 0; j < 4; ++j) hn::StoreU(ys[j], df, o + j * d + c);
+      }
+    }
+#else
+    (void)N;
+#endif
+    for (; c < d; ++c) {
+      float xs[4], ys[4];
+      for (size_t i = 0; i < 4; ++i) xs[i] = x[i * d + c];
+      for (size_t j = 0; j < 4; ++j) {
+        float acc = p[j] * ft[c];
+        for (size_t i = 0; i < 4; ++i) acc = std::fma(cb[4 * i + j], xs[i], acc);
+        ys[j] = acc;
+      }
+      for (size_t j = 0; j < 4; ++j) o[j * d + c] = ys[j];
     }
   }
 }

@@ -44,7 +44,11 @@ struct Bf16ActTorch1 : Bf16Act {
 ///    outputs summed in ascending expert id (reference) — or w2's output scaled, the outputs summed
 ///    in the router's slot order (ggml);
 ///  * an RMSNorm's statistics: the sum of squares in float32 — or in double, the mean rounded to
-///    float (ggml's rms_norm).
+///    float (ggml's rms_norm);
+///  * RoPE: cos / sin of fp32(pos)·ω_i and a rounded rotation — or ggml's angles (θ multiplied
+///    cumulatively, its YaRN ramp and magnitude) and FMA rotation (Rope::angles_ggml);
+///  * the hyper-connections: the reference's Sinkhorn divisions and rounded sums — or llama.cpp's
+///    DSV4_HC_COMB / _PRE / _POST kernels (FMA sums, reciprocal normalisations).
 /// With GGUF weights under llama.cpp's dot products the order decides which values the activation
 /// quantization of the next product sees, so llama.cpp's logits are followed more closely.
 template <class Act, bool SimulateQuant, bool GgmlOrder = false>

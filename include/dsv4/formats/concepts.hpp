@@ -115,8 +115,8 @@ void partner_quantize(const float* in, typename A::block_type& b) {
 }
 
 /// The two kernels llama.cpp's CPU backend multiplies a weight with after repacking it at load
-/// time (ggml's CPU_REPACK buffer on x86: Q4_0, Q4_K, and with AVX-512 Q2_K): the GEMM takes
-/// activation rows four at a time, the GEMV one row.
+/// time (ggml's CPU_REPACK buffer on x86; modelled here for Q4_0, Q4_K, and, as with AVX-512,
+/// Q2_K): the GEMM takes activation rows four at a time, the GEMV one row.
 enum class RepackKernel : std::uint8_t { gemm, gemv };
 
 /// A dot format with the orders of ggml's repacked kernels, `F::dot_repacked(w, a, n, kernel)`:

@@ -137,21 +137,27 @@ struct DequantDot {
 };
 
 /// How llama.cpp's x86 CPU backend multiplies a PartnerDot weight: with its type's vec_dot, or,
-/// for the formats it repacks at load time (ggml's CPU_REPACK buffer; RepackedDotFormat: Q4_0,
-/// Q4_K, Q2_K), with the repacked GEMM and GEMV kernels (F::dot_repacked), as a 2-D `mul_mat` or
-/// as the experts of a `mul_mat_id`. Which weights llama.cpp repacks is the loader's choice
-/// (io::GgufModel); a Linear made in code uses vec_dot.
+/// for the formats it repacks at load time that dsv4 models (ggml's CPU_REPACK buffer;
+/// RepackedDotFormat: Q4_0, Q4_K, Q2_K; not IQ4_NL and MXFP4), with the repacked GEMM and GEMV
+/// kernels (F::dot_repacked), as a 2-D `mul_mat` or as the experts of a `mul_mat_id`. Which weights
+/// llama.cpp repacks is the loader's choice (io::GgufModel); a Linear made in code uses vec_dot.
 enum class GgmlRepack : std::uint8_t {
   none,        ///< vec_dot (partner_dot)
   mul_mat,     ///< of a call's n rows, the first n − n % 4 by the GEMM, the rest by the GEMV
   mul_mat_id,  ///< every row by the GEMV (the repacked mul_mat_id runs one row at a time)
 };
 
+/// How many of a call's `rows` activation rows the repacked GEMM takes (its first ones, in groups
+/// of four; the rest go to the GEMV). The split follows the row count of one call, as llama.cpp's
+/// follows its ubatch's: a prefill in one call and token-by-token decoding differ, as in llama.cpp.
+constexpr std::size_t repack_gemm_rows(GgmlRepack how, std::size_t rows) noexcept {
+  return how == GgmlRepack::mul_mat ? rows - rows % 4 : 0;
+}
+
 /// The repacked kernel that computes activation row `row` of a call with `rows` rows (how is not
 /// GgmlRepack::none).
 constexpr RepackKernel repack_kernel(GgmlRepack how, std::size_t row, std::size_t rows) noexcept {
-  return how == GgmlRepack::mul_mat && row < rows - rows % 4 ? RepackKernel::gemm
-                                                             : RepackKernel::gemv;
+  return row < repack_gemm_rows(how, rows) ? RepackKernel::gemm : RepackKernel::gemv;
 }
 
 /// `S` is a semantics policy usable with format `F` (PartnerDot needs the format's dot).

@@ -20,6 +20,19 @@
 
 namespace dsv4 {
 
+namespace detail::ggml {
+/// Σ_j (q_j − 8)·a_j of one Q4_0 block and its Q8_0 activation block (exact).
+template <class W, class A>
+DSV4_HOST_DEVICE int q4_0_block_sum(const W& w, const A& a) noexcept {
+  int sumi = 0;
+  for (int j = 0; j < 16; ++j) {
+    sumi += ((w.qs[j] & 0x0F) - 8) * a.qs[j];
+    sumi += ((w.qs[j] >> 4) - 8) * a.qs[j + 16];
+  }
+  return sumi;
+}
+}  // namespace detail::ggml
+
 /// Q4_0: 32 values as 4-bit q in [0, 15] with one f16 scale, value = d·(q - 8) (18 bytes per
 /// 32 values, 4.5 bits per weight).
 struct Q4_0 {
@@ -61,11 +74,7 @@ struct Q4_0 {
                                     std::size_t n_blocks) noexcept {
     float sum = 0.f;
     for (std::size_t i = 0; i < n_blocks; ++i) {
-      int sumi = 0;
-      for (int j = 0; j < 16; ++j) {
-        sumi += ((w[i].qs[j] & 0x0F) - 8) * a[i].qs[j];
-        sumi += ((w[i].qs[j] >> 4) - 8) * a[i].qs[j + 16];
-      }
+      const int sumi = detail::ggml::q4_0_block_sum(w[i], a[i]);
       sum += static_cast<float>(sumi) * (w[i].d.to_float() * a[i].d.to_float());
     }
     return sum;
@@ -92,11 +101,7 @@ struct Q4_0 {
                                              std::size_t n_blocks, RepackKernel) noexcept {
     float acc = 0.f;
     for (std::size_t i = 0; i < n_blocks; ++i) {
-      int sumi = 0;
-      for (int j = 0; j < 16; ++j) {
-        sumi += ((w[i].qs[j] & 0x0F) - 8) * a[i].qs[j];
-        sumi += ((w[i].qs[j] >> 4) - 8) * a[i].qs[j + 16];
-      }
+      const int sumi = detail::ggml::q4_0_block_sum(w[i], a[i]);
       acc = std::fma(static_cast<float>(sumi), w[i].d.to_float() * a[i].d.to_float(), acc);
     }
     return acc;

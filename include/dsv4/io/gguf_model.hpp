@@ -1073,7 +1073,8 @@ class GgufModel {
   /// multiplies the PartnerDot weight `e` of a format it repacks: the experts through its
   /// repacked mul_mat_id, a 2-D weight through its repacked mul_mat, both for a multiple of 8
   /// rows only; `attn_output_a` (wo_a, which llama.cpp multiplies per group as one 3-D batched
-  /// mul_mat) and the halves of eh_proj (one product in llama.cpp, two here) by vec_dot.
+  /// mul_mat) by vec_dot. The halves of eh_proj are one repacked product in llama.cpp and two
+  /// here, which no order makes equal: they keep vec_dot.
   GgmlRepack repack_of(const Entry& e, std::size_t out) const {
     if (!llama_repack_ || out % 8 != 0) return GgmlRepack::none;
     if (e.packing == GgufPacking::experts) return GgmlRepack::mul_mat_id;

@@ -371,20 +371,14 @@ L load_linear(const S& src, std::string_view weight_name, std::size_t out, std::
   }
 }
 
-/// Whether a weight stored as `id` in a GGUF read with llama.cpp's dot products is computed in its
-/// stored format (activation quantized to the format's vec_dot partner) where the model otherwise
-/// holds a float copy: every format. An F16 weight gets the activation rounded to f16, as ggml's
-/// mul_mat does (layer 0's wo_a and wo_b of llama.cpp's F16 file: its outputs within 1.2e-7 of
-/// f16-rounded products, 2e-4 of unrounded ones); F32 and F16 sum in llama.cpp's float GEMM order
-/// (F32::dot_x86: the router gate of llama.cpp's Q8_0 file, all 4,800 logits of layer 0 bit for
-/// bit, against 9 % with an ascending fp32 sum).
-inline bool partner_view_format(FormatId) noexcept { return true; }
-
 /// For a source whose weights compute with llama.cpp's dot products (io::GgufModel with
-/// partner-dot semantics): `weight_name` [out, in] as a view in its stored format when
-/// partner_view_format() says so, whose product quantizes the activation to the format's vec_dot
-/// partner as ggml's mul_mat does. std::nullopt for any other source or format (the model then
-/// uses its float copy).
+/// partner-dot semantics): `weight_name` [out, in] as a view in its stored format, whose product
+/// quantizes the activation to the format's vec_dot partner as ggml's mul_mat does (an F16 weight
+/// gets the activation rounded to f16: layer 0's wo_a and wo_b of llama.cpp's F16 file, within
+/// 1.2e-7 of f16-rounded products, 2e-4 of unrounded ones; F32 and F16 sum in llama.cpp's float
+/// GEMM order, F32::dot_x86: the router gate of llama.cpp's Q8_0 file, all 4,800 logits of layer 0
+/// bit for bit, against 9 % with an ascending fp32 sum). std::nullopt for any other source (the
+/// model then uses its float copy).
 template <TensorSource S>
 std::optional<AnyLinear> load_partner_view(const S& src, const std::string& weight_name,
                                            std::size_t out, std::size_t in) {
@@ -392,8 +386,7 @@ std::optional<AnyLinear> load_partner_view(const S& src, const std::string& weig
                   src.semantics() == decltype(src.semantics())::partner_dot;
                   src.stored_type(weight_name) == FormatId::f32;
                 }) {
-    if (src.semantics() == decltype(src.semantics())::partner_dot &&
-        partner_view_format(src.stored_type(weight_name))) {
+    if (src.semantics() == decltype(src.semantics())::partner_dot) {
       return load_linear<AnyLinear>(src, weight_name, out, in);
     }
   }

@@ -37,33 +37,18 @@ inline void hc_split_sinkhorn(const float* mixes, const float* scale, const floa
       c[a][b] = Ggml ? std::fma(mixes[k], scale[2], base[k]) : mixes[k] * scale[2] + base[k];
     }
   }
-  auto normalise_columns = [&c, eps] {
-    for (std::size_t b = 0; b < HC; ++b) {
+  // each column (columns) or row of c divided by its sum + eps (Ggml: times 1 / (eps + Σ))
+  auto normalise = [&c, eps](bool columns) {
+    for (std::size_t u = 0; u < HC; ++u) {
+      const auto at = [&](std::size_t v) -> float& { return columns ? c[v][u] : c[u][v]; };
+      float s = Ggml ? eps : 0.f;
+      for (std::size_t v = 0; v < HC; ++v) s += at(v);
       if constexpr (Ggml) {
-        float s = eps;
-        for (std::size_t a = 0; a < HC; ++a) s += c[a][b];
         const float inv = 1.0f / s;
-        for (std::size_t a = 0; a < HC; ++a) c[a][b] = c[a][b] * inv;
+        for (std::size_t v = 0; v < HC; ++v) at(v) = at(v) * inv;
       } else {
-        float s = 0.f;
-        for (std::size_t a = 0; a < HC; ++a) s += c[a][b];
         const float d = s + eps;
-        for (std::size_t a = 0; a < HC; ++a) c[a][b] = c[a][b] / d;
-      }
-    }
-  };
-  auto normalise_rows = [&c, eps] {
-    for (std::size_t a = 0; a < HC; ++a) {
-      if constexpr (Ggml) {
-        float s = eps;
-        for (std::size_t b = 0; b < HC; ++b) s += c[a][b];
-        const float inv = 1.0f / s;
-        for (std::size_t b = 0; b < HC; ++b) c[a][b] = c[a][b] * inv;
-      } else {
-        float s = 0.f;
-        for (std::size_t b = 0; b < HC; ++b) s += c[a][b];
-        const float d = s + eps;
-        for (std::size_t b = 0; b < HC; ++b) c[a][b] = c[a][b] / d;
+        for (std::size_t v = 0; v < HC; ++v) at(v) = at(v) / d;
       }
     }
   };
@@ -83,10 +68,10 @@ inline void hc_split_sinkhorn(const float* mixes, const float* scale, const floa
       for (std::size_t b = 0; b < HC; ++b) c[a][b] = c[a][b] / s + eps;
     }
   }
-  normalise_columns();
+  normalise(true);
   for (int it = 1; it < iters; ++it) {
-    normalise_rows();
-    normalise_columns();
+    normalise(false);
+    normalise(true);
   }
   for (std::size_t a = 0; a < HC; ++a) {
     for (std::size_t b = 0; b < HC; ++b) comb[a * HC + b] = c[a][b];

@@ -10,14 +10,18 @@
 // depend on the split, so results are identical for any thread count. Against the reference
 // backend:
 //  * dense GEMMs (DenseLinear<float>, DenseLinear<bf16>, Linear<F32/F16/BF16>) use lane-parallel
-//    fp32 accumulation (Highway), so they differ from the reference's sequential sums by rounding;
+//    fp32 accumulation (Highway), so they differ from the reference's sequential sums by rounding,
+//    except Linear<F32/F16, PartnerDot> with K a multiple of 16: llama.cpp's float GEMM order
+//    (kernels::gemm_ggml), bit for bit F::dot_x86 as the reference computes it;
 //  * quantized Linear<F, PartnerDot> quantizes the activation to F's partner exactly as the
 //    reference does; Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4, IQ4_XS and the k-quants then
 //    run integer SIMD dots (kernels::b32_row / q451_row / kq_row: exact integer block sums, the
 //    blocks accumulated in fp32 lanes, so they differ from the reference's block-order sums by
 //    rounding); from kernels::kTileRows activation rows on, on CPUs with AVX-512 VNNI, a tile of
 //    16 weight rows is repacked for `vpdpbusd` (kernels::b32_tile / kq_tile: the 32-value
-//    formats then bit for bit the reference's dot); FP8_B128 and FP4_G32 run vectorised exact block
+//    formats then bit for bit the reference's dot); weights marked GgmlRepack run the repacked
+//    kernels' orders (kernels::repacked_row, bit for bit F::dot_repacked); FP8_B128 and FP4_G32
+//    run vectorised exact block
 //    sums (kernels::native_row), bit for bit the reference's dots; the other formats the
 //    reference's own block dot; threaded over output columns;
 //  * Linear<F, DequantDot> runs the dense GEMM on F32 / F16 / BF16 weights as stored (widened in
@@ -201,6 +205,31 @@ class Backend : public ref::Backend {
     for_tiles(x.size() / d, 16, x.size() * 4, [&](std::size_t v0, std::size_t v1) {
       ref::Backend::head_rms_norm<N>(x.subspan(v0 * d, (v1 - v0) * d), d, eps);
     });
+  }
+
+  /// The residual policy's post (residual_step): a four-stream hyper-connection's (a Mix with
+  /// post and comb coefficients) under llama.cpp's order with fp32 activations vectorised over
+  /// the channels and threaded over the tokens (kernels::hc_post_ggml, the same FMAs as
+  /// HyperConnection<4>::post); otherwise the policy's own post.
+  template <NumericsPolicy N, class R>
+  void residual_post(const R& r, std::span<const float> f, std::span<const float> res,
+                     const typename R::Mix& mix, std::span<float> out) const {
+    if constexpr (ggml_order<N>() && std::is_same_v<typename N::act, Fp32Act> && R::streams == 4 &&
+                  requires { mix.post.data(), mix.comb.data(); }) {
+      const std::size_t d = r.dim();
+      const std::size_t t = mix.tokens;
+      DSV4_CHECK(f.size() == t * d && res.size() == t * 4 * d && out.size() == t * 4 * d,
+                 ShapeError,
+                 "HyperConnection<4>::post of dim {} for {} tokens: sub-layer output of {} values, "
+                 "residual of {}, output of {}",
+                 d, t, f.size(), res.size(), out.size());
+      for_tiles(t, 4, t * d * 16, [&](std::size_t t0, std::size_t t1) {
+        kernels::hc_post_ggml(f.data() + t0 * d, res.data() + t0 * 4 * d, mix.post.data() + t0 * 4,
+                              mix.comb.data() + t0 * 16, t1 - t0, d, out.data() + t0 * 4 * d);
+      });
+    } else {
+      r.template post<N>(f, res, mix, out);
+    }
   }
 
   /// Partial RoPE (as ref::Backend::rope, bit for bit: the same angles, the rotation
@@ -416,22 +445,17 @@ class Backend : public ref::Backend {
                         [&](std::size_t b, std::size_t e) { fn(b * tile, std::min(e * tile, n)); });
   }
 
-  // y = N(x · Wᵀ) for a dense row-major weight of T (float, bf16 or f16).
-  template <NumericsPolicy N, class T>
+  // y = N(x · Wᵀ) for a dense row-major weight of T (float, bf16 or f16); Ggml: in llama.cpp's
+  // x86 float GEMM order (kernels::gemm_ggml; in % 16 == 0).
+  template <NumericsPolicy N, bool Ggml = false, class T>
   void dense(const T* w, std::size_t out, std::size_t in, ConstView2<float> x,
              View2<float> y) const {
     for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
-      kernels::gemm(x.data, x.stride, x.rows, w, in, o0, o1, in, y.data, y.stride);
-      round_columns<N>(y, o0, o1);
-    });
-  }
-
-  // As dense, in llama.cpp's x86 float GEMM order (kernels::gemm_ggml; in % 16 == 0).
-  template <NumericsPolicy N, class T>
-  void dense_ggml(const T* w, std::size_t out, std::size_t in, ConstView2<float> x,
-                  View2<float> y) const {
-    for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
-      kernels::gemm_ggml(x.data, x.stride, x.rows, w, in, o0, o1, in, y.data, y.stride);
+      if constexpr (Ggml) {
+        kernels::gemm_ggml(x.data, x.stride, x.rows, w, in, o0, o1, in, y.data, y.stride);
+      } else {
+        kernels::gemm(x.data, x.stride, x.rows, w, in, o0, o1, in, y.data, y.stride);
+      }
       round_columns<N>(y, o0, o1);
     });
   }
@@ -454,7 +478,7 @@ class Backend : public ref::Backend {
         static_assert(sizeof(typename F::block_type) == sizeof(float));
         const auto* wf = reinterpret_cast<const float*>(w.blocks().data());
         if (in % 16 == 0) {  // F32::dot_x86: llama.cpp's float GEMM order
-          dense_ggml<N>(wf, out, in, x, y);
+          dense<N, true>(wf, out, in, x, y);
         } else {
           dense<N>(wf, out, in, x, y);
         }
@@ -470,7 +494,7 @@ class Backend : public ref::Backend {
         const ConstView2<float> xv(xr.data(), x.rows, in);
         if constexpr (std::same_as<F, F16>) {
           if (in % 16 == 0) {
-            dense_ggml<N>(w.blocks().data(), out, in, xv, y);
+            dense<N, true>(w.blocks().data(), out, in, xv, y);
             return;
           }
         }
@@ -520,8 +544,7 @@ class Backend : public ref::Backend {
         for_tiles(out, kTile, x.rows * out * in, [&](std::size_t o0, std::size_t o1) {
           if constexpr (RepackedDotFormat<F>) {
             if (repacked) {  // llama.cpp's repacked kernels (Linear::row_dot)
-              const std::size_t gemm_rows =
-                  w.repack() == GgmlRepack::mul_mat ? x.rows - x.rows % 4 : 0;
+              const std::size_t gemm_rows = repack_gemm_rows(w.repack(), x.rows);
               ScratchBuffer<std::uint8_t> q(nb * 256);
               ScratchBuffer<kernels::KqBlock> k(nb);
               for (std::size_t o = o0; o < o1; ++o)

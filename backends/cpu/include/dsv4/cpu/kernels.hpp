@@ -163,6 +163,13 @@ void sparse_attention_heads(const float* q, std::size_t heads, const float* kv,
 void rope_rotate(float* x, std::size_t n_vec, std::size_t vec_len, std::size_t rope_dim,
                  const float* cdup, const float* salt, bool round_bf16, bool ggml_fma = false);
 
+/// The four-stream hyper-connections' post in llama.cpp's order, bit for bit
+/// HyperConnection<4>::post under ggml_order: out[t][j][c] = post[t][j]·f[t][c] followed by one FMA
+/// of comb[t][i][j]· res[t][i][c] for each i < 4, for t < tokens, c < d. f: [tokens, d]; res, out:
+/// [tokens, 4, d] (may alias); post: [tokens, 4]; comb: [tokens, 4, 4].
+void hc_post_ggml(const float* f, const float* res, const float* post, const float* comb,
+                  std::size_t tokens, std::size_t d, float* out);
+
 /// The compressor's pooling (ref::Backend::softmax_pool's order, each channel a lane): y_f =
 /// Σ_k kv[k][f]·(e_k,f / Σ_j e_j,f), e = exp(score − max), with Highway's exp (a few ulp from
 /// std::exp, so results differ from the reference's by rounding).
