@@ -14,6 +14,7 @@
 #include <dsv4/cpu/backend.hpp>
 #include <dsv4/cpu/kernels.hpp>
 #include <dsv4/formats/linear.hpp>
+#include <dsv4/layers/mhc.hpp>
 #include <limits>
 #include <random>
 #include <string>
@@ -744,4 +745,38 @@ TEST_CASE_TEMPLATE("cpu kernels: dequantize_blocks is the format's dequantize, b
                                        w.blocks().size(), got.data());
     CHECK(same_bits(got, want));
   });
+}
+
+TEST_CASE("cpu::Backend residual_post: the hyper-connections' post, llama.cpp's order, same bits") {
+  // kernels::hc_post_ggml against HyperConnection<4>::post under ggml_order: odd and even widths,
+  // every SIMD target, 1 and 3 threads, the output apart from and aliasing the residual
+  for (const std::size_t dim : {std::size_t{256}, std::size_t{37}}) {
+    CAPTURE(dim);
+    constexpr std::size_t kT = 9;
+    const d::HyperConnection<4> hc(
+        d::f32_linear(std::vector<float>(24 * 4 * dim, 0.0f), 24, 4 * dim),
+        std::vector<float>(24, 0.0f), {1.0f, 1.0f, 1.0f}, dim, 1e-6f, 1e-6f, 20);
+    d::HyperConnection<4>::Mix mix;
+    mix.tokens = kT;
+    const auto post = random_values(kT * 4, 31);
+    const auto comb = random_values(kT * 16, 32);
+    mix.post.resize(post.size());
+    mix.comb.resize(comb.size());
+    std::copy(post.begin(), post.end(), mix.post.begin());
+    std::copy(comb.begin(), comb.end(), mix.comb.begin());
+    const auto f = random_values(kT * dim, 33);
+    const auto res = random_values(kT * 4 * dim, 34);
+    std::vector<float> want(res.size());
+    hc.post<d::PlainFp32Numerics>(f, res, mix, want);
+    d::test::for_each_simd_target([&] {
+      for (const int threads : {1, 3}) {
+        std::vector<float> got(res.size());
+        d::cpu::Backend(threads).residual_post<d::PlainFp32Numerics>(hc, f, res, mix, got);
+        CHECK(same_bits(got, want));
+        std::vector<float> inplace = res;
+        d::cpu::Backend(threads).residual_post<d::PlainFp32Numerics>(hc, f, inplace, mix, inplace);
+        CHECK(same_bits(inplace, want));
+      }
+    });
+  }
 }
