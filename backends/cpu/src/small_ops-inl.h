@@ -97,15 +97,27 @@ HWY_INLINE void HcPostGgml(const float* HWY_RESTRICT f, const float* res, const 
 #if HWY_TARGET != HWY_SCALAR
     if (HWY_NATIVE_FMA) {
       for (; c + N <= d; c += N) {
+        // (named vectors: SVE's sizeless vectors cannot live in arrays)
         const auto fv = hn::LoadU(df, ft + c);
-        hn::Vec<decltype(df)> xs[4], ys[4];
-        for (size_t i = 0; i < 4; ++i) xs[i] = hn::LoadU(df, x + i * d + c);
-        for (size_t j = 0; j < 4; ++j) {
+        const auto x0 = hn::LoadU(df, x + c);
+        const auto x1 = hn::LoadU(df, x + d + c);
+        const auto x2 = hn::LoadU(df, x + 2 * d + c);
+        const auto x3 = hn::LoadU(df, x + 3 * d + c);
+        const auto out_j = [&](size_t j) {
           auto acc = hn::Mul(hn::Set(df, p[j]), fv);
-          for (size_t i = 0; i < 4; ++i) acc = hn::MulAdd(hn::Set(df, cb[4 * i + j]), xs[i], acc);
-          ys[j] = acc;
-        }
-        for (size_t j = 0; j < 4; ++j) hn::StoreU(ys[j], df, o + j * d + c);
+          acc = hn::MulAdd(hn::Set(df, cb[j]), x0, acc);
+          acc = hn::MulAdd(hn::Set(df, cb[4 + j]), x1, acc);
+          acc = hn::MulAdd(hn::Set(df, cb[8 + j]), x2, acc);
+          return hn::MulAdd(hn::Set(df, cb[12 + j]), x3, acc);
+        };
+        const auto y0 = out_j(0);
+        const auto y1 = out_j(1);
+        const auto y2 = out_j(2);
+        const auto y3 = out_j(3);
+        hn::StoreU(y0, df, o + c);
+        hn::StoreU(y1, df, o + d + c);
+        hn::StoreU(y2, df, o + 2 * d + c);
+        hn::StoreU(y3, df, o + 3 * d + c);
       }
     }
 #else
